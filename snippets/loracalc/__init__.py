@@ -1,0 +1,1 @@
+"""loracalc: the numbers behind the LoRA & QLoRA module (standard library only)."""
