@@ -1,0 +1,352 @@
+"""Shared helpers for the labs: dataset loading, device checks, memory readings, atomic saves,
+and a tiny Llama-shaped model for trying the labs (and testing them) without a download.
+
+Only the standard library is imported at module level, so a lab's `--help` stays instant.
+torch, transformers and tokenizers are imported inside the functions that need them.
+
+Build the tiny model once, then point any lab at it:
+
+    python gpu_labs/labkit.py tiny-model runs/tiny-llama
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+LABS_DIR = Path(__file__).resolve().parent
+DEFAULT_DATASET = LABS_DIR / "data" / "instructions.jsonl"
+# Written as the last file of every complete save; a directory without it is half-written.
+COMPLETE_MARKER = "SAVE_COMPLETE"
+
+# Short names a reader can pass to --targets, mapped to the Llama/Mistral/Qwen module names.
+TARGET_ALIASES = {
+    "q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
+    "gate": "gate_proj", "up": "up_proj", "down": "down_proj",
+}
+
+
+class LabError(Exception):
+    """A problem the user can fix; the message says how. Printed without a traceback."""
+
+
+def run_cli(main) -> None:
+    """Run a lab's main(), printing a LabError as one clear message and exiting with status 2."""
+    try:
+        sys.exit(main())
+    except LabError as err:
+        print(f"\nerror: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def quiet_libraries() -> None:
+    """Silence notices that say nothing to a learner (bitsandbytes asks for an optional `kernels` package)."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*kernels.*")
+    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*; peft still calls the old names.
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated.*", category=FutureWarning)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def format_prompt(instruction: str) -> str:
+    """The prompt template every lab uses; the response follows it directly."""
+    return f"### Instruction:\n{instruction.strip()}\n\n### Response:\n"
+
+
+def load_instruction_jsonl(path: str | os.PathLike, instruction_field: str = "instruction",
+                           response_field: str = "response") -> list[dict]:
+    """Read instruction/response pairs, one JSON object per line; blank lines are skipped.
+
+    Every problem names the file and line and says what to change.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LabError(f"{path}: no such file. Pass a JSONL file of instruction/response pairs, "
+                       f"for example --dataset {DEFAULT_DATASET.relative_to(LABS_DIR.parent)}")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise LabError(f"{where}: not valid JSON ({err.msg} at column {err.colno}). "
+                               "Each line must be one JSON object, e.g. "
+                               '{"instruction": "...", "response": "..."}') from None
+            if not isinstance(row, dict):
+                raise LabError(f"{where}: expected a JSON object, got {type(row).__name__}.")
+            for field in (instruction_field, response_field):
+                if not isinstance(row.get(field), str) or not row[field].strip():
+                    found = ", ".join(sorted(row)) or "none"
+                    raise LabError(f"{where}: missing or empty text field '{field}' (keys on this line: "
+                                   f"{found}). Add it, or name your fields with --instruction-field / "
+                                   "--response-field.")
+            rows.append({"instruction": row[instruction_field], "response": row[response_field]})
+    if not rows:
+        raise LabError(f"{path}: the file holds no examples.")
+    return rows
+
+
+def load_dataset_rows(name: str, instruction_field: str, response_field: str, split: str = "train") -> list[dict]:
+    """A local JSONL file, or a dataset on the Hugging Face Hub (needs the `datasets` package)."""
+    if Path(name).suffix in {".jsonl", ".json"} or Path(name).exists():
+        return load_instruction_jsonl(name, instruction_field, response_field)
+    try:
+        import datasets  # noqa: PLC0415 - optional dependency, only for Hub datasets
+    except ImportError:
+        raise LabError(f"'{name}' is not a local file, so it would be loaded from the Hub, which needs the "
+                       "`datasets` package: pip install datasets (or pass a local .jsonl file).") from None
+    table = datasets.load_dataset(name, split=split)
+    missing = [f for f in (instruction_field, response_field) if f not in table.column_names]
+    if missing:
+        raise LabError(f"dataset '{name}' has no column(s) {missing}; its columns are {table.column_names}. "
+                       "Name yours with --instruction-field / --response-field.")
+    return [{"instruction": r[instruction_field], "response": r[response_field]} for r in table]
+
+
+def tokenize_pairs(rows: list[dict], tokenizer, seq_len: int) -> list[dict]:
+    """Token ids for prompt + response + EOS, with the prompt's labels masked (-100) so only the
+    response is learned. Examples longer than seq_len are cut at seq_len."""
+    examples = []
+    for row in rows:
+        prompt_ids = tokenizer(format_prompt(row["instruction"]), add_special_tokens=True)["input_ids"]
+        response_ids = tokenizer(row["response"].strip(), add_special_tokens=False)["input_ids"]
+        eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        input_ids = (prompt_ids + response_ids + eos)[:seq_len]
+        labels = ([-100] * len(prompt_ids) + response_ids + eos)[:seq_len]
+        if all(label == -100 for label in labels):
+            continue  # the prompt alone fills seq_len: nothing left to learn from this example
+        examples.append({"input_ids": input_ids, "labels": labels})
+    if not examples:
+        raise LabError(f"--seq-len {seq_len} is shorter than every prompt, so no response token is left to "
+                       "train on. Raise --seq-len.")
+    return examples
+
+
+def pad_collate(pad_token_id: int):
+    """Right-pad a batch to its longest example; padding is masked out of attention and loss."""
+    import torch
+
+    def collate(batch: list[dict]) -> dict:
+        width = max(len(ex["input_ids"]) for ex in batch)
+        ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, ex in enumerate(batch):
+            n = len(ex["input_ids"])
+            ids[i, :n] = torch.tensor(ex["input_ids"])
+            labels[i, :n] = torch.tensor(ex["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return collate
+
+
+def probe_loss(model, examples: list[dict], pad_token_id: int, count: int = 16) -> float:
+    """Mean loss per response token on the first `count` examples, in eval mode (no dropout): a fixed
+    yardstick to compare base vs adapter, and a saved adapter vs the same adapter reloaded."""
+    import torch
+
+    batch = pad_collate(pad_token_id)(examples[:count])
+    device = next(p for p in model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss.item()
+    model.train(was_training)
+    return loss
+
+
+# --- devices and memory --------------------------------------------------------------------------
+
+def resolve_compute_dtype(name: str):
+    """Map --compute-dtype to a torch dtype and fail early where the hardware cannot do it."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            name = "fp32"  # bf16 matmuls on most CPUs are emulated and slow
+    if name == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        gpu = torch.cuda.get_device_name(0)
+        raise LabError(f"--compute-dtype bf16: {gpu} has no bf16 support (it needs compute capability 8.0+, "
+                       "e.g. A100, L4, RTX 30xx or newer). Use --compute-dtype fp16 (watch for loss spikes: "
+                       "fp16 overflows more easily) or a newer GPU.")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def require_cuda(option: str, fix: str) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise LabError(f"{option} needs a CUDA GPU and none is visible (torch {torch.__version__}, "
+                       f"CUDA build: {torch.version.cuda or 'no'}). {fix}")
+
+
+def reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def memory_now_bytes() -> int:
+    """Memory in use now: CUDA tensors on a GPU, else this process's resident set."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.memory_allocated()
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return 0
+
+
+def peak_memory() -> tuple[int, str]:
+    """(bytes, what was measured): CUDA's peak allocation on a GPU, else the process's peak RSS."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS of this process (CPU run)"
+
+
+def gpu_total_bytes() -> int | None:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    return None
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
+
+
+def dir_size_bytes(path: str | os.PathLike) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+    import platform
+
+    versions = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "accelerate"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            versions[pkg] = md.version(pkg)
+    return versions
+
+
+# --- saving ---------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_directory(final: str | os.PathLike):
+    """Yield a staging directory next to `final`; on success write the completion marker and rename
+    it into place (a rename is atomic on one file system), replacing an older `final`.
+    A crash leaves only a `.tmp-*` directory, which readers ignore."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        (staging / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+        if final.exists():
+            old = final.parent / f".old-{final.name}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(staging, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def is_complete(directory: str | os.PathLike) -> bool:
+    return (Path(directory) / COMPLETE_MARKER).is_file()
+
+
+# --- the tiny model ------------------------------------------------------------------------------
+
+# Llama-shaped, small enough to train on a laptop CPU in seconds; every dimension is a multiple of 64
+# so bitsandbytes' NF4 blocks (64 weights) tile each matrix exactly. initializer_range is 5x the usual
+# 0.02: with a frozen random lm_head that small, logits stay near zero whatever the adapters do, and
+# the loss could not fall far below ln(vocab) - a trained model has no such limit.
+TINY_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
+                  tie_word_embeddings=False, initializer_range=0.1)
+
+
+def build_tiny_model(out_dir: str | os.PathLike, vocab_size: int = 512, seed: int = 0,
+                     corpus: str | os.PathLike = DEFAULT_DATASET) -> Path:
+    """Write a random-weight Llama-shaped model and a BPE tokenizer trained on `corpus` to out_dir,
+    in the same layout as a model downloaded from the Hub, so labs load it with from_pretrained."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir)
+    texts = []
+    for row in load_instruction_jsonl(corpus):
+        texts += [format_prompt(row["instruction"]), row["response"]]
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", pad_token="<pad>")
+
+    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         **TINY_LLAMA)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    with atomic_directory(out_dir) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    return out_dir
+
+
+def _cli() -> None:
+    parser = argparse.ArgumentParser(description="Helpers for the labs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tiny = sub.add_parser("tiny-model", help="write a tiny random-weight Llama + tokenizer to a folder")
+    tiny.add_argument("out_dir", help="folder to create (replaced if it exists)")
+    tiny.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size of the tokenizer")
+    tiny.add_argument("--seed", type=int, default=0, help="seed for the random weights")
+    args = parser.parse_args()
+    quiet_libraries()
+    path = build_tiny_model(args.out_dir, vocab_size=args.vocab_size, seed=args.seed)
+    print(f"tiny Llama-shaped model and tokenizer written to {path}")
+
+
+if __name__ == "__main__":
+    _cli()
