@@ -399,8 +399,11 @@ def main(argv=None) -> int:
     # Data order: one fixed permutation per epoch from --seed, split across processes by accelerate.
     def epoch_loader(epoch: int):
         order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
+        # Its own generator: a DataLoader otherwise draws a seed from the global RNG each time it is
+        # iterated, which would shift the dropout masks of a resumed run.
         loader = DataLoader(Subset(examples, order), batch_size=args.batch_size, shuffle=False,
-                            collate_fn=labkit.pad_collate(tokenizer.pad_token_id))
+                            collate_fn=labkit.pad_collate(tokenizer.pad_token_id),
+                            generator=torch.Generator().manual_seed(args.seed))
         return accelerator.prepare(loader)
 
     micro_per_epoch = len(epoch_loader(0))

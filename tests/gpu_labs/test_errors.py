@@ -1,0 +1,79 @@
+"""Each mistake a user can make stops the lab early with a message that names the problem and the fix."""
+
+from __future__ import annotations
+
+import pytest
+from lab_helpers import labkit, run_lab
+
+
+def fail(*args):
+    proc = run_lab("qlora_finetune.py", *args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+def test_line_that_is_not_json_names_file_and_line(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"instruction": "a", "response": "b"}\n\n{"instruction": "c", "response": "d"\n')
+    message = fail("--model", "unused", "--dataset", data)
+    assert f"{data}:3: not valid JSON" in message
+
+
+def test_missing_field_names_file_line_and_the_option_to_rename(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"instruction": "a", "response": "b"}\n{"instruction": "c", "answer": "d"}\n')
+    message = fail("--model", "unused", "--dataset", data)
+    assert f"{data}:2: missing or empty text field 'response'" in message
+    assert "answer" in message and "--response-field" in message
+
+
+def test_renamed_fields_are_accepted(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"q": "c", "a": "d"}\n')
+    assert labkit.load_instruction_jsonl(data, "q", "a") == [{"instruction": "c", "response": "d"}]
+
+
+def test_non_positive_rank_fails_before_loading_anything():
+    assert "--rank 0" in fail("--model", "unused", "--rank", "0")
+
+
+@pytest.mark.slow
+def test_target_module_the_model_does_not_have(tiny_model):
+    message = fail("--model", tiny_model, "--targets", "q,query_key_value")
+    assert "no module named query_key_value" in message
+    assert "q_proj" in message and "down_proj" in message  # the real names are listed
+
+
+@pytest.mark.slow
+def test_rank_above_the_layer_width(tiny_model):
+    # The tiny model's k_proj maps 64 -> 32 features (2 KV heads x 16): no update of rank 48 exists.
+    message = fail("--model", tiny_model, "--targets", "q,k,v", "--rank", "48")
+    assert "--rank 48 is larger than k_proj allows" in message and "64 -> 32" in message
+
+
+@pytest.mark.slow
+def test_paged_optimizer_without_cuda(tiny_model):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    message = fail("--model", tiny_model, "--optimizer", "paged_adamw_8bit")
+    assert "needs a CUDA GPU" in message and "--optimizer adamw" in message
+
+
+def test_oom_message_says_what_to_change():
+    import argparse
+
+    import qlora_finetune
+
+    class Estimate:
+        total_bytes = 30 * 2**30
+
+    args = argparse.Namespace(batch_size=8, grad_accum=2, gradient_checkpointing=False, seq_len=2048,
+                              optimizer="adamw", method="lora", rank=64)
+    message = qlora_finetune.oom_message(args, Estimate(), step=1)
+    assert "30.00 GiB" in message
+    for fix in ("--batch-size 4 --grad-accum 4", "--gradient-checkpointing", "--seq-len 1024",
+                "--optimizer paged_adamw_8bit", "--method qlora", "--rank 32"):
+        assert fix in message
