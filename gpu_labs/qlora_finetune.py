@@ -361,7 +361,8 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
-    accelerator = Accelerator()
+    # cpu=True on a machine without CUDA lets torchrun / accelerate launch start gloo processes there.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     is_main = accelerator.is_main_process
     log = (lambda msg: print(msg, flush=True)) if is_main else (lambda msg: None)
 

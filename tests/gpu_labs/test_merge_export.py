@@ -1,0 +1,48 @@
+"""Merging an adapter into a 16-bit base: the saved merged model computes what base + adapter computes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from lab_helpers import labkit, run_lab
+
+pytestmark = pytest.mark.slow
+
+
+def test_fp32_merge_matches_base_plus_adapter(tiny_model, trained_adapter, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "merged"
+    proc = run_lab("merge_export.py", "--adapter", trained_adapter / "adapter", "--output", out, "--dtype", "fp32")
+    assert "Why not merge into the 4-bit base?" in proc.stdout
+    report = json.loads((out / "merge_report.json").read_text())
+    assert report["logit_check"]["relative"] <= 1e-5
+    assert not (out / "adapter_config.json").exists()  # an ordinary model folder, no peft needed
+
+    # Independent of the script: base + adapter through peft vs the saved folder through transformers.
+    torch.set_num_threads(1)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    examples = labkit.tokenize_pairs(labkit.load_instruction_jsonl(labkit.DEFAULT_DATASET)[:8], tokenizer, 512)
+    batch = labkit.pad_collate(tokenizer.pad_token_id)(examples)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    with torch.no_grad():
+        plain = base(**inputs).logits
+        expected = PeftModel.from_pretrained(base, trained_adapter / "adapter").eval()(**inputs).logits
+        merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)(**inputs).logits
+    assert torch.allclose(merged, expected, atol=1e-4, rtol=0)
+    assert (merged - plain).abs().max() > 0.1  # the adapter really changed the model
+
+
+def test_bf16_merge_passes_its_stated_tolerance(trained_adapter, tmp_path):
+    out = tmp_path / "merged-bf16"
+    proc = run_lab("merge_export.py", "--adapter", trained_adapter / "adapter", "--output", out)
+    report = json.loads((out / "merge_report.json").read_text())
+    assert report["dtype"] == "bf16" and report["logit_check"]["relative"] <= report["tolerance"]
+    # The adapter came from QLoRA, so the script also compares with the NF4 model as trained.
+    assert "NF4 base + adapter" in proc.stdout
+    nf4 = report["nf4_merge_error"]
+    assert nf4["mean_abs_rounding_error"] > 0 and nf4["relative_error_of_update"] > 0
