@@ -137,6 +137,22 @@ def tokenize_pairs(rows: list[dict], tokenizer, seq_len: int) -> list[dict]:
     return examples
 
 
+def pack_examples(examples: list[dict], seq_len: int) -> list[dict]:
+    """Concatenate examples and cut the stream into blocks of exactly seq_len tokens (the last partial
+    block is dropped). No padding is wasted, and every batch has the shape memory estimates assume.
+    Attention still spans example boundaries inside a block, the usual trade-off of simple packing."""
+    ids, labels = [], []
+    for ex in examples:
+        ids += ex["input_ids"]
+        labels += ex["labels"]
+    blocks = [{"input_ids": ids[i:i + seq_len], "labels": labels[i:i + seq_len]}
+              for i in range(0, len(ids) - seq_len + 1, seq_len)]
+    if not blocks:
+        raise LabError(f"--pack: the whole dataset is {len(ids)} tokens, less than one --seq-len {seq_len} block. "
+                       "Lower --seq-len or drop --pack.")
+    return blocks
+
+
 def pad_collate(pad_token_id: int):
     """Right-pad a batch to its longest example; padding is masked out of attention and loss."""
     import torch
@@ -335,6 +351,46 @@ def build_tiny_model(out_dir: str | os.PathLike, vocab_size: int = 512, seed: in
     return out_dir
 
 
+# Shapes of real models, copied from their published config.json files (meta-llama/Llama-3.2-1B and
+# meta-llama/Llama-3.1-8B on the Hugging Face Hub). Memory depends on shapes, not on weight values, so a
+# random-weight model of the same shape measures the same memory without a gated download.
+REAL_SHAPES = {
+    "llama-3.2-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
+                         rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=True, head_dim=64),
+    "llama-3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
+                         rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=False, head_dim=128),
+}
+
+
+def build_random_model(shape: str, out_dir: str | os.PathLike, tokenizer_from: str | os.PathLike | None = None,
+                       seed: int = 0) -> Path:
+    """Save a random-weight model of a real shape (bf16, built on the GPU if there is one) with the tiny
+    BPE tokenizer, whose ids all fall inside the real vocabulary. For memory and speed checks only."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    if shape not in REAL_SHAPES:
+        raise LabError(f"unknown shape {shape!r}; known: {', '.join(REAL_SHAPES)}")
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer_dir = Path(tokenizer_from) if tokenizer_from else build_tiny_model(Path(tmp) / "tiny")
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = LlamaConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, **REAL_SHAPES[shape])
+    torch.manual_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):  # built directly in bf16: no fp32 copy on the way
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with atomic_directory(out_dir) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    return out_dir
+
+
 def _cli() -> None:
     parser = argparse.ArgumentParser(description="Helpers for the labs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -342,10 +398,17 @@ def _cli() -> None:
     tiny.add_argument("out_dir", help="folder to create (replaced if it exists)")
     tiny.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size of the tokenizer")
     tiny.add_argument("--seed", type=int, default=0, help="seed for the random weights")
+    shaped = sub.add_parser("random-model", help="write a random-weight model of a real shape (bf16) + tiny tokenizer")
+    shaped.add_argument("shape", choices=sorted(REAL_SHAPES), help="which published config to copy")
+    shaped.add_argument("out_dir", help="folder to create (replaced if it exists)")
     args = parser.parse_args()
     quiet_libraries()
-    path = build_tiny_model(args.out_dir, vocab_size=args.vocab_size, seed=args.seed)
-    print(f"tiny Llama-shaped model and tokenizer written to {path}")
+    if args.command == "tiny-model":
+        path = build_tiny_model(args.out_dir, vocab_size=args.vocab_size, seed=args.seed)
+        print(f"tiny Llama-shaped model and tokenizer written to {path}")
+    else:
+        path = build_random_model(args.shape, args.out_dir)
+        print(f"random-weight {args.shape}-shaped model written to {path} ({human_bytes(dir_size_bytes(path))})")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from labkit import LabError  # noqa: E402
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
 # Settings that change the data order, step count or learning-rate schedule: a resumed run must match them.
 RESUME_KEYS = ("model", "dataset", "method", "rank", "alpha", "dropout", "targets", "lr", "warmup_ratio",
-               "epochs", "max_steps", "batch_size", "grad_accum", "seq_len", "optimizer", "seed",
+               "epochs", "max_steps", "batch_size", "grad_accum", "seq_len", "pack", "optimizer", "seed",
                "weight_decay", "compute_dtype", "world_size")
 
 
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, default=4, help="examples per device per micro-batch: memory grows with it")
     add("--grad-accum", type=int, default=4, help="micro-batches summed per optimizer step: larger batch, no extra memory")
     add("--seq-len", type=int, default=512, help="longest example in tokens; longer ones are cut")
+    add("--pack", action="store_true", help="concatenate examples into full --seq-len blocks: no padding, fixed shapes")
     add("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True, help="recompute activations in backward: less memory, ~30%% more compute")
     add("--optimizer", choices=OPTIMIZERS, default="adamw", help="adamw: 8 B/param state; adamw_8bit: 2 B/param; paged_adamw_8bit: 2 B/param and spills to CPU (CUDA only)")
     add("--weight-decay", type=float, default=0.0, help="AdamW weight decay on the trained weights")
@@ -378,6 +379,7 @@ def main(argv=None) -> int:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     examples = labkit.tokenize_pairs(rows, tokenizer, args.seq_len)
+    train_examples = labkit.pack_examples(examples, args.seq_len) if args.pack else examples
 
     device_index = accelerator.local_process_index if torch.cuda.is_available() else None
     labkit.reset_peak_memory()
@@ -399,10 +401,10 @@ def main(argv=None) -> int:
 
     # Data order: one fixed permutation per epoch from --seed, split across processes by accelerate.
     def epoch_loader(epoch: int):
-        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
+        order = torch.randperm(len(train_examples), generator=torch.Generator().manual_seed(args.seed + epoch)).tolist()
         # Its own generator: a DataLoader otherwise draws a seed from the global RNG each time it is
         # iterated, which would shift the dropout masks of a resumed run.
-        loader = DataLoader(Subset(examples, order), batch_size=args.batch_size, shuffle=False,
+        loader = DataLoader(Subset(train_examples, order), batch_size=args.batch_size, shuffle=False,
                             collate_fn=labkit.pad_collate(tokenizer.pad_token_id),
                             generator=torch.Generator().manual_seed(args.seed))
         return accelerator.prepare(loader)
@@ -426,7 +428,7 @@ def main(argv=None) -> int:
         output_dir.mkdir(parents=True, exist_ok=True)
         old = log_path.read_text().splitlines() if start_step and log_path.exists() else []
         log_path.write_text("".join(line + "\n" for line in old if json.loads(line)["step"] <= start_step))
-    log(f"{len(examples)} examples, {micro_per_epoch} micro-batches/epoch/process, {total_steps} optimizer steps "
+    log(f"{len(examples)} examples{f' packed into {len(train_examples)} blocks of {args.seq_len} tokens' if args.pack else ''}, {micro_per_epoch} micro-batches/epoch/process, {total_steps} optimizer steps "
         f"(batch {args.batch_size} x accum {args.grad_accum} x {accelerator.num_processes} processes)")
 
     stop = {"signal": None}

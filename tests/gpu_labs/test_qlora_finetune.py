@@ -70,3 +70,18 @@ def test_help_is_instant_and_every_option_has_help():
 
     for action in qlora_finetune.build_parser()._actions:
         assert action.help, action.option_strings
+
+
+def test_real_shapes_have_the_published_parameter_counts():
+    """The random-weight stand-ins the GPU checks use must have the real models' sizes: the model cards
+    give 1.23B (Llama-3.2-1B) and 8.03B (Llama-3.1-8B) parameters."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    counts = {}
+    for shape, config in labkit.REAL_SHAPES.items():
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(LlamaConfig(**config))
+        counts[shape] = sum(p.numel() for p in model.parameters())
+    assert 1.23e9 <= counts["llama-3.2-1b"] < 1.24e9
+    assert 8.03e9 <= counts["llama-3.1-8b"] < 8.04e9
