@@ -1,0 +1,82 @@
+"""The module's knowledge check, read from ``data/quiz.json`` with its numbers filled in.
+
+The questions, options and explanations are data; every number in them is written as a
+``{figure_name}`` placeholder and filled from :mod:`loracalc.figures` when the questions are read,
+so a quiz answer cannot drift from what the rest of the site computes.
+
+``questions()`` returns a list of dicts::
+
+    {"id": str, "page": "rank-trick.md", "prompt": str,
+     "options": [{"id": "a", "text": str, "correct": bool, "explanation": str}, ...],
+     "answer": "b"}                    # the id of the one correct option
+
+Standard library only: the same file runs in CPython and in Pyodide.
+"""
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+from typing import Any
+
+DATA_PATH = Path(__file__).resolve().parent / "data" / "quiz.json"
+
+
+def _error(message: str) -> Exception:
+    from . import LoraCalcError  # the engine's one documented exception
+
+    return LoraCalcError("quiz", message)
+
+
+def _raw() -> dict[str, Any]:
+    with open(DATA_PATH, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def placeholders(text: str) -> list[str]:
+    """Names of the ``{figure}`` placeholders in ``text``."""
+    return [name for _, name, _, _ in string.Formatter().parse(text) if name]
+
+
+def _fill(text: str, cache: dict[str, str]) -> str:
+    from . import figures
+
+    for name in placeholders(text):
+        if name not in cache:
+            try:
+                cache[name] = figures.render_figure(name)
+            except KeyError as exc:
+                raise _error(f"quiz placeholder {{{name}}} is not a known figure") from exc
+    return text.format_map(cache)
+
+
+def questions() -> list[dict[str, Any]]:
+    """The questions with every placeholder filled; raises LoraCalcError on malformed data."""
+    data = _raw()
+    cache: dict[str, str] = {}
+    out = []
+    for q in data["questions"]:
+        options = []
+        for opt in q["options"]:
+            options.append({
+                "id": opt["id"],
+                "text": _fill(opt["text"], cache),
+                "correct": bool(opt["correct"]),
+                "explanation": _fill(opt["explanation"], cache),
+            })
+        correct = [o["id"] for o in options if o["correct"]]
+        if len(correct) != 1:
+            raise _error(f"question {q['id']!r} must have exactly one correct option")
+        out.append({
+            "id": q["id"],
+            "page": q.get("page", ""),
+            "prompt": _fill(q["prompt"], cache),
+            "options": options,
+            "answer": correct[0],
+        })
+    return out
+
+
+def pass_mark() -> int:
+    """Score the module asks the reader to aim for (out of ``len(questions())``)."""
+    return int(_raw().get("pass_mark", 4))
