@@ -4,8 +4,8 @@ logits as base + adapter, and save it as an ordinary model folder (no peft neede
     python gpu_labs/merge_export.py --adapter runs/llama8b-qlora/adapter --output runs/llama8b-merged
 
 The base defaults to the one named in the adapter's adapter_config.json; pass --base to override.
-An 8B model in bf16 needs about 16 GB for the merge (GPU or CPU RAM) and about a minute, mostly loading
-and saving; the merged folder is as large as the base (16 GB), the adapter alone is megabytes.
+The merge holds the 16-bit base in memory (2 bytes per parameter: 16 GB for an 8B model, on the GPU or,
+without one, in CPU RAM); the merged folder is as large as the base, while the adapter alone is megabytes.
 
 On a CPU with the tiny model from `python gpu_labs/labkit.py tiny-model runs/tiny-llama` it takes seconds.
 """

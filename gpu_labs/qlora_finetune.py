@@ -1,7 +1,7 @@
 """QLoRA (or LoRA, or full) fine-tuning of a causal language model on instruction/response pairs.
 
-One GPU, QLoRA on an 8B model (about 10-12 GB at batch 4, seq 512, gradient checkpointing, rank 16
-on every linear layer; roughly 20-40 min per 1,000 steps on one A100/H100-class GPU, depending on the GPU):
+One GPU, QLoRA on an 8B model (before training the script prints loracalc's memory estimate for this
+exact run; `python -m loracalc memory ...` gives the same number before you rent a GPU):
 
     python gpu_labs/qlora_finetune.py --model meta-llama/Llama-3.1-8B \
         --dataset gpu_labs/data/instructions.jsonl --method qlora --rank 16 --targets all-linear \
@@ -357,7 +357,7 @@ def main(argv=None) -> int:
 
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
@@ -381,7 +381,10 @@ def main(argv=None) -> int:
     examples = labkit.tokenize_pairs(rows, tokenizer, args.seq_len)
     train_examples = labkit.pack_examples(examples, args.seq_len) if args.pack else examples
 
-    device_index = accelerator.local_process_index if torch.cuda.is_available() else None
+    # DDP: each process loads its own full copy onto its GPU. FSDP: no device_map; accelerate loads the
+    # weights on one rank (fsdp_cpu_ram_efficient_loading) and shards them over the GPUs in prepare().
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    device_index = accelerator.local_process_index if torch.cuda.is_available() and not fsdp else None
     labkit.reset_peak_memory()
     model = load_model(args, compute_dtype, device_index)
     targets = resolve_targets(args.targets)

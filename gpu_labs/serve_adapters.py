@@ -6,8 +6,9 @@ row uses a different adapter, in a single generate call.
         --adapter support=runs/support/adapter --adapter sql=runs/sql/adapter \
         --request "support: My invoice is wrong, what do I do?" --request "sql: Count the users per country"
 
-An 8B base in NF4 takes about 5.5 GB of GPU memory; each rank-16 all-linear adapter adds about 80 MB
-(fp32 weights) and loads in well under a second. Use `base:` as the adapter name for the plain base model.
+The script prints, per adapter, its size on disk, load time and the memory it adds to the shared base
+(a rank-16 all-linear adapter on an 8B Llama is 42M parameters: 168 MB in fp32, peft's default), and the
+time to switch adapters. Use `base:` as the adapter name for the plain base model.
 On a CPU the same commands work with the tiny model (`python gpu_labs/labkit.py tiny-model runs/tiny-llama`).
 """
 
