@@ -1,0 +1,198 @@
+"""The GPU memory calculator on the "GPU memory" page.
+
+Inputs (strings from the form): a model preset or a pasted ``config.json``, the method, rank, target
+modules, batch size, sequence length, gradient checkpointing, optimizer, attention implementation and
+a chosen GPU. Outputs: the total, a stacked bar of the breakdown whose segments carry each term's
+formula (on hover and on keyboard focus, and in a table), the three methods side by side, every GPU
+with a usage-vs-capacity bar, the largest batch and sequence that fit on the chosen GPU, the JSON
+that ``python -m loracalc memory --json`` prints, and predicted vs measured where the labs measured it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import loracalc
+from loracalc.widgets import widget
+
+from . import _common as c
+
+METHODS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit base)", "qlora": "QLoRA (NF4 base)"}
+TARGETS = {"q,v": "q, v", "q,k,v,o": "q, k, v, o", "all-linear": "all linear layers"}
+BATCH_MAX = 4096
+SEQ_MAX = 1_048_576
+RANK_MAX = 1024
+
+
+def _model(model: str, config: str):
+    name = c.text(model) or "llama-3.1-8b"
+    if name == "config":
+        raw = c.text(config)
+        if not raw:
+            raise loracalc.LoraCalcError("config", "config.json is empty: paste a model's config.json "
+                                                   "(or choose a preset)")
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise loracalc.LoraCalcError("config", f"config.json is not valid JSON ({exc.msg} at line "
+                                                   f"{exc.lineno}, column {exc.colno})") from None
+        if not isinstance(data, dict):
+            raise loracalc.LoraCalcError("config", "config.json must be a JSON object ({...})")
+        try:
+            return loracalc.model_from_config(data, name=str(data.get("_name_or_path") or "pasted config"))
+        except loracalc.LoraCalcError as exc:
+            raise loracalc.LoraCalcError("config", exc.message) from None
+    if name not in loracalc.list_models():
+        raise loracalc.LoraCalcError("model", f"model must be a preset or 'config' (got {name!r})")
+    return loracalc.get_model(name)
+
+
+def _settings(model, config, method, rank, targets, batch_size, seq_len, gradient_checkpointing,
+              optimizer, attention, gpu):
+    arch = _model(model, config)
+    s = {
+        "method": c.choice(method, "method", METHODS, "qlora"),
+        "rank": c.integer(rank, "rank", 1, RANK_MAX, "rank"),
+        "targets": c.choice(targets, "targets", TARGETS, "all-linear"),
+        "batch_size": c.integer(batch_size, "batch_size", 1, BATCH_MAX, "batch size"),
+        "seq_len": c.integer(seq_len, "seq_len", 1, SEQ_MAX, "sequence length"),
+        "gradient_checkpointing": _on_off(gradient_checkpointing),
+        "optimizer": c.choice(optimizer, "optimizer", loracalc.OPTIMIZERS, "adamw"),
+        "attention": c.choice(attention, "attention", loracalc.ATTENTIONS, "sdpa"),
+    }
+    gpu_name = c.text(gpu) or "h100-80gb"
+    try:
+        g = loracalc.get_gpu(gpu_name)
+    except loracalc.LoraCalcError as exc:
+        raise loracalc.LoraCalcError("gpu", exc.message) from None
+    return arch, s, g
+
+
+def _on_off(v: str) -> bool:
+    v = c.text(v).lower()
+    if v in ("on", "true", "1", "yes"):
+        return True
+    if v in ("off", "false", "0", "no", ""):
+        return False
+    raise loracalc.LoraCalcError("gradient_checkpointing", f"gradient checkpointing must be on or off (got {v!r})")
+
+
+def _estimate(arch, s):
+    try:
+        return loracalc.estimate_memory(arch, **s)
+    except loracalc.LoraCalcError as exc:
+        raise loracalc.LoraCalcError(exc.field if exc.field in s else exc.field, exc.message) from None
+
+
+@widget("memory_calculator")
+def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str = "qlora", rank: str = "16",
+                      targets: str = "all-linear", batch_size: str = "1", seq_len: str = "2048",
+                      gradient_checkpointing: str = "on", optimizer: str = "adamw", attention: str = "sdpa",
+                      gpu: str = "h100-80gb", **_: Any) -> dict[str, Any]:
+    arch, s, g = _settings(model, config, method, rank, targets, batch_size, seq_len,
+                           gradient_checkpointing, optimizer, attention, gpu)
+    est = _estimate(arch, s)
+    total = int(est.total_bytes)
+    per_method = {m: (est if m == s["method"] else _estimate(arch, {**s, "method": m})) for m in METHODS}
+    limit = int(g.memory_bytes)
+    fits = total <= limit
+    mb = loracalc.max_batch_size(arch, g, **{k: v for k, v in s.items() if k != "batch_size"})
+    ms = loracalc.max_seq_len(arch, g, **{k: v for k, v in s.items() if k != "seq_len"})
+    counts = loracalc.count_params(arch, rank=s["rank"], targets=s["targets"])
+    trainable = counts.total_params if s["method"] == "full" else counts.lora_params
+    out = {
+        "total": c.fmt_gb(total),
+        "model_params": (f"{c.fmt_int(counts.total_params)} parameters, {c.fmt_int(trainable)} trained "
+                         f"({c.fmt_pct(100 * trainable / counts.total_params)})"),
+        "summary": (f"{METHODS[s['method']]} of {arch.display_name}, rank {s['rank']}, batch {s['batch_size']}, "
+                    f"sequence {s['seq_len']:,}"),
+        "stack": stack_html(est),
+        "terms_table": terms_table(est),
+        "methods": methods_html(per_method, s["method"]),
+        "gpus": gpus_html(total, g.name),
+        "gpu_verdict": (f"Fits on {g.display_name}: {c.fmt_gb(total)} of {c.fmt_gb(limit)}"
+                        if fits else f"Does not fit on {g.display_name}: needs {c.fmt_gb(total)}, "
+                                     f"has {c.fmt_gb(limit)}"),
+        "max_batch": (c.fmt_int(mb) if mb else "none (batch 1 does not fit)"),
+        "max_seq": (c.fmt_int(ms) if ms else "none"),
+        "json": json.dumps(est.to_dict(), indent=2),
+        "measured": measured_html(arch, s, total),
+    }
+    return out
+
+
+# --------------------------------------------------------------------- pieces of HTML
+def _pct(part: float, whole: float) -> float:
+    return 0.0 if whole <= 0 else max(0.0, min(100.0, 100.0 * part / whole))
+
+
+def stack_html(est) -> str:
+    total = est.total_bytes
+    segs = []
+    for t in est.terms:
+        if t.bytes <= 0:
+            continue
+        tip = f"{t.label}: {c.fmt_gb(t.bytes, 2)} = {t.formula}"
+        segs.append(
+            f'<span class="lc-seg lc-term-{c.esc(t.key)}" style="width:{c.num(_pct(t.bytes, total))}%" '
+            f'tabindex="0" role="img" aria-label="{c.esc(tip)}" title="{c.esc(tip)}" data-tip="{c.esc(tip)}"></span>')
+    return (f'<div class="lc-stack" aria-label="Breakdown of {c.esc(c.fmt_gb(total))}" role="group">'
+            + "".join(segs) + "</div>")
+
+
+def terms_table(est) -> str:
+    rows = []
+    for t in est.terms:
+        rows.append(
+            f'<tr><th scope="row"><span class="lc-swatch lc-term-{c.esc(t.key)}" aria-hidden="true"></span>'
+            f'{c.esc(t.label)}</th><td class="lc-num">{c.fmt_gb(t.bytes, 2)}</td>'
+            f'<td class="lc-num">{c.num(_pct(t.bytes, est.total_bytes))}%</td>'
+            f'<td class="lc-formula">{c.esc(t.formula)}</td></tr>')
+    return ('<table class="lc-table"><caption>Each term and its formula</caption><thead><tr>'
+            '<th scope="col">term</th><th scope="col" class="lc-num">memory</th><th scope="col" class="lc-num">share</th>'
+            '<th scope="col">formula</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+
+
+def methods_html(per_method: dict, chosen: str) -> str:
+    top = max(e.total_bytes for e in per_method.values())
+    cells = []
+    for m, e in per_method.items():
+        cls = "lc-method lc-chosen" if m == chosen else "lc-method"
+        cells.append(
+            f'<div class="{cls}"><div class="lc-method-name">{c.esc(METHODS[m])}</div>'
+            f'<div class="lc-method-total">{c.fmt_gb(e.total_bytes)}</div>'
+            f'<div class="lc-method-bar" style="width:{c.num(_pct(e.total_bytes, top))}%" aria-hidden="true"></div></div>')
+    return '<div class="lc-methods">' + "".join(cells) + "</div>"
+
+
+def gpus_html(total: int, chosen: str) -> str:
+    items = []
+    for g in loracalc.list_gpus():
+        cap = int(g.memory_bytes)
+        ok = total <= cap
+        cls = "lc-gpu-yes" if ok else "lc-gpu-no"
+        if g.name == chosen:
+            cls += " lc-chosen"
+        used = _pct(total, cap)
+        verdict = (f"fits, {c.num(round(100 * total / cap))}% used" if ok else
+                   f"does not fit ({c.fmt_ratio(round(total / cap, 1))} too big)")
+        items.append(
+            f'<li class="{cls}"><span class="lc-gpu-name">{c.esc(g.display_name)} '
+            f'<span class="lc-note">{c.fmt_gb(cap, 0)}</span></span>'
+            f'<span class="lc-gpu-bar" aria-hidden="true"><span class="lc-gpu-fill" style="display:block;width:{c.num(used)}%"></span></span>'
+            f'<span class="lc-gpu-verdict">{c.esc(verdict)}</span></li>')
+    return '<ul class="lc-gpus">' + "".join(items) + "</ul>"
+
+
+def measured_html(arch, s, total: int) -> str:
+    try:
+        rec = loracalc.measured.lookup(model=arch, **s)
+    except loracalc.LoraCalcError:
+        rec = None
+    if rec is None:
+        return ('<p class="lc-note">No measurement recorded for these settings; the labs\' memory probe adds '
+                'records for the configurations it ran.</p>')
+    meas = int(rec.peak_bytes)
+    diff = (total - meas) / meas * 100 if meas else 0.0
+    return (f'<p class="lc-measured">Measured on {c.esc(rec.gpu)}: <strong>{c.fmt_gb(meas, 2)}</strong> peak; '
+            f'predicted {c.fmt_gb(total, 2)} ({diff:+.1f}%).</p>')

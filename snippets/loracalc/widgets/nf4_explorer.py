@@ -1,0 +1,134 @@
+"""The NF4 widgets on the "QLoRA" page.
+
+``nf4_explorer``: a seeded block of 64 standard-normal weights (``random.Random(seed)``, so the page,
+the tests and the terminal draw the same block), the 16 NF4 levels scaled by the block's absmax drawn
+against the weights, each weight's 4-bit code and dequantized value, and the error of NF4 against plain
+4-bit integers and FP4 on the same block. The Reroll button sends ``action="reroll"``; the seed lives in
+a hidden input this function renders, so each reroll draws the next block.
+``nf4_bits``: block size and double quantization -> bits per parameter and a chosen model's weight storage.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import loracalc
+from loracalc import nf4
+from loracalc.widgets import widget
+
+from . import _common as c
+
+BLOCK = 64
+SEED_MAX = 2**31 - 1
+DEFAULT_SEED = 0
+
+
+def draw_block(seed: int, n: int = BLOCK) -> list[float]:
+    """The n weights the explorer shows for this seed: stdlib ``random.Random(seed).gauss(0, 1)``."""
+    rng = random.Random(seed)
+    return [rng.gauss(0.0, 1.0) for _ in range(n)]
+
+
+@widget("nf4_explorer")
+def nf4_explorer(seed: str = "0", action: str = "", **_: Any) -> dict[str, Any]:
+    s = c.integer(seed if c.text(seed) else str(DEFAULT_SEED), "seed", 0, SEED_MAX, "seed")
+    if c.text(action) == "reroll":
+        s = (s + 1) % (SEED_MAX + 1)
+    weights = draw_block(s)
+    cmp = nf4.compare_formats(weights, block_size=BLOCK)
+    q = cmp["nf4"]
+    absmax = q["absmax"][0]
+    return {
+        "seed_state": f'<input type="hidden" name="seed" value="{s}">',
+        "seed_label": f"#{s}",
+        "absmax": f"{absmax:.4f}",
+        "err_nf4": f"{cmp['nf4']['mean_abs_error']:.4f}",
+        "err_int4": f"{cmp['int4']['mean_abs_error']:.4f}",
+        "err_fp4": f"{cmp['fp4']['mean_abs_error']:.4f}",
+        "error_table": error_table(cmp),
+        "values_table": values_table(weights, q["codes"], q["dequantized"]),
+        "svg": levels_svg(weights, q["dequantized"], nf4.code_book(), absmax),
+    }
+
+
+def error_table(cmp: dict) -> str:
+    names = {"nf4": "NF4 (normal quantiles)", "int4": "int4 (evenly spaced)", "fp4": "FP4 (E2M1)"}
+    best = min(cmp, key=lambda k: cmp[k]["mean_abs_error"])
+    rows = []
+    for key, label in names.items():
+        r = cmp[key]
+        cls = ' class="lc-chosen"' if key == best else ""
+        rows.append(f'<tr{cls}><th scope="row">{label}</th><td class="lc-num">{r["mean_abs_error"]:.4f}</td>'
+                    f'<td class="lc-num">{r["rmse"]:.4f}</td><td class="lc-num">{r["max_abs_error"]:.4f}</td></tr>')
+    return ('<table class="lc-table"><caption>Error on this block of 64 weights (lower is better)</caption>'
+            '<thead><tr><th scope="col">4-bit format</th><th scope="col" class="lc-num">mean |error|</th>'
+            '<th scope="col" class="lc-num">RMS error</th><th scope="col" class="lc-num">max |error|</th></tr></thead>'
+            '<tbody>' + "".join(rows) + '</tbody></table>')
+
+
+def values_table(weights, codes, deq) -> str:
+    rows = "".join(
+        f'<tr><td class="lc-num">{i}</td><td class="lc-num">{w:+.4f}</td><td class="lc-num">{k}</td>'
+        f'<td class="lc-num">{v:+.4f}</td><td class="lc-num">{v - w:+.4f}</td></tr>'
+        for i, (w, k, v) in enumerate(zip(weights, codes, deq)))
+    return ('<table class="lc-table"><caption>The block, weight by weight</caption><thead><tr>'
+            '<th scope="col" class="lc-num">#</th><th scope="col" class="lc-num">weight</th>'
+            '<th scope="col" class="lc-num">NF4 code</th><th scope="col" class="lc-num">dequantized</th>'
+            '<th scope="col" class="lc-num">error</th></tr></thead><tbody>' + rows + '</tbody></table>')
+
+
+def levels_svg(weights, deq, code, absmax) -> str:
+    n = c.num
+    W, H = 640.0, 300.0
+    left, right, top, bottom = 44.0, 10.0, 10.0, 22.0
+    pw, ph = W - left - right, H - top - bottom
+    lim = absmax * 1.05
+
+    def y(v):
+        return top + (lim - v) / (2 * lim) * ph
+
+    def x(i):
+        return left + (i + 0.5) * pw / len(weights)
+
+    parts = [f'<svg class="lc-svg lc-nf4-svg" viewBox="0 0 {n(W)} {n(H)}" role="img" '
+             f'aria-label="64 weights between {min(weights):.2f} and {max(weights):.2f}, the 16 NF4 levels scaled by '
+             f'absmax {absmax:.3f}, and each weight\'s dequantized value">']
+    for k, lv in enumerate(code):
+        cls = "lc-level lc-level-zero" if lv == 0 else "lc-level"
+        yy = y(lv * absmax)
+        parts.append(f'<line class="{cls}" x1="{n(left)}" x2="{n(W - right)}" y1="{n(yy)}" y2="{n(yy)}"/>')
+        if k in (0, 7, 15):
+            parts.append(f'<text class="lc-svg-small" x="{n(left - 4)}" y="{n(yy + 3)}" text-anchor="end">{lv * absmax:+.2f}</text>')
+    for i, (w, v) in enumerate(zip(weights, deq)):
+        xx = x(i)
+        parts.append(f'<line class="lc-err" x1="{n(xx)}" x2="{n(xx)}" y1="{n(y(w))}" y2="{n(y(v))}"/>')
+        parts.append(f'<line class="lc-deq" x1="{n(xx - 3)}" x2="{n(xx + 3)}" y1="{n(y(v))}" y2="{n(y(v))}"/>')
+        parts.append(f'<circle class="lc-weight" cx="{n(xx)}" cy="{n(y(w))}" r="2.4"/>')
+    parts.append(f'<text class="lc-svg-small" x="{n(left + pw / 2)}" y="{n(H - 6)}" text-anchor="middle">'
+                 'weight index in the block (0 to 63)</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------- bits
+@widget("nf4_bits")
+def nf4_bits(block_size: str = "64", double_quant: str = "on", model: str = "llama-3.1-70b",
+             **_: Any) -> dict[str, Any]:
+    bs = c.integer(block_size, "block_size", 16, 4096, "block size")
+    dq = c.choice(double_quant, "double_quant", ["on", "off"], "on") == "on"
+    name = c.text(model) or "llama-3.1-70b"
+    if name not in loracalc.list_models():
+        raise loracalc.LoraCalcError("model", f"model must be one of the presets (got {name!r})")
+    arch = loracalc.get_model(name)
+    bits = nf4.bits_per_param(block_size=bs, double_quant=dq)
+    store = nf4.weight_storage_bytes(arch, block_size=bs, double_quant=dq)
+    bf16 = loracalc.count_params(arch, rank=1, targets="q,v").total_params * 2
+    return {
+        "bits": f"{bits:.4g}",
+        "bits_split": f"4 + {bits - 4:.4g}",
+        "model_name": arch.display_name,
+        "storage": c.fmt_gb(store, 1),
+        "storage_bf16": c.fmt_gb(bf16, 1),
+        "storage_note": "Embeddings, the output layer and the norms stay in 16 bit; only the linear layers "
+                        "inside the decoder blocks are stored in 4 bit.",
+    }
