@@ -253,7 +253,7 @@ def describe_estimate(estimate) -> str:
     return f"{labkit.human_bytes(estimate.total_bytes)} (largest: {parts})"
 
 
-def oom_message(args, estimate, step: int) -> str:
+def oom_message(args, estimate, where: str) -> str:
     total = labkit.gpu_total_bytes()
     need = labkit.human_bytes(estimate.total_bytes) if estimate else "unknown (loracalc unavailable)"
     have = labkit.human_bytes(total) if total else "unknown"
@@ -270,7 +270,7 @@ def oom_message(args, estimate, step: int) -> str:
         tips.append("--method qlora (4-bit base)")
     if args.rank > 8:
         tips.append(f"--rank {args.rank // 2}")
-    return (f"out of GPU memory at step {step}. loracalc predicts this run needs {need}; the GPU has {have} in total. "
+    return (f"out of GPU memory at {where}. loracalc predicts this run needs {need}; the GPU has {have} in total. "
             f"Try: {'; '.join(tips) or 'a smaller model or a larger GPU'}.")
 
 
@@ -360,7 +360,7 @@ def main(argv=None) -> int:
     from accelerate.utils import DistributedType, set_seed
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     # cpu=True on a machine without CUDA lets torchrun / accelerate launch start gloo processes there.
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -375,6 +375,12 @@ def main(argv=None) -> int:
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
 
+    # The prediction needs only config.json, so it is ready before the weights load (and for an OOM there).
+    try:
+        config_dict = AutoConfig.from_pretrained(args.model).to_dict()
+    except OSError as err:
+        raise LabError(f"could not read the config of --model {args.model}: {err}. Pass a local folder with "
+                       "config.json and weights, or a Hub id (HF_HUB_OFFLINE=1 blocks downloads).") from None
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -385,8 +391,12 @@ def main(argv=None) -> int:
     # weights on one rank (fsdp_cpu_ram_efficient_loading) and shards them over the GPUs in prepare().
     fsdp = accelerator.distributed_type == DistributedType.FSDP
     device_index = accelerator.local_process_index if torch.cuda.is_available() and not fsdp else None
+    estimate, note = predict_memory(config_dict, args)
     labkit.reset_peak_memory()
-    model = load_model(args, compute_dtype, device_index)
+    try:
+        model = load_model(args, compute_dtype, device_index)
+    except torch.OutOfMemoryError:
+        raise LabError(oom_message(args, estimate, "loading the model")) from None
     targets = resolve_targets(args.targets)
     if args.method == "full":
         if args.gradient_checkpointing:
@@ -395,12 +405,15 @@ def main(argv=None) -> int:
     else:
         check_targets_and_rank(model, targets, args.rank)
         model, trainable, total = add_adapters(model, args, targets)
-
     model.config.use_cache = False  # the generation cache is useless in training and clashes with checkpointing
-    estimate, note = predict_memory(model.config.to_dict(), args)
+
     log(f"model {args.model} ({args.method}, compute {dtype_name}) on {accelerator.device} x{accelerator.num_processes}")
     log(f"trainable params: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)")
     log(f"loracalc predicts: {describe_estimate(estimate) if estimate else 'n/a'} [{note}]")
+    gpu_bytes = labkit.gpu_total_bytes()
+    if estimate and gpu_bytes and estimate.total_bytes > gpu_bytes:
+        log(f"warning: that is more than this GPU's {labkit.human_bytes(gpu_bytes)}; expect an out-of-memory error. "
+            + oom_message(args, estimate, "start").split("Try: ", 1)[1])
 
     # Data order: one fixed permutation per epoch from --seed, split across processes by accelerate.
     def epoch_loader(epoch: int):
@@ -496,7 +509,7 @@ def main(argv=None) -> int:
                 return 128 + stop["signal"]
             _test_delay()
     except torch.OutOfMemoryError:
-        raise LabError(oom_message(args, estimate, step + 1)) from None
+        raise LabError(oom_message(args, estimate, f"step {step + 1}")) from None
     bar.close()
 
     peak, peak_kind = labkit.peak_memory()

@@ -1,19 +1,20 @@
 """The toy world of the evidence experiment: a pretraining corpus, a new task, and a character tokenizer.
 
-Everything is generated from a seed, so nothing is downloaded and every run sees the same text.
+Everything is generated from a seed, so nothing is downloaded and every run sees the same text.\nThe tokenizer is word-level and built here from the generators' own vocabulary.
 
 * Pretraining text: short English-like sentences about people (name, age, city, job), often two in a
   row about the same person, so the model learns to carry a name from one sentence to the next, plus
-  "roster" lines that use the characters `=` and `;` in an unrelated way.
+  "roster" lines that use the tokens `=` and `;` in an unrelated way.
 * The new task, never seen in pretraining: read one of those sentences and write a fixed-order record,
-  `tom is 27 and lives in oslo. => name=tom;age=27;city=oslo`. The model already knows the words and
-  the characters; what it has to learn is the format and which fact goes into which field.
+  `tom is 27 and lives in oslo. => name=tom;age=27;city=oslo`. The model already knows every word and
+  symbol; what it has to learn is the format and which fact goes into which field.
 
 Standard library only (torch is not needed to build the data).
 """
 from __future__ import annotations
 
 import random
+import re
 
 NAMES = ("tom ana li omar eva raj mia ken zoe ivan sara leo nina paul yuki amir lena hugo rosa ben "
          "ida max noor carl emma jon kim otto vera sam").split()
@@ -37,6 +38,16 @@ FOLLOW_TEMPLATES = (
     " {n} is a {j} there.",
     " people call {n} the {j}.",
     " {n} likes {c2} too.",
+    " the age of {n} is {a}.",
+    " {c} is a big city.",
+    " {n} is a common name.",
+)
+# Restatements of the same facts in a different shape (teaches copying age and city, too).
+RESTATE_TEMPLATES = (
+    " so: {n}, {a}, {c}.",
+    " that is {n} of {c}, {a}.",
+    " {c} has {n} ({a}).",
+    " we met {n}, {a}, in {c}.",
 )
 
 # --8<-- [start:task_format]
@@ -61,8 +72,12 @@ def pretraining_line(rng: random.Random) -> str:
         return "ages: " + "; ".join(people) + "."
     n, a, c = _person(rng)
     line = rng.choice(FACT_TEMPLATES).format(n=n, a=a, c=c)
-    if rng.random() < 0.6:
-        line += rng.choice(FOLLOW_TEMPLATES).format(n=n, j=rng.choice(JOBS), c2=rng.choice(CITIES))
+    roll = rng.random()
+    if roll < 0.4:
+        line += rng.choice(FOLLOW_TEMPLATES).format(n=n, a=a, c=c, j=rng.choice(JOBS),
+                                                     c2=rng.choice(CITIES))
+    elif roll < 0.8:
+        line += rng.choice(RESTATE_TEMPLATES).format(n=n, a=a, c=c)
     return line
 
 
@@ -76,14 +91,19 @@ def task_example(rng: random.Random) -> tuple[str, str]:
 # --- tokenizer ----------------------------------------------------------------------------------
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
+_TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
-class CharTokenizer:
-    """One token per character; ids 0-2 are pad, begin and end of sequence."""
+# --8<-- [start:tokenizer]
+class WordTokenizer:
+    """One token per word, number or punctuation mark (spaces are dropped); ids 0-2 are pad, <s>, </s>.
 
-    def __init__(self, texts):
-        chars = sorted({ch for text in texts for ch in text})
-        self.itos = [PAD, BOS, EOS] + chars
+    Whole words keep the experiment small: a name or an age is one token, so copying it into the
+    record is one step, which a two-layer model can learn in a hundred fine-tuning steps.
+    """
+
+    def __init__(self, vocabulary):
+        self.itos = [PAD, BOS, EOS] + sorted(set(vocabulary))
         self.stoi = {s: i for i, s in enumerate(self.itos)}
         self.pad_id, self.bos_id, self.eos_id = 0, 1, 2
 
@@ -91,17 +111,20 @@ class CharTokenizer:
         return len(self.itos)
 
     def encode(self, text: str) -> list[int]:
-        return [self.stoi[ch] for ch in text]
+        return [self.stoi[t] for t in _TOKEN.findall(text)]
 
     def decode(self, ids) -> str:
-        return "".join(self.itos[i] for i in ids if i > 2)
+        return "".join(self.itos[i] for i in ids if i > 2)  # exact for the task's records (no spaces)
+# --8<-- [end:tokenizer]
 
 
-def build_tokenizer() -> CharTokenizer:
-    """The alphabet is every character the generators can emit (covers corpus and task alike)."""
-    samples = list(NAMES) + list(CITIES) + list(JOBS) + list(FACT_TEMPLATES) + list(FOLLOW_TEMPLATES)
-    samples += ["0123456789", "ages: =;.", PROMPT_SEPARATOR, task_target("x", 1, "y")]
-    return CharTokenizer(samples)
+def build_tokenizer() -> WordTokenizer:
+    """The vocabulary is every token the generators can emit (corpus and task alike)."""
+    templates = FACT_TEMPLATES + FOLLOW_TEMPLATES + RESTATE_TEMPLATES + ("ages: =;.", PROMPT_SEPARATOR,
+                                                                         task_target("x", 1, "y"))
+    words = [t for tpl in templates for t in _TOKEN.findall(re.sub(r"\{\w+\}", " ", tpl))]
+    words += NAMES + CITIES + JOBS + [str(a) for a in range(18, 90)]
+    return WordTokenizer(words)
 
 
 def make_datasets(seed: int, n_pretrain: int, n_task_train: int, n_task_val: int):

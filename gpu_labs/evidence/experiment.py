@@ -47,11 +47,12 @@ class Settings:
     intermediate_size: int = 256     # MLP width (gate/up: d -> 256, down: 256 -> d)
     num_layers: int = 2              # more layers = a better base but slower runs
     num_heads: int = 4               # head_dim = 32
+    tie_embeddings: bool = True      # input and output embeddings shared (as in Llama-3.2-1B): copying a token is easy
     # Pretraining: enough to learn the words and to copy a name, not more.
     pretrain_steps: int = 400        # the base model's quality; the largest single cost of --quick
-    pretrain_batch: int = 32         # sequences of seq_len characters
+    pretrain_batch: int = 32         # sequences of seq_len tokens
     pretrain_lr: float = 3e-3        # AdamW, cosine decay
-    seq_len: int = 64                # characters per pretraining sequence
+    seq_len: int = 48                # tokens per pretraining sequence (about three lines)
     data_seed: int = 0               # the corpus, the task split and the base model's init
     # Fine-tuning on the new task: identical for every method.
     ft_steps: int = 120              # short on purpose, so methods that learn slower show it
@@ -130,7 +131,7 @@ def pretrain_base(s: Settings, out_dir: Path, log) -> dict:
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=s.hidden_size, intermediate_size=s.intermediate_size,
         num_hidden_layers=s.num_layers, num_attention_heads=s.num_heads, num_key_value_heads=s.num_heads,
-        max_position_embeddings=128, tie_word_embeddings=False,
+        max_position_embeddings=128, tie_word_embeddings=s.tie_embeddings,
         bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id,
     )
     torch.manual_seed(s.data_seed)
@@ -262,6 +263,7 @@ def finetune(job: dict) -> dict:
 
     torch.manual_seed(seed)  # LoRA's A init and the batch order
     model = load_for_method(Path(job["base_dir"]), family, rank, s)
+    model.train()  # from_pretrained returns eval mode; see the note in the loop on why it stays in train mode
     total = sum(p.numel() for p in model.parameters())
     if family == "qlora_qv":  # a packed parameter holds two 4-bit weights per byte
         total = model.get_nb_trainable_parameters()[1]

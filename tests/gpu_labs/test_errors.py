@@ -72,8 +72,14 @@ def test_oom_message_says_what_to_change():
 
     args = argparse.Namespace(batch_size=8, grad_accum=2, gradient_checkpointing=False, seq_len=2048,
                               optimizer="adamw", method="lora", rank=64)
-    message = qlora_finetune.oom_message(args, Estimate(), step=1)
-    assert "30.00 GiB" in message
+    message = qlora_finetune.oom_message(args, Estimate(), "step 1")
+    assert "at step 1" in message and "30.00 GiB" in message
     for fix in ("--batch-size 4 --grad-accum 4", "--gradient-checkpointing", "--seq-len 1024",
                 "--optimizer paged_adamw_8bit", "--method qlora", "--rank 32"):
         assert fix in message
+
+
+@pytest.mark.slow
+def test_model_that_cannot_be_found(tmp_path):
+    message = fail("--model", tmp_path / "no-such-model", "--max-steps", "1")
+    assert "could not read the config of --model" in message and "local folder with config.json" in message
