@@ -1,7 +1,7 @@
 """Helpers shared by the widget functions: reading form strings, formatting, small SVG pieces.
 
 Widget inputs arrive as strings, exactly as the form holds them. Parsing goes through the engine's
-own validators (``loracalc.validate``) so a widget shows the same message the terminal prints;
+own validators (``loracalc.errors``) so a widget shows the same message the terminal prints;
 every number a widget shows comes from ``loracalc``; this module only formats it.
 Standard library only: the same file runs in CPython and in Pyodide.
 """
@@ -11,7 +11,7 @@ import math
 from html import escape
 from typing import Any
 
-from .. import LoraCalcError
+from ..errors import LoraCalcError, as_bool, as_choice, as_int
 
 
 def text(value: Any) -> str:
@@ -19,22 +19,15 @@ def text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def as_bool(value: Any) -> bool:
-    """A checkbox / select value: "on", "true", "1", "yes" are true; "", "false", "0", "off", "no" false."""
-    v = text(value).lower()
-    if v in ("on", "true", "1", "yes", "checked"):
-        return True
-    if v in ("", "false", "0", "off", "no"):
-        return False
-    raise LoraCalcError("", f"expected on/off, got {value!r}")
+def on_off(value: Any, field: str) -> bool:
+    """A select with values "on" / "off" (the engine's validator, which also takes true/false)."""
+    return as_bool(text(value), field)
 
 
-def choice(value: Any, field: str, allowed: dict[str, Any] | list[str], default: str | None = None) -> str:
-    v = text(value) or (default or "")
-    if v not in allowed:
-        names = ", ".join(allowed)
-        raise LoraCalcError(field, f"{field} must be one of: {names} (got {v!r})")
-    return v
+def choice(value: Any, field: str, allowed: dict[str, Any] | list[str], default: str | None = None,
+           what: str | None = None) -> str:
+    """One of ``allowed`` (the engine's validator); an empty form value means ``default`` when one is given."""
+    return as_choice(text(value) or (default or ""), field, allowed, what)
 
 
 # ---------------------------------------------------------------- formatting
@@ -101,21 +94,5 @@ def num(x: float) -> str:
 
 # ---------------------------------------------------------------- parsing
 def integer(value: Any, field: str, lo: int, hi: int, what: str | None = None) -> int:
-    """A whole number in [lo, hi] from a form string, else LoraCalcError(field, ...) naming the range."""
-    label = what or field
-    v = text(value).replace(",", "").replace("_", "")
-    rng = f"a whole number from {lo:,} to {hi:,}"
-    if not v:
-        raise LoraCalcError(field, f"{label} is empty: enter {rng}")
-    try:
-        x = float(v)
-    except ValueError:
-        raise LoraCalcError(field, f"{label} must be {rng} (got {text(value)!r})") from None
-    if not math.isfinite(x):
-        raise LoraCalcError(field, f"{label} must be {rng} (got {text(value)!r})")
-    if x != int(x):
-        raise LoraCalcError(field, f"{label} must be {rng} (got {text(value)!r}, not whole)")
-    n = int(x)
-    if n < lo or n > hi:
-        raise LoraCalcError(field, f"{label} must be {rng} (got {n:,})")
-    return n
+    """A whole number in [lo, hi] from a form string: the engine's validator, so messages match the CLI."""
+    return as_int(text(value), field, lo, hi, what)

@@ -56,7 +56,7 @@ def _settings(model, config, method, rank, targets, batch_size, seq_len, gradien
         "targets": c.choice(targets, "targets", TARGETS, "all-linear"),
         "batch_size": c.integer(batch_size, "batch_size", 1, BATCH_MAX, "batch size"),
         "seq_len": c.integer(seq_len, "seq_len", 1, SEQ_MAX, "sequence length"),
-        "gradient_checkpointing": _on_off(gradient_checkpointing),
+        "gradient_checkpointing": c.on_off(gradient_checkpointing, "gradient_checkpointing"),
         "optimizer": c.choice(optimizer, "optimizer", loracalc.OPTIMIZERS, "adamw"),
         "attention": c.choice(attention, "attention", loracalc.ATTENTIONS, "sdpa"),
     }
@@ -66,15 +66,6 @@ def _settings(model, config, method, rank, targets, batch_size, seq_len, gradien
     except loracalc.LoraCalcError as exc:
         raise loracalc.LoraCalcError("gpu", exc.message) from None
     return arch, s, g
-
-
-def _on_off(v: str) -> bool:
-    v = c.text(v).lower()
-    if v in ("on", "true", "1", "yes"):
-        return True
-    if v in ("off", "false", "0", "no", ""):
-        return False
-    raise loracalc.LoraCalcError("gradient_checkpointing", f"gradient checkpointing must be on or off (got {v!r})")
 
 
 def _estimate(arch, s):

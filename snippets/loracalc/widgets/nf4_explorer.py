@@ -13,7 +13,6 @@ import random
 from typing import Any
 
 import loracalc
-from loracalc import nf4
 from loracalc.widgets import widget
 
 from . import _common as c
@@ -34,6 +33,8 @@ def nf4_explorer(seed: str = "0", action: str = "", **_: Any) -> dict[str, Any]:
     s = c.integer(seed if c.text(seed) else str(DEFAULT_SEED), "seed", 0, SEED_MAX, "seed")
     if c.text(action) == "reroll":
         s = (s + 1) % (SEED_MAX + 1)
+    from loracalc import nf4  # imported when used: the registry imports every widget module up front
+
     weights = draw_block(s)
     cmp = nf4.compare_formats(weights, block_size=BLOCK)
     q = cmp["nf4"]
@@ -115,11 +116,13 @@ def levels_svg(weights, deq, code, absmax) -> str:
 def nf4_bits(block_size: str = "64", double_quant: str = "on", model: str = "llama-3.1-70b",
              **_: Any) -> dict[str, Any]:
     bs = c.integer(block_size, "block_size", 16, 4096, "block size")
-    dq = c.choice(double_quant, "double_quant", ["on", "off"], "on") == "on"
+    dq = c.on_off(double_quant or "on", "double_quant")
     name = c.text(model) or "llama-3.1-70b"
     if name not in loracalc.list_models():
         raise loracalc.LoraCalcError("model", f"model must be one of the presets (got {name!r})")
     arch = loracalc.get_model(name)
+    from loracalc import nf4
+
     bits = nf4.bits_per_param(block_size=bs, double_quant=dq)
     store = nf4.weight_storage_bytes(arch, block_size=bs, double_quant=dq)
     bf16 = loracalc.count_params(arch, rank=1, targets="q,v").total_params * 2

@@ -1,0 +1,36 @@
+"""Shared helpers for the widget tests."""
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import loracalc.widgets as registry
+# Import every widget module so each registers (what call() does before each call).
+registry._load_all()
+
+BAD_TOKENS = re.compile(r"\b(nan|inf|infinity|traceback)\b", re.IGNORECASE)
+
+
+def call_widget(name: str, inputs: dict) -> dict:
+    """The widget's outputs, through the same entry point the page uses, asserting success."""
+    if hasattr(registry, "call"):
+        result = registry.call(name, inputs)
+        assert result["ok"], result
+        return result["outputs"]
+    return registry.WIDGETS[name](**inputs)
+
+
+# Outputs that are legitimately empty: a quiz question's feedback before it is answered.
+MAY_BE_BLANK = re.compile(r"^q\d+_feedback$")
+
+
+def assert_clean(outputs: dict) -> None:
+    """No output is blank, NaN, infinite or a traceback."""
+    text = json.dumps(outputs, ensure_ascii=False, allow_nan=False)
+    assert not BAD_TOKENS.search(text), BAD_TOKENS.search(text)
+    for key, value in outputs.items():
+        if isinstance(value, str):
+            assert value.strip() or MAY_BE_BLANK.match(key), f"output {key!r} is blank"
+        if isinstance(value, float):
+            assert math.isfinite(value)
