@@ -1,0 +1,60 @@
+"""The built pages show exactly the figures loracalc computes (strict MkDocs build of the real site)."""
+from __future__ import annotations
+
+import html
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import PAGES, ROOT, tokens
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("content-site")
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    proc = subprocess.run([str(mkdocs), "build", "--strict", "-d", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+def built_html(site: Path, page: str) -> str:
+    path = site / ("index.html" if page == "index.md" else page[:-3] + "/index.html")
+    return path.read_text(encoding="utf-8")
+
+
+def visible_text(page_html: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", page_html))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_token_survives(site, page):
+    assert "{{" not in built_html(site, page).replace("{{{", ""), f"{page}: an unreplaced figure token"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_shows_the_computed_figures(site, page):
+    from loracalc import figures
+
+    raw = built_html(site, page)
+    text = " ".join(visible_text(raw).split())
+    for kind, name in tokens(page):
+        if kind == "fig":
+            value = figures.render_figure(name)
+            if "\\" in value:  # LaTeX: arithmatex keeps the source, escaped
+                assert html.escape(value, quote=False) in raw or value in raw, (page, name)
+            else:
+                assert " ".join(value.split()) in text, f"{page}: fig.{name} = {value!r} not shown"
+        else:
+            body = figures.render_table(name)
+            cells = [c.strip().strip("*`") for line in body.splitlines() if line.startswith("|")
+                     for c in line.strip("|").split("|")]
+            for cell in cells:
+                if cell and not set(cell) <= set("-: "):
+                    assert " ".join(cell.split()) in text, f"{page}: table.{name} cell {cell!r} not shown"
