@@ -109,6 +109,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "json": json.dumps(est.to_dict(), indent=2),
         "measured": measured_html(arch, s, total),
     }
+    out["announce"] = f"Estimated peak {out['total']}. {out['gpu_verdict']}."
     return out
 
 

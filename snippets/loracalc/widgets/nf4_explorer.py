@@ -49,6 +49,8 @@ def nf4_explorer(seed: str = "0", action: str = "", **_: Any) -> dict[str, Any]:
         "error_table": error_table(cmp),
         "values_table": values_table(weights, q["codes"], q["dequantized"]),
         "svg": levels_svg(weights, q["dequantized"], nf4.code_book(), absmax),
+        "announce": (f"Block {s}: mean absolute error NF4 {cmp['nf4']['mean_abs_error']:.4f}, "
+                     f"int4 {cmp['int4']['mean_abs_error']:.4f}, FP4 {cmp['fp4']['mean_abs_error']:.4f}."),
     }
 
 
@@ -134,4 +136,5 @@ def nf4_bits(block_size: str = "64", double_quant: str = "on", model: str = "lla
         "storage_bf16": c.fmt_gb(bf16, 1),
         "storage_note": "Embeddings, the output layer and the norms stay in 16 bit; only the linear layers "
                         "inside the decoder blocks are stored in 4 bit.",
+        "announce": f"{bits:.4g} bits per parameter; {arch.display_name} weights {c.fmt_gb(store, 1)}.",
     }

@@ -36,6 +36,7 @@ def quiz(action: str = "", locked: str = "", **answers: Any) -> dict[str, Any]:
     total = len(qs)
     aim = quiz_data.pass_mark()
     locks = {} if c.text(action) == "retry" else _parse_locks(locked, qs)
+    before = set(locks)
     if c.text(action) != "retry":
         for i, q in enumerate(qs, start=1):
             chosen = c.text(answers.get(f"q{i}"))
@@ -43,6 +44,7 @@ def quiz(action: str = "", locked: str = "", **answers: Any) -> dict[str, Any]:
                 locks[q["id"]] = chosen
 
     out: dict[str, Any] = {}
+    out["announce"] = "Quiz reset." if c.text(action) == "retry" else ""
     score = 0
     for i, q in enumerate(qs, start=1):
         out[f"q{i}_prompt"] = q["prompt"]
@@ -55,6 +57,9 @@ def quiz(action: str = "", locked: str = "", **answers: Any) -> dict[str, Any]:
         opt = next(o for o in q["options"] if o["id"] == chosen)
         letter = LETTERS[[o["id"] for o in q["options"]].index(chosen)].upper()
         score += bool(opt["correct"])
+        if q["id"] not in before:  # answered just now: read the verdict out
+            out["announce"] = (f"Question {i}: {'Right' if opt['correct'] else 'Not quite'}. "
+                               f"{opt['explanation']}")
         cls, word = ("lc-right", "Right.") if opt["correct"] else ("lc-wrong", "Not quite.")
         out[f"q{i}_feedback"] = (
             f'<div class="lc-feedback {cls}" data-locked="{c.esc(chosen)}">'

@@ -53,11 +53,11 @@ def rank_trick(d: str = "4096", r: str = "8", preset: str = "custom", **_: Any) 
     else:
         d_val = pd
     r_val = c.integer(r, "r", R_MIN, R_MAX, "rank r")
-    if r_val > d_val:
-        raise loracalc.LoraCalcError("r", f"rank r must be from 1 to d = {d_val:,} (got {r_val:,}): "
-                                          "a rank above the matrix size is impossible")
     full = loracalc.square_full_params(d_val)
-    lora = loracalc.square_lora_params(d_val, r_val)
+    try:  # the engine refuses a rank above d; its message goes under the r field
+        lora = loracalc.square_lora_params(d_val, r_val)
+    except loracalc.LoraCalcError as exc:
+        raise loracalc.LoraCalcError("r", f"{exc.message} (the rank cannot exceed d)") from None
     ratio = full / lora
     break_even = d_val / 2
     d_note = (f"d = {d_val:,}, the hidden size of {loracalc.get_model(c.text(preset)).display_name}"
@@ -76,6 +76,8 @@ def rank_trick(d: str = "4096", r: str = "8", preset: str = "custom", **_: Any) 
         "break_even": c.fmt_int(break_even) if break_even == int(break_even) else f"{break_even:,.1f}",
         "verdict": verdict,
         "svg": matrices_svg(d_val, r_val),
+        "announce": (f"d = {d_val:,}, r = {r_val:,}: LoRA trains {c.fmt_int(lora)} numbers against "
+                     f"{c.fmt_int(full)} in W, {c.fmt_ratio(ratio)} fewer."),
     }
 
 
@@ -140,6 +142,8 @@ def model_lora(model: str = "llama-3.1-8b", rank: str = "16", targets: str = "al
         "adapter_bf16": c.fmt_bytes(loracalc.adapter_file_bytes(lora, dtype="bf16")),
         "adapter_fp32": c.fmt_bytes(loracalc.adapter_file_bytes(lora, dtype="fp32")),
         "modules_table": _modules_table(counts, arch),
+        "announce": (f"{arch.display_name}, rank {r_val}: {c.fmt_int(lora)} trainable parameters, "
+                     f"{c.fmt_pct(counts.trainable_percent)} of the model."),
     }
 
 
