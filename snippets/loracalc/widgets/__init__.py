@@ -26,3 +26,78 @@ def widget(name: str):
         WIDGETS[name] = fn
         return fn
     return register
+
+
+# ---------------------------------------------------------------- calling a widget
+def _load_all() -> None:
+    """Import every module of this package so its ``@widget`` functions register (new files included)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def call(name: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run widget NAME on the form's inputs; always returns the plain-JSON contract above."""
+    _load_all()
+    fn = WIDGETS.get(name)
+    if fn is None:
+        return {"ok": False, "field": None, "message": f"unknown widget {name!r}; known: {', '.join(sorted(WIDGETS))}"}
+    try:
+        outputs = fn(**{str(k): v for k, v in (inputs or {}).items()})
+    except ValueError as exc:
+        if not hasattr(exc, "field"):  # only LoraCalcError (a ValueError with .field/.message) is the reader's error
+            return {"ok": False, "field": None, "message": f"internal error: {type(exc).__name__}: {exc}"}
+        return {"ok": False, "field": exc.field or None, "message": getattr(exc, "message", str(exc))}
+    except Exception as exc:  # a bug in a widget: report it in one line, never a traceback on the page
+        return {"ok": False, "field": None, "message": f"internal error: {type(exc).__name__}: {exc}"}
+    return {"ok": True, "outputs": outputs}
+
+
+def call_json(name: str, inputs_json: str) -> str:
+    """``call`` with JSON in and out: what the browser's worker uses (no object conversion across the bridge)."""
+    import json
+
+    return json.dumps(call(name, json.loads(inputs_json or "{}")), allow_nan=False)
+
+
+# ---------------------------------------------------------------- runnable code examples
+def run_code(source: str) -> dict[str, Any]:
+    """Run a page's code example the way a notebook cell runs.
+
+    Returns ``{"stdout": str, "value": repr of the last expression or None, "error": traceback text or None}``.
+    Each run gets a fresh namespace; the traceback shows only the reader's code (frames named ``<example>``).
+    """
+    import ast
+    import contextlib
+    import io
+    import traceback
+
+    out = io.StringIO()
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    value = None
+    error = None
+    try:
+        tree = ast.parse(source, filename="<example>", mode="exec")
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            exec(compile(tree, "<example>", "exec"), namespace)
+            if last is not None:
+                result = eval(compile(ast.Expression(last.value), "<example>", "eval"), namespace)
+                if result is not None:
+                    value = repr(result)
+    except BaseException as exc:  # noqa: BLE001 - the reader's code may raise anything, SystemExit included
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<example>"]
+        lines = ["Traceback (most recent call last):\n"] if frames else []
+        lines += traceback.format_list(frames)
+        lines += traceback.format_exception_only(type(exc), exc)
+        error = "".join(lines)
+    return {"stdout": out.getvalue(), "value": value, "error": error}
+
+
+def run_code_json(source: str) -> str:
+    import json
+
+    return json.dumps(run_code(source))

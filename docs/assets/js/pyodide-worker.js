@@ -1,0 +1,35 @@
+// The one Web Worker that owns Pyodide for the whole visit (a module worker: Pyodide needs one).
+// It loads the self-hosted Pyodide core (assets/pyodide/, copied from the pinned npm package at build
+// time), unpacks assets/loracalc.zip (the same snippets/loracalc files the tests import) and then answers
+// {id, kind: "call", name, kwargs} and {id, kind: "run", source} with plain JSON text from Python.
+// No Python lives here: loracalc.widgets.call_json and run_code_json do the work.
+import { loadPyodide } from "../pyodide/pyodide.mjs";
+
+const started = performance.now();
+
+const ready = (async () => {
+  const pyodide = await loadPyodide({ indexURL: new URL("../pyodide/", import.meta.url).href });
+  const response = await fetch(new URL("../loracalc.zip", import.meta.url));
+  if (!response.ok) throw new Error(`loracalc.zip: HTTP ${response.status}`);
+  pyodide.unpackArchive(await response.arrayBuffer(), "zip", { extractDir: "/home/pyodide/site-packages" });
+  pyodide.pyimport("sys").path.insert(0, "/home/pyodide/site-packages");
+  return pyodide.pyimport("loracalc.widgets");
+})();
+
+ready.then(
+  () => postMessage({ type: "ready", ms: performance.now() - started }),
+  (error) => postMessage({ type: "failed", message: String(error && error.message || error) }),
+);
+
+self.onmessage = async (event) => {
+  const { id, kind, name, kwargs, source } = event.data;
+  try {
+    const widgets = await ready;
+    const json = kind === "run"
+      ? widgets.run_code_json(String(source))
+      : widgets.call_json(String(name), JSON.stringify(kwargs || {}));
+    postMessage({ id, ok: true, json });
+  } catch (error) {
+    postMessage({ id, ok: false, message: String(error && error.message || error) });
+  }
+};

@@ -1,0 +1,499 @@
+// The page side of the site's Python: one bridge to the Pyodide worker, one generic widget script,
+// the runnable code blocks and the "Python: loading / ready / failed" indicator.
+// JavaScript computes nothing here: it reads form values, sends them to loracalc, and places what comes
+// back. A classic script (not a module), so that from file:// it still runs and says why Python is off.
+(function () {
+  "use strict";
+
+  var RUN_LIMIT_MS = 10000;
+  var SERVE_COMMAND = "scripts/serve";
+  var script = document.currentScript;
+  var ASSETS = new URL("../", script ? script.src : location.href); // .../assets/
+
+  // ------------------------------------------------------------------ the bridge to the worker
+  var bridge = {
+    state: "idle",          // idle | loading | ready | failed
+    reason: "",
+    worker: null,
+    pending: new Map(),     // id -> {resolve, reject, timer}
+    nextId: 1,
+    waiters: [],            // callbacks waiting for ready (or failed)
+    listeners: [],          // called with (state, reason) on every change
+    readyMs: null,
+    restarts: 0,
+  };
+
+  function setState(state, reason) {
+    bridge.state = state;
+    bridge.reason = reason || "";
+    bridge.listeners.forEach(function (fn) { try { fn(state, bridge.reason); } catch (e) { /* keep going */ } });
+    if (state === "ready" || state === "failed") {
+      var waiters = bridge.waiters;
+      bridge.waiters = [];
+      waiters.forEach(function (fn) { fn(); });
+    }
+  }
+
+  function whyUnavailable() {
+    if (location.protocol === "file:") {
+      return "this page was opened from a file (file://), where browsers do not let a page start Python";
+    }
+    if (typeof WebAssembly !== "object") return "this browser has WebAssembly turned off or does not support it";
+    if (typeof Worker !== "function") return "this browser does not allow Web Workers";
+    return "";
+  }
+
+  function startWorker() {
+    if (bridge.state === "loading" || bridge.state === "ready") return;
+    var why = whyUnavailable();
+    if (why) { setState("failed", why); return; }
+    setState("loading");
+    var worker;
+    try {
+      worker = new Worker(new URL("js/pyodide-worker.js", ASSETS), { type: "module" });
+    } catch (error) {
+      setState("failed", "the browser blocked the Python worker (" + error.message + ")");
+      return;
+    }
+    bridge.worker = worker;
+    worker.onmessage = function (event) {
+      var msg = event.data;
+      if (msg.type === "ready") {
+        bridge.readyMs = msg.ms;
+        setState("ready");
+      } else if (msg.type === "failed") {
+        setState("failed", "Python could not load (" + msg.message + ")");
+      } else if (bridge.pending.has(msg.id)) {
+        var job = bridge.pending.get(msg.id);
+        bridge.pending.delete(msg.id);
+        clearTimeout(job.timer);
+        if (msg.ok) job.resolve(JSON.parse(msg.json));
+        else job.reject(new Error(msg.message));
+      }
+    };
+    worker.onerror = function (event) {
+      if (bridge.state === "loading") {
+        event.preventDefault();
+        setState("failed", "the Python worker could not start (" + (event.message || "blocked or failed to load") + ")");
+      }
+    };
+  }
+
+  function whenSettled() {
+    return new Promise(function (resolve) {
+      if (bridge.state === "ready" || bridge.state === "failed") resolve();
+      else bridge.waiters.push(resolve);
+    });
+  }
+
+  function post(message, limitMs) {
+    return whenSettled().then(function () {
+      if (bridge.state !== "ready") throw new Error("python-unavailable");
+      return new Promise(function (resolve, reject) {
+        var id = bridge.nextId++;
+        var job = { resolve: resolve, reject: reject, timer: null };
+        if (limitMs) {
+          job.timer = setTimeout(function () {
+            bridge.pending.delete(id);
+            var err = new Error("timeout");
+            err.timeout = true;
+            reject(err);
+            restartWorker();
+          }, limitMs);
+        }
+        bridge.pending.set(id, job);
+        message.id = id;
+        bridge.worker.postMessage(message);
+      });
+    });
+  }
+
+  // A run past the limit cannot be interrupted inside Pyodide without cross-origin isolation, so the
+  // worker is terminated and a fresh one loaded; calls in flight are retried on the new worker.
+  function restartWorker() {
+    if (bridge.worker) bridge.worker.terminate();
+    bridge.worker = null;
+    bridge.restarts += 1;
+    var pending = bridge.pending;
+    bridge.pending = new Map();
+    setState("idle");
+    startWorker();
+    pending.forEach(function (job) {
+      clearTimeout(job.timer);
+      var err = new Error("restarted");
+      err.restarted = true;
+      job.reject(err);
+    });
+  }
+
+  /** call(name, kwargs) -> Promise of {ok, outputs} or {ok: false, field, message}: plain JSON from loracalc. */
+  function call(name, kwargs) {
+    return post({ kind: "call", name: name, kwargs: kwargs || {} }, 0);
+  }
+
+  /** run(source) -> Promise of {stdout, value, error}; rejects with err.timeout after RUN_LIMIT_MS. */
+  function run(source) {
+    return post({ kind: "run", source: source }, RUN_LIMIT_MS);
+  }
+
+  window.loracalcPython = {
+    call: call, run: run, start: startWorker, restart: restartWorker,
+    get state() { return bridge.state; },
+    get reason() { return bridge.reason; },
+    get readyMs() { return bridge.readyMs; },
+    get restarts() { return bridge.restarts; },
+    whenSettled: whenSettled,
+    onChange: function (fn) { bridge.listeners.push(fn); },
+  };
+
+  // ------------------------------------------------------------------ status indicator and notice
+  var LABELS = { idle: "Python: loading\u2026", loading: "Python: loading\u2026", ready: "Python: ready", failed: "Python: failed" };
+
+  function showStatus() {
+    var badge = document.querySelector(".lc-py-status");
+    if (!badge) {
+      badge = document.createElement("div");
+      badge.className = "lc-py-status";
+      badge.setAttribute("role", "status");
+      document.body.appendChild(badge);
+    }
+    badge.dataset.state = bridge.state;
+    badge.textContent = LABELS[bridge.state];
+    badge.title = bridge.state === "failed" ? bridge.reason : "The calculators on this page run the module's Python in your browser.";
+
+    var first = document.querySelector("[data-widget], [data-runnable]");
+    var notice = document.querySelector(".lc-py-notice");
+    if (bridge.state === "failed" && first) {
+      if (!notice) {
+        notice = document.createElement("div");
+        notice.className = "admonition warning lc-py-notice";
+        first.parentNode.insertBefore(notice, first);
+      }
+      notice.innerHTML = "";
+      var title = document.createElement("p");
+      title.className = "admonition-title";
+      title.textContent = "The calculators are not interactive here";
+      var body = document.createElement("p");
+      body.append("Python could not start: " + bridge.reason + ". The numbers shown are correct for the default inputs, computed when the site was built. For the interactive version, run ");
+      var code = document.createElement("code");
+      code.textContent = SERVE_COMMAND;
+      body.append(code, " in a copy of the project and open ");
+      var link = document.createElement("code");
+      link.textContent = "http://127.0.0.1:8000/";
+      body.append(link, " (or serve this folder with ");
+      var alt = document.createElement("code");
+      alt.textContent = "python -m http.server";
+      body.append(alt, ").");
+      notice.append(title, body);
+    } else if (notice) {
+      notice.remove();
+    }
+  }
+  bridge.listeners.push(function () { if (document.querySelector("[data-widget], [data-runnable]")) showStatus(); });
+
+  // ------------------------------------------------------------------ reading and writing a form
+  function fields(widget) {
+    return Array.prototype.filter.call(widget.querySelectorAll("input[name], select[name], textarea[name]"), function (el) {
+      return el.closest("[data-widget]") === widget && !el.disabled;
+    });
+  }
+
+  // The same rules as hooks/widgets.py form_inputs(), which reads the defaults at build time.
+  function readInputs(widget) {
+    var values = {};
+    fields(widget).forEach(function (el) {
+      var type = (el.type || "").toLowerCase();
+      if (["button", "submit", "reset", "file", "image"].indexOf(type) >= 0) return;
+      if (type === "radio") {
+        if (el.checked) values[el.name] = el.value;
+        else if (!(el.name in values)) values[el.name] = "";
+      } else if (type === "checkbox") {
+        values[el.name] = el.checked ? el.value : "";
+      } else {
+        values[el.name] = el.value;
+      }
+    });
+    return values;
+  }
+
+  function writeInputs(widget, values) {
+    fields(widget).forEach(function (el) {
+      if (!(el.name in values)) return;
+      var v = String(values[el.name]);
+      var type = (el.type || "").toLowerCase();
+      if (type === "radio") el.checked = el.value === v;
+      else if (type === "checkbox") el.checked = v !== "";
+      else el.value = v;
+    });
+  }
+
+  function outputsOf(widget) {
+    return Array.prototype.filter.call(widget.querySelectorAll("[data-output]"), function (el) {
+      return el.closest("[data-widget]") === widget;
+    });
+  }
+
+  function placeOutputs(widget, outputs) {
+    outputsOf(widget).forEach(function (el) {
+      var key = el.dataset.output;
+      if (!(key in outputs)) return;
+      var v = outputs[key];
+      v = v === null || v === undefined ? "" : typeof v === "boolean" ? (v ? "yes" : "no") : typeof v === "string" ? v : String(v);
+      if (el.hasAttribute("data-html")) { if (el.innerHTML !== v) el.innerHTML = v; }
+      else if (el.textContent !== v) el.textContent = v;
+    });
+  }
+
+  function showError(widget, field, message) {
+    var slots = widget.querySelectorAll("[data-error-for]");
+    var target = null;
+    slots.forEach(function (slot) {
+      if (slot.closest("[data-widget]") !== widget) return;
+      if (slot.dataset.errorFor === (field || "")) target = slot;
+      slot.textContent = "";
+    });
+    if (!target && field) {
+      slots.forEach(function (slot) { if (!target && slot.dataset.errorFor === "" && slot.closest("[data-widget]") === widget) target = slot; });
+    }
+    fields(widget).forEach(function (el) {
+      if (field && el.name === field) el.setAttribute("aria-invalid", "true");
+      else el.removeAttribute("aria-invalid");
+    });
+    if (target && message) target.textContent = message;
+  }
+
+  function announce(widget, text) {
+    var live = widget.querySelector(":scope > .lc-live");
+    if (!live) {
+      live = document.createElement("p");
+      live.className = "lc-live md-visually-hidden";
+      live.setAttribute("aria-live", "polite");
+      widget.appendChild(live);
+    }
+    live.textContent = "";
+    setTimeout(function () { live.textContent = text; }, 30);
+  }
+
+  // ------------------------------------------------------------------ state in the URL and localStorage
+  function urlState(widget) {
+    var params = new URLSearchParams(location.search);
+    var names = fields(widget).map(function (el) { return el.name; });
+    var found = {}, any = false;
+    names.forEach(function (n) { if (params.has(n)) { found[n] = params.get(n); any = true; } });
+    return any ? found : null;
+  }
+
+  function saveUrlState(widget, inputs) {
+    var params = new URLSearchParams(location.search);
+    Object.keys(inputs).forEach(function (k) { if (k !== "action") params.set(k, inputs[k]); });
+    var url = location.pathname + "?" + params.toString() + location.hash;
+    history.replaceState(history.state, "", url);
+  }
+
+  function storedState(key) {
+    try {
+      var parsed = JSON.parse(localStorage.getItem(key));
+      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return null;
+      var clean = {};
+      Object.keys(parsed).forEach(function (k) { if (typeof parsed[k] === "string") clean[k] = parsed[k]; });
+      return clean;
+    } catch (e) {
+      return null; // unreadable or not JSON: ignored, the defaults stay
+    }
+  }
+
+  function forget(key) { try { localStorage.removeItem(key); } catch (e) { /* storage blocked */ } }
+
+  function save(key, inputs) {
+    var copy = {};
+    Object.keys(inputs).forEach(function (k) { if (k !== "action") copy[k] = inputs[k]; });
+    try { localStorage.setItem(key, JSON.stringify(copy)); } catch (e) { /* storage full or blocked */ }
+  }
+
+  // ------------------------------------------------------------------ one widget
+  function attachWidget(widget) {
+    if (widget.__lc) return;
+    var name = widget.dataset.widget;
+    var me = widget.__lc = { seq: 0 };
+
+    function update(extra, restore) {
+      var inputs = Object.assign(readInputs(widget), restore || {}, extra || {});
+      var key = JSON.stringify(inputs);
+      if (!extra && !restore && key === me.last) return Promise.resolve(); // "change" after "input": same values
+      me.last = extra ? null : key;
+      var seq = ++me.seq;
+      widget.setAttribute("aria-busy", "true");
+      return call(name, inputs).then(function (result) {
+        if (seq !== me.seq) return;
+        widget.removeAttribute("aria-busy");
+        if (result.ok) {
+          if (restore) writeInputs(widget, restore);
+          showError(widget, null, "");
+          placeOutputs(widget, result.outputs);
+          widget.dataset.updated = String(Date.now());
+          if (!restore) announce(widget, typeof result.outputs.announce === "string" ? result.outputs.announce : "Results updated.");
+          if (widget.hasAttribute("data-url-state") && !restore) saveUrlState(widget, inputs);
+          if (widget.dataset.persist) save(widget.dataset.persist, readInputs(widget));
+        } else if (restore) {
+          if (widget.dataset.persist) forget(widget.dataset.persist); // a stale or broken saved state is dropped
+        } else {
+          showError(widget, result.field, result.message); // the last good outputs stay
+          announce(widget, result.message);
+        }
+      }).catch(function (error) {
+        if (seq !== me.seq) return;
+        widget.removeAttribute("aria-busy");
+        if (error.restarted) return update(extra, restore); // the worker was restarted under us: once more
+        if (restore) return;
+        var text = error.message === "python-unavailable"
+          ? "Python is not running here (" + bridge.reason + "), so results do not update; the numbers shown are for the default inputs."
+          : "Python error: " + error.message;
+        showError(widget, "", text);
+      });
+    }
+    me.update = update;
+
+    widget.addEventListener("input", function (event) { if (event.target.name) update(); });
+    widget.addEventListener("change", function (event) { if (event.target.name) update(); });
+    widget.addEventListener("click", function (event) {
+      var button = event.target.closest("button");
+      if (!button || button.closest("[data-widget]") !== widget) return;
+      if (button.dataset.copy) {
+        var out = widget.querySelector('[data-output="' + button.dataset.copy + '"]');
+        copyText(out ? out.textContent : "").then(function (ok) { announce(widget, ok ? "Copied." : "Copy failed: select the text and copy it."); });
+      }
+      if (button.dataset.action) {
+        var action = button.dataset.action;
+        // Let a type="reset" button reset the form first, then send the action.
+        setTimeout(function () { update({ action: action }); }, 0);
+      }
+    });
+
+    // Saved state (URL first, then localStorage) is applied only if Python accepts it.
+    var fromUrl = widget.hasAttribute("data-url-state") ? urlState(widget) : null;
+    var fromStore = !fromUrl && widget.dataset.persist ? storedState(widget.dataset.persist) : null;
+    if (widget.dataset.persist && !fromStore && !fromUrl) {
+      try { if (localStorage.getItem(widget.dataset.persist) !== null) forget(widget.dataset.persist); } catch (e) { /* blocked */ }
+    }
+    if (fromUrl || fromStore) update(null, fromUrl || fromStore);
+  }
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text).then(function () { return true; }, function () { return fallbackCopy(text); });
+    }
+    return Promise.resolve(fallbackCopy(text));
+  }
+
+  function fallbackCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    area.remove();
+    return ok;
+  }
+
+  // ------------------------------------------------------------------ runnable code blocks
+  function attachRunnable(box) {
+    if (box.__lc) return;
+    box.__lc = true;
+    var code = box.querySelector("code");
+    var original = code ? code.textContent.replace(/\n$/, "") : "";
+    var output = box.querySelector(".lc-run-output");
+    var note = box.querySelector(".lc-run-note");
+    var editor = document.createElement("textarea");
+    editor.className = "lc-editor";
+    editor.value = original;
+    editor.spellcheck = false;
+    editor.rows = Math.min(24, original.split("\n").length + 1);
+    editor.setAttribute("aria-label", "Python code of this example (editable)");
+    var bar = document.createElement("div");
+    bar.className = "lc-run-bar";
+    var runButton = document.createElement("button");
+    runButton.type = "button";
+    runButton.className = "md-button md-button--primary lc-run";
+    var resetButton = document.createElement("button");
+    resetButton.type = "button";
+    resetButton.className = "md-button lc-run-reset";
+    resetButton.textContent = "Reset code";
+    bar.append(runButton, resetButton);
+
+    function sync() {
+      var failed = bridge.state === "failed";
+      box.classList.toggle("lc-runnable--live", !failed);
+      runButton.disabled = bridge.state !== "ready" || box.dataset.running === "1";
+      runButton.textContent = box.dataset.running === "1" ? "Running\u2026" : bridge.state === "ready" ? "Run" : failed ? "Run (Python unavailable)" : "Run (Python loading\u2026)";
+      if (note) note.hidden = !failed;
+      if (failed && note) note.textContent = "Runnable example: Python is not available here (" + bridge.reason + ").";
+    }
+    var highlight = box.querySelector(".highlight");
+    highlight.after(editor, bar);
+    bridge.listeners.push(sync);
+    sync();
+
+    resetButton.addEventListener("click", function () { editor.value = original; });
+    editor.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); runButton.click(); }
+    });
+    runButton.addEventListener("click", function () {
+      box.dataset.running = "1";
+      sync();
+      output.hidden = false;
+      output.classList.remove("lc-run-output--error");
+      output.textContent = "Running\u2026";
+      run(editor.value).then(function (result) {
+        output.textContent = "";
+        if (result.stdout) output.append(result.stdout);
+        if (result.value !== null && result.value !== undefined) output.append((result.stdout && !result.stdout.endsWith("\n") ? "\n" : "") + result.value + "\n");
+        if (result.error) {
+          var err = document.createElement("span");
+          err.className = "lc-run-error";
+          err.textContent = result.error;
+          output.append(err);
+        }
+        if (!result.stdout && result.value == null && !result.error) output.textContent = "(no output)";
+      }, function (error) {
+        output.classList.add("lc-run-output--error");
+        output.textContent = error.timeout
+          ? "Stopped: this code ran for more than " + RUN_LIMIT_MS / 1000 + " s, so Python was restarted (a few seconds). The calculators on this page keep working."
+          : error.message === "python-unavailable" ? "Python is not available here (" + bridge.reason + ")." : "Python error: " + error.message;
+      }).then(function () {
+        delete box.dataset.running;
+        sync();
+      });
+    });
+  }
+
+  // ------------------------------------------------------------------ per page (Material's instant navigation)
+  function afterFirstPaint(fn) {
+    requestAnimationFrame(function () { setTimeout(fn, 0); });
+  }
+
+  function attachPage() {
+    var widgets = document.querySelectorAll("[data-widget]");
+    var runnables = document.querySelectorAll("[data-runnable]");
+    if (!widgets.length && !runnables.length) {
+      var badge = document.querySelector(".lc-py-status");
+      if (badge) badge.remove();
+      return; // a page without widgets downloads no Pyodide
+    }
+    if (bridge.state === "idle") {
+      var why = whyUnavailable();
+      if (why) setState("failed", why);
+      else afterFirstPaint(startWorker);
+    }
+    showStatus();
+    widgets.forEach(attachWidget);
+    runnables.forEach(attachRunnable);
+  }
+
+  if (typeof document$ !== "undefined" && document$.subscribe) document$.subscribe(attachPage);
+  else if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", attachPage);
+  else attachPage();
+})();

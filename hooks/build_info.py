@@ -1,0 +1,47 @@
+"""Build switches and the build version.
+
+- ``OFFLINE=true`` builds the copy meant for file:// reading: Material's offline plugin is enabled in
+  mkdocs.yml, and this hook turns ``navigation.instant`` off (the offline plugin does not work with it).
+- ``on_post_build`` hashes every built file into a short version and writes it into ``sw.js`` (the
+  service worker's cache key, so a new build replaces the old cache) and ``assets/build.json``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from mkdocs.config.defaults import MkDocsConfig
+
+OFFLINE = os.environ.get("OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    if OFFLINE:
+        features = config.theme.get("features", [])
+        config.theme["features"] = [f for f in features if not f.startswith("navigation.instant")]
+    return config
+
+
+def on_post_build(config: MkDocsConfig) -> None:
+    site = Path(config.site_dir)
+    digest = hashlib.sha256()
+    files = sorted(p for p in site.rglob("*") if p.is_file() and p.name not in ("sw.js", "build.json"))
+    for path in files:
+        digest.update(path.relative_to(site).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    version = digest.hexdigest()[:12]
+    # What the service worker stores on install: the pages and Pyodide; everything else is cached when fetched.
+    precache = [p.relative_to(site).as_posix() for p in files
+                if p.suffix == ".html" or "assets/pyodide/" in p.as_posix() or p.name == "loracalc.zip"
+                or p.suffix in (".css", ".js") and "/assets/" in "/" + p.relative_to(site).as_posix()]
+    precache = [p for p in precache if p != "404.html"]
+    (site / "assets").mkdir(exist_ok=True)
+    (site / "assets" / "build.json").write_text(json.dumps({"version": version, "offline": OFFLINE}))
+    sw = site / "sw.js"
+    if sw.exists():
+        text = sw.read_text()
+        text = text.replace("__BUILD_VERSION__", version)
+        text = text.replace('"__PRECACHE__"', json.dumps(precache))
+        sw.write_text(text)
