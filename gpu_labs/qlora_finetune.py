@@ -247,6 +247,17 @@ def predict_memory(config_dict: dict, args):
         return None, f"loracalc could not predict: {type(err).__name__}: {err}"
 
 
+def loracalc_lora_params(config_dict: dict, args) -> str:
+    """loracalc's own count of the adapter, to set beside peft's: the two should agree exactly."""
+    try:
+        import loracalc
+
+        count = loracalc.count_params(loracalc.model_from_config(config_dict), rank=args.rank, targets=args.targets)
+        return f"{count.lora_params:,} LoRA params on a {count.total_params:,}-param base"
+    except Exception as err:  # noqa: BLE001 - informational only
+        return f"n/a ({type(err).__name__}: {err})"
+
+
 def describe_estimate(estimate) -> str:
     terms = sorted(estimate.terms, key=lambda t: t.bytes, reverse=True)[:4]
     parts = ", ".join(f"{t.label} {labkit.human_bytes(t.bytes)}" for t in terms)
@@ -409,6 +420,8 @@ def main(argv=None) -> int:
 
     log(f"model {args.model} ({args.method}, compute {dtype_name}) on {accelerator.device} x{accelerator.num_processes}")
     log(f"trainable params: {trainable:,} of {total:,} ({100 * trainable / total:.3f}%)")
+    if args.method != "full":
+        log(f"loracalc counts: {loracalc_lora_params(config_dict, args)}")
     log(f"loracalc predicts: {describe_estimate(estimate) if estimate else 'n/a'} [{note}]")
     gpu_bytes = labkit.gpu_total_bytes()
     if estimate and gpu_bytes and estimate.total_bytes > gpu_bytes:
