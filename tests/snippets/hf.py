@@ -1,0 +1,43 @@
+"""Build the real transformers / peft objects for an ``Architecture``, offline, on the meta device."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def hf_config(arch):
+    """A transformers config holding the preset's published config.json values."""
+    from transformers import AutoConfig
+
+    kw = dict(hidden_size=arch.hidden_size, intermediate_size=arch.intermediate_size,
+              num_hidden_layers=arch.num_hidden_layers, num_attention_heads=arch.num_attention_heads,
+              num_key_value_heads=arch.num_key_value_heads, head_dim=arch.head_dim, vocab_size=arch.vocab_size,
+              tie_word_embeddings=arch.tie_word_embeddings)
+    if arch.model_type == "llama":
+        kw.update(attention_bias=arch.attention_bias, mlp_bias=arch.mlp_bias)
+    return AutoConfig.for_model(arch.model_type, **kw)
+
+
+def meta_model(arch):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(hf_config(arch))
+
+
+def peft_counts(model, rank: int, target_modules) -> tuple[int, int]:
+    """(trainable, all) as peft reports them for LoRA at ``rank`` on ``target_modules``."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=rank, lora_alpha=rank, target_modules=target_modules, lora_dropout=0.0)
+    pm = get_peft_model(model, cfg)
+    trainable, total = pm.get_nb_trainable_parameters()
+    pm.unload()  # remove the adapter so the same base model can be reused
+    return trainable, total
+
+
+def total_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())   # tied weights appear once

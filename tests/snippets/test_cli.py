@@ -1,0 +1,59 @@
+"""The terminal contract: `python -m loracalc ...` as a subprocess, as other tools call it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str):
+    return subprocess.run([sys.executable, "-m", "loracalc", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_params_json_contract():
+    p = run("params", "--model", "llama-3.1-8b", "--rank", "16", "--targets", "all-linear", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["total_params"] == 8_030_261_248      # FACTS.md
+    assert out["lora_params"] == 41_943_040           # FACTS.md
+    assert isinstance(out["total_params"], int) and isinstance(out["lora_params"], int)
+
+
+def test_params_table():
+    p = run("params", "--model", "llama-2-7b", "--rank", "8", "--targets", "q,v")
+    assert p.returncode == 0
+    assert "4,194,304" in p.stdout                     # FACTS.md, r=8 on q,v
+
+
+def test_params_from_config(tmp_path):
+    cfg = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+           "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256,
+           "tie_word_embeddings": True}                 # Llama-3.2-1B's published values
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    p = run("params", "--config", str(path), "--rank", "8", "--targets", "q,v", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["total_params"] == 1_235_814_400
+    assert json.loads(p.stdout)["lora_params"] == 851_968
+
+
+def test_models_json():
+    p = run("models", "--json")
+    names = [m["name"] for m in json.loads(p.stdout)["models"]]
+    assert {"llama-2-7b", "llama-3.1-405b", "qwen2.5-72b", "gemma-2-9b", "mistral-7b"} <= set(names)
+
+
+@pytest.mark.parametrize("args", [
+    ["params", "--rank", "0"], ["params", "--rank", "nan"], ["params", "--rank", "2.5"],
+    ["params", "--model", "nope"], ["params", "--targets", "x_proj"], ["params", "--params", "1e15"],
+    ["params", "--config", "/nonexistent/config.json"], ["nope"], ["params", "--unknown-flag"],
+])
+def test_bad_input_is_one_line_and_status_2(args):
+    p = run(*args)
+    assert p.returncode == 2
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loracalc: error:"), p.stderr
+    assert "Traceback" not in p.stderr

@@ -1,0 +1,93 @@
+"""Presets and config.json parsing, checked against transformers' own config files and models."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+import loracalc
+from loracalc import LoraCalcError, model_from_config, model_from_param_count
+
+TINY = dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=300)
+
+
+@pytest.mark.parametrize("preset", ["llama-3.2-1b", "mistral-7b", "qwen2.5-0.5b", "gemma-2-2b"])
+def test_config_written_by_transformers_round_trips(preset, tmp_path):
+    """A family's config.json as transformers writes it -> the same parameter count as its model."""
+    from .hf import hf_config, meta_model, total_params
+
+    arch = replace(loracalc.get_model(preset), **TINY, head_dim=16)
+    path = tmp_path / "config.json"
+    hf_config(arch).to_json_file(str(path))
+    parsed = model_from_config(path)
+    assert parsed.model_type == arch.model_type
+    assert loracalc.total_params(parsed) == total_params(meta_model(arch))
+    assert loracalc.count_params(parsed, 4, "all-linear").lora_params == \
+        loracalc.count_params(arch, 4, "all-linear").lora_params
+
+
+def test_llama_bias_flags(tmp_path):
+    from .hf import meta_model, total_params
+
+    arch = replace(loracalc.get_model("llama-3.2-1b"), **TINY, head_dim=16, attention_bias=True,
+                   o_proj_bias=True, mlp_bias=True)
+    cfg = {"model_type": "llama", **TINY, "attention_bias": True, "mlp_bias": True, "tie_word_embeddings": True}
+    assert loracalc.total_params(model_from_config(cfg)) == total_params(meta_model(arch))
+
+
+def test_every_preset_names_its_source():
+    for name in loracalc.list_models():
+        a = loracalc.get_model(name)
+        assert a.source.startswith("https://huggingface.co/") and a.source.endswith("config.json")
+        assert not a.approximate
+
+
+@pytest.mark.parametrize("cfg, field", [
+    ({}, "config.model_type"),
+    ({"model_type": "gpt2"}, "config.model_type"),
+    ({"model_type": "llama", "hidden_size": 64}, "config.intermediate_size"),
+    ({"model_type": "llama", **TINY, "num_key_value_heads": 3}, "config.num_key_value_heads"),
+    ({"model_type": "llama", **TINY, "hidden_size": -5}, "config.hidden_size"),
+    ({"model_type": "llama", **TINY, "vocab_size": "many"}, "config.vocab_size"),
+    ({"model_type": "llama", **TINY, "hidden_size": 10**6, "intermediate_size": 4 * 10**6,
+      "num_hidden_layers": 9000}, "config"),
+])
+def test_bad_config(cfg, field):
+    with pytest.raises(LoraCalcError) as e:
+        model_from_config(cfg)
+    assert e.value.field == field
+    assert "\n" not in str(e.value)
+
+
+def test_malformed_file(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text("{not json")
+    with pytest.raises(LoraCalcError, match="not valid JSON"):
+        model_from_config(p)
+    with pytest.raises(LoraCalcError, match="cannot read"):
+        model_from_config(tmp_path / "missing.json")
+    p.write_text(json.dumps([1, 2]))
+    with pytest.raises(LoraCalcError):
+        model_from_config(p)
+
+
+def test_unknown_model():
+    with pytest.raises(LoraCalcError) as e:
+        loracalc.get_model("llama-9")
+    assert e.value.field == "model" and "llama-3.1-8b" in e.value.message
+
+
+@pytest.mark.parametrize("n", [1e8, 7e9, 70e9, 405e9, 10**13])
+def test_param_count_is_approximate_and_close(n):
+    arch = model_from_param_count(n)
+    assert arch.approximate
+    assert abs(loracalc.total_params(arch) - n) / n < 0.02
+
+
+@pytest.mark.parametrize("n", [0, -7e9, float("nan"), float("inf"), 1.5e14, "seven"])
+def test_bad_param_count(n):
+    with pytest.raises(LoraCalcError) as e:
+        model_from_param_count(n)
+    assert e.value.field == "params"
