@@ -25,6 +25,19 @@ self.addEventListener("activate", (event) => {
   );
 });
 
+// A widget page asks for Python to be kept once it has loaded it (the worker may have fetched it before
+// this service worker took control): store the Pyodide files and loracalc.zip, mostly from the HTTP cache.
+self.addEventListener("message", (event) => {
+  if (!event.data || event.data.type !== "cache-python" || !Array.isArray(PRECACHE)) return;
+  const python = PRECACHE.filter((p) => p.startsWith("assets/pyodide/") || p.endsWith("loracalc.zip"));
+  event.waitUntil(
+    caches.open(CACHE).then((cache) => Promise.all(python.map(async (p) => {
+      const url = new URL(p, SCOPE).href;
+      if (!(await cache.match(url))) await cache.add(url);
+    }))).then(() => event.source && event.source.postMessage({ type: "python-cached", version: VERSION })),
+  );
+});
+
 self.addEventListener("fetch", (event) => {
   const request = event.request;
   if (request.method !== "GET" || !request.url.startsWith(SCOPE)) return;

@@ -61,6 +61,7 @@
       if (msg.type === "ready") {
         bridge.readyMs = msg.ms;
         setState("ready");
+        keepPythonOffline();
       } else if (msg.type === "failed") {
         setState("failed", "Python could not load (" + msg.message + ")");
       } else if (bridge.pending.has(msg.id)) {
@@ -77,6 +78,14 @@
         setState("failed", "the Python worker could not start (" + (event.message || "blocked or failed to load") + ")");
       }
     };
+  }
+
+  // Ask the service worker (if any) to keep the Pyodide files for offline visits.
+  function keepPythonOffline() {
+    if (!("serviceWorker" in navigator) || !window.isSecureContext) return;
+    navigator.serviceWorker.ready.then(function (reg) {
+      if (reg.active) reg.active.postMessage({ type: "cache-python" });
+    }).catch(function () { /* no service worker: nothing to keep */ });
   }
 
   function whenSettled() {
@@ -493,7 +502,9 @@
     runnables.forEach(attachRunnable);
   }
 
+  // document$ re-fires on every instant navigation. It is not relied on alone: from file:// Material's
+  // instant loading cannot start, so the first page is also attached directly (attaching is idempotent).
   if (typeof document$ !== "undefined" && document$.subscribe) document$.subscribe(attachPage);
-  else if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", attachPage);
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", attachPage);
   else attachPage();
 })();
