@@ -111,7 +111,7 @@ def matrices_svg(d: int, r: int) -> str:
         f'<rect class="lc-train" x="{n(x_b)}" y="{n(top)}" width="{n(t)}" height="{n(side)}" rx="1"/>',
         f'<text class="lc-svg-label" x="{n(x_b + t / 2)}" y="{n(top + side + 18)}" text-anchor="middle">'
         f'B {d:,}×{r:,}</text>',
-        f'<text class="lc-svg-op" x="{n(x_b + t + gap * 0.4)}" y="{n(top + side / 2 + 6)}" text-anchor="middle">·</text>',
+        f'<text class="lc-svg-op" x="{n(x_b + t + gap * 0.4)}" y="{n(top + side / 2 + 6)}" text-anchor="middle">×</text>',
         # A: r x d
         f'<rect class="lc-train" x="{n(x_a)}" y="{n(y_a)}" width="{n(side)}" height="{n(t)}" rx="1"/>',
         f'<text class="lc-svg-label" x="{n(x_a + side / 2)}" y="{n(y_a - 8)}" text-anchor="middle">'

@@ -1,0 +1,242 @@
+"""The widgets in a real Chromium against the built site: every input changes the outputs to what
+loracalc computes in this process; bad input shows the engine's message and keeps the last good output;
+the prerendered defaults equal what Pyodide computes; the calculator's state round-trips through the URL;
+the quiz locks, scores, retries and survives a broken stored state; axe-core finds no violations."""
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from .browser_support import (MISMATCHES_JS, chromium, expected, mismatches, open_page, read_inputs, set_field, stamp,  # noqa: F401
+                              wait_error, wait_updated, widget, widget_site_dir, widget_site_url, wpage)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+PAGES = {
+    "rank_trick": "rank-trick/", "model_lora": "rank-trick/",
+    "memory_calculator": "gpu-memory/",
+    "nf4_explorer": "qlora/", "nf4_bits": "qlora/",
+    "quiz": "knowledge-check/",
+}
+
+# Each widget's inputs and values to change them to, in order (all valid).
+CHANGES = {
+    "rank_trick": [("r", "64"), ("d", "8192"), ("r", "1"), ("d", "64"), ("r", "32"), ("preset", "llama-3.1-405b"),
+                   ("preset", "custom")],
+    "model_lora": [("model", "llama-3.1-70b"), ("rank", "64"), ("targets", "q,v"), ("model", "llama-3.2-1b")],
+    "memory_calculator": [("method", "lora"), ("rank", "64"), ("targets", "q,v"), ("batch_size", "4"),
+                          ("seq_len", "4096"), ("gradient_checkpointing", "off"), ("optimizer", "adamw-8bit"),
+                          ("attention", "eager"), ("gpu", "rtx-4090"), ("model", "llama-3.1-70b"), ("method", "full")],
+    "nf4_bits": [("block_size", "128"), ("double_quant", "off"), ("model", "llama-2-70b"), ("block_size", "32")],
+}
+
+BAD = {
+    "rank_trick": [("d", "abc"), ("d", "-64"), ("d", ""), ("r", "100000"), ("d", "128"), ("r", "300")],
+    "model_lora": [("rank", "0"), ("rank", "")],
+    "memory_calculator": [("batch_size", "0"), ("seq_len", "-1"), ("rank", "1.5"), ("batch_size", "")],
+    "nf4_bits": [("block_size", "7"), ("block_size", "x")],
+}
+
+
+def _check_outputs(page, name, index=0):
+    want = expected(name, read_inputs(page, name, index))
+    bad = mismatches(page, name, want, index)
+    assert not bad, bad
+    return want
+
+
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_each_input_updates_the_outputs_to_loracalcs(wpage, widget_site_url, name):
+    open_page(wpage, widget_site_url, PAGES[name])
+    _check_outputs(wpage, name)  # the prerendered defaults
+    for field, value in CHANGES[name]:
+        before = stamp(wpage, name)
+        set_field(wpage, name, field, value)
+        wait_updated(wpage, name, before)
+        want = _check_outputs(wpage, name)
+        assert "nan" not in json.dumps(want).lower().replace("nanc", "")  # never NaN on the page
+    assert not wpage.errors
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_input_shows_the_engines_message_and_keeps_the_last_good_output(wpage, widget_site_url, name):
+    from loracalc.widgets import call
+
+    open_page(wpage, widget_site_url, PAGES[name])
+    good = read_inputs(wpage, name)
+    kept = expected(name, good)
+    for field, value in BAD[name]:
+        inputs = {**read_inputs(wpage, name), field: value}
+        result = call(name, inputs)
+        if result["ok"]:  # a step that is valid on its own (e.g. d = 128 before a bad r): let it update
+            before = stamp(wpage, name)
+            set_field(wpage, name, field, value)
+            wait_updated(wpage, name, before)
+            kept = result["outputs"]
+            continue
+        set_field(wpage, name, field, value)
+        message = wait_error(wpage, name, result["field"] or "")
+        assert message == result["message"]
+        assert widget(wpage, name).locator(f'[name="{result["field"]}"]').first.get_attribute("aria-invalid") == "true"
+        assert not mismatches(wpage, name, kept)  # the last good outputs stay
+        page_text = widget(wpage, name).inner_text().lower()
+        assert "traceback" not in page_text and "internal error" not in page_text
+
+
+@pytest.mark.parametrize("path", sorted(set(PAGES.values())))
+def test_prerendered_defaults_equal_what_pyodide_computes(wpage, widget_site_url, path):
+    open_page(wpage, widget_site_url, path)
+    names = wpage.eval_on_selector_all("[data-widget]", "ws => ws.map(w => w.dataset.widget)")
+    assert names
+    for i, name in enumerate(names):
+        el = wpage.locator("[data-widget]").nth(i)
+        assert el.get_attribute("data-prerendered") is not None
+        result = wpage.evaluate(
+            """async (i) => { const w = document.querySelectorAll('[data-widget]')[i];
+                 const inputs = {}; w.querySelectorAll('input[name], select[name], textarea[name]').forEach(el => {
+                   if (el.closest('[data-widget]') !== w) return;
+                   if (el.type === 'radio') { if (el.checked) inputs[el.name] = el.value; else if (!(el.name in inputs)) inputs[el.name] = ''; }
+                   else inputs[el.name] = el.value; });
+                 return await window.loracalcPython.call(w.dataset.widget, inputs); }""", i)
+        assert result["ok"], result
+        assert not el.evaluate(MISMATCHES_JS, result["outputs"]), name
+
+
+def test_calculator_state_round_trips_through_the_url(wpage, widget_site_url, chromium):
+    name = "memory_calculator"
+    open_page(wpage, widget_site_url, PAGES[name])
+    for field, value in [("model", "llama-3.1-70b"), ("method", "lora"), ("rank", "32"), ("batch_size", "2"),
+                         ("seq_len", "1024"), ("optimizer", "paged-adamw-8bit"), ("gpu", "h200")]:
+        before = stamp(wpage, name)
+        set_field(wpage, name, field, value)
+        wait_updated(wpage, name, before)
+    state = read_inputs(wpage, name)
+    query = parse_qs(urlparse(wpage.url).query)
+    assert query["rank"] == ["32"] and query["gpu"] == ["h200"] and query["method"] == ["lora"]
+    want = expected(name, state)
+
+    other = chromium.new_context().new_page()
+    other.goto(wpage.url)
+    other.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'", timeout=90_000)
+    other.wait_for_function("() => document.querySelector('[data-widget=memory_calculator]').dataset.updated")
+    assert read_inputs(other, name) == state
+    assert not mismatches(other, name, want)
+    other.context.close()
+
+
+def test_copy_as_json_equals_the_terminal_json(wpage, widget_site_url):
+    import subprocess
+    import sys
+
+    open_page(wpage, widget_site_url, PAGES["memory_calculator"])
+    before = stamp(wpage, "memory_calculator")
+    set_field(wpage, "memory_calculator", "model", "llama-3.1-70b")
+    wait_updated(wpage, "memory_calculator", before)
+    shown = widget(wpage, "memory_calculator").locator('[data-output="json"]').text_content()
+    cli = subprocess.run([sys.executable, "-m", "loracalc", "memory", "--model", "llama-3.1-70b", "--method", "qlora",
+                          "--rank", "16", "--targets", "all-linear", "--batch-size", "1", "--seq-len", "2048",
+                          "--gradient-checkpointing", "--json"], capture_output=True, text=True, check=True).stdout
+    assert json.loads(shown) == json.loads(cli)
+    assert widget(wpage, "memory_calculator").locator('button[data-copy="json"]').count() == 1
+
+
+def test_nf4_reroll_draws_the_next_block(wpage, widget_site_url):
+    name = "nf4_explorer"
+    open_page(wpage, widget_site_url, PAGES[name])
+    assert read_inputs(wpage, name)["seed"] == "0"
+    for seed in (1, 2):
+        before = stamp(wpage, name)
+        widget(wpage, name).locator('button[data-action="reroll"]').click()
+        wait_updated(wpage, name, before)
+        assert read_inputs(wpage, name)["seed"] == str(seed)
+        assert not mismatches(wpage, name, expected(name, {"seed": str(seed)}))
+
+
+def _choose(page, q, letter):
+    before = stamp(page, "quiz")
+    page.locator(f'#quiz-q{q}{letter}').check()
+    wait_updated(page, "quiz", before)
+
+
+def test_quiz_locks_scores_retries_and_persists(wpage, widget_site_url):
+    from loracalc import quiz as quiz_data
+
+    qs = quiz_data.questions()
+    open_page(wpage, widget_site_url, PAGES["quiz"])
+    wpage.evaluate("localStorage.clear()")
+    wrong = next(o for o in qs[0]["options"] if not o["correct"])
+    _choose(wpage, 1, wrong["id"])
+    fb = widget(wpage, "quiz").locator('[data-output="q1_feedback"]')
+    assert "Not quite." in fb.inner_text()
+    assert wrong["explanation"] in fb.inner_text()
+    _choose(wpage, 1, qs[0]["answer"])  # changing the radio does not change a locked answer
+    assert "Not quite." in fb.inner_text()
+    for i, q in enumerate(qs[1:], start=2):
+        _choose(wpage, i, q["answer"])
+    score = widget(wpage, "quiz").locator('[data-output="score"]').inner_text()
+    assert score == f"Score: {len(qs) - 1}/{len(qs)}"
+    # the live region read the last verdict out
+    assert "Right" in widget(wpage, "quiz").locator(".lc-live").text_content()
+
+    wpage.reload()  # progress is kept for the visit
+    wpage.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'", timeout=90_000)
+    wpage.wait_for_function("() => document.querySelector('[data-widget=quiz]').dataset.updated")
+    assert widget(wpage, "quiz").locator('[data-output="score"]').inner_text() == score
+
+    before = stamp(wpage, "quiz")
+    widget(wpage, "quiz").locator('button[data-action="retry"]').click()
+    wait_updated(wpage, "quiz", before)
+    assert widget(wpage, "quiz").locator("input[type=radio]:checked").count() == 0
+    assert widget(wpage, "quiz").locator('[data-output="q1_feedback"]').inner_text() == ""
+
+
+@pytest.mark.parametrize("stored", ['{"q1": 5, "locked": "x:y"}', "not json", '["a"]', '{"locked": "rank-arithmetic:z"}'])
+def test_quiz_ignores_a_broken_stored_state(wpage, widget_site_url, stored):
+    open_page(wpage, widget_site_url, PAGES["quiz"])
+    wpage.evaluate("(s) => localStorage.setItem('loracalc-quiz-v1', s)", stored)
+    wpage.reload()
+    wpage.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'", timeout=90_000)
+    _choose(wpage, 2, "a")
+    assert widget(wpage, "quiz").locator('[data-output="progress"]').inner_text().startswith("1 of")
+    assert not wpage.errors
+
+
+def test_quiz_is_keyboard_operable(wpage, widget_site_url):
+    open_page(wpage, widget_site_url, PAGES["quiz"])
+    wpage.evaluate("localStorage.clear()")
+    wpage.locator("#quiz-q3a").focus()
+    before = stamp(wpage, "quiz")
+    wpage.keyboard.press("Space")
+    wait_updated(wpage, "quiz", before)
+    assert widget(wpage, "quiz").locator('[data-output="q3_feedback"]').inner_text().strip()
+    assert wpage.evaluate("document.activeElement.id") == "quiz-q3a"  # focus stays where the reader is
+
+
+@pytest.mark.parametrize("path", sorted(set(PAGES.values())))
+def test_axe_finds_no_violations_with_the_widgets_in_use(wpage, widget_site_url, path):
+    from axe_playwright_python.sync_playwright import Axe
+
+    open_page(wpage, widget_site_url, path)
+    names = wpage.eval_on_selector_all("[data-widget]", "ws => ws.map(w => w.dataset.widget)")
+    for name in names:  # use each widget: a change, then a bad value so an error message shows too
+        if name in CHANGES:
+            field, value = CHANGES[name][0]
+            before = stamp(wpage, name)
+            set_field(wpage, name, field, value)
+            wait_updated(wpage, name, before)
+        if name in BAD:
+            field, value = BAD[name][0]
+            set_field(wpage, name, field, value)
+            wait_error(wpage, name, field)
+        if name == "quiz":
+            _choose(wpage, 1, "a")
+        if name == "nf4_explorer":
+            before = stamp(wpage, name)
+            widget(wpage, name).locator('button[data-action="reroll"]').click()
+            wait_updated(wpage, name, before)
+    wpage.locator(".lc-seg").first.focus() if path == "gpu-memory/" else None
+    results = Axe().run(wpage, context={"include": [["[data-widget]"]]})
+    violations = results.response["violations"]
+    assert not violations, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in violations]
