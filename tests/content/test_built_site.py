@@ -3,25 +3,19 @@ from __future__ import annotations
 
 import html
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import PAGES, ROOT, tokens
+from .helpers import PAGES, tokens
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("content-site")
-    mkdocs = Path(sys.executable).with_name("mkdocs")
-    proc = subprocess.run([str(mkdocs), "build", "--strict", "-d", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
+def site(built_site):
+    """The strict build shared by the site tests (tests/conftest.py)."""
+    return built_site
 
 
 def built_html(site: Path, page: str) -> str:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .conftest import PAGES, TOKEN, page_text, tokens
+from .helpers import PAGES, TOKEN, page_text, tokens
 
 
 @pytest.mark.parametrize("page", PAGES)
