@@ -27,7 +27,7 @@ CHANGES = {
                    ("preset", "custom")],
     "model_lora": [("model", "llama-3.1-70b"), ("rank", "64"), ("targets", "q,v"), ("model", "llama-3.2-1b")],
     "memory_calculator": [("method", "lora"), ("rank", "64"), ("targets", "q,v"), ("batch_size", "4"),
-                          ("seq_len", "4096"), ("gradient_checkpointing", "off"), ("optimizer", "adamw-8bit"),
+                          ("seq_len", "4096"), ("gradient_checkpointing", "off"), ("optimizer", "adamw_8bit"),
                           ("attention", "eager"), ("gpu", "rtx-4090"), ("model", "llama-3.1-70b"), ("method", "full")],
     "nf4_bits": [("block_size", "128"), ("double_quant", "off"), ("model", "llama-2-70b"), ("block_size", "32")],
 }
@@ -108,7 +108,7 @@ def test_calculator_state_round_trips_through_the_url(wpage, widget_site_url, ch
     name = "memory_calculator"
     open_page(wpage, widget_site_url, PAGES[name])
     for field, value in [("model", "llama-3.1-70b"), ("method", "lora"), ("rank", "32"), ("batch_size", "2"),
-                         ("seq_len", "1024"), ("optimizer", "paged-adamw-8bit"), ("gpu", "h200")]:
+                         ("seq_len", "1024"), ("optimizer", "paged_adamw_8bit"), ("gpu", "h200")]:
         before = stamp(wpage, name)
         set_field(wpage, name, field, value)
         wait_updated(wpage, name, before)

@@ -17,11 +17,9 @@ from loracalc.widgets import widget
 
 from . import _common as c
 
-METHODS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit base)", "qlora": "QLoRA (NF4 base)"}
-TARGETS = {"q,v": "q, v", "q,k,v,o": "q, k, v, o", "all-linear": "all linear layers"}
-BATCH_MAX = 4096
-SEQ_MAX = 1_048_576
-RANK_MAX = 1024
+# Every input is validated by the engine (estimate_memory, count_params, get_gpu); their errors name the
+# same fields as this form's inputs.
+FIELDS = ("method", "rank", "targets", "batch_size", "seq_len", "gradient_checkpointing", "optimizer", "attention")
 
 
 def _model(model: str, config: str):
@@ -47,32 +45,11 @@ def _model(model: str, config: str):
     return loracalc.get_model(name)
 
 
-def _settings(model, config, method, rank, targets, batch_size, seq_len, gradient_checkpointing,
-              optimizer, attention, gpu):
-    arch = _model(model, config)
-    s = {
-        "method": c.choice(method, "method", METHODS, "qlora"),
-        "rank": c.integer(rank, "rank", 1, RANK_MAX, "rank"),
-        "targets": c.choice(targets, "targets", TARGETS, "all-linear"),
-        "batch_size": c.integer(batch_size, "batch_size", 1, BATCH_MAX, "batch size"),
-        "seq_len": c.integer(seq_len, "seq_len", 1, SEQ_MAX, "sequence length"),
-        "gradient_checkpointing": c.on_off(gradient_checkpointing, "gradient_checkpointing"),
-        "optimizer": c.choice(optimizer, "optimizer", loracalc.OPTIMIZERS, "adamw"),
-        "attention": c.choice(attention, "attention", loracalc.ATTENTIONS, "sdpa"),
-    }
-    gpu_name = c.text(gpu) or "h100-80gb"
+def _gpu(name: str):
     try:
-        g = loracalc.get_gpu(gpu_name)
+        return loracalc.get_gpu(c.text(name) or "h100-80gb")
     except loracalc.LoraCalcError as exc:
         raise loracalc.LoraCalcError("gpu", exc.message) from None
-    return arch, s, g
-
-
-def _estimate(arch, s):
-    try:
-        return loracalc.estimate_memory(arch, **s)
-    except loracalc.LoraCalcError as exc:
-        raise loracalc.LoraCalcError(exc.field if exc.field in s else exc.field, exc.message) from None
 
 
 @widget("memory_calculator")
@@ -80,11 +57,17 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       targets: str = "all-linear", batch_size: str = "1", seq_len: str = "2048",
                       gradient_checkpointing: str = "on", optimizer: str = "adamw", attention: str = "sdpa",
                       gpu: str = "h100-80gb", **_: Any) -> dict[str, Any]:
-    arch, s, g = _settings(model, config, method, rank, targets, batch_size, seq_len,
-                           gradient_checkpointing, optimizer, attention, gpu)
-    est = _estimate(arch, s)
+    arch = _model(model, config)
+    raw = {"method": method, "rank": c.text(rank), "targets": targets, "batch_size": c.text(batch_size),
+           "seq_len": c.text(seq_len), "gradient_checkpointing": c.text(gradient_checkpointing) or "off",
+           "optimizer": optimizer, "attention": attention}
+    est = loracalc.estimate_memory(arch, **raw)
+    g = _gpu(gpu)
+    st = est.settings
+    s = {k: st[k] for k in FIELDS}  # the validated settings, as the engine read them
     total = int(est.total_bytes)
-    per_method = {m: (est if m == s["method"] else _estimate(arch, {**s, "method": m})) for m in METHODS}
+    per_method = {m: (est if m == s["method"] else loracalc.estimate_memory(arch, **{**s, "method": m}))
+                  for m in loracalc.METHODS}
     limit = int(g.memory_bytes)
     fits = total <= limit
     mb = loracalc.max_batch_size(arch, g, **{k: v for k, v in s.items() if k != "batch_size"})
@@ -95,7 +78,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "total": c.fmt_gb(total),
         "model_params": (f"{c.fmt_int(counts.total_params)} parameters, {c.fmt_int(trainable)} trained "
                          f"({c.fmt_pct(100 * trainable / counts.total_params)})"),
-        "summary": (f"{METHODS[s['method']]} of {arch.display_name}, rank {s['rank']}, batch {s['batch_size']}, "
+        "summary": (f"{loracalc.METHODS[s['method']]} of {arch.display_name}, rank {s['rank']}, batch {s['batch_size']}, "
                     f"sequence {s['seq_len']:,}"),
         "stack": stack_html(est),
         "terms_table": terms_table(est),
@@ -151,7 +134,7 @@ def methods_html(per_method: dict, chosen: str) -> str:
     for m, e in per_method.items():
         cls = "lc-method lc-chosen" if m == chosen else "lc-method"
         cells.append(
-            f'<div class="{cls}"><div class="lc-method-name">{c.esc(METHODS[m])}</div>'
+            f'<div class="{cls}"><div class="lc-method-name">{c.esc(loracalc.METHODS[m])}</div>'
             f'<div class="lc-method-total">{c.fmt_gb(e.total_bytes)}</div>'
             f'<div class="lc-method-bar" style="width:{c.num(_pct(e.total_bytes, top))}%" aria-hidden="true"></div></div>')
     return '<div class="lc-methods">' + "".join(cells) + "</div>"
