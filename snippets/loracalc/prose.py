@@ -126,7 +126,7 @@ def _short(n: float) -> str:
 
 def _gb(nbytes: float, digits: int = 1) -> str:
     """Decimal gigabytes, as GPU vendors and the papers quote them."""
-    return f"{nbytes / 1e9:.{digits}f} GB"
+    return f"{nbytes / 1e9:,.{digits}f} GB"
 
 
 def _tb(nbytes: float, digits: int = 2) -> str:
@@ -299,7 +299,7 @@ def _dtype_bytes(name: str) -> float:
     return DTYPE_BYTES[name]
 
 
-SETTINGS_70B = dict(rank=16, targets="all-linear", batch_size=1, seq_len=2048,
+SETTINGS_70B = dict(rank=int(RECIPE["recipe_rank"]), targets="all-linear", batch_size=1, seq_len=2048,
                     gradient_checkpointing=True, optimizer="adamw", attention="sdpa")
 
 
@@ -308,19 +308,19 @@ def _mem(model: str, method: str, **over):
     return _lc().estimate_memory(model, method=method, **kw)
 
 
-def _is_activation(term) -> bool:
-    key = term.key.lower()
-    return "activ" in key or "logit" in key
+# Terms that exist before any batch is processed: the model, its gradients and the optimizer.
+STATIC_KEYS = ("weights", "master_weights", "gradients", "optimizer", "weights_4bit", "weights_16bit",
+               "kbit_upcast", "adapter", "adapter_grads")
 
 
 def _static_bytes(est) -> float:
-    """Everything but activations and logits: what the model and optimizer cost before any batch."""
-    return sum(t.bytes for t in est.terms if not _is_activation(t))
+    """What the model and optimizer cost before activations, logits and CUDA overheads."""
+    return sum(t.bytes for t in est.terms if t.key in STATIC_KEYS)
 
 
 def _weight_bytes(est) -> float:
-    """Bytes of the base model's weights (frozen or trained), as the engine itemizes them."""
-    return sum(t.bytes for t in est.terms if t.key.lower().startswith(("weight", "base")))
+    """Bytes of the base model's stored weights (bf16, or NF4 plus the 16-bit embeddings and head)."""
+    return sum(t.bytes for t in est.terms if t.key in ("weights", "weights_4bit", "weights_16bit"))
 
 
 @figure("bf16_bytes")
@@ -400,7 +400,7 @@ def lora_70b_weights_range() -> str:
 
 @figure("qlora_70b_weights_range")
 def qlora_70b_weights_range() -> str:
-    return _range([_weight_bytes(_mem(m, "qlora")) for m in MODELS_70B], _gb)
+    return _range([_nf4().weight_storage_bytes(m) for m in MODELS_70B], _gb)
 
 
 @figure("lora_70b_total")
@@ -413,10 +413,16 @@ def lora_70b_seq_len() -> str:
     return _int(SETTINGS_70B["seq_len"])
 
 
-@figure("largest_gpu")
-def largest_gpu() -> str:
-    g = max(_lc().list_gpus(), key=lambda g: g.memory_bytes)
-    return f"{g.label}, {_gb(g.memory_bytes, 0)}"
+@figure("lora_70b_fitting_gpus")
+def lora_70b_fitting_gpus() -> str:
+    total = _mem(MODELS_70B[1], "lora").total_bytes
+    names = [g.display_name for g in _lc().list_gpus() if g.memory_bytes >= total]
+    return ", ".join(names) if names else "none"
+
+
+@figure("gpu_80gb")
+def gpu_80gb() -> str:
+    return _lc().get_gpu("h100-80gb").display_name
 
 
 @figure("llama31_70b_vocab")
@@ -431,31 +437,38 @@ def llama31_70b_embed_gb() -> str:
     return _gb(copies * a.vocab_size * a.hidden_size * _dtype_bytes("bf16"))
 
 
-def _term_table(estimates: list[tuple[str, object]]) -> str:
-    """One column per configuration, one row per memory term (as the engine labels them)."""
-    labels: list[str] = []
-    for _, est in estimates:
-        for t in est.terms:
-            if t.label not in labels:
-                labels.append(t.label)
+# The engine's terms, grouped into the four categories the GPU memory page explains (plus overheads).
+CATEGORIES = [
+    ("Model weights", ("weights", "weights_4bit", "weights_16bit")),
+    ("fp32 upcast by prepare_model_for_kbit_training", ("kbit_upcast",)),
+    ("Adapter weights", ("adapter",)),
+    ("Gradients and optimizer state", ("gradients", "master_weights", "optimizer", "adapter_grads")),
+    ("Activations and logits", ("activations", "logits")),
+    ("CUDA context and allocator", ("cuda_context",)),
+]
+
+
+def _category_table(estimates: list[tuple[str, object]]) -> str:
+    """One column per configuration, one row per category of memory."""
+    known = {k for _, keys in CATEGORIES for k in keys}
+    cats = list(CATEGORIES)
+    if any(t.key not in known for _, est in estimates for t in est.terms):
+        cats.append(("Other", tuple({t.key for _, est in estimates for t in est.terms} - known)))
     rows = []
-    for label in labels:
+    for label, keys in cats:
         row = [label]
         for _, est in estimates:
-            b = sum(t.bytes for t in est.terms if t.label == label)
+            b = sum(t.bytes for t in est.terms if t.key in keys)
             row.append(_gb(b) if b else "–")
         rows.append(row)
     rows.append(["**total**"] + [f"**{_gb(est.total_bytes)}**" for _, est in estimates])
-    return _md_table(["term"] + [name for name, _ in estimates], rows, ["---"] + ["--:"] * len(estimates))
+    return _md_table(["memory"] + [name for name, _ in estimates], rows, ["---"] + ["--:"] * len(estimates))
 
 
 @table("memory_70b_corrected")
 def memory_70b_corrected() -> str:
     m = MODELS_70B[1]
-    s = SETTINGS_70B
-    intro = (f"Llama-3.1-70B, batch size {s['batch_size']}, {s['seq_len']:,} tokens, gradient checkpointing, "
-             f"AdamW; adapters of rank {s['rank']} on all linear layers.\n\n")
-    return intro + _term_table([("full fine-tuning", _mem(m, "full")), ("LoRA", _mem(m, "lora")),
+    return _category_table([("full fine-tuning", _mem(m, "full")), ("LoRA", _mem(m, "lora")),
                                 ("QLoRA", _mem(m, "qlora"))])
 
 
@@ -481,6 +494,14 @@ def memory_70b_qlora_48gb() -> str:
                      ["---", "---", "--:", ":-:"])
 
 
+@figure("qlora_48gb_fitting_cases")
+def qlora_48gb_fitting_cases() -> str:
+    limit = int(SOURCE_CLAIMS["seed_claim_qlora_70b_gpu_gb"]) * 1e9
+    fitting = [f"{_model_label(m)} with {label}" for label, over in QLORA_48GB_CASES for m in MODELS_70B
+               if _mem(m, "qlora", **over).total_bytes <= limit]
+    return "; ".join(fitting) if fitting else "none of them"
+
+
 def _model_label(name: str) -> str:
     a = _arch(name)
     return getattr(a, "label", None) or getattr(a, "display_name", None) or name
@@ -495,16 +516,24 @@ def _nf4():
     return nf4
 
 
+def _default(fn, arg: str):
+    import inspect
+
+    return inspect.signature(fn).parameters[arg].default
+
+
 def _nf4_block() -> int:
-    return _nf4().BLOCK_SIZE
+    """bitsandbytes' first-level block size, as the engine's bits_per_param defaults to it."""
+    return int(_default(_nf4().bits_per_param, "block_size"))
 
 
 def _nf4_dq_block() -> int:
-    return _nf4().DQ_BLOCK_SIZE
+    """Absmax values per second-level block under double quantization."""
+    return int(_default(_nf4().bits_per_param, "dq_block_size"))
 
 
 def _codebook() -> list[float]:
-    return list(_nf4().NF4_CODE)
+    return list(_nf4().code_book())
 
 
 @figure("nf4_levels")
