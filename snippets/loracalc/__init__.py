@@ -17,11 +17,9 @@ __all__ = [
     "parse_targets", "square_full_params", "square_lora_params", "total_params",
 ]
 
-try:  # the memory and GPU parts (present once the engine's memory model lands)
-    from .memory import ATTENTIONS, METHODS, OPTIMIZERS, MemoryEstimate, Term, estimate_memory  # noqa: F401
-    from .gpus import GPU, fits, get_gpu, list_gpus, max_batch_size, max_seq_len  # noqa: F401
-    from . import measured  # noqa: F401
-    __all__ += ["ATTENTIONS", "METHODS", "OPTIMIZERS", "MemoryEstimate", "Term", "estimate_memory",
-                "GPU", "fits", "get_gpu", "list_gpus", "max_batch_size", "max_seq_len", "measured"]
-except ImportError:  # pragma: no cover
-    pass
+from .memory import ATTENTIONS, METHODS, OPTIMIZERS, MemoryEstimate, Term, estimate_memory
+from .gpus import GPU, fits, get_gpu, list_gpus, max_batch_size, max_seq_len
+from . import measured
+
+__all__ += ["ATTENTIONS", "METHODS", "OPTIMIZERS", "MemoryEstimate", "Term", "estimate_memory",
+            "GPU", "fits", "get_gpu", "list_gpus", "max_batch_size", "max_seq_len", "measured"]

@@ -57,3 +57,33 @@ def test_bad_input_is_one_line_and_status_2(args):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loracalc: error:"), p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_memory_json_contract():
+    p = run("memory", "--model", "llama-3.1-70b", "--method", "qlora", "--rank", "16", "--targets", "all-linear",
+            "--batch-size", "1", "--seq-len", "2048", "--gradient-checkpointing", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert isinstance(out["total_bytes"], int) and out["total_bytes"] == sum(out["breakdown"].values())
+    assert all(isinstance(v, int) and v >= 0 for v in out["breakdown"].values())
+    assert isinstance(out["fits"], list) and "h200" in out["fits"] and "rtx-4090" not in out["fits"]
+
+
+def test_memory_table_and_gpu():
+    p = run("memory", "--model", "llama-3.1-8b", "--gpu", "rtx-4090")
+    assert p.returncode == 0, p.stderr
+    assert "total" in p.stdout and "largest batch" in p.stdout
+
+
+def test_gpus_json():
+    out = json.loads(run("gpus", "--json").stdout)
+    assert any(g["name"] == "h100-80gb" and g["memory_bytes"] == 80 * 10**9 for g in out["gpus"])
+
+
+@pytest.mark.parametrize("args", [
+    ["memory", "--batch-size", "0"], ["memory", "--seq-len", "inf"], ["memory", "--method", "dora"],
+    ["memory", "--gpu", "tpu"], ["memory", "--optimizer", "adam"], ["memory", "--batch-size", "-1"],
+])
+def test_memory_bad_input(args):
+    p = run(*args)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr

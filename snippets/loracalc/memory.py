@@ -1,0 +1,238 @@
+"""Training memory, term by term: what a GPU holds for one training step of a decoder-only model.
+
+``estimate_memory(...)`` returns every term with its key, a label, its bytes and its formula as text,
+so the page can show where the total comes from. The activation model follows what autograd really
+saves in transformers' Llama-style layers (checked against ``saved_tensors_hooks`` in
+``gpu_labs/memory_probe.py``); the rest is storage arithmetic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LoraCalcError, as_bool, as_choice, as_float, as_int
+from .models import get_model
+from .params import count_params, quantizable_params, total_params
+
+METHODS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit frozen base)", "qlora": "QLoRA (NF4 frozen base)"}
+OPTIMIZERS = {
+    "adamw": "AdamW (fp32 m and v)",
+    "adamw_8bit": "8-bit AdamW (bitsandbytes)",
+    "paged_adamw": "paged AdamW (bitsandbytes, fp32 state)",
+    "paged_adamw_8bit": "paged 8-bit AdamW (bitsandbytes)",
+    "sgd": "SGD with momentum",
+}
+ATTENTIONS = {"sdpa": "fused (SDPA / FlashAttention)", "eager": "eager (materialises the score matrix)"}
+PRECISIONS = {"mixed": "bf16 compute, fp32 master weights", "bf16": "pure bf16"}
+
+MAX_BATCH = 1 << 20
+MAX_SEQ = 1 << 24
+CUDA_CONTEXT_BYTES = 512 * 2**20      # CUDA context + cuBLAS workspace, outside PyTorch's allocator
+ALLOCATOR_SLACK = 0.05                # caching-allocator fragmentation: reserved exceeds allocated
+
+# --8<-- [start:optimizer_state]
+# Optimizer state bytes per trainable parameter. bitsandbytes' 8-bit optimizers store each state in
+# one byte plus an fp32 absmax per block of 256 values (and keep tensors under 4096 values in 32 bit).
+STATE_BYTES = {
+    "adamw": 8.0,                      # m and v in fp32
+    "paged_adamw": 8.0,                # same bytes, in paged (unified) memory
+    "adamw_8bit": 2 * (1 + 4 / 256),   # m and v in 8 bit with blockwise fp32 absmax
+    "paged_adamw_8bit": 2 * (1 + 4 / 256),
+    "sgd": 4.0,                        # one momentum buffer in fp32
+}
+# --8<-- [end:optimizer_state]
+
+
+@dataclass(frozen=True)
+class Term:
+    key: str
+    label: str
+    bytes: int
+    formula: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "label": self.label, "bytes": self.bytes, "formula": self.formula}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    model: str
+    settings: dict
+    terms: tuple[Term, ...]
+    approximate: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.bytes for t in self.terms)
+
+    @property
+    def breakdown(self) -> dict[str, int]:
+        return {t.key: t.bytes for t in self.terms}
+
+    def to_dict(self) -> dict[str, Any]:
+        from .gpus import fits
+        return {"model": self.model, "approximate": self.approximate, "settings": dict(self.settings),
+                "total_bytes": self.total_bytes, "total_gb": round(self.total_bytes / 1e9, 3),
+                "breakdown": self.breakdown, "terms": [t.to_dict() for t in self.terms],
+                "fits": fits(self.total_bytes), "notes": list(self.notes)}
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.2f} GB"
+
+
+# --8<-- [start:activations]
+def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq_len: int,
+                     gradient_checkpointing: bool, attention: str, lora_dropout: float = 0.0,
+                     input_requires_grad: bool | None = None) -> dict[str, int]:
+    """Bytes autograd keeps for backward, by part. Per token and layer (s = bytes of the hidden stream:
+    2 in a bf16 model, 4 in QLoRA, whose norms and embeddings prepare_model_for_kbit_training made fp32):
+
+    * each RMSNorm: its fp32 input 4h and 1/rms 4 (+ s*h when its weight trains);
+    * attention, fused: q, k, v and the output s*(2*q_dim + 2*kv_dim) plus the fp32 log-sum-exp 4*heads;
+      eager: q and the expanded k, v s*3*q_dim, the fp32 softmax 4*heads*seq_len and its s-byte copy
+      (none when s = 4);
+    * MLP (SwiGLU): gate, up and silu outputs 3*s*i;
+    * trainable base layers (full): their inputs s*(2h + i) (+ s*q_dim for o_proj with eager attention);
+    * LoRA on a module of input width d_in: the input cast to the adapter's fp32, 4*d_in (shared within a
+      group reading the same input when no cast is needed), and A's output 4*r; dropout adds 5*d_in.
+    With gradient checkpointing only each layer's input s*h is kept, plus one layer recomputed in backward
+    (whose first norm saves that same input when the stream is fp32).
+    """
+    h, i, V = arch.hidden_size, arch.intermediate_size, arch.vocab_size
+    qd, kvd, nh = arch.num_attention_heads * arch.head_dim, arch.num_key_value_heads * arch.head_dim, \
+        arch.num_attention_heads
+    L, T, S = arch.num_hidden_layers, batch_size * seq_len, seq_len
+    s = 4 if method == "qlora" else 2
+    full = method == "full"
+    shapes = arch.linear_shapes()
+    norm = 4 * h + 4 + (s * h if full else 0)
+    if attention == "sdpa":
+        attn = s * (2 * qd + 2 * kvd) + 4 * nh
+    else:
+        # the softmax runs in fp32; its copy in the stream's dtype is a new tensor unless that is fp32 too
+        attn = s * 3 * qd + (4 + (s if s != 4 else 0)) * nh * S
+    mlp = 3 * s * i
+    base_inputs = s * (2 * h + i) + (s * qd if (full and attention == "eager") else 0)
+    lora = 0
+    if not full:
+        groups = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "o_proj": "o",
+                  "gate_proj": "gu", "up_proj": "gu", "down_proj": "down"}
+        seen = set()
+        for m in targets:
+            d_in = shapes[m][0]
+            lora += 4 * rank
+            if lora_dropout > 0:
+                lora += 5 * d_in
+            elif s != 4:
+                lora += 4 * d_in                      # a separate fp32 copy per module
+            elif groups[m] not in seen:
+                seen.add(groups[m])
+                # the fp32 input itself; the fused attention's output already is o_proj's input
+                if not (m == "o_proj" and attention == "sdpa"):
+                    lora += 4 * d_in
+    per_layer = 2 * norm + attn + mlp + (base_inputs if full else 0) + lora
+    if input_requires_grad is None:
+        input_requires_grad = full or gradient_checkpointing
+    first_layer_saving = 0 if input_requires_grad else norm   # nothing upstream of layer 0 needs a gradient
+    head = (norm + (s * h if full else 0)) * T + 4 * V * T + 8 * T + 2 * S * arch.head_dim * s
+    if gradient_checkpointing:
+        kept = L * s * h * T
+        # an fp32 stream (QLoRA) lets the recomputed layer's first norm save the kept input itself
+        recomputed = (per_layer - (4 * h if s == 4 else 0)) * T
+        layers = kept + recomputed
+        peak = kept + max(head, recomputed)     # the head's tensors are freed before layers recompute
+    else:
+        layers = (L * per_layer - first_layer_saving) * T
+        peak = layers + head
+    return {"per_layer_per_token": per_layer, "layers": layers, "logits_saved": 4 * V * T,
+            "head_other": head - 4 * V * T, "saved_total": peak}
+# --8<-- [end:activations]
+
+
+def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: Any = "all-linear",
+                    batch_size: Any = 1, seq_len: Any = 2048, gradient_checkpointing: Any = True,
+                    optimizer: Any = "adamw", attention: Any = "sdpa", precision: Any = "mixed",
+                    lora_dropout: Any = 0.0, double_quant: Any = True, block_size: Any = 64,
+                    cuda_overhead: Any = True) -> MemoryEstimate:
+    """Memory for one training step, as labelled terms (bytes) with their formulas.
+
+    Defaults are a common QLoRA recipe: rank 16 on all linear layers, batch 1, 2,048 tokens, gradient
+    checkpointing, AdamW, fused attention, NF4 with double quantization (block 64).
+    """
+    from . import nf4
+    arch = get_model(model)
+    method = as_choice(method, "method", METHODS)
+    optimizer = as_choice(optimizer, "optimizer", OPTIMIZERS)
+    attention = as_choice(attention, "attention", ATTENTIONS)
+    precision = as_choice(precision, "precision", PRECISIONS)
+    b = as_int(batch_size, "batch_size", 1, MAX_BATCH, "batch size")
+    S = as_int(seq_len, "seq_len", 1, MAX_SEQ, "sequence length")
+    gc = as_bool(gradient_checkpointing, "gradient_checkpointing")
+    dropout = as_float(lora_dropout, "lora_dropout", 0.0, 0.99, "LoRA dropout")
+    dq = as_bool(double_quant, "double_quant")
+    bs = as_int(block_size, "block_size", 16, 4096, "block size")
+    overhead = as_bool(cuda_overhead, "cuda_overhead")
+    counts = count_params(arch, rank=rank, targets=targets)
+    P, Pl = total_params(arch), counts.lora_params
+    terms: list[Term] = []
+    notes: list[str] = []
+
+    def add(key, label, nbytes, formula):
+        terms.append(Term(key, label, int(round(nbytes)), formula))
+
+    state = STATE_BYTES[optimizer]
+    if method == "full":
+        if precision == "mixed":
+            add("weights", "Weights (bf16 working copy)", 2 * P, f"2 B x {P:,} params")
+            add("master_weights", "Master weights (fp32)", 4 * P, f"4 B x {P:,} params")
+            add("gradients", "Gradients (bf16)", 2 * P, f"2 B x {P:,} params")
+            add("optimizer", f"Optimizer state: {OPTIMIZERS[optimizer]}", state * P,
+                f"{state:g} B x {P:,} params (on the fp32 master weights)")
+        else:
+            add("weights", "Weights (bf16)", 2 * P, f"2 B x {P:,} params")
+            add("gradients", "Gradients (bf16)", 2 * P, f"2 B x {P:,} params")
+            st = state / 2 if optimizer in ("adamw", "paged_adamw", "sgd") else state
+            add("optimizer", f"Optimizer state: {OPTIMIZERS[optimizer]}", st * P,
+                f"{st:g} B x {P:,} params (state in the weights' bf16)")
+    else:
+        if method == "lora":
+            add("weights", "Frozen base weights (bf16)", 2 * P, f"2 B x {P:,} params")
+        else:
+            Pq = quantizable_params(arch)
+            q_bytes = nf4.storage_bytes(arch, block_size=bs, double_quant=dq)
+            bits = nf4.bits_per_param(block_size=bs, double_quant=dq)
+            add("weights_4bit", "Frozen linear weights (NF4" + (" + double quant)" if dq else ")"), q_bytes,
+                f"{bits:.5g} bits x {Pq:,} params (4-bit codes + absmax per {bs})")
+            rest = P - Pq
+            add("weights_16bit", "Embeddings, lm_head, norms (bf16)", 2 * rest, f"2 B x {rest:,} params")
+            add("kbit_upcast", "fp32 upcast by prepare_model_for_kbit_training", 2 * rest,
+                f"(4 - 2) B x {rest:,} non-4-bit params")
+        add("adapter", "LoRA adapter weights (fp32)", 4 * Pl, f"4 B x {Pl:,} LoRA params")
+        add("adapter_grads", "LoRA gradients (fp32)", 4 * Pl, f"4 B x {Pl:,} LoRA params")
+        add("optimizer", f"Optimizer state: {OPTIMIZERS[optimizer]}", state * Pl, f"{state:g} B x {Pl:,} LoRA params")
+    if optimizer.startswith("paged"):
+        notes.append("paged optimizer state can move to CPU memory under pressure; counted here as on the GPU")
+    act = activation_bytes(arch, method, counts.rank, counts.targets, b, S, gc, attention, dropout)
+    act_bytes = act["layers"] + act["head_other"]
+    add("activations", "Activations saved for backward" + (" (checkpointed)" if gc else ""), act_bytes,
+        (f"{arch.num_hidden_layers} layers x {arch.hidden_size * (4 if method == 'qlora' else 2):,} B x {b * S:,} "
+         f"tokens kept + one layer recomputed ({act['per_layer_per_token']:,} B/token)") if gc else
+        f"{arch.num_hidden_layers} layers x {act['per_layer_per_token']:,} B/token x {b * S:,} tokens")
+    lm_bytes = 4 if method == "qlora" else 2
+    V = arch.vocab_size
+    add("logits", "Logits, fp32 log-softmax and its gradient",
+        (lm_bytes + 8) * V * b * S,
+        f"({lm_bytes} + 4 + 4) B x {b:,} x {S:,} x {V:,} vocab")
+    if overhead:
+        subtotal = sum(t.bytes for t in terms)
+        add("cuda_context", "CUDA context + allocator allowance", CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * subtotal,
+            f"{CUDA_CONTEXT_BYTES / 2**20:.0f} MiB context + {ALLOCATOR_SLACK:.0%} fragmentation")
+    settings = {"method": method, "rank": counts.rank, "targets": list(counts.targets), "batch_size": b,
+                "seq_len": S, "gradient_checkpointing": gc, "optimizer": optimizer, "attention": attention,
+                "precision": precision, "lora_dropout": dropout, "double_quant": dq, "block_size": bs}
+    if arch.approximate:
+        notes.append("model shape approximated from a parameter count")
+    return MemoryEstimate(model=arch.name, settings=settings, terms=tuple(terms), approximate=arch.approximate,
+                          notes=tuple(notes))

@@ -1,0 +1,124 @@
+"""The memory model: cited per-parameter figures (FACTS.md), structure, and monotonic behaviour."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import loracalc
+from loracalc import LoraCalcError, estimate_memory
+
+NO_ACT = dict(batch_size=1, seq_len=1, cuda_overhead=False)
+
+
+def test_terms_have_key_label_bytes_formula():
+    est = estimate_memory("llama-3.1-8b")
+    keys = [t.key for t in est.terms]
+    assert keys == ["weights_4bit", "weights_16bit", "kbit_upcast", "adapter", "adapter_grads", "optimizer",
+                    "activations", "logits", "cuda_context"]
+    for t in est.terms:
+        assert t.label and t.formula and isinstance(t.bytes, int) and t.bytes >= 0
+    assert est.total_bytes == sum(est.breakdown.values())
+    d = est.to_dict()
+    assert d["total_bytes"] == est.total_bytes and d["breakdown"] == est.breakdown
+    assert isinstance(d["fits"], list)
+
+
+def test_full_mixed_precision_is_16_bytes_per_param():
+    # FACTS.md: bf16 weight 2 + bf16 grad 2 + fp32 master 4 + fp32 m 4 + fp32 v 4 = 16 bytes
+    P = 68_976_648_192
+    b = estimate_memory("llama-2-70b", method="full", **NO_ACT).breakdown
+    assert b["weights"] + b["gradients"] + b["master_weights"] + b["optimizer"] == 16 * P
+
+
+def test_full_70b_before_activations_is_1_10_to_1_27_tb():
+    # FACTS.md: 16-18 bytes per parameter -> 1.10-1.27 TB before activations for the two 70B models
+    for name in ("llama-2-70b", "llama-3.1-70b"):
+        b = estimate_memory(name, method="full", **NO_ACT).breakdown
+        static = b["weights"] + b["gradients"] + b["master_weights"] + b["optimizer"]
+        assert 1.10e12 <= static <= 1.27e12
+
+
+@pytest.mark.parametrize("name, gb", [("llama-2-70b", 36.4), ("llama-3.1-70b", 39.5)])
+def test_qlora_70b_weights(name, gb):
+    # FACTS.md: NF4 + double quantization weights about 36.4 GB (Llama-2-70B), 39.5 GB (Llama-3.1-70B)
+    b = estimate_memory(name, method="qlora", **NO_ACT).breakdown
+    assert b["weights_4bit"] + b["weights_16bit"] == pytest.approx(gb * 1e9, rel=0.005)
+
+
+def test_lora_70b_bf16_weights_138_to_141_gb():
+    # FACTS.md: the bf16 weights alone are 138-141 GB
+    for name in ("llama-2-70b", "llama-3.1-70b"):
+        w = estimate_memory(name, method="lora", **NO_ACT).breakdown["weights"]
+        assert 137.9e9 <= w <= 141.2e9
+
+
+def test_adapter_r64_all_linear_70b_about_13_gb():
+    # FACTS.md: r=64 on all linear layers of a 70B Llama is 828M parameters, about 13 GB with AdamW
+    b = estimate_memory("llama-2-70b", method="lora", rank=64, **NO_ACT).breakdown
+    assert b["adapter"] + b["adapter_grads"] + b["optimizer"] == 16 * 828_375_040
+
+
+def test_optimizer_choices():
+    Pl = loracalc.count_params("llama-3.1-8b", 16, "all-linear").lora_params
+    opt = {o: estimate_memory("llama-3.1-8b", optimizer=o).breakdown["optimizer"] for o in loracalc.OPTIMIZERS}
+    assert opt["adamw"] == 8 * Pl and opt["sgd"] == 4 * Pl
+    assert opt["adamw_8bit"] == opt["paged_adamw_8bit"] < opt["sgd"]
+    assert opt["paged_adamw"] == opt["adamw"]
+
+
+def test_checkpointing_and_eager():
+    on = estimate_memory("llama-3.1-8b", seq_len=4096, gradient_checkpointing=True).breakdown["activations"]
+    off = estimate_memory("llama-3.1-8b", seq_len=4096, gradient_checkpointing=False).breakdown["activations"]
+    eager = estimate_memory("llama-3.1-8b", seq_len=4096, gradient_checkpointing=False,
+                            attention="eager").breakdown["activations"]
+    assert on < off < eager
+
+
+def test_logits_grow_with_vocabulary():
+    # Llama-3.1-8B and Mistral-7B share every shape but the vocabulary (128,256 vs 32,000)
+    a = estimate_memory("llama-3.1-8b", method="lora").breakdown["logits"]
+    b = estimate_memory("mistral-7b", method="lora").breakdown["logits"]
+    assert a / b == pytest.approx(128_256 / 32_000)
+
+
+@pytest.mark.parametrize("kw, field", [
+    (dict(method="dora"), "method"), (dict(optimizer="adam"), "optimizer"), (dict(attention="flash3"), "attention"),
+    (dict(batch_size=0), "batch_size"), (dict(batch_size=-2), "batch_size"), (dict(batch_size=1.5), "batch_size"),
+    (dict(seq_len=float("nan")), "seq_len"), (dict(seq_len=float("inf")), "seq_len"), (dict(seq_len="long"), "seq_len"),
+    (dict(rank=0), "rank"), (dict(targets="lm_head"), "targets"), (dict(gradient_checkpointing="maybe"),
+                                                                      "gradient_checkpointing"),
+])
+def test_bad_settings(kw, field):
+    with pytest.raises(LoraCalcError) as e:
+        estimate_memory("llama-3.1-8b", **kw)
+    assert e.value.field == field
+
+
+def test_gpu_fit_and_largest():
+    g = loracalc.get_gpu("rtx-4090")
+    assert g.memory_bytes == 24 * 10**9
+    kw = dict(method="qlora", rank=16, targets="all-linear", seq_len=2048)
+    b = loracalc.max_batch_size("llama-3.1-8b", g, **kw)
+    assert b >= 1
+    assert estimate_memory("llama-3.1-8b", batch_size=b, **kw).total_bytes <= g.memory_bytes
+    assert estimate_memory("llama-3.1-8b", batch_size=b + 1, **kw).total_bytes > g.memory_bytes
+    s = loracalc.max_seq_len("llama-3.1-8b", g, method="qlora", batch_size=1)
+    assert estimate_memory("llama-3.1-8b", seq_len=s, method="qlora").total_bytes <= g.memory_bytes
+    assert estimate_memory("llama-3.1-8b", seq_len=s + 1, method="qlora").total_bytes > g.memory_bytes
+    assert loracalc.max_batch_size("llama-3.1-405b", "rtx-3090", method="full") == 0
+
+
+def test_gpu_catalog_covers_the_issue():
+    names = {g.name for g in loracalc.list_gpus()}
+    assert {"rtx-3090", "rtx-4090", "rtx-5090", "l4", "a10", "rtx-a6000", "l40s", "a100-40gb", "a100-80gb",
+            "h100-80gb", "h200", "b200", "mi300x"} <= names
+    with pytest.raises(LoraCalcError) as e:
+        loracalc.get_gpu("tpu")
+    assert e.value.field == "gpu"
+
+
+def test_approximate_model_is_flagged():
+    est = estimate_memory(loracalc.model_from_param_count(7e9))
+    assert est.approximate and est.to_dict()["approximate"]
+    assert all(math.isfinite(t.bytes) for t in est.terms)
