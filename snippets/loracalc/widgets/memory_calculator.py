@@ -160,10 +160,8 @@ def gpus_html(total: int, chosen: str) -> str:
 
 
 def measured_html(arch, s, total: int) -> str:
-    try:
-        rec = loracalc.measured.lookup(model=arch, **s)
-    except loracalc.LoraCalcError:
-        rec = None
+    lookup = getattr(loracalc.measured, "lookup", None)  # the labs' records, once the memory probe has run
+    rec = lookup(arch.name, **s) if lookup else None
     if rec is None:
         return ('<p class="lc-note">No measurement recorded for these settings; the labs\' memory probe adds '
                 'records for the configurations it ran.</p>')

@@ -117,24 +117,23 @@ def levels_svg(weights, deq, code, absmax) -> str:
 @widget("nf4_bits")
 def nf4_bits(block_size: str = "64", double_quant: str = "on", model: str = "llama-3.1-70b",
              **_: Any) -> dict[str, Any]:
-    bs = c.integer(block_size, "block_size", 16, 4096, "block size")
-    dq = c.on_off(double_quant or "on", "double_quant")
+    from loracalc import nf4
+
     name = c.text(model) or "llama-3.1-70b"
     if name not in loracalc.list_models():
         raise loracalc.LoraCalcError("model", f"model must be one of the presets (got {name!r})")
     arch = loracalc.get_model(name)
-    from loracalc import nf4
-
-    bits = nf4.bits_per_param(block_size=bs, double_quant=dq)
-    store = nf4.weight_storage_bytes(arch, block_size=bs, double_quant=dq)
-    bf16 = loracalc.count_params(arch, rank=1, targets="q,v").total_params * 2
+    dq = c.on_off(double_quant, "double_quant")
+    store = nf4.weight_storage_bytes(arch, block_size=c.text(block_size), double_quant=dq)  # validates block_size
+    bits = nf4.bits_per_param(block_size=c.text(block_size), double_quant=dq)
+    bf16 = 2 * loracalc.total_params(arch)
     return {
         "bits": f"{bits:.4g}",
-        "bits_split": f"4 + {bits - 4:.4g}",
+        "bits_split": f"4-bit code + {bits - 4:.4g} bits of scales",
         "model_name": arch.display_name,
         "storage": c.fmt_gb(store, 1),
         "storage_bf16": c.fmt_gb(bf16, 1),
-        "storage_note": "Embeddings, the output layer and the norms stay in 16 bit; only the linear layers "
-                        "inside the decoder blocks are stored in 4 bit.",
+        "storage_note": (f"{c.fmt_ratio(round(bf16 / store, 1))} smaller than bf16. Embeddings, the output layer and "
+                         "the norms stay in 16 bit; only the linear layers inside the decoder blocks are 4-bit."),
         "announce": f"{bits:.4g} bits per parameter; {arch.display_name} weights {c.fmt_gb(store, 1)}.",
     }

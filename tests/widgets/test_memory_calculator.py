@@ -1,0 +1,116 @@
+"""The memory calculator against loracalc (computed here) and the terminal's JSON."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+import loracalc
+from loracalc.widgets import memory_calculator as mc
+
+from .conftest import assert_clean, call_widget
+
+DEFAULT = {"model": "llama-3.1-8b", "config": "", "method": "qlora", "rank": "16", "targets": "all-linear",
+           "batch_size": "1", "seq_len": "2048", "gradient_checkpointing": "on", "optimizer": "adamw",
+           "attention": "sdpa", "gpu": "h100-80gb"}
+
+# Llama-3.2-1B's published config.json (meta-llama/Llama-3.2-1B), the fields a parameter count needs.
+LLAMA_32_1B_CONFIG = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048,
+    "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8,
+    "head_dim": 64, "vocab_size": 128256, "tie_word_embeddings": True, "attention_bias": False,
+    "mlp_bias": False, "max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "torch_dtype": "bfloat16",
+}
+
+
+def _engine(**over):
+    s = {**DEFAULT, **over}
+    kwargs = dict(method=s["method"], rank=int(s["rank"]), targets=s["targets"], batch_size=int(s["batch_size"]),
+                  seq_len=int(s["seq_len"]), gradient_checkpointing=s["gradient_checkpointing"] == "on",
+                  optimizer=s["optimizer"], attention=s["attention"])
+    return loracalc.estimate_memory(s["model"], **kwargs), kwargs
+
+
+@pytest.mark.parametrize("over", [
+    {}, {"method": "full"}, {"method": "lora", "rank": "64"}, {"batch_size": "8", "seq_len": "512"},
+    {"gradient_checkpointing": "off"}, {"optimizer": "adamw_8bit"}, {"attention": "eager"},
+    {"model": "llama-3.1-70b", "gpu": "a100-40gb"}, {"targets": "q,v", "rank": "8"},
+])
+def test_total_and_json_follow_the_engine(over):
+    est, _ = _engine(**over)
+    out = call_widget("memory_calculator", {**DEFAULT, **over})
+    assert out["total"] == f"{est.total_bytes / 1e9:,.1f} GB"
+    assert json.loads(out["json"]) == est.to_dict()
+    assert_clean(out)
+
+
+def test_json_is_what_the_terminal_prints():
+    cmd = [sys.executable, "-m", "loracalc", "memory", "--model", "llama-3.1-70b", "--method", "qlora", "--rank", "16",
+           "--targets", "all-linear", "--batch-size", "1", "--seq-len", "2048", "--gradient-checkpointing", "--json"]
+    cli = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    out = call_widget("memory_calculator", {**DEFAULT, "model": "llama-3.1-70b"})
+    assert json.loads(out["json"]) == json.loads(cli)
+
+
+def test_every_term_is_in_the_bar_and_the_table_with_its_formula():
+    est, _ = _engine()
+    out = call_widget("memory_calculator", DEFAULT)
+    for t in est.terms:
+        if t.bytes > 0:
+            assert f"lc-term-{t.key}" in out["stack"]
+        from html import escape
+        assert escape(t.formula, quote=True) in out["terms_table"]
+    # every segment is reachable by keyboard and carries its formula as its accessible name
+    assert out["stack"].count('tabindex="0"') == sum(1 for t in est.terms if t.bytes > 0)
+
+
+def test_methods_side_by_side_are_ordered_qlora_lora_full():
+    out = call_widget("memory_calculator", {**DEFAULT, "model": "llama-3.1-70b"})
+    totals = [float(x.replace(",", "")) for x in re.findall(r'lc-method-total">([\d,.]+) GB', out["methods"])]
+    assert len(totals) == 3
+    full, lora, qlora = totals
+    assert qlora <= lora <= full
+
+
+def test_gpu_list_marks_fits_exactly():
+    est, _ = _engine(model="llama-3.1-70b")
+    out = call_widget("memory_calculator", {**DEFAULT, "model": "llama-3.1-70b"})
+    for g in loracalc.list_gpus():
+        fits = est.total_bytes <= g.memory_bytes
+        item = re.search(r'<li class="([^"]*)"><span class="lc-gpu-name">' + re.escape(g.display_name) + " ", out["gpus"])
+        assert item, g.display_name
+        assert ("lc-gpu-yes" in item.group(1)) == fits
+
+
+def test_largest_batch_and_sequence_follow_the_engine():
+    est, kw = _engine()
+    gpu = loracalc.get_gpu("h100-80gb")
+    out = call_widget("memory_calculator", DEFAULT)
+    mb = loracalc.max_batch_size("llama-3.1-8b", gpu, **{k: v for k, v in kw.items() if k != "batch_size"})
+    assert out["max_batch"] == f"{mb:,}"
+
+
+def test_pasted_config_counts_like_the_preset():
+    # FACTS.md: Llama-3.2-1B (tied embeddings) has 1,235,814,400 parameters.
+    out = call_widget("memory_calculator", {**DEFAULT, "model": "config", "config": json.dumps(LLAMA_32_1B_CONFIG)})
+    assert out["model_params"].startswith("1,235,814,400 parameters")
+
+
+@pytest.mark.parametrize("over,field", [
+    ({"rank": ""}, "rank"), ({"rank": "-3"}, "rank"), ({"rank": "abc"}, "rank"),
+    ({"batch_size": "0"}, "batch_size"), ({"batch_size": "1.5"}, "batch_size"), ({"batch_size": "nan"}, "batch_size"),
+    ({"seq_len": ""}, "seq_len"), ({"seq_len": "-2048"}, "seq_len"), ({"seq_len": "1e400"}, "seq_len"),
+    ({"method": "prompting"}, "method"), ({"targets": "embed_tokens"}, "targets"),
+    ({"optimizer": "lion"}, "optimizer"), ({"attention": "ring"}, "attention"), ({"gpu": "tpu-v5"}, "gpu"),
+    ({"model": "gpt-5"}, "model"),
+    ({"model": "config", "config": ""}, "config"), ({"model": "config", "config": "{not json"}, "config"),
+    ({"model": "config", "config": "[1, 2]"}, "config"), ({"model": "config", "config": '{"hidden_size": 64}'}, "config"),
+])
+def test_bad_inputs_name_their_field(over, field):
+    with pytest.raises(loracalc.LoraCalcError) as exc:
+        mc.memory_calculator(**{**DEFAULT, **over})
+    assert exc.value.field == field, exc.value.message
+    assert exc.value.message

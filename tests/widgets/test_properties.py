@@ -1,0 +1,60 @@
+"""Property tests: over arbitrary form strings only LoraCalcError escapes, and no output is NaN/inf/blank."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import loracalc
+from loracalc.widgets import WIDGETS
+
+from .conftest import assert_clean
+
+NUMERIC = st.one_of(
+    st.integers(min_value=-10**12, max_value=10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "1e309", "-0", "0x10", "½", "٣", "1,024", "64.0", "None"]),
+)
+
+FIELDS = {
+    "rank_trick": {"d": NUMERIC, "r": NUMERIC, "preset": st.sampled_from(["custom", "llama-3.1-8b", "x", ""])},
+    "model_lora": {"model": st.sampled_from(["llama-3.1-8b", "llama-3.2-1b", "nope", ""]), "rank": NUMERIC,
+                   "targets": st.sampled_from(["q,v", "all-linear", "q,k,v,o", "xyz", ""])},
+    "memory_calculator": {"model": st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "config", "zz"]),
+                          "config": st.one_of(st.just(""), st.text(max_size=40),
+                                              st.just('{"hidden_size": 64}')),
+                          "method": st.sampled_from(["full", "lora", "qlora", "QLoRA", ""]),
+                          "rank": NUMERIC, "batch_size": NUMERIC, "seq_len": NUMERIC,
+                          "gradient_checkpointing": st.sampled_from(["on", "off", "maybe"]),
+                          "optimizer": st.sampled_from(["adamw", "adamw_8bit", "sgd", "lion"]),
+                          "attention": st.sampled_from(["sdpa", "eager", "flash", "?"]),
+                          "gpu": st.sampled_from(["h100-80gb", "rtx-4090", "tpu"])},
+    "nf4_explorer": {"seed": NUMERIC, "action": st.sampled_from(["", "reroll", "x"])},
+    "nf4_bits": {"block_size": NUMERIC, "double_quant": st.sampled_from(["on", "off", "?"]),
+                 "model": st.sampled_from(["llama-3.1-70b", "llama-3.2-1b", "?"])},
+    "quiz": {"q1": st.text(max_size=3), "q2": st.sampled_from(["a", "b", "c", "d", ""]),
+             "locked": st.text(max_size=40), "action": st.sampled_from(["", "retry", "x"])},
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_only_loracalc_error_escapes(name):
+    fn = WIDGETS[name]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.fixed_dictionaries(FIELDS[name]))
+    def check(inputs):
+        try:
+            out = fn(**inputs)
+        except loracalc.LoraCalcError as exc:
+            assert exc.message and "Traceback" not in exc.message
+            assert exc.field in set(FIELDS[name]) | {"", None}, (exc.field, exc.message)
+            return
+        assert_clean(out)
+
+    check()
+
+
+def test_every_widget_is_registered():
+    assert set(FIELDS) <= set(WIDGETS)
