@@ -112,18 +112,19 @@ def bits_per_param(block_size: Any = 64, double_quant: Any = True, dq_block_size
 
 
 def tensor_storage_bytes(n: int, block_size: int = 64, double_quant: bool = True) -> int:
-    """Bytes bitsandbytes keeps for one 4-bit weight of n values: packed codes (two per byte), absmax
-    per block (fp32, or uint8 plus an fp32 per 256 blocks and an fp32 offset), and its 16-level code table."""
+    """Bytes bitsandbytes keeps for one 4-bit weight of n values: the packed codes (two per byte), an absmax
+    per block (fp32; or, double-quantized, uint8 plus an fp32 per 256 blocks, an fp32 offset and the 256-entry
+    fp32 table that decodes the 8-bit absmax), and the weight's 16-entry fp32 code table."""
     blocks = -(-n // block_size)
     packed = -(-n // 2)
     if double_quant:
-        stats = blocks + 4 * -(-blocks // 256) + 4
+        stats = blocks + 4 * -(-blocks // 256) + 4 + DYNAMIC_MAP_BYTES
     else:
         stats = 4 * blocks
     return packed + stats + 16 * 4
 
 
-DYNAMIC_MAP_BYTES = 256 * 4   # the 8-bit code for the absmax values, one table shared by all layers
+DYNAMIC_MAP_BYTES = 256 * 4   # bitsandbytes' 8-bit code table for the absmax values, one copy per weight
 
 
 def storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) -> int:
@@ -133,7 +134,7 @@ def storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) ->
     bs = as_int(block_size, "block_size", 16, 4096, "block size")
     dq = as_bool(double_quant, "double_quant")
     per_layer = sum(tensor_storage_bytes(a * b, bs, dq) for a, b in arch.linear_shapes().values())
-    return arch.num_hidden_layers * per_layer + (DYNAMIC_MAP_BYTES if dq else 0)
+    return arch.num_hidden_layers * per_layer
 
 
 def weight_storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) -> int:
