@@ -257,7 +257,7 @@ def llama31_8b_layer_shapes() -> str:
     frozen = sum(m.frozen_params for m in c.per_module)
     rows.append([f"**all {len(c.per_module)}**", "", f"**{_int(frozen)}**", f"**{_int(c.lora_params_per_layer)}**",
                  f"**{frozen / c.lora_params_per_layer:,.0f}×**"])
-    return _md_table(["module", "d_in → d_out", "frozen W", f"LoRA, r = {r}", "saving"], rows,
+    return _md_table(["module", "in → out features", "frozen W", f"LoRA, r = {r}", "saving"], rows,
                      ["---", "---", "--:", "--:", "--:"])
 
 

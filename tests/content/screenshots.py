@@ -4,8 +4,8 @@
     .venv/bin/python tests/content/screenshots.py /tmp/content-site /tmp/content-shots
 
 Serves the built site on localhost, opens each page in headless Chromium and writes
-PAGE-{light,dark}-{1280,390}.png. Dark mode is Material's "slate" scheme, set through the palette
-switch's localStorage key before the page loads.
+PAGE-{light,dark}-{1280,390}.png. The site's palette follows the system setting until the reader picks
+one, so the browser context's emulated colour scheme selects light or dark (Material's "slate").
 """
 from __future__ import annotations
 
@@ -38,11 +38,6 @@ def main(site: str, out: str, only: str | None = None) -> None:
                                           color_scheme=scheme, device_scale_factor=1)
                 ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base)
                           else route.abort())
-                if scheme == "dark":
-                    ctx.add_init_script(
-                        "try{const k=new URL('.',location).pathname+'.__palette';"
-                        "localStorage.setItem(k, JSON.stringify({index:1,color:{media:'',scheme:'slate',"
-                        "primary:'indigo',accent:'indigo'}}))}catch(e){}")
                 page = ctx.new_page()
                 for p in PAGES:
                     name = (p.strip("/") or "index")
