@@ -1,0 +1,13 @@
+// Names for landmarks Material creates without one (axe-core: aria-dialog-name, landmark-unique).
+// Runs on every (instant) page load; it only adds labels.
+(function () {
+  function label() {
+    var search = document.querySelector(".md-search[role=dialog]");
+    if (search && !search.hasAttribute("aria-label")) search.setAttribute("aria-label", "Search");
+    document.querySelectorAll(".md-code__nav").forEach(function (nav, i) {
+      if (!nav.hasAttribute("aria-label")) nav.setAttribute("aria-label", "Code block " + (i + 1) + " tools");
+    });
+  }
+  if (typeof document$ !== "undefined") document$.subscribe(function () { setTimeout(label, 0); });
+  else document.addEventListener("DOMContentLoaded", label);
+})();

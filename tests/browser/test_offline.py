@@ -1,0 +1,39 @@
+"""Offline: the service worker keeps pages and Python, so a widget page works with the network cut."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import wait_python
+from test_python_bridge import expected, page_with
+
+pytestmark = pytest.mark.browser
+
+
+def test_widget_page_works_with_the_network_cut(context, site_url, built_site):
+    path = page_with(built_site, 'data-widget="rank_trick"')
+    page = context.new_page()
+    page.goto(site_url + path)
+    wait_python(page)
+    # the service worker took over and stored Python (it is asked to once Python is ready)
+    page.wait_for_function("""async () => {
+        const names = await caches.keys();
+        for (const n of names) {
+            const c = await caches.open(n);
+            if (await c.match(new URL('assets/pyodide/pyodide.asm.wasm', location.origin + '/').href)) return true;
+        }
+        return false;
+    }""", timeout=30_000, polling=250)
+    context.set_offline(True)
+    try:
+        page.reload()
+        wait_python(page)
+        widget = page.locator('[data-widget="rank_trick"]')
+        widget.locator('input[name="d"]').fill("2048")
+        want = expected("rank_trick", {"preset": "custom", "d": "2048", "r": "8"})["full_params"]
+        page.wait_for_function("(el) => el.textContent === %r" % want,
+                               arg=widget.locator('[data-output="full_params"]').element_handle())
+        # another page, never visited in this session, comes from the install-time cache
+        page.goto(site_url)
+        assert page.locator("h1").count() >= 1
+    finally:
+        context.set_offline(False)
