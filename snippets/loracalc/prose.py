@@ -163,15 +163,12 @@ def _arch(model: str):
     return _lc().get_model(model)
 
 
-SQUARE_MODEL = "llama-2-7b"   # a 7B Llama: d = 4096, every attention projection square
-SQUARE_RANK = 8               # peft's LoraConfig default, the rank most examples quote
-
-
 def _square() -> tuple[int, int, int, int]:
-    """(d, r, LoRA params, LoRA params at 2r) for one square projection of a 7B Llama."""
-    lc = _lc()
-    d = _arch(SQUARE_MODEL).hidden_size
-    return d, SQUARE_RANK, lc.square_lora_params(d, SQUARE_RANK), lc.square_lora_params(d, 2 * SQUARE_RANK)
+    """(d, r, LoRA params, LoRA params at 2r) for one square projection; the engine's headline example
+    (headline.py registers the LoRA and full counts and their ratio: the pages quote those)."""
+    from .headline import SQUARE_D, SQUARE_R, square_counts
+
+    return SQUARE_D, SQUARE_R, square_counts()[0], square_counts(SQUARE_D, 2 * SQUARE_R)[0]
 
 
 @figure("square_d")
@@ -184,25 +181,11 @@ def square_r() -> str:
     return str(_square()[1])
 
 
-@figure("square_lora")
-def square_lora() -> str:
-    return _int(_square()[2])
-
-
-@figure("square_full")
-def square_full() -> str:
-    return _int(_lc().square_full_params(_square()[0]))
-
-
 @figure("square_full_short")
 def square_full_short() -> str:
-    return _short(_lc().square_full_params(_square()[0]))
+    from .headline import square_counts
 
-
-@figure("square_ratio")
-def square_ratio() -> str:
-    d, _, lora, _ = _square()
-    return _num(_lc().square_full_params(d) / lora, 1)
+    return _short(square_counts()[1])
 
 
 @figure("square_one_factor")
@@ -248,7 +231,7 @@ def llama31_8b_all_vs_qv_ratio() -> str:
 
 @table("llama31_8b_layer_shapes")
 def llama31_8b_layer_shapes() -> str:
-    model, r = "llama-3.1-8b", SQUARE_RANK
+    model, r = "llama-3.1-8b", _square()[1]
     c = _count(model, r, "all-linear")
     rows = []
     for m in c.per_module:

@@ -22,9 +22,11 @@ def test_every_token_resolves(page, figures_module):
         out = render(name)
         assert isinstance(out, str) and out.strip(), f"{page}: {{{{ {kind}.{name} }}}} rendered empty"
         if kind == "table":
-            lines = out.strip().splitlines()
-            assert len(lines) >= 3 and set(lines[1].replace("|", "").strip()) <= set("-: "), (
-                f"{page}: table.{name} is not a Markdown table")
+            lines = [ln for ln in out.strip().splitlines() if ln.startswith("|")]
+            is_table = len(lines) >= 3 and set(lines[1].replace("|", "").strip()) <= set("-: ")
+            # A table with no data yet (e.g. no measurements recorded) may say so in one emphasised line.
+            is_note = "\n" not in out.strip() and out.strip().startswith("*")
+            assert is_table or is_note, f"{page}: table.{name} is neither a Markdown table nor a note"
         else:
             assert "\n" not in out, f"{page}: fig.{name} must be inline text"
 

@@ -69,7 +69,7 @@ def test_quiz_follows_the_figures(monkeypatch):
     from loracalc import figures
 
     figures._collect()
-    monkeypatch.setitem(figures.FIGURES, "square_lora", lambda: "SENTINEL")
+    monkeypatch.setitem(figures.FIGURES, "headline_square_lora", lambda: "SENTINEL")
     qs = quiz.questions()
     assert any(o["text"] == "SENTINEL" for o in qs[0]["options"])
 
