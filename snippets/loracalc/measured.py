@@ -105,17 +105,17 @@ def activation_check_table() -> str:
     rows_in = data.get("rows", [])
     if not rows_in:
         return "*No activation check yet: run `python gpu_labs/memory_probe.py --activation-check`.*"
-    rows = ["| method | batch | seq_len | checkpointing | attention | estimate | saved for backward | error |",
-            "|---|--:|--:|---|---|--:|--:|--:|"]
+    rows = ["| model | method | batch | seq_len | checkpointing | attention | estimate | saved for backward | error |",
+            "|---|---|--:|--:|---|---|--:|--:|--:|"]
     for r in rows_in:
-        rows.append(f"| {r['method']} | {r['batch_size']} | {r['seq_len']:,} | "
+        rows.append(f"| {r.get('model', '')} | {r['method']} | {r['batch_size']} | {r['seq_len']:,} | "
                     f"{'on' if r['gradient_checkpointing'] else 'off'} | {r['attention']} | "
                     f"{_mb(r['estimated_bytes'])} | {_mb(r['measured_bytes'])} | {r['error_percent']:+.1f}% |")
     worst = max(abs(r["error_percent"]) for r in rows_in)
     v = data.get("versions", {})
     meta = ", ".join(f"{k} {v[k]}" for k in sorted(v))
-    m = data.get("model", {})
-    shape = (f"hidden {m.get('hidden_size')}, {m.get('num_hidden_layers')} layers, {m.get('num_attention_heads')} "
-             f"heads / {m.get('num_key_value_heads')} kv heads, vocabulary {m.get('vocab_size'):,}") if m else ""
-    return ("\n".join(rows) + f"\n\n*Largest error {worst:.1f}% over {len(rows_in)} runs. Model: {shape}. "
+    shapes = "; ".join(
+        f"{name}: hidden {m['hidden_size']}, {m['num_hidden_layers']} layers, {m['num_attention_heads']} heads / "
+        f"{m['num_key_value_heads']} kv heads, vocabulary {m['vocab_size']:,}" for name, m in data.get("shapes", {}).items())
+    return ("\n".join(rows) + f"\n\n*Largest error {worst:.1f}% over {len(rows_in)} runs. Models: {shapes}. "
             f"Measured {data.get('date', '?')} on {data.get('hardware', '?')}; {meta}.*")

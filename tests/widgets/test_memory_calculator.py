@@ -80,7 +80,7 @@ def test_gpu_list_marks_fits_exactly():
     out = call_widget("memory_calculator", {**DEFAULT, "model": "llama-3.1-70b"})
     for g in loracalc.list_gpus():
         fits = est.total_bytes <= g.memory_bytes
-        item = re.search(r'<li class="([^"]*)"><span class="lc-gpu-name">' + re.escape(g.display_name) + " ", out["gpus"])
+        item = re.search(r'<li class="([^"]*)"><span class="lc-gpu-name">' + re.escape(g.display_name) + "</span>", out["gpus"])
         assert item, g.display_name
         assert ("lc-gpu-yes" in item.group(1)) == fits
 

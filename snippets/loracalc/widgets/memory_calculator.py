@@ -120,12 +120,12 @@ def terms_table(est) -> str:
     for t in est.terms:
         rows.append(
             f'<tr><th scope="row"><span class="lc-swatch lc-term-{c.esc(t.key)}" aria-hidden="true"></span>'
-            f'{c.esc(t.label)}</th><td class="lc-num">{c.fmt_gb(t.bytes, 2)}</td>'
-            f'<td class="lc-num">{c.num(_pct(t.bytes, est.total_bytes))}%</td>'
-            f'<td class="lc-formula">{c.esc(t.formula)}</td></tr>')
-    return ('<table class="lc-table"><caption>Each term and its formula</caption><thead><tr>'
-            '<th scope="col">term</th><th scope="col" class="lc-num">memory</th><th scope="col" class="lc-num">share</th>'
-            '<th scope="col">formula</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+            f'{c.esc(t.label)}<br><span class="lc-formula">{c.esc(t.formula)}</span></th>'
+            f'<td class="lc-num">{c.fmt_gb(t.bytes, 2)}</td>'
+            f'<td class="lc-num">{c.num(round(_pct(t.bytes, est.total_bytes), 1))}%</td></tr>')
+    return ('<table class="lc-table lc-terms"><caption>Each term and its formula</caption><thead><tr>'
+            '<th scope="col">term and formula</th><th scope="col" class="lc-num">memory</th>'
+            '<th scope="col" class="lc-num">share</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
 
 
 def methods_html(per_method: dict, chosen: str) -> str:
@@ -149,11 +149,10 @@ def gpus_html(total: int, chosen: str) -> str:
         if g.name == chosen:
             cls += " lc-chosen"
         used = _pct(total, cap)
-        verdict = (f"fits, {c.num(round(100 * total / cap))}% used" if ok else
-                   f"does not fit ({c.fmt_ratio(round(total / cap, 1))} too big)")
+        verdict = (f"fits: {c.num(round(100 * total / cap))}% of {c.fmt_gb(cap, 0)}" if ok else
+                   f"does not fit: {c.fmt_ratio(round(total / cap, 1))} its {c.fmt_gb(cap, 0)}")
         items.append(
-            f'<li class="{cls}"><span class="lc-gpu-name">{c.esc(g.display_name)} '
-            f'<span class="lc-note">{c.fmt_gb(cap, 0)}</span></span>'
+            f'<li class="{cls}"><span class="lc-gpu-name">{c.esc(g.display_name)}</span>'
             f'<span class="lc-gpu-bar" aria-hidden="true"><span class="lc-gpu-fill" style="display:block;width:{c.num(used)}%"></span></span>'
             f'<span class="lc-gpu-verdict">{c.esc(verdict)}</span></li>')
     return '<ul class="lc-gpus">' + "".join(items) + "</ul>"
