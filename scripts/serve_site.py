@@ -45,6 +45,13 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
+    def handle_error(self, request, client_address) -> None:
+        # A browser that navigates away mid-download closes the socket: not worth a traceback.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
 
 def start(directory: str | Path, port: int = 0, host: str = "127.0.0.1") -> Server:
     """Serve DIRECTORY in a background thread; ``server.server_address[1]`` is the port."""

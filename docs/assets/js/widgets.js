@@ -19,7 +19,8 @@
     nextId: 1,
     waiters: [],            // callbacks waiting for ready (or failed)
     listeners: [],          // called with (state, reason) on every change
-    readyMs: null,
+    readyMs: null,          // worker start -> Python ready, ms
+    readyAt: null,          // page time (ms since navigation start) when Python first became ready
     restarts: 0,
   };
 
@@ -60,6 +61,7 @@
       var msg = event.data;
       if (msg.type === "ready") {
         bridge.readyMs = msg.ms;
+        if (bridge.readyAt === null) bridge.readyAt = performance.now(); // first ready of this visit
         setState("ready");
         keepPythonOffline();
       } else if (msg.type === "failed") {
@@ -150,6 +152,7 @@
     get state() { return bridge.state; },
     get reason() { return bridge.reason; },
     get readyMs() { return bridge.readyMs; },
+    get readyAt() { return bridge.readyAt; },
     get restarts() { return bridge.restarts; },
     whenSettled: whenSettled,
     onChange: function (fn) { bridge.listeners.push(fn); },
