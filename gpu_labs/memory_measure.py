@@ -146,14 +146,15 @@ def build_model(config: dict, run: RunSpec, device: str = "cpu", model_dir: str 
         # bitsandbytes quantizes while loading, so save random weights once and load them as a user would
         model_dir = model_dir or tempfile.mkdtemp(prefix="probe-model-")
         if not os.path.exists(os.path.join(model_dir, "config.json")):
-            AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained(model_dir)
+            with torch.device(device):   # a real shape initialises far faster on the GPU
+                AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained(model_dir)
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                  bnb_4bit_compute_dtype=torch.bfloat16)
         model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=bnb, dtype=torch.bfloat16,
                                                      attn_implementation=run.attention, device_map={"": device})
     else:
-        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=run.attention)
-        model.to(device)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=run.attention)
     model.config.use_cache = False
     gc_kwargs = {"use_reentrant": True}   # the reentrant form saves each layer's input visibly to autograd hooks
     if run.method == "qlora":
