@@ -114,3 +114,24 @@ def test_bad_inputs_name_their_field(over, field):
         mc.memory_calculator(**{**DEFAULT, **over})
     assert exc.value.field == field, exc.value.message
     assert exc.value.message
+
+
+def test_measured_runs_show_predicted_vs_measured():
+    from loracalc import measured
+
+    recs = measured.records()
+    if not recs:
+        pytest.skip("the memory probe has recorded no runs yet")
+    rec = recs[0]
+    s = rec.settings
+    inputs = {**DEFAULT, "model": rec.model, "method": s["method"], "rank": str(s["rank"]),
+              "targets": ",".join(s["targets"]), "batch_size": str(s["batch_size"]), "seq_len": str(s["seq_len"]),
+              "gradient_checkpointing": "on" if s["gradient_checkpointing"] else "off",
+              "optimizer": s["optimizer"], "attention": s["attention"]}
+    if inputs["targets"] == "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj":
+        inputs["targets"] = "all-linear"
+    out = call_widget("memory_calculator", inputs)
+    assert f"peak <strong>{rec.peak_bytes / 1e6:,.2f} MB</strong>" in out["measured"]
+    assert f"predicted <strong>{rec.predicted_bytes / 1e6:,.2f} MB</strong>" in out["measured"]
+    # settings the probe did not run: no record, and a pointer to the ones it did
+    assert "No measurement recorded" in call_widget("memory_calculator", DEFAULT)["measured"]

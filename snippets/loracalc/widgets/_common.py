@@ -71,6 +71,12 @@ def fmt_bytes(n: float) -> str:
     return f"{x:.3g} {units[i]}" if x < 100 else f"{x:,.0f} {units[i]}"
 
 
+def fmt_mb(n: float) -> str:
+    """Bytes as MB (10^6) with two decimals, for small measured runs."""
+    _finite(n)
+    return f"{n / 1e6:,.2f} MB"
+
+
 def fmt_gb(n: float, digits: int = 1) -> str:
     """Bytes as GB (10^9) with fixed decimals: the unit GPU capacities are quoted in."""
     _finite(n)

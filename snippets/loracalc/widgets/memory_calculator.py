@@ -40,9 +40,25 @@ def _model(model: str, config: str):
             return loracalc.model_from_config(data, name=str(data.get("_name_or_path") or "pasted config"))
         except loracalc.LoraCalcError as exc:
             raise loracalc.LoraCalcError("config", exc.message) from None
+    measured = _measured_models()
+    if name in measured:
+        return measured[name]
     if name not in loracalc.list_models():
         raise loracalc.LoraCalcError("model", f"model must be a preset or 'config' (got {name!r})")
     return loracalc.get_model(name)
+
+
+def _measured_models() -> dict:
+    """The model(s) the labs' memory probe measured (a tiny Llama on CPU), built from the config it recorded."""
+    from loracalc import measured
+
+    data = measured._load(measured.MEMORY_FILE)  # noqa: SLF001 - the engine keeps no public accessor for it yet
+    names = {r.model for r in measured.records()}
+    cfg = data.get("config")
+    if not cfg or len(names) != 1:
+        return {}
+    name = names.pop()
+    return {name: loracalc.model_from_config(cfg, name=name)}
 
 
 def _gpu(name: str):
@@ -159,12 +175,23 @@ def gpus_html(total: int, chosen: str) -> str:
 
 
 def measured_html(arch, s, total: int) -> str:
-    lookup = getattr(loracalc.measured, "lookup", None)  # the labs' records, once the memory probe has run
-    rec = lookup(arch.name, **s) if lookup else None
+    rec = loracalc.measured.lookup(arch.name, **s)
     if rec is None:
-        return ('<p class="lc-note">No measurement recorded for these settings; the labs\' memory probe adds '
-                'records for the configurations it ran.</p>')
-    meas = int(rec.peak_bytes)
-    diff = (total - meas) / meas * 100 if meas else 0.0
-    return (f'<p class="lc-measured">Measured on {c.esc(rec.gpu)}: <strong>{c.fmt_gb(meas, 2)}</strong> peak; '
-            f'predicted {c.fmt_gb(total, 2)} ({diff:+.1f}%).</p>')
+        recs = loracalc.measured.records()
+        runs = sorted({r.model for r in recs})
+        hint = ""
+        if runs:
+            def values(key):
+                vals = sorted({r.settings.get(key) for r in recs}, key=str)
+                return " or ".join(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in vals)
+            hint = (f" The labs' memory probe measured {', '.join(runs)} (methods {values('method')}, "
+                    f"batch {values('batch_size')}, sequence {values('seq_len')}, rank {values('rank')}, "
+                    f"optimizer {values('optimizer')}): choose it to compare.")
+        return f'<p class="lc-note">No measurement recorded for these settings.{c.esc(hint)}</p>'
+    meas, pred = int(rec.peak_bytes), int(rec.predicted_bytes)
+    diff = (pred - meas) / meas * 100 if meas else 0.0
+    diff_text = "within 0.05%" if abs(diff) < 0.05 else f"{diff:+.1f}%"
+    return (f'<p class="lc-measured">Measured on {c.esc(rec.gpu)}: peak <strong>{c.fmt_mb(meas)}</strong>; '
+            f'loracalc predicted <strong>{c.fmt_mb(pred)}</strong> for that run ({diff_text}). '
+            + ('A CPU run has no CUDA context or allocator slack, so its prediction leaves those terms out; '
+               'the total above includes them.' if rec.device == "cpu" else "") + '</p>')
