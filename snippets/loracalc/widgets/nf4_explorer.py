@@ -106,7 +106,7 @@ def levels_svg(weights, deq, code, absmax) -> str:
         xx = x(i)
         parts.append(f'<line class="lc-err" x1="{n(xx)}" x2="{n(xx)}" y1="{n(y(w))}" y2="{n(y(v))}"/>')
         parts.append(f'<line class="lc-deq" x1="{n(xx - 3)}" x2="{n(xx + 3)}" y1="{n(y(v))}" y2="{n(y(v))}"/>')
-        parts.append(f'<circle class="lc-weight" cx="{n(xx)}" cy="{n(y(w))}" r="2.4"/>')
+        parts.append(f'<circle class="lc-weight" cx="{n(xx)}" cy="{n(y(w))}" r="3.2"/>')
     parts.append(f'<text class="lc-svg-small" x="{n(left + pw / 2)}" y="{n(H - 6)}" text-anchor="middle">'
                  'weight index in the block (0 to 63)</text>')
     parts.append("</svg>")
