@@ -423,7 +423,7 @@ def llama31_70b_embed_gb() -> str:
 # The engine's terms, grouped into the four categories the GPU memory page explains (plus overheads).
 CATEGORIES = [
     ("Model weights", ("weights", "weights_4bit", "weights_16bit")),
-    ("fp32 upcast by prepare_model_for_kbit_training", ("kbit_upcast",)),
+    ("fp32 copies of 16-bit weights", ("kbit_upcast",)),
     ("Adapter weights", ("adapter",)),
     ("Gradients and optimizer state", ("gradients", "master_weights", "optimizer", "adapter_grads")),
     ("Activations and logits", ("activations", "logits")),
@@ -472,7 +472,7 @@ def memory_70b_qlora_48gb() -> str:
             est = _mem(m, "qlora", **over)
             fits = "yes" if est.total_bytes <= limit else "no"
             rows.append([_model_label(m), label, _gb(est.total_bytes), fits])
-    return _md_table(["model", "QLoRA setting (batch 1 unless stated)", "estimate",
+    return _md_table(["model", "setting (batch 1 unless stated)", "estimate",
                       f"fits {SOURCE_CLAIMS['seed_claim_qlora_70b_gpu_gb']} GB?"], rows,
                      ["---", "---", "--:", ":-:"])
 
