@@ -227,24 +227,23 @@ def predict_memory(config_dict: dict, args):
     try:
         import loracalc
     except ImportError:
-        return None, "loracalc is not installed (pip install -e snippets/ from the repository root)"
+        return None, "loracalc is not installed (pip install -e . from the repository root)"
+    # A full fine-tune here trains the 16-bit weights directly (no fp32 master copy): loracalc's "bf16".
+    precision = "bf16" if args.method == "full" and args.compute_dtype != "fp32" else "mixed"
     try:
-        arch = loracalc.model_from_config(config_dict)
-        optimizer_names = {"adamw": ["adamw"], "adamw_8bit": ["adamw_8bit", "adamw8bit"],
-                           "paged_adamw_8bit": ["paged_adamw_8bit", "adamw_8bit", "adamw8bit"]}[args.optimizer]
-        error = None
-        for optimizer in optimizer_names:
-            try:
-                estimate = loracalc.estimate_memory(
-                    arch, method=args.method, rank=args.rank, targets=args.targets,
-                    batch_size=args.batch_size, seq_len=args.seq_len,
-                    gradient_checkpointing=args.gradient_checkpointing, optimizer=optimizer)
-                return estimate, f"optimizer modelled as '{optimizer}'"
-            except loracalc.LoraCalcError as err:
-                error = err
-        return None, f"loracalc cannot model this run: {error}"
+        estimate = loracalc.estimate_memory(
+            loracalc.model_from_config(config_dict), method=args.method, rank=args.rank, targets=args.targets,
+            batch_size=args.batch_size, seq_len=args.seq_len, gradient_checkpointing=args.gradient_checkpointing,
+            optimizer=args.optimizer, precision=precision, lora_dropout=args.dropout)
+        return estimate, "GPU memory for one step at full --seq-len"
     except Exception as err:  # noqa: BLE001 - a prediction must never stop a training run
         return None, f"loracalc could not predict: {type(err).__name__}: {err}"
+
+
+def context_bytes(estimate) -> int:
+    """The part of the estimate outside PyTorch's tensors (CUDA context, allocator allowance), which
+    torch.cuda.max_memory_allocated does not see."""
+    return sum(t.bytes for t in estimate.terms if t.key == "cuda_context")
 
 
 def loracalc_lora_params(config_dict: dict, args) -> str:
@@ -259,9 +258,11 @@ def loracalc_lora_params(config_dict: dict, args) -> str:
 
 
 def describe_estimate(estimate) -> str:
-    terms = sorted(estimate.terms, key=lambda t: t.bytes, reverse=True)[:4]
+    terms = sorted((t for t in estimate.terms if t.key != "cuda_context"), key=lambda t: t.bytes, reverse=True)[:3]
     parts = ", ".join(f"{t.label} {labkit.human_bytes(t.bytes)}" for t in terms)
-    return f"{labkit.human_bytes(estimate.total_bytes)} (largest: {parts})"
+    tensors = estimate.total_bytes - context_bytes(estimate)
+    return (f"{labkit.human_bytes(estimate.total_bytes)} on the GPU = {labkit.human_bytes(tensors)} of tensors "
+            f"+ {labkit.human_bytes(context_bytes(estimate))} CUDA context and allocator (largest tensors: {parts})")
 
 
 def oom_message(args, estimate, where: str) -> str:
@@ -535,6 +536,8 @@ def main(argv=None) -> int:
     results = {"trainable_params": trainable, "total_params": total, "final_loss": loss_value,
                "tokens_per_s_this_session": tokens_per_s, "steps": step,
                "predicted_bytes": estimate.total_bytes if estimate else None,
+               "predicted_tensor_bytes": estimate.total_bytes - context_bytes(estimate) if estimate else None,
+               "measured_reserved_bytes": torch.cuda.max_memory_reserved() if torch.cuda.is_available() else None,
                "probe_loss": probe, "measured_peak_bytes": peak, "measured": peak_kind, "device": str(accelerator.device),
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                "versions": labkit.library_versions(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -547,8 +550,16 @@ def main(argv=None) -> int:
         log(f"final loss {loss_value:.4f}; {tokens_per_s:,.0f} tokens/s over {step - start_step} steps this session")
         if "base" in probe:
             log(f"loss on the first 16 examples (eval mode): base model {probe['base']:.4f}, with adapter {probe['adapter']:.4f}")
-        log(f"memory: predicted {labkit.human_bytes(estimate.total_bytes) if estimate else 'n/a'} (GPU model), "
-            f"measured {labkit.human_bytes(peak)} ({peak_kind})")
+        if estimate and torch.cuda.is_available():
+            tensors = estimate.total_bytes - context_bytes(estimate)
+            log(f"memory: loracalc predicted {labkit.human_bytes(tensors)} of tensors, measured peak "
+                f"{labkit.human_bytes(peak)} ({peak_kind}, {100 * peak / tensors:.0f}% of the prediction); "
+                f"reserved by the allocator {labkit.human_bytes(results['measured_reserved_bytes'])}, "
+                f"predicted with CUDA context {labkit.human_bytes(estimate.total_bytes)}")
+        else:
+            predicted = describe_estimate(estimate).split(" (largest")[0] if estimate else "n/a"
+            log(f"memory: loracalc predicted {predicted}; measured {labkit.human_bytes(peak)} ({peak_kind}: "
+                "Python, PyTorch and libraries included, so not comparable with a GPU figure)")
         log(f"saved {'model' if args.method == 'full' else 'adapter'} to {final}/ "
             f"({', '.join(sorted(p.name for p in final.iterdir()))})")
     accelerator.wait_for_everyone()
