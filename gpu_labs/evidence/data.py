@@ -6,8 +6,9 @@ Everything is generated from a seed, so nothing is downloaded and every run sees
   row about the same person, so the model learns to carry a name from one sentence to the next, plus
   "roster" lines that use the tokens `=` and `;` in an unrelated way.
 * The new task, never seen in pretraining: read one of those sentences and write a fixed-order record,
-  `tom is 27 and lives in oslo. => name=tom;age=27;city=oslo`. The model already knows every word and
-  symbol; what it has to learn is the format and which fact goes into which field.
+  `tom is 27 and lives in oslo. => group=young;region=europe`. The model already knows every word and
+  symbol, which group an age belongs to and which region each city is in; what it has to learn is the
+  new output format, and to fill it with facts it can already state in prose.
 
 Standard library only (torch is not needed to build the data).
 """
@@ -21,6 +22,11 @@ NAMES = ("tom ana li omar eva raj mia ken zoe ivan sara leo nina paul yuki amir 
 CITIES = ("oslo lima rome kyiv cairo lagos quito dakar hanoi porto riga bern turin delhi seoul perth "
           "tunis accra baku minsk").split()
 JOBS = "baker nurse pilot judge tailor farmer singer doctor miner clerk".split()
+REGION = {**dict.fromkeys("oslo rome kyiv porto riga bern turin minsk".split(), "europe"),
+          **dict.fromkeys("cairo lagos dakar tunis accra".split(), "africa"),
+          **dict.fromkeys("hanoi delhi seoul baku".split(), "asia"),
+          **dict.fromkeys("lima quito".split(), "america"), "perth": "oceania"}
+GROUPS = ("young", "middle", "old")
 
 # Sentence shapes that say a person's name, age and city. Pretraining sees all of them, the task
 # inputs are drawn from the same shapes, so the input side of the task is familiar text.
@@ -42,6 +48,12 @@ FOLLOW_TEMPLATES = (
     " {c} is a big city.",
     " {n} is a common name.",
 )
+# The two facts the task's record needs: an age's group and a city's region.
+FACT_FOLLOW_TEMPLATES = (
+    " {c} is in {r}.",
+    " at {a}, {n} is {g}.",
+    " {n} is {g} and {c} is in {r}.",
+)
 # Restatements of the same facts in a different shape (teaches copying age and city, too).
 RESTATE_TEMPLATES = (
     " so: {n}, {a}, {c}.",
@@ -54,9 +66,17 @@ RESTATE_TEMPLATES = (
 PROMPT_SEPARATOR = " => "
 
 
+def age_group(age: int) -> str:
+    return "young" if age < 40 else "middle" if age < 65 else "old"
+
+
 def task_target(name: str, age: int, city: str) -> str:
-    """The new output format: fixed field order, `key=value` pairs separated by `;`."""
-    return f"name={name};age={age};city={city}"
+    """The new output: a fixed-order record of two facts derived from the sentence.
+
+    The age becomes its group (under 40, 40-64, 65 and over) and the city its region. The pretraining
+    text states both facts in passing ("at 27, tom is young.", "oslo is in europe."), never as a record.
+    """
+    return f"group={age_group(age)};region={REGION[city]}"
 # --8<-- [end:task_format]
 
 
@@ -73,10 +93,11 @@ def pretraining_line(rng: random.Random) -> str:
     n, a, c = _person(rng)
     line = rng.choice(FACT_TEMPLATES).format(n=n, a=a, c=c)
     roll = rng.random()
-    if roll < 0.4:
-        line += rng.choice(FOLLOW_TEMPLATES).format(n=n, a=a, c=c, j=rng.choice(JOBS),
-                                                     c2=rng.choice(CITIES))
-    elif roll < 0.8:
+    if roll < 0.5:  # the facts the task needs, stated in prose
+        line += rng.choice(FACT_FOLLOW_TEMPLATES).format(n=n, a=a, c=c, g=age_group(a), r=REGION[c])
+    elif roll < 0.7:
+        line += rng.choice(FOLLOW_TEMPLATES).format(n=n, a=a, c=c, j=rng.choice(JOBS), c2=rng.choice(CITIES))
+    elif roll < 0.9:
         line += rng.choice(RESTATE_TEMPLATES).format(n=n, a=a, c=c)
     return line
 
@@ -120,10 +141,10 @@ class WordTokenizer:
 
 def build_tokenizer() -> WordTokenizer:
     """The vocabulary is every token the generators can emit (corpus and task alike)."""
-    templates = FACT_TEMPLATES + FOLLOW_TEMPLATES + RESTATE_TEMPLATES + ("ages: =;.", PROMPT_SEPARATOR,
-                                                                         task_target("x", 1, "y"))
+    templates = FACT_TEMPLATES + FOLLOW_TEMPLATES + RESTATE_TEMPLATES + FACT_FOLLOW_TEMPLATES + ("ages: =;.", PROMPT_SEPARATOR,
+                                                                         "group=;region=")
     words = [t for tpl in templates for t in _TOKEN.findall(re.sub(r"\{\w+\}", " ", tpl))]
-    words += NAMES + CITIES + JOBS + [str(a) for a in range(18, 90)]
+    words += NAMES + CITIES + JOBS + list(GROUPS) + list(set(REGION.values())) + [str(a) for a in range(18, 90)]
     return WordTokenizer(words)
 
 

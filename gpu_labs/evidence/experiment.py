@@ -2,7 +2,7 @@
 
 A small Llama-shaped model (transformers' LlamaConfig, randomly initialised) is pretrained briefly on
 a generated corpus (gpu_labs/evidence/data.py), then fine-tuned on a task it never saw (rewrite a
-sentence as `name=..;age=..;city=..`) with full fine-tuning, LoRA at ranks 1-64 on q,v and on every
+sentence as a record `group=..;region=..`) with full fine-tuning, LoRA at ranks 1-64 on q,v and on every
 linear layer, and QLoRA (NF4 base). Same data and steps for all; each method family gets its learning
 rate from a small sweep. Three seeds per configuration. Then the low-rank check: the singular values of
 full fine-tuning's weight change, next to a Gaussian matrix of the same shape.
@@ -55,12 +55,12 @@ class Settings:
     seq_len: int = 48                # tokens per pretraining sequence (about three lines)
     data_seed: int = 0               # the corpus, the task split and the base model's init
     # Fine-tuning on the new task: identical for every method.
-    ft_steps: int = 120              # short on purpose, so methods that learn slower show it
+    ft_steps: int = 200              # short on purpose, so methods that learn slower show it
     ft_batch: int = 16               # examples per step
-    n_task_train: int = 2000         # distinct training prompts (120 x 16 = 1920 examples seen)
+    n_task_train: int = 2000         # distinct training prompts (200 x 16 = 3200 examples: 1.6 epochs)
     n_task_val: int = 256            # held-out prompts for loss and exact match
     warmup_steps: int = 10           # linear warmup, then cosine to zero
-    eval_every: int = 20             # validation points on the loss curves
+    eval_every: int = 25             # validation points on the loss curves (each costs about 5 steps)
     lora_alpha_over_r: float = 2.0   # lora_alpha = 2 r, so alpha / r (the update's scale) is the same at every rank
     qlora_rank: int = 8              # peft's default r
     ranks: tuple = (1, 2, 4, 8, 16, 64)
@@ -69,7 +69,7 @@ class Settings:
     lr_grid: tuple = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
     # Used by --quick (no sweep); the full run checks them against its own sweep and reports both.
     default_lr: dict = field(default_factory=lambda: {
-        "full": 1e-3, "lora_qv": 1e-2, "lora_all": 1e-2, "qlora_qv": 1e-2})
+        "full": 1e-3, "lora_qv": 3e-2, "lora_all": 3e-3, "qlora_qv": 3e-2})
     energy_ranks: tuple = (1, 2, 4, 8, 16, 32, 64, 128)  # r at which the update's energy share is reported
 # --8<-- [end:settings]
 
@@ -374,7 +374,8 @@ def quiet() -> None:
 
 def sweep_jobs(s: Settings, families) -> list[dict]:
     rank = {"full": None, "lora_qv": 8, "lora_all": 8, "qlora_qv": s.qlora_rank}
-    return [{"family": f, "rank": rank[f], "lr": lr, "seed": 0} for f in families for lr in s.lr_grid]
+    return [{"family": f, "rank": rank[f], "lr": lr, "seed": 0, "spectra": f == "full"}
+            for f in families for lr in s.lr_grid]
 
 
 def main_jobs(s: Settings, lrs: dict, quick: bool) -> list[dict]:
@@ -486,7 +487,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help=f"results JSON (default: {DEFAULT_OUT.relative_to(REPO)}, "
                         f"or {QUICK_OUT.relative_to(REPO)} with --quick)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one thread each")
-    parser.add_argument("--no-plots", action="store_true", help="skip the SVG plots (full run only)")
+    parser.add_argument("--lrs-from", type=Path, default=DEFAULT_OUT,
+                        help="--quick takes each family's learning rate from this results file (the full run's "
+                             "sweep), so its runs repeat the full run's seed-0 runs; defaults apply if it is missing")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
@@ -516,6 +519,9 @@ def main(argv=None) -> int:
 
     sweep = []
     lrs = dict(s.default_lr)
+    if args.quick and args.lrs_from and args.lrs_from.is_file():
+        lrs.update(json.loads(args.lrs_from.read_text())["learning_rates"])
+        log(f"learning rates from {args.lrs_from.name}: {lrs}")
     if not args.quick:
         log(f"learning-rate sweep at r=8, seed 0: {len(s.lr_grid) * 4} runs")
         sweep = run_jobs(sweep_jobs(s, list(FAMILY_LABEL)), s, base_dir, args.workers, log)
@@ -525,9 +531,8 @@ def main(argv=None) -> int:
         log(f"chosen learning rates: {lrs} (defaults in Settings: {s.default_lr})")
 
     jobs = main_jobs(s, lrs, args.quick)
-    # The sweep already ran r=8 / seed 0 at the chosen rate for full FT it lacks the spectra, so only
-    # reuse LoRA runs; every other job runs here.
-    reuse = {(r["family"], r["rank"], r["lr"], r["seed"]): r for r in sweep if r["family"] != "full"}
+    # The sweep already ran r=8 (and full FT) with seed 0 at the chosen rates: reuse those runs.
+    reuse = {(r["family"], r["rank"], r["lr"], r["seed"]): r for r in sweep}
     todo = [j for j in jobs if (j["family"], j["rank"], j["lr"], j["seed"]) not in reuse]
     log(f"main grid: {len(jobs)} runs ({len(jobs) - len(todo)} reused from the sweep)")
     runs = run_jobs(todo, s, base_dir, args.workers, log)
@@ -560,10 +565,8 @@ def main(argv=None) -> int:
         log(f"  {c['name']:<14} {c['trainable_percent']:8.3f}% trainable  val loss {c['val_loss']['mean']:.4f}"
             f" ± {c['val_loss']['std']:.4f}  exact {c['exact_match']['mean']:.3f}  "
             f"gain {c['gain_fraction']['mean']:.3f}")
-    if not args.quick and not args.no_plots:
-        import plots
-        for path in plots.make_all(result, REPO / "docs" / "assets" / "evidence"):
-            log(f"  plot {path.relative_to(REPO)}")
+    if not args.quick:
+        log("plots: .venv/bin/python gpu_labs/evidence/plots.py")
     log(f"done in {time.perf_counter() - started:.0f}s")
     return 0
 
