@@ -33,10 +33,14 @@ def on_post_build(config: MkDocsConfig) -> None:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     version = digest.hexdigest()[:12]
     # What the service worker stores on install: the pages and Pyodide; everything else is cached when fetched.
-    precache = [p.relative_to(site).as_posix() for p in files
-                if p.suffix == ".html" or "assets/pyodide/" in p.as_posix() or p.name == "loracalc.zip"
-                or p.suffix in (".css", ".js") and "/assets/" in "/" + p.relative_to(site).as_posix()]
-    precache = [p for p in precache if p != "404.html"]
+    # (sw.js stores Pyodide and loracalc.zip only once a widget page has loaded them.)
+    def wanted(rel: str) -> bool:
+        if rel == "404.html" or rel.endswith(".map"):
+            return False
+        return (rel.endswith(".html") or rel == "search/search_index.json" or rel == "assets/loracalc.zip"
+                or rel.startswith("assets/pyodide/")
+                or rel.startswith("assets/") and rel.rsplit(".", 1)[-1] in ("css", "js", "woff2", "png", "svg"))
+    precache = [rel for rel in (p.relative_to(site).as_posix() for p in files) if wanted(rel)]
     (site / "assets").mkdir(exist_ok=True)
     (site / "assets" / "build.json").write_text(json.dumps({"version": version, "offline": OFFLINE}))
     sw = site / "sw.js"
