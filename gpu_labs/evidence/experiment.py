@@ -501,8 +501,9 @@ def main(argv=None) -> int:
     set_threads()
     quiet()
     s = Settings()
-    base_dir = REPO / "runs" / "evidence" / ("base-quick" if args.quick else "base")
-    base_dir.mkdir(parents=True, exist_ok=True)
+    import tempfile
+    # A private folder: the base is rebuilt every run, and a shared scratch folder may be cleaned under us.
+    base_dir = Path(tempfile.mkdtemp(prefix="lora-evidence-base-"))
     log("pretraining the base model")
     base = pretrain_base(s, base_dir, log)
     log(f"base: {base['params']:,} parameters, final pretraining loss {base['final_loss']:.3f}")
@@ -567,6 +568,8 @@ def main(argv=None) -> int:
             f"gain {c['gain_fraction']['mean']:.3f}")
     if not args.quick:
         log("plots: .venv/bin/python gpu_labs/evidence/plots.py")
+    import shutil
+    shutil.rmtree(base_dir, ignore_errors=True)
     log(f"done in {time.perf_counter() - started:.0f}s")
     return 0
 
