@@ -16,7 +16,8 @@ It writes predicted vs measured, with the hardware, library versions and date, t
     python gpu_labs/memory_probe.py
 
     # the activation-estimate check (estimate vs saved-for-backward over method, batch, seq_len,
-    # checkpointing, attention), written to snippets/loracalc/data/activation_check.json, 3-6 minutes:
+    # checkpointing, attention; Llama, Qwen2, Qwen3 and Gemma-2 shapes), written to
+    # snippets/loracalc/data/activation_check.json, 2-5 minutes:
     python gpu_labs/memory_probe.py --activation-check
 
     # one GPU, a real shape (Llama-3.1-8B, random weights; QLoRA needs ~10 GB at batch 1 x 2048):
@@ -201,17 +202,29 @@ def run_grid(args) -> dict:
 
 # --8<-- [start:activation_grid]
 ACTIVATION_SHAPES = {
-    # two small Llama shapes: grouped-query attention, SwiGLU, untied embeddings
-    "llama-h256-l4": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
-                          num_key_value_heads=4, vocab_size=2048),
-    "llama-h512-l2": dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=2, num_attention_heads=8,
-                          num_key_value_heads=2, vocab_size=4096),
+    # small Llama shapes: grouped-query attention, SwiGLU, untied embeddings
+    "llama-h256-l4": dict(model_type="llama", hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                          num_attention_heads=8, num_key_value_heads=4, vocab_size=2048),
+    "llama-h512-l2": dict(model_type="llama", hidden_size=512, intermediate_size=1376, num_hidden_layers=2,
+                          num_attention_heads=8, num_key_value_heads=2, vocab_size=4096),
+    # the other families' shapes at the same size: q/k/v bias (Qwen2), q/k norms (Qwen3), four norms per
+    # layer with tanh soft-capping of scores and logits (Gemma-2, eager attention only in transformers)
+    "qwen2-h256-l2": dict(model_type="qwen2", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+                          num_attention_heads=8, num_key_value_heads=4, vocab_size=2048),
+    "qwen3-h256-l2": dict(model_type="qwen3", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+                          num_attention_heads=8, num_key_value_heads=4, head_dim=32, vocab_size=2048),
+    "gemma2-h256-l2": dict(model_type="gemma2", hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+                           num_attention_heads=8, num_key_value_heads=4, head_dim=32, vocab_size=2048),
 }
+_FAMILY = dict(method=["full", "lora", "qlora"], batch_size=[2], seq_len=[128], gradient_checkpointing=[False, True],
+               attention=["sdpa", "eager"])
 ACTIVATION_GRID = {
     "llama-h256-l4": dict(method=["full", "lora", "qlora"], batch_size=[1, 4], seq_len=[128, 512],
                           gradient_checkpointing=[False, True], attention=["sdpa", "eager"]),
-    "llama-h512-l2": dict(method=["full", "lora", "qlora"], batch_size=[2], seq_len=[256],
-                          gradient_checkpointing=[False, True], attention=["sdpa", "eager"]),
+    "llama-h512-l2": dict(_FAMILY, seq_len=[256]),
+    "qwen2-h256-l2": _FAMILY,
+    "qwen3-h256-l2": _FAMILY,
+    "gemma2-h256-l2": dict(_FAMILY, attention=["eager"]),
 }
 # --8<-- [end:activation_grid]
 
@@ -227,7 +240,7 @@ def activation_check(args) -> dict:
     model_dirs = {}
     rows, t0 = [], time.time()
     for i, (shape, s) in enumerate(jobs):
-        cfg = {"model_type": "llama", "max_position_embeddings": 4096, **ACTIVATION_SHAPES[shape]}
+        cfg = {"max_position_embeddings": 4096, **ACTIVATION_SHAPES[shape]}
         arch = loracalc.model_from_config(cfg, name=shape)
         run = mm.RunSpec(rank=args.rank, targets=args.targets, optimizer="adamw", **s)
         progress(i, len(jobs), f"{shape} {s['method']} b={s['batch_size']} s={s['seq_len']} "

@@ -115,7 +115,8 @@ def activation_check_table() -> str:
     v = data.get("versions", {})
     meta = ", ".join(f"{k} {v[k]}" for k in sorted(v))
     shapes = "; ".join(
-        f"{name}: hidden {m['hidden_size']}, {m['num_hidden_layers']} layers, {m['num_attention_heads']} heads / "
+        f"{name}: {m.get('model_type', 'llama')}, hidden {m['hidden_size']}, {m['num_hidden_layers']} layers, "
+        f"{m['num_attention_heads']} heads / "
         f"{m['num_key_value_heads']} kv heads, vocabulary {m['vocab_size']:,}" for name, m in data.get("shapes", {}).items())
     return ("\n".join(rows) + f"\n\n*Largest error {worst:.1f}% over {len(rows_in)} runs. Models: {shapes}. "
             f"Measured {data.get('date', '?')} on {data.get('hardware', '?')}; {meta}.*")

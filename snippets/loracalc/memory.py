@@ -89,10 +89,11 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     """Bytes autograd keeps for backward, by part. Per token and layer (s = bytes of the hidden stream:
     2 in a bf16 model, 4 in QLoRA, whose norms and embeddings prepare_model_for_kbit_training made fp32):
 
-    * each RMSNorm: its fp32 input 4h and 1/rms 4 (+ s*h when its weight trains);
+    * each RMSNorm: its fp32 input 4h and 1/rms 4 (+ s*h when its weight trains; 4h for Gemma's norm),
+      Qwen3's per-head q/k norms the same on q_dim + kv_dim;
     * attention, fused: q, k, v and the output s*(2*q_dim + 2*kv_dim) plus the fp32 log-sum-exp 4*heads;
       eager: q and the expanded k, v s*3*q_dim, the fp32 softmax 4*heads*seq_len and its s-byte copy
-      (none when s = 4);
+      (none when s = 4), and Gemma-2's tanh soft-cap s*heads*seq_len;
     * MLP (SwiGLU): gate, up and silu outputs 3*s*i;
     * trainable base layers (full): their inputs s*(2h + i) (+ s*q_dim for o_proj with eager attention);
     * LoRA on a module of input width d_in: the input cast to the adapter's fp32, 4*d_in (shared within a
@@ -107,12 +108,16 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     s = 4 if method == "qlora" else 2
     full = method == "full"
     shapes = arch.linear_shapes()
-    norm = 4 * h + 4 + (s * h if full else 0)
+    # a trainable norm weight also keeps the normalised input: in the stream's dtype (Llama), fp32 (Gemma)
+    gemma_norm = arch.model_type in ("gemma", "gemma2")
+    norm = 4 * h + 4 + ((4 * h if gemma_norm else s * h) if full else 0)
     if attention == "sdpa":
         attn = s * (2 * qd + 2 * kvd) + 4 * nh
     else:
         # the softmax runs in fp32; its copy in the stream's dtype is a new tensor unless that is fp32 too
         attn = s * 3 * qd + (4 + (s if s != 4 else 0)) * nh * S
+        if arch.attn_softcap:
+            attn += s * nh * S                        # Gemma-2's tanh soft-cap keeps its output
     mlp = 3 * s * i
     base_inputs = s * (2 * h + i) + (s * qd if (full and attention == "eager") else 0)
     lora = 0
@@ -132,11 +137,15 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
                 # the fp32 input itself; the fused attention's output already is o_proj's input
                 if not (m == "o_proj" and attention == "sdpa"):
                     lora += 4 * d_in
-    per_layer = 2 * norm + attn + mlp + (base_inputs if full else 0) + lora
+    qk_norm = (4 * (qd + kvd) + 4 * (nh + arch.num_key_value_heads) + (s * (qd + kvd) if full else 0)
+               if arch.qk_norm else 0)
+    per_layer = arch.norms_per_layer * norm + qk_norm + attn + mlp + (base_inputs if full else 0) + lora
     if input_requires_grad is None:
         input_requires_grad = full or gradient_checkpointing
     first_layer_saving = 0 if input_requires_grad else norm   # nothing upstream of layer 0 needs a gradient
     head = (norm + (s * h if full else 0)) * T + 4 * V * T + 8 * T + 2 * S * arch.head_dim * s
+    if arch.final_softcap:
+        head += s * V * T                             # tanh of the logits, in the logits' dtype
     if gradient_checkpointing:
         kept = L * s * h * T
         # an fp32 stream (QLoRA) lets the recomputed layer's first norm save the kept input itself
@@ -222,9 +231,13 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         f"{arch.num_hidden_layers} layers x {act['per_layer_per_token']:,} B/token x {b * S:,} tokens")
     lm_bytes = 4 if method == "qlora" else 2
     V = arch.vocab_size
+    cap = lm_bytes if arch.final_softcap else 0
     add("logits", "Logits, fp32 log-softmax and its gradient",
-        (lm_bytes + 8) * V * b * S,
-        f"({lm_bytes} + 4 + 4) B x {b:,} x {S:,} x {V:,} vocab")
+        (lm_bytes + 8 + cap) * V * b * S,
+        f"({lm_bytes} + 4 + 4{f' + {cap} soft-cap' if cap else ''}) B x {b:,} x {S:,} x {V:,} vocab")
+    if arch.model_type == "gemma2" and attention == "sdpa":
+        notes.append("transformers runs Gemma-2 with eager attention unless FlashAttention-2 is installed; "
+                     "choose eager to see that case")
     if overhead:
         subtotal = sum(t.bytes for t in terms)
         add("cuda_context", "CUDA context + allocator allowance", CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * subtotal,

@@ -39,6 +39,8 @@ class Architecture:
     mlp_bias: bool = False          # bias on gate/up/down (Llama's mlp_bias)
     norms_per_layer: int = 2        # RMSNorm weights per decoder layer (Gemma-2 has four)
     qk_norm: bool = False           # per-head RMSNorm on q and k (Qwen3), head_dim weights each
+    attn_softcap: bool = False      # tanh soft-capping of attention scores (Gemma-2), eager attention only
+    final_softcap: bool = False     # tanh soft-capping of the logits (Gemma-2)
     approximate: bool = False       # True when built from a bare parameter count
 
     # ------------------------------------------------------------------ shapes
@@ -104,11 +106,11 @@ PRESETS: dict[str, Architecture] = {a.name: a for a in (
            model_type="qwen2", attention_bias=True),
     # Gemma 2: head_dim set apart from hidden/heads, four norms per layer, 256k tied vocabulary
     _llama("gemma-2-2b", "Gemma-2 2B", _hub("google/gemma-2-2b"), 2304, 9216, 26, 8, 4, 256000, tied=True,
-           head_dim=256, model_type="gemma2", norms_per_layer=4),
+           head_dim=256, model_type="gemma2", norms_per_layer=4, attn_softcap=True, final_softcap=True),
     _llama("gemma-2-9b", "Gemma-2 9B", _hub("google/gemma-2-9b"), 3584, 14336, 42, 16, 8, 256000, tied=True,
-           head_dim=256, model_type="gemma2", norms_per_layer=4),
+           head_dim=256, model_type="gemma2", norms_per_layer=4, attn_softcap=True, final_softcap=True),
     _llama("gemma-2-27b", "Gemma-2 27B", _hub("google/gemma-2-27b"), 4608, 36864, 46, 32, 16, 256000, tied=True,
-           head_dim=128, model_type="gemma2", norms_per_layer=4),
+           head_dim=128, model_type="gemma2", norms_per_layer=4, attn_softcap=True, final_softcap=True),
 )}
 # --8<-- [end:presets]
 
@@ -206,7 +208,9 @@ def model_from_config(path_or_dict: Any, name: str | None = None) -> Architectur
         name=str(label), display_name=str(label), source=source, model_type=mt, hidden_size=h,
         intermediate_size=i, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
         head_dim=hd, vocab_size=vocab, tie_word_embeddings=tied, attention_bias=attn_bias, o_proj_bias=o_bias,
-        mlp_bias=mlp_bias, norms_per_layer=norms, qk_norm=qk_norm)
+        mlp_bias=mlp_bias, norms_per_layer=norms, qk_norm=qk_norm,
+        attn_softcap=mt == "gemma2" and cfg.get("attn_logit_softcapping", 50.0) is not None,
+        final_softcap=mt == "gemma2" and cfg.get("final_logit_softcapping", 30.0) is not None)
     _check_size(arch, "config")
     return arch
 
