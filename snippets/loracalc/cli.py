@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Sequence
 
@@ -187,8 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LoraCalcError as exc:
         print(f"loracalc: error: {exc}", file=sys.stderr)
         return 2
-    if isinstance(out, str):
-        print(out)
-    else:
-        print(json.dumps(out, indent=2, allow_nan=False))
+    try:
+        print(out if isinstance(out, str) else json.dumps(out, indent=2, allow_nan=False))
+        sys.stdout.flush()
+    except BrokenPipeError:   # e.g. piped into `head`: stop quietly, as other terminal tools do
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
     return 0

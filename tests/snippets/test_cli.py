@@ -87,3 +87,16 @@ def test_gpus_json():
 def test_memory_bad_input(args):
     p = run(*args)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_nf4_json():
+    out = json.loads(run("nf4", "--json").stdout)
+    assert len(out["code_book"]) == 16 and out["code_book"][0] == -1.0 and out["code_book"][-1] == 1.0
+    assert out["bits_per_param"] == 4.5                                        # FACTS.md
+    assert out["bits_per_param_double_quant"] == pytest.approx(4.127, abs=5e-4)  # FACTS.md
+
+
+def test_broken_pipe_is_quiet():
+    p = subprocess.run(f"{sys.executable} -m loracalc models --json | head -c 10", shell=True, capture_output=True,
+                       text=True, timeout=60)
+    assert "Traceback" not in p.stderr
