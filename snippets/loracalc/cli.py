@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--no-gradient-checkpointing", dest="gc", action="store_false", help="keep all activations")
     m.add_argument("--optimizer", default="adamw", help="adamw, adamw_8bit, paged_adamw, paged_adamw_8bit, sgd")
     m.add_argument("--attention", default="sdpa", help="sdpa (fused/flash) or eager")
+    m.add_argument("--precision", default="mixed", help="full fine-tuning: mixed (bf16 + fp32 master) or bf16")
+    m.add_argument("--lora-dropout", default="0", help="LoRA dropout probability (above 0 keeps a mask per module)")
     m.add_argument("--gpu", default=None, help="also report the largest batch and sequence that fit on this GPU")
     m.add_argument("--json", action="store_true", help="print JSON")
 
@@ -123,7 +125,7 @@ def cmd_memory(args) -> Any:
     arch = _arch(args)
     kw = dict(method=args.method, rank=args.rank, targets=args.targets, batch_size=args.batch_size,
               seq_len=args.seq_len, gradient_checkpointing=args.gc, optimizer=args.optimizer,
-              attention=args.attention)
+              attention=args.attention, precision=args.precision, lora_dropout=args.lora_dropout)
     est = estimate_memory(arch, **kw)
     out = est.to_dict()
     if args.gpu:
