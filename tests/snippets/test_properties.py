@@ -99,3 +99,21 @@ def test_static_memory_ordering_always(model, rank, targets):
                             cuda_overhead=False).breakdown
         return sum(v for k, v in b.items() if k not in ("activations", "logits"))
     assert static("qlora") < static("lora") < static("full")
+
+
+CONFIG_VALUES = st.one_of(st.none(), st.integers(-5, 10**7), st.floats(allow_nan=True), st.text(max_size=6),
+                          st.booleans(), st.sampled_from(["llama", "qwen2", "qwen3", "gemma2", "phi3"]),
+                          st.lists(st.integers(), max_size=2))
+CONFIG_KEYS = ["model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+               "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings", "attention_bias"]
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from(CONFIG_KEYS), CONFIG_VALUES))
+def test_any_config_json_gives_an_architecture_or_loracalc_error(cfg):
+    try:
+        arch = loracalc.model_from_config(cfg)
+    except LoraCalcError as e:
+        assert e.field.startswith("config") and "\n" not in str(e)
+        return
+    _clean(estimate_memory(arch, rank=1, targets="q,v", batch_size=1, seq_len=16))
