@@ -135,6 +135,11 @@ def main() -> None:
         fig["ready_widget_ms"] = statistics.median(ready_widget)
         fig["ready_bare_ms"] = statistics.median(ready_bare)
         fig["ready_ratio"] = fig["ready_widget_ms"] / fig["ready_bare_ms"]
+        # On a shared machine the minimum is the least noisy estimate of the intrinsic cost: reported too.
+        fig["ready_ratio_min"] = min(ready_widget) / min(ready_bare)
+        fig["fcp_ratio_min"] = min(fcp_widget) / min(fcp_text)
+        fig["fcp_widget_runs"] = [round(x) for x in fcp_widget]
+        fig["fcp_text_runs"] = [round(x) for x in fcp_text]
         fig["ready_widget_runs"] = [round(x) for x in ready_widget]
         fig["ready_bare_runs"] = [round(x) for x in ready_bare]
 
@@ -201,11 +206,13 @@ def main() -> None:
     print(f"first correct number: prerendered ({fig['prerendered_number']!r} == loracalc: {fig['prerendered_number_correct']}), "
           f"on screen at first paint = {fig['fcp_widget_ms']:.0f} ms")
     print(f"Python ready: widget page {fig['ready_widget_ms']:.0f} ms, bare page {fig['ready_bare_ms']:.0f} ms, "
-          f"ratio {fig['ready_ratio']:.3f} (budget 1.15, {ok(fig['ready_ratio'] <= 1.15)})")
+          f"ratio {fig['ready_ratio']:.3f} (budget 1.15, {ok(fig['ready_ratio'] <= 1.15)}); "
+          f"best-of-{args.runs} ratio {fig['ready_ratio_min']:.3f}")
     print(f"input -> output: p50 {fig['latency_p50_ms']:.1f} ms, p95 {fig['latency_p95_ms']:.1f} ms, "
           f"max {fig['latency_max_ms']:.1f} ms over {len(latencies)} changes (budget p95 16 ms, {ok(fig['latency_p95_ms'] <= 16)})")
     print(f"FCP: widget page {fig['fcp_widget_ms']:.0f} ms, the same page without its widgets {fig['fcp_text_ms']:.0f} ms, "
-          f"ratio {fig['fcp_ratio']:.3f} (budget 1.10, {ok(fig['fcp_ratio'] <= 1.10)}); "
+          f"ratio {fig['fcp_ratio']:.3f} (budget 1.10, {ok(fig['fcp_ratio'] <= 1.10)}), best-of-{args.runs} ratio "
+          f"{fig['fcp_ratio_min']:.3f}; "
           f"a shorter text-only page (/{plain_page}) {fig['fcp_plain_ms']:.0f} ms")
     print(f"site: {mb(fig['site_bytes'])} in {fig['site_files']} files (Pyodide core {mb(fig['pyodide_bytes'])})")
     print(f"first visit to the widget page: {fig['first_visit_requests']} requests, {mb(fig['first_visit_bytes'])} "

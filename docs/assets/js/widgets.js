@@ -20,6 +20,7 @@
     waiters: [],            // callbacks waiting for ready (or failed)
     listeners: [],          // called with (state, reason) on every change
     readyMs: null,          // worker start -> Python ready, ms
+    startedAt: null,        // page time when the first worker was created
     readyAt: null,          // page time (ms since navigation start) when Python first became ready
     restarts: 0,
   };
@@ -49,6 +50,7 @@
     var why = whyUnavailable();
     if (why) { setState("failed", why); return; }
     setState("loading");
+    if (bridge.startedAt === null) bridge.startedAt = performance.now();
     var worker;
     try {
       worker = new Worker(new URL("js/pyodide-worker.js", ASSETS), { type: "module" });
@@ -153,6 +155,7 @@
     get reason() { return bridge.reason; },
     get readyMs() { return bridge.readyMs; },
     get readyAt() { return bridge.readyAt; },
+    get startedAt() { return bridge.startedAt; },
     get restarts() { return bridge.restarts; },
     whenSettled: whenSettled,
     onChange: function (fn) { bridge.listeners.push(fn); },
@@ -483,8 +486,17 @@
   }
 
   // ------------------------------------------------------------------ per page (Material's instant navigation)
+  // Runs FN once the page has painted: on the browser's first-contentful-paint entry (it is queued right
+  // after that paint, ahead of the remaining script work), or on the next frame if FCP is already past.
   function afterFirstPaint(fn) {
-    requestAnimationFrame(function () { setTimeout(fn, 0); });
+    var done = false;
+    function once() { if (!done) { done = true; fn(); } }
+    try {
+      if (performance.getEntriesByName("first-contentful-paint").length) { setTimeout(once, 0); return; }
+      var observer = new PerformanceObserver(function () { observer.disconnect(); once(); });
+      observer.observe({ type: "paint", buffered: true });
+    } catch (e) { /* no paint timing in this browser */ }
+    requestAnimationFrame(function () { setTimeout(once, 0); });
   }
 
   function attachPage() {
@@ -504,6 +516,10 @@
     widgets.forEach(attachWidget);
     runnables.forEach(attachRunnable);
   }
+
+  // Start Python as soon as the first page has painted, without waiting for the other scripts or for
+  // Material's document$ (which fires after DOMContentLoaded): the page's content precedes this script.
+  if (document.querySelector("[data-widget], [data-runnable]") && !whyUnavailable()) afterFirstPaint(startWorker);
 
   // document$ re-fires on every instant navigation. It is not relied on alone: from file:// Material's
   // instant loading cannot start, so the first page is also attached directly (attaching is idempotent).
