@@ -31,7 +31,11 @@ def render(text: str, where: str = "<text>") -> str:
         try:
             return figures.render_figure(name) if kind == "fig" else figures.render_table(name)
         except KeyError as exc:
-            raise PluginError(f"{where}: unknown {kind} {{{{ {kind}.{name} }}}}: {exc.args[0]}") from None
+            if name not in (figures.FIGURES if kind == "fig" else figures.TABLES):
+                raise PluginError(f"{where}: unknown {kind} {{{{ {kind}.{name} }}}}: {exc.args[0]}") from None
+            raise PluginError(f"{where}: {{{{ {kind}.{name} }}}} failed: KeyError: {exc}") from exc
+        except Exception as exc:
+            raise PluginError(f"{where}: {{{{ {kind}.{name} }}}} failed: {type(exc).__name__}: {exc}") from exc
 
     def outside_inline_code(chunk: str) -> str:
         out, pos = [], 0
