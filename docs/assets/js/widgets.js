@@ -426,6 +426,7 @@
     editor.className = "lc-editor";
     editor.value = original;
     editor.spellcheck = false;
+    editor.setAttribute("wrap", "off"); // code keeps its lines; long ones scroll sideways
     editor.rows = Math.min(24, original.split("\n").length + 1);
     editor.setAttribute("aria-label", "Python code of this example (editable)");
     var bar = document.createElement("div");
