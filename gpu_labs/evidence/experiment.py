@@ -467,6 +467,20 @@ def summarize_spectra(full_runs: list[dict], s: Settings) -> dict:
             "greedy_check": [r["greedy_check"] for r in full_runs]}
 
 
+def annotate(result: dict) -> dict:
+    """Figures derived from the task's definition alone (no training): the loss of a model that writes the
+    record's format perfectly and guesses both facts from their base rates, and the fraction of full
+    fine-tuning's loss gain that such a model would already score."""
+    ent = data.fact_entropy_nats()
+    loss = (ent["group"] + ent["region"]) / ent["tokens_per_record"]
+    base = result["base"]["task_val_loss"]
+    full = next(c for c in result["configs"] if c["name"] == "full")["val_loss"]["mean"]
+    result["format_only"] = {"val_loss": loss, "gain_fraction": (base - loss) / (base - full),
+                             "group_entropy": ent["group"], "region_entropy": ent["region"],
+                             "tokens_per_record": ent["tokens_per_record"]}
+    return result
+
+
 def library_versions() -> dict:
     import importlib.metadata as md
     import platform
@@ -486,11 +500,17 @@ def main(argv=None) -> int:
                         help="4 configurations, seed 0, default learning rates, no sweep (~1-2 min)")
     parser.add_argument("--out", type=Path, help=f"results JSON (default: {DEFAULT_OUT.relative_to(REPO)}, "
                         f"or {QUICK_OUT.relative_to(REPO)} with --quick)")
+    parser.add_argument("--annotate", type=Path, metavar="RESULTS",
+                        help="only recompute the derived (training-free) figures of an existing results file")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one thread each")
     parser.add_argument("--lrs-from", type=Path, default=DEFAULT_OUT,
                         help="--quick takes each family's learning rate from this results file (the full run's "
                              "sweep), so its runs repeat the full run's seed-0 runs; defaults apply if it is missing")
     args = parser.parse_args(argv)
+    if args.annotate:
+        args.annotate.write_text(json.dumps(round_floats(annotate(json.loads(args.annotate.read_text()))),
+                                            indent=1) + "\n")
+        return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     started = time.perf_counter()
@@ -557,6 +577,7 @@ def main(argv=None) -> int:
         "spectra": spectra,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
+    annotate(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(round_floats(result), indent=1) + "\n")
