@@ -93,8 +93,12 @@ def fact_entropy_nats() -> dict:
     def entropy(values):
         return -sum(values.count(v) / len(values) * math.log(values.count(v) / len(values)) for v in set(values))
 
+    def top_share(values):
+        return max(values.count(v) for v in set(values)) / len(values)
+
     tokens = len(build_tokenizer().encode(task_target("tom", 30, "oslo"))) + 1  # + </s>
-    return {"group": entropy(groups), "region": entropy(regions), "tokens_per_record": tokens}
+    return {"group": entropy(groups), "region": entropy(regions), "tokens_per_record": tokens,
+            "mode_exact_match": top_share(groups) * top_share(regions)}
 
 
 def _person(rng: random.Random) -> tuple[str, int, str]:

@@ -477,7 +477,9 @@ def annotate(result: dict) -> dict:
     full = next(c for c in result["configs"] if c["name"] == "full")["val_loss"]["mean"]
     result["format_only"] = {"val_loss": loss, "gain_fraction": (base - loss) / (base - full),
                              "group_entropy": ent["group"], "region_entropy": ent["region"],
-                             "tokens_per_record": ent["tokens_per_record"]}
+                             "tokens_per_record": ent["tokens_per_record"],
+                             # always writing the most common group and region: exact match by luck alone
+                             "mode_exact_match": ent["mode_exact_match"]}
     return result
 
 

@@ -20,7 +20,7 @@ DEFAULT_OUT = REPO / "docs" / "assets" / "evidence"
 
 THEMES = {
     "light": {"text": "#333333", "grid": "#d9d9d9", "full": "#1a1a1a", "qlora": "#c0392b", "random": "#8c8c8c",
-              "ranks": ["#440154", "#414487", "#2a788e", "#22a884", "#7ad151", "#bddf26"],
+              "ranks": ["#440154", "#3b528b", "#21918c", "#27a35a", "#8a9a00", "#c77c00"],
               "families": {"full": "#1a1a1a", "lora_qv": "#2a6fdb", "lora_all": "#1e8f4e", "qlora_qv": "#c0392b"}},
     "dark": {"text": "#e0e0e0", "grid": "#4a4a4a", "full": "#f2f2f2", "qlora": "#ff8a80", "random": "#9e9e9e",
              "ranks": ["#b57bff", "#7f9cff", "#4fc3d9", "#3ddc97", "#a5e05a", "#f2e55c"],
@@ -109,13 +109,21 @@ def gain_vs_params(result, theme, plt):
                     ax.annotate(f"{c['rank']}", (c["trainable_percent"], c[key]["mean"]), fontsize=7,
                                 xytext=(3, -10 if family == "lora_qv" else 5), textcoords="offset points",
                                 color=color)
+    ref = result.get("format_only")
+    if ref:
+        axes[0].axhline(ref["gain_fraction"], color=theme["random"], ls="--", lw=1.2)
+        axes[0].annotate("format right, facts guessed from base rates", (0.3, ref["gain_fraction"]), fontsize=7.5,
+                         xytext=(0, 4), textcoords="offset points", color=theme["text"])
+        axes[1].axhline(ref["mode_exact_match"], color=theme["random"], ls="--", lw=1.2)
+        axes[1].annotate("always the most common group and region", (0.3, ref["mode_exact_match"]), fontsize=7.5,
+                         xytext=(0, -11), textcoords="offset points", color=theme["text"])
     axes[0].set_ylabel("fraction of full fine-tuning's loss gain")
     axes[1].set_ylabel("exact match on held-out prompts")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (% of the model, log scale)")
     axes[1].set_ylim(-0.02, 1.05)
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="upper left")
     fig.suptitle("What each method recovers, against what it trains (numbers on points: rank; bars: seed range)",
                  color=theme["text"], fontsize=10)
     fig.tight_layout()
@@ -132,7 +140,7 @@ def energy(result, theme, plt):
                 label=f"ΔW {KIND_LABEL[kind]} ({v['shape'][0]}×{v['shape'][1]})")
     shown = set()
     for kind, v in spectra["kinds"].items():
-        shape = tuple(v["shape"])
+        shape = tuple(sorted(v["shape"], reverse=True))  # a matrix and its transpose share singular values
         if shape in shown:
             continue
         shown.add(shape)
@@ -144,7 +152,7 @@ def energy(result, theme, plt):
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("r (top singular directions kept)")
     ax.set_ylabel("share of the update's energy (‖·‖²)")
-    ax.set_title("Full fine-tuning's weight change vs Gaussian noise: energy in the top r directions", fontsize=10)
+    ax.set_title("Energy in the top r directions: full FT's ΔW vs Gaussian noise", fontsize=10)
     ax.legend(fontsize=7.5, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig
