@@ -271,7 +271,7 @@ def lr_sweep_table() -> str:
     """Final validation loss (and exact match) for each method family and learning rate, seed 0."""
     sweep = results()["lr_sweep"]
     grid = results()["settings"]["lr_grid"]
-    rows = ["| method (r) | " + " | ".join(f"{x:g}" for x in grid) + " |", "|---|" + "---|" * len(grid)]
+    rows = ["| method (rank) | " + " | ".join(f"{x:g}" for x in grid) + " |", "|---|" + "---|" * len(grid)]
     for fam, label in METHOD_LABEL.items():
         cells = []
         for lr in grid:
