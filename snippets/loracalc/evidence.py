@@ -73,7 +73,8 @@ def _trainable(name):
 
 for _name in ("lora_qv_r1", "lora_qv_r8", "lora_qv_r64", "lora_all_r1", "lora_all_r8", "lora_all_r64", "qlora_qv_r8",
               "full"):
-    _short = _name.replace("lora_qv_", "qv_").replace("lora_all_", "all_").replace("qlora_qv_", "qlora_")
+    _short = (_name.replace("qlora_qv_", "qlora_") if _name.startswith("qlora")
+              else _name.replace("lora_qv_", "qv_").replace("lora_all_", "all_"))
     figure(f"evidence_{_short}_gain_fraction")(_gain(_name))
     figure(f"evidence_{_short}_exact_match")(_exact(_name))
     figure(f"evidence_{_short}_trainable_percent")(_trainable(_name))
