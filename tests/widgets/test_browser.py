@@ -171,7 +171,13 @@ def test_quiz_locks_scores_retries_and_persists(wpage, widget_site_url):
     fb = widget(wpage, "quiz").locator('[data-output="q1_feedback"]')
     assert "Not quite." in fb.inner_text()
     assert wrong["explanation"] in fb.inner_text()
-    _choose(wpage, 1, qs[0]["answer"])  # changing the radio does not change a locked answer
+    # A locked question's options ignore the pointer; the keyboard can still move its radio (arrow keys):
+    # the verdict stays with the first choice.
+    assert wpage.locator(f"#quiz-q1{qs[0]['answer']}").evaluate("e => getComputedStyle(e.closest('label')).pointerEvents") == "none"
+    before = stamp(wpage, "quiz")
+    wpage.locator(f"#quiz-q1{wrong['id']}").focus()
+    wpage.keyboard.press("ArrowDown")
+    wait_updated(wpage, "quiz", before)
     assert "Not quite." in fb.inner_text()
     for i, q in enumerate(qs[1:], start=2):
         _choose(wpage, i, q["answer"])

@@ -89,3 +89,12 @@ def test_broken_or_old_stored_state_is_ignored():
                  "rank-arithmetic:b;rank-arithmetic:a"]:
         out = qw.quiz(locked=junk, q1="zz", q9="a")
         assert "of 5 answered" in out["progress"]
+
+
+def test_a_repeated_update_keeps_announcing_the_verdict():
+    # the page sends a radio's choice twice (input and change events); the second must not blank the read-out
+    first = call_widget("quiz", {"q2": "a"})
+    again = call_widget("quiz", {"q2": "a", "locked": _locked(first)})
+    assert first["announce"].startswith("Question 2:")
+    assert again["announce"] == first["announce"]
+    assert call_widget("quiz", {"action": "retry", "locked": _locked(first)})["announce"] == "Quiz reset."

@@ -44,7 +44,7 @@ def quiz(action: str = "", locked: str = "", **answers: Any) -> dict[str, Any]:
                 locks[q["id"]] = chosen
 
     out: dict[str, Any] = {}
-    out["announce"] = "Quiz reset." if c.text(action) == "retry" else ""
+    verdicts: dict[str, str] = {}
     score = 0
     for i, q in enumerate(qs, start=1):
         out[f"q{i}_prompt"] = q["prompt"]
@@ -57,15 +57,22 @@ def quiz(action: str = "", locked: str = "", **answers: Any) -> dict[str, Any]:
         opt = next(o for o in q["options"] if o["id"] == chosen)
         letter = LETTERS[[o["id"] for o in q["options"]].index(chosen)].upper()
         score += bool(opt["correct"])
-        if q["id"] not in before:  # answered just now: read the verdict out
-            out["announce"] = (f"Question {i}: {'Right' if opt['correct'] else 'Not quite'}. "
-                               f"{opt['explanation']}")
+        verdicts[q["id"]] = f"Question {i}: {'Right' if opt['correct'] else 'Not quite'}. {opt['explanation']}"
         cls, word = ("lc-right", "Right.") if opt["correct"] else ("lc-wrong", "Not quite.")
         out[f"q{i}_feedback"] = (
             f'<div class="lc-feedback {cls}" data-locked="{c.esc(chosen)}">'
             f'<span class="lc-verdict-word">{word}</span> You chose {letter}: {c.esc(opt["text"])}. '
             f'{c.esc(opt["explanation"])}</div>')
 
+    # Read out the verdict of the question answered just now; the page may send the same answer twice (input
+    # and change events), and the repeat must not silence it, so with nothing new the latest verdict stands.
+    fresh = [qid for qid in locks if qid not in before]
+    if c.text(action) == "retry":
+        out["announce"] = "Quiz reset."
+    elif fresh or locks:
+        out["announce"] = verdicts[(fresh or list(locks))[-1]]
+    else:
+        out["announce"] = ""
     answered = len(locks)
     state = ";".join(f"{qid}:{oid}" for qid, oid in locks.items())
     out["lock_state"] = f'<input type="hidden" name="locked" value="{c.esc(state)}">'
