@@ -67,7 +67,7 @@ class Settings:
     seeds: tuple = (0, 1, 2)         # fine-tuning seeds (LoRA init and batch order); the base is shared
     # Learning rates: each family's sweep runs at r=8, seed 0; the best final validation loss wins.
     lr_grid: tuple = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
-    # Used by --quick (no sweep); the full run checks them against its own sweep and reports both.
+    # Fallbacks: --quick takes the saved sweep's rates from evidence.json; the full run logs its own next to these.
     default_lr: dict = field(default_factory=lambda: {
         "full": 1e-3, "lora_qv": 3e-2, "lora_all": 3e-3, "qlora_qv": 3e-2})
     energy_ranks: tuple = (1, 2, 4, 8, 16, 32, 64, 128)  # r at which the update's energy share is reported
@@ -368,6 +368,8 @@ def quiet() -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per run says nothing here
 
 
 # --- the plan ---------------------------------------------------------------------------------
