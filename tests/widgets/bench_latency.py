@@ -41,7 +41,7 @@ MEASURE_JS = """async ([name, field, values, runs]) => {
     const mo = new MutationObserver(() => { mo.disconnect(); res(performance.now()); });
     mo.observe(w, { attributes: true, attributeFilter: ['data-updated'] });
   });
-  const dom = [], frame = [];
+  const dom = [], frame = [], missed = [];
   for (let i = 0; i < runs; i++) {
     const done = updated();
     let t0;
@@ -55,13 +55,14 @@ MEASURE_JS = """async ([name, field, values, runs]) => {
       t0 = performance.now();
       el.dispatchEvent(new Event('input', { bubbles: true }));
     }
-    const t1 = await done;
+    const t1 = await Promise.race([done, new Promise(r => setTimeout(() => r(null), 5000))]);
+    if (t1 === null) { missed.push(i); continue; }
     await new Promise(r => requestAnimationFrame(() => r()));
     const t2 = performance.now();
     dom.push(t1 - t0); frame.push(t2 - t0);
     await new Promise(r => setTimeout(r, 20));
   }
-  return { dom, frame };
+  return { dom, frame, missed };
 }"""
 
 
@@ -99,11 +100,12 @@ def main() -> int:
                 page.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'",
                                        timeout=120_000)
                 current = path
+            print(f"measuring {name} {field}", file=sys.stderr, flush=True)
             data = page.evaluate(MEASURE_JS, [name, field, values, args.runs + 5])
             dom, frame = data["dom"][5:], data["frame"][5:]
             results.append({"widget": name, "input": field, "runs": len(dom),
                             "p50_ms": round(statistics.median(dom), 2), "p95_ms": round(pct(dom, 95), 2),
-                            "max_ms": round(max(dom), 2), "p95_to_next_frame_ms": round(pct(frame, 95), 2)})
+                            "max_ms": round(max(dom), 2), "missed": len(data["missed"]), "p95_to_next_frame_ms": round(pct(frame, 95), 2)})
         browser.close()
     server.shutdown()
     if args.json:

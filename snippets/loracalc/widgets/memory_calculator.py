@@ -9,6 +9,7 @@ that ``python -m loracalc memory --json`` prints, and predicted vs measured wher
 """
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -68,6 +69,19 @@ def _gpu(name: str):
         raise loracalc.LoraCalcError("gpu", exc.message) from None
 
 
+def _key(settings: dict, leave_out: str) -> tuple:
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in settings.items() if k != leave_out)
+
+
+@functools.lru_cache(maxsize=256)
+def _largest(kind: str, arch, gpu_name: str, key: tuple) -> int:
+    """The engine's largest batch / sequence that fits, cached: a change of batch size does not change the
+    largest batch, so typing in one field does not redo that search (it keeps an update within a frame)."""
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in key}
+    search = loracalc.max_batch_size if kind == "batch" else loracalc.max_seq_len
+    return search(arch, loracalc.get_gpu(gpu_name), **settings)
+
+
 @widget("memory_calculator")
 def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str = "qlora", rank: str = "16",
                       targets: str = "all-linear", batch_size: str = "1", seq_len: str = "2048",
@@ -86,8 +100,8 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                   for m in loracalc.METHODS}
     limit = int(g.memory_bytes)
     fits = total <= limit
-    mb = loracalc.max_batch_size(arch, g, **{k: v for k, v in s.items() if k != "batch_size"})
-    ms = loracalc.max_seq_len(arch, g, **{k: v for k, v in s.items() if k != "seq_len"})
+    mb = _largest("batch", arch, g.name, _key(s, "batch_size"))
+    ms = _largest("seq", arch, g.name, _key(s, "seq_len"))
     counts = loracalc.count_params(arch, rank=s["rank"], targets=s["targets"])
     trainable = counts.total_params if s["method"] == "full" else counts.lora_params
     out = {
