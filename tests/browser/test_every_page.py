@@ -5,7 +5,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from conftest import site_pages, wait_python
+from site_support import site_pages, wait_python
 
 pytestmark = pytest.mark.browser
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import wait_python
+from site_support import wait_python
 from test_python_bridge import expected, page_with
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from conftest import wait_python
+from site_support import wait_python
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, build_site
+from site_support import ROOT, build_site
 
 pytestmark = pytest.mark.slow
 

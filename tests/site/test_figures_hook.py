@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 from mkdocs.exceptions import PluginError
 
-from conftest import ROOT
+from site_support import ROOT
 
 spec = importlib.util.spec_from_file_location("figures_hook", ROOT / "hooks" / "figures.py")
 hook = importlib.util.module_from_spec(spec)
