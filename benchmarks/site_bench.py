@@ -150,7 +150,7 @@ def main() -> None:
         pg.wait_for_function("window.loracalcPython && loracalcPython.state === 'ready'", timeout=120_000)
         latencies = pg.evaluate("""async (n) => {
             const w = document.querySelector('[data-widget="rank_trick"]');
-            const input = w.querySelector('input[name="d"]');
+            const input = w.querySelector('#rt-d');
             const out = w.querySelector('[data-output="full_params"]');
             const times = [];
             for (let i = 0; i < n + 5; i++) {

@@ -27,6 +27,7 @@ if str(SNIPPETS) not in sys.path:
 def form_inputs(widget) -> dict[str, str]:
     """The inputs of a widget element as strings, keyed by ``name`` (the same rules as widgets.js)."""
     values: dict[str, str] = {}
+    typed: set[str] = set()  # a slider sharing a typed field's name defers to that field
     for el in widget.find_all(["input", "select", "textarea"]):
         name = el.get("name")
         if not name or el.has_attr("disabled"):
@@ -41,7 +42,10 @@ def form_inputs(widget) -> dict[str, str]:
             kind = (el.get("type") or "text").lower()
             if kind in ("button", "submit", "reset", "file", "image"):
                 continue
-            if kind == "radio":
+            if kind == "range":
+                if name not in typed:
+                    values[name] = el.get("value", "")
+            elif kind == "radio":
                 if el.has_attr("checked"):
                     values[name] = el.get("value", "on")
                 else:
@@ -50,6 +54,7 @@ def form_inputs(widget) -> dict[str, str]:
                 values[name] = (el.get("value", "on") if el.has_attr("checked") else "")
             else:
                 values[name] = el.get("value", "")
+                typed.add(name)
     return values
 
 

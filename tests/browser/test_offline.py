@@ -28,7 +28,7 @@ def test_widget_page_works_with_the_network_cut(context, site_url, built_site):
         page.reload()
         wait_python(page)
         widget = page.locator('[data-widget="rank_trick"]')
-        widget.locator('input[name="d"]').fill("2048")
+        widget.locator('#rt-d').fill("2048")
         want = expected("rank_trick", {"preset": "custom", "d": "2048", "r": "8"})["full_params"]
         page.wait_for_function("(el) => el.textContent === %r" % want,
                                arg=widget.locator('[data-output="full_params"]').element_handle())

@@ -3,7 +3,7 @@
 Not a timed test (timings depend on the machine); run it and read the figures:
 
     .venv/bin/python tests/widgets/bench_latency.py            # builds the site into a temp dir first
-    LORACALC_SITE_DIR=site .venv/bin/python tests/widgets/bench_latency.py --runs 60
+    LC_SITE_DIR=site .venv/bin/python tests/widgets/bench_latency.py --runs 60
 
 For each widget it changes one input back and forth ``--runs`` times (dispatching the same ``input`` event
 a reader's keystroke or selection fires) and records, in the page, the time from the event to the moment
@@ -78,7 +78,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
 
-    site = os.environ.get("LORACALC_SITE_DIR")
+    site = os.environ.get("LC_SITE_DIR")
     if not site:
         site = tempfile.mkdtemp(prefix="lc-bench-site-")
         subprocess.run([str(ROOT / ".venv/bin/mkdocs"), "build", "--quiet", "-d", site], cwd=ROOT, check=True)

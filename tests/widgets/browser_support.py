@@ -1,54 +1,32 @@
 """Fixtures and helpers for the widgets' real-browser tests (marker ``browser``).
 
-The site is built once per session (or taken from ``LORACALC_SITE_DIR`` when set), served by the
+The site is built once per session (or taken from ``LC_SITE_DIR`` when set), served by the
 platform's ``scripts/serve_site.py`` on a free local port, and driven with Debian's Chromium through
-Playwright. Outputs on the page are compared with ``loracalc.widgets.call`` run in this process.
+Playwright (all three are tests/conftest.py's session fixtures). Outputs on the page are compared
+with ``loracalc.widgets.call`` run in this process.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 READY_TIMEOUT_MS = 90_000
 
 
+# The site, its server and Chromium are the session's shared ones (tests/conftest.py): one build
+# (or LC_SITE_DIR), one server, one Playwright - two sync Playwrights in one process cannot coexist.
 @pytest.fixture(scope="session")
-def widget_site_dir():
-    given = os.environ.get("LORACALC_SITE_DIR")
-    if given:
-        return Path(given)
-    out = Path(tempfile.mkdtemp(prefix="lc-widgets-site-"))
-    subprocess.run([str(ROOT / ".venv/bin/mkdocs"), "build", "--quiet", "--clean", "-d", str(out)], cwd=ROOT, check=True)
-    return out
+def widget_site_dir(built_site):
+    return built_site
 
 
 @pytest.fixture(scope="session")
-def widget_site_url(widget_site_dir):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from serve_site import start
-
-    server = start(widget_site_dir)
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
+def widget_site_url(site_url):
+    return site_url
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+def chromium(browser):
+    return browser
 
 
 @pytest.fixture
@@ -79,6 +57,7 @@ READ_INPUTS_JS = """(w) => {
     if (el.closest('[data-widget]') !== w || el.disabled) return;
     const t = (el.type || '').toLowerCase();
     if (['button', 'submit', 'reset'].includes(t)) return;
+    if (t === 'range') { if (!(el.name in v)) v[el.name] = el.value; return; }  // a typed twin wins
     if (t === 'radio') { if (el.checked) v[el.name] = el.value; else if (!(el.name in v)) v[el.name] = ''; }
     else if (t === 'checkbox') v[el.name] = el.checked ? el.value : '';
     else v[el.name] = el.value;
@@ -134,7 +113,7 @@ def wait_error(page, name: str, field: str, index: int = 0, timeout: int = 15_00
 
 
 def set_field(page, name: str, field: str, value: str, index: int = 0) -> None:
-    el = widget(page, name, index).locator(f'[name="{field}"]').first
+    el = widget(page, name, index).locator(f'[name="{field}"]:not([type="range"])').first
     tag = el.evaluate("e => e.tagName.toLowerCase()")
     if tag == "select":
         el.select_option(value)

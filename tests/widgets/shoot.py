@@ -1,6 +1,6 @@
 """Use every widget as a reader would and save screenshots (light, dark, and a 390 px phone width).
 
-    LORACALC_SITE_DIR=site .venv/bin/python tests/widgets/shoot.py OUT_DIR
+    LC_SITE_DIR=site .venv/bin/python tests/widgets/shoot.py OUT_DIR
 
 Not a test: the pictures are for a person to look at. Each widget is changed the way a reader would
 (typing, choosing, clicking), then the widget element is captured; one shot per widget also shows an
@@ -93,7 +93,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
     from serve_site import start
 
-    server = start(os.environ.get("LORACALC_SITE_DIR", "site"))
+    server = start(os.environ.get("LC_SITE_DIR", "site"))
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), headless=True,

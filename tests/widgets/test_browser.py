@@ -99,6 +99,7 @@ def test_prerendered_defaults_equal_what_pyodide_computes(wpage, widget_site_url
             """async (i) => { const w = document.querySelectorAll('[data-widget]')[i];
                  const inputs = {}; w.querySelectorAll('input[name], select[name], textarea[name]').forEach(el => {
                    if (el.closest('[data-widget]') !== w) return;
+                   if (el.type === 'range') { if (!(el.name in inputs)) inputs[el.name] = el.value; return; }
                    if (el.type === 'radio') { if (el.checked) inputs[el.name] = el.value; else if (!(el.name in inputs)) inputs[el.name] = ''; }
                    else inputs[el.name] = el.value; });
                  return await window.loracalcPython.call(w.dataset.widget, inputs); }""", i)
@@ -250,3 +251,31 @@ def test_axe_finds_no_violations_with_the_widgets_in_use(wpage, widget_site_url,
     results = Axe().run(wpage, context={"include": [["[data-widget]"]]})
     violations = results.response["violations"]
     assert not violations, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in violations]
+
+
+def test_rank_sliders_and_typed_fields_move_together(wpage, widget_site_url):
+    """The slider and the typed field of d and r are one input: keys on the slider change the field and
+    the outputs; a typed value moves the slider; a bad typed value leaves the slider and shows its error."""
+    name = "rank_trick"
+    open_page(wpage, widget_site_url, PAGES[name])
+    start = int(wpage.locator("#rt-r").input_value())
+    before = stamp(wpage, name)
+    wpage.locator("#rt-r-slider").focus()
+    for _ in range(3):
+        wpage.keyboard.press("ArrowRight")  # step 1 per key press
+    wpage.wait_for_function(f"document.querySelector('#rt-r').value === '{start + 3}'")
+    wait_updated(wpage, name, before)
+    _check_outputs(wpage, name)
+    assert read_inputs(wpage, name)["r"] == str(start + 3)
+
+    before = stamp(wpage, name)
+    wpage.locator("#rt-d").fill("1024")
+    wait_updated(wpage, name, before)
+    assert wpage.locator("#rt-d-slider").input_value() == "1024"
+    _check_outputs(wpage, name)
+
+    from loracalc.widgets import call
+
+    wpage.locator("#rt-d").fill("lots")
+    assert wait_error(wpage, name, "d") == call(name, read_inputs(wpage, name))["message"]
+    assert wpage.locator("#rt-d-slider").input_value() == "1024"

@@ -214,21 +214,44 @@
   }
 
   // The same rules as hooks/widgets.py form_inputs(), which reads the defaults at build time.
+  // A slider that shares its name with a typed field is only a second way to set it: the typed field's
+  // value is the one sent (a slider cannot hold a bad value, so it would hide the field's error).
   function readInputs(widget) {
     var values = {};
+    var typed = {};
     fields(widget).forEach(function (el) {
       var type = (el.type || "").toLowerCase();
       if (["button", "submit", "reset", "file", "image"].indexOf(type) >= 0) return;
-      if (type === "radio") {
+      if (type === "range") {
+        if (!typed[el.name]) values[el.name] = el.value;
+      } else if (type === "radio") {
         if (el.checked) values[el.name] = el.value;
         else if (!(el.name in values)) values[el.name] = "";
       } else if (type === "checkbox") {
         values[el.name] = el.checked ? el.value : "";
       } else {
         values[el.name] = el.value;
+        typed[el.name] = true;
       }
     });
     return values;
+  }
+
+  // Keep a slider and the typed field of the same name showing the same value.
+  function syncTwins(widget, source) {
+    var type = (source.type || "").toLowerCase();
+    if (type === "radio" || type === "checkbox") return;
+    fields(widget).forEach(function (el) {
+      if (el === source || el.name !== source.name) return;
+      var elType = (el.type || "").toLowerCase();
+      if (elType === "range") {
+        var n = Number(source.value.trim().replace(/,/g, ""));
+        // only a number the slider can show; a bad value leaves the slider where it was
+        if (source.value.trim() !== "" && isFinite(n) && n >= Number(el.min) && n <= Number(el.max)) el.value = String(n);
+      } else if (type === "range") {
+        el.value = source.value;
+      }
+    });
   }
 
   function writeInputs(widget, values) {
@@ -281,7 +304,7 @@
     var live = widget.querySelector(":scope > .lc-live");
     if (!live) {
       live = document.createElement("p");
-      live.className = "lc-live md-visually-hidden";
+      live.className = "lc-live lc-visually-hidden";
       live.setAttribute("aria-live", "polite");
       widget.appendChild(live);
     }
@@ -368,7 +391,7 @@
     }
     me.update = update;
 
-    widget.addEventListener("input", function (event) { if (event.target.name) update(); });
+    widget.addEventListener("input", function (event) { if (event.target.name) { syncTwins(widget, event.target); update(); } });
     widget.addEventListener("change", function (event) { if (event.target.name) update(); });
     widget.addEventListener("click", function (event) {
       var button = event.target.closest("button");
