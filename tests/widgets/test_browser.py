@@ -174,12 +174,13 @@ def test_quiz_locks_scores_retries_and_persists(wpage, widget_site_url):
     fb = widget(wpage, "quiz").locator('[data-output="q1_feedback"]')
     assert "Not quite." in fb.inner_text()
     assert wrong["explanation"] in fb.inner_text()
-    # A locked question's options ignore the pointer; the keyboard can still move its radio (arrow keys):
-    # the verdict stays with the first choice.
+    # A locked question's options ignore the pointer; the keyboard can still reach another option and
+    # press Space on it: the verdict stays with the first choice.
     assert wpage.locator(f"#quiz-q1{qs[0]['answer']}").evaluate("e => getComputedStyle(e.closest('label')).pointerEvents") == "none"
     before = stamp(wpage, "quiz")
     wpage.locator(f"#quiz-q1{wrong['id']}").focus()
     wpage.keyboard.press("ArrowDown")
+    wpage.keyboard.press("Space")
     wait_updated(wpage, "quiz", before)
     assert "Not quite." in fb.inner_text()
     for i, q in enumerate(qs[1:], start=2):
@@ -223,6 +224,24 @@ def test_quiz_is_keyboard_operable(wpage, widget_site_url):
     wait_updated(wpage, "quiz", before)
     assert widget(wpage, "quiz").locator('[data-output="q3_feedback"]').inner_text().strip()
     assert wpage.evaluate("document.activeElement.id") == "quiz-q3a"  # focus stays where the reader is
+
+
+def test_quiz_arrow_keys_move_between_options_without_answering(wpage, widget_site_url):
+    open_page(wpage, widget_site_url, PAGES["quiz"])
+    wpage.evaluate("localStorage.clear()")
+    wpage.locator("#quiz-q4a").focus()
+    for _ in range(2):
+        wpage.keyboard.press("ArrowDown")
+    assert wpage.evaluate("document.activeElement.id") == "quiz-q4c"
+    wpage.keyboard.press("ArrowUp")
+    assert wpage.evaluate("document.activeElement.id") == "quiz-q4b"
+    assert widget(wpage, "quiz").locator('input[name="q4"]:checked').count() == 0  # nothing chosen yet
+    assert widget(wpage, "quiz").locator('[data-output="q4_feedback"]').inner_text().strip() == ""
+    before = stamp(wpage, "quiz")
+    wpage.keyboard.press("Space")
+    wait_updated(wpage, "quiz", before)
+    assert wpage.locator("#quiz-q4b").is_checked()
+    assert widget(wpage, "quiz").locator('[data-output="q4_feedback"]').inner_text().strip()
 
 
 @pytest.mark.parametrize("path", sorted(set(PAGES.values())))

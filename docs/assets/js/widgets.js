@@ -391,6 +391,19 @@
     }
     me.update = update;
 
+    // In a widget marked data-choose-with-space (the quiz, where choosing is final), arrow keys move
+    // between a group's options without choosing one; Space or a click chooses the focused option.
+    if (widget.hasAttribute("data-choose-with-space")) {
+      widget.addEventListener("keydown", function (event) {
+        var el = event.target;
+        var step = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 }[event.key];
+        if (!step || el.type !== "radio" || event.altKey || event.ctrlKey || event.metaKey) return;
+        event.preventDefault();
+        var group = fields(widget).filter(function (f) { return f.type === "radio" && f.name === el.name; });
+        var next = group[(group.indexOf(el) + step + group.length) % group.length];
+        if (next) next.focus();
+      });
+    }
     widget.addEventListener("input", function (event) { if (event.target.name) { syncTwins(widget, event.target); update(); } });
     widget.addEventListener("change", function (event) { if (event.target.name) update(); });
     widget.addEventListener("click", function (event) {

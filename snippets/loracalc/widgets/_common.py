@@ -14,6 +14,16 @@ from typing import Any
 from ..errors import LoraCalcError, as_bool, as_choice, as_int
 
 
+def preset(value: Any, default: str):
+    """The engine's model preset named by a form's ``model`` field (blank: DEFAULT)."""
+    from .. import models
+
+    name = text(value) or default
+    if name not in models.list_models():
+        raise LoraCalcError("model", f"model must be one of the presets (got {name!r})")
+    return models.get_model(name)
+
+
 def text(value: Any) -> str:
     """The form value as a stripped string (None and missing become "")."""
     return "" if value is None else str(value).strip()

@@ -119,10 +119,7 @@ def nf4_bits(block_size: str = "64", double_quant: str = "on", model: str = "lla
              **_: Any) -> dict[str, Any]:
     from loracalc import nf4
 
-    name = c.text(model) or "llama-3.1-70b"
-    if name not in loracalc.list_models():
-        raise loracalc.LoraCalcError("model", f"model must be one of the presets (got {name!r})")
-    arch = loracalc.get_model(name)
+    arch = c.preset(model, "llama-3.1-70b")
     dq = c.on_off(double_quant, "double_quant")
     store = nf4.weight_storage_bytes(arch, block_size=c.text(block_size), double_quant=dq)  # validates block_size
     bits = nf4.bits_per_param(block_size=c.text(block_size), double_quant=dq)

@@ -125,10 +125,7 @@ def matrices_svg(d: int, r: int) -> str:
 @widget("model_lora")
 def model_lora(model: str = "llama-3.1-8b", rank: str = "16", targets: str = "all-linear",
                **_: Any) -> dict[str, Any]:
-    name = c.text(model) or "llama-3.1-8b"
-    if name not in loracalc.list_models():
-        raise loracalc.LoraCalcError("model", f"model must be one of the presets (got {name!r})")
-    arch = loracalc.get_model(name)
+    arch = c.preset(model, "llama-3.1-8b")
     r_val = c.integer(rank, "rank", R_MIN, R_MAX, "rank")
     t = c.choice(targets, "targets", TARGET_CHOICES)
     counts = loracalc.count_params(arch, rank=r_val, targets=t)
