@@ -32,7 +32,7 @@ def act(page, name, field=None, value=None, click=None):
     if click:
         page.locator(click).first.click()
     else:
-        el = w.locator(f'[name="{field}"]').first
+        el = w.locator(f'[name="{field}"]:not([type="range"])').first  # the typed field, not its slider
         if el.evaluate("e => e.tagName") == "SELECT":
             el.select_option(value)
         else:
