@@ -50,6 +50,18 @@ def records() -> list[Record]:
     return out
 
 
+def models() -> dict:
+    """The model(s) the memory probe measured (a tiny Llama on CPU), by name, built from the config.json
+    it recorded; empty when the file has no config or records more than one model."""
+    from .models import model_from_config
+    cfg = _load(MEMORY_FILE).get("config")
+    names = {r.model for r in records()}
+    if not isinstance(cfg, dict) or len(names) != 1:
+        return {}
+    name = names.pop()
+    return {name: model_from_config(cfg, name=name)}
+
+
 def _norm(settings: dict) -> dict:
     from .params import parse_targets
     s = {k: settings.get(k) for k in _KEYS}

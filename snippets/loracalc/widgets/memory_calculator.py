@@ -41,25 +41,14 @@ def _model(model: str, config: str):
             return loracalc.model_from_config(data, name=str(data.get("_name_or_path") or "pasted config"))
         except loracalc.LoraCalcError as exc:
             raise loracalc.LoraCalcError("config", exc.message) from None
-    measured = _measured_models()
-    if name in measured:
-        return measured[name]
+    from loracalc import measured
+
+    probed = measured.models()  # the labs' tiny Llama, so its measured runs can be compared here
+    if name in probed:
+        return probed[name]
     if name not in loracalc.list_models():
         raise loracalc.LoraCalcError("model", f"model must be a preset or 'config' (got {name!r})")
     return loracalc.get_model(name)
-
-
-def _measured_models() -> dict:
-    """The model(s) the labs' memory probe measured (a tiny Llama on CPU), built from the config it recorded."""
-    from loracalc import measured
-
-    data = measured._load(measured.MEMORY_FILE)  # noqa: SLF001 - the engine keeps no public accessor for it yet
-    names = {r.model for r in measured.records()}
-    cfg = data.get("config")
-    if not cfg or len(names) != 1:
-        return {}
-    name = names.pop()
-    return {name: loracalc.model_from_config(cfg, name=name)}
 
 
 def _gpu(name: str):
