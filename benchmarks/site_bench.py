@@ -18,6 +18,7 @@ import argparse
 import gzip
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -109,7 +110,9 @@ def main() -> None:
 
         ready_widget, ready_bare, fcp_widget, fcp_text, fcp_plain = [], [], [], [], []
         for _ in range(args.runs):
-            for kind in ("widget", "bare", "text", "plain"):
+            kinds = ["widget", "bare", "text", "plain"]
+            random.shuffle(kinds)  # no page always loads first (or right after a Pyodide load)
+            for kind in kinds:
                 ctx = browser.new_context()
                 pg = ctx.new_page()
                 if kind == "widget":
