@@ -99,8 +99,20 @@ def hf_config(model: str) -> tuple[dict, str]:
                "num_key_value_heads": a.num_key_value_heads, "head_dim": a.head_dim, "vocab_size": a.vocab_size,
                "tie_word_embeddings": a.tie_word_embeddings, "max_position_embeddings": 131072}
         return cfg, a.name
-    cfg = json.loads(Path(model).read_text())
-    return cfg, str(cfg.get("_name_or_path") or Path(model).parent.name)
+    from labkit import LabError
+    path = Path(model)
+    if path.is_dir():  # a model folder, as the other labs take it
+        path = path / "config.json"
+    if not path.is_file():
+        raise LabError(f"--model {model}: not 'tiny', not a loracalc preset and not a config.json or a folder "
+                       "holding one. Presets: python -m loracalc models")
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise LabError(f"{path}: could not read it as JSON ({err}).") from None
+    if not isinstance(cfg, dict):
+        raise LabError(f"{path}: a config.json holds one JSON object ({{...}}).")
+    return cfg, str(cfg.get("_name_or_path") or path.parent.name)
 
 
 # --8<-- [start:predict]
@@ -302,4 +314,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from labkit import run_cli
+    run_cli(main)

@@ -83,3 +83,13 @@ def test_oom_message_says_what_to_change():
 def test_model_that_cannot_be_found(tmp_path):
     message = fail("--model", tmp_path / "no-such-model", "--max-steps", "1")
     assert "could not read the config of --model" in message and "local folder with config.json" in message
+
+
+def test_memory_probe_names_what_model_it_takes(tmp_path):
+    proc = run_lab("memory_probe.py", "--model", tmp_path / "no-such-model", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "python -m loracalc models" in proc.stderr
+    (tmp_path / "config.json").write_text("{not json")
+    proc = run_lab("memory_probe.py", "--model", tmp_path, check=False)  # a model folder: its config.json is read
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{tmp_path / 'config.json'}: could not read it as JSON" in proc.stderr
