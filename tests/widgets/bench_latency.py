@@ -44,8 +44,8 @@ MEASURE_JS = """async ([name, field, values, runs]) => {
   const dom = [], frame = [], missed = [];
   // the typed field (not its slider); start with the value it does not already hold, so every
   // change is a real change (an unchanged value is, rightly, not recomputed)
-  const field_el = field.startsWith('action:') ? null : w.querySelector(`[name="${field}"]:not([type="range"])`);
-  const shift = field_el && field_el.value === values[0] ? 1 : 0;
+  const fieldEl = field.startsWith('action:') ? null : w.querySelector(`[name="${field}"]:not([type="range"])`);
+  const shift = fieldEl && fieldEl.value === values[0] ? 1 : 0;
   for (let i = 0; i < runs; i++) {
     const done = updated();
     let t0;
@@ -54,7 +54,7 @@ MEASURE_JS = """async ([name, field, values, runs]) => {
       t0 = performance.now();
       button.click();
     } else {
-      const el = field_el;
+      const el = fieldEl;
       el.value = values[(i + shift) % values.length];
       t0 = performance.now();
       el.dispatchEvent(new Event('input', { bubbles: true }));

@@ -12,26 +12,11 @@ import pytest
 READY_TIMEOUT_MS = 90_000
 
 
-# The site, its server and Chromium are the session's shared ones (tests/conftest.py): one build
-# (or LC_SITE_DIR), one server, one Playwright - two sync Playwrights in one process cannot coexist.
-@pytest.fixture(scope="session")
-def widget_site_dir(built_site):
-    return built_site
-
-
-@pytest.fixture(scope="session")
-def widget_site_url(site_url):
-    return site_url
-
-
-@pytest.fixture(scope="session")
-def chromium(browser):
-    return browser
-
-
+# The site, its server and Chromium are the session's (tests/conftest.py: built_site, site_url,
+# browser): one build (or LC_SITE_DIR), one server, one Playwright per test run.
 @pytest.fixture
-def wpage(chromium):
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+def wpage(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

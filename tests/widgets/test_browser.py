@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from .browser_support import (MISMATCHES_JS, chromium, expected, mismatches, open_page, read_inputs, set_field, stamp,  # noqa: F401
-                              wait_error, wait_updated, widget, widget_site_dir, widget_site_url, wpage)
+from .browser_support import (MISMATCHES_JS, expected, mismatches, open_page, read_inputs, set_field, stamp,  # noqa: F401
+                              wait_error, wait_updated, widget, wpage)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -48,8 +48,8 @@ def _check_outputs(page, name, index=0):
 
 
 @pytest.mark.parametrize("name", sorted(CHANGES))
-def test_each_input_updates_the_outputs_to_loracalcs(wpage, widget_site_url, name):
-    open_page(wpage, widget_site_url, PAGES[name])
+def test_each_input_updates_the_outputs_to_loracalcs(wpage, site_url, name):
+    open_page(wpage, site_url, PAGES[name])
     _check_outputs(wpage, name)  # the prerendered defaults
     for field, value in CHANGES[name]:
         before = stamp(wpage, name)
@@ -61,10 +61,10 @@ def test_each_input_updates_the_outputs_to_loracalcs(wpage, widget_site_url, nam
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_bad_input_shows_the_engines_message_and_keeps_the_last_good_output(wpage, widget_site_url, name):
+def test_bad_input_shows_the_engines_message_and_keeps_the_last_good_output(wpage, site_url, name):
     from loracalc.widgets import call
 
-    open_page(wpage, widget_site_url, PAGES[name])
+    open_page(wpage, site_url, PAGES[name])
     good = read_inputs(wpage, name)
     kept = expected(name, good)
     for field, value in BAD[name]:
@@ -88,8 +88,8 @@ def test_bad_input_shows_the_engines_message_and_keeps_the_last_good_output(wpag
 
 
 @pytest.mark.parametrize("path", sorted(set(PAGES.values())))
-def test_prerendered_defaults_equal_what_pyodide_computes(wpage, widget_site_url, path):
-    open_page(wpage, widget_site_url, path)
+def test_prerendered_defaults_equal_what_pyodide_computes(wpage, site_url, path):
+    open_page(wpage, site_url, path)
     names = wpage.eval_on_selector_all("[data-widget]", "ws => ws.map(w => w.dataset.widget)")
     assert names
     for i, name in enumerate(names):
@@ -107,9 +107,9 @@ def test_prerendered_defaults_equal_what_pyodide_computes(wpage, widget_site_url
         assert not el.evaluate(MISMATCHES_JS, result["outputs"]), name
 
 
-def test_calculator_state_round_trips_through_the_url(wpage, widget_site_url, chromium):
+def test_calculator_state_round_trips_through_the_url(wpage, site_url, browser):
     name = "memory_calculator"
-    open_page(wpage, widget_site_url, PAGES[name])
+    open_page(wpage, site_url, PAGES[name])
     for field, value in [("model", "llama-3.1-70b"), ("method", "lora"), ("rank", "32"), ("batch_size", "2"),
                          ("seq_len", "1024"), ("optimizer", "paged_adamw_8bit"), ("gpu", "h200")]:
         before = stamp(wpage, name)
@@ -120,7 +120,7 @@ def test_calculator_state_round_trips_through_the_url(wpage, widget_site_url, ch
     assert query["rank"] == ["32"] and query["gpu"] == ["h200"] and query["method"] == ["lora"]
     want = expected(name, state)
 
-    other = chromium.new_context().new_page()
+    other = browser.new_context().new_page()
     other.goto(wpage.url)
     other.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'", timeout=90_000)
     other.wait_for_function("() => document.querySelector('[data-widget=memory_calculator]').dataset.updated")
@@ -129,11 +129,11 @@ def test_calculator_state_round_trips_through_the_url(wpage, widget_site_url, ch
     other.context.close()
 
 
-def test_copy_as_json_equals_the_terminal_json(wpage, widget_site_url):
+def test_copy_as_json_equals_the_terminal_json(wpage, site_url):
     import subprocess
     import sys
 
-    open_page(wpage, widget_site_url, PAGES["memory_calculator"])
+    open_page(wpage, site_url, PAGES["memory_calculator"])
     before = stamp(wpage, "memory_calculator")
     set_field(wpage, "memory_calculator", "model", "llama-3.1-70b")
     wait_updated(wpage, "memory_calculator", before)
@@ -145,9 +145,9 @@ def test_copy_as_json_equals_the_terminal_json(wpage, widget_site_url):
     assert widget(wpage, "memory_calculator").locator('button[data-copy="json"]').count() == 1
 
 
-def test_nf4_reroll_draws_the_next_block(wpage, widget_site_url):
+def test_nf4_reroll_draws_the_next_block(wpage, site_url):
     name = "nf4_explorer"
-    open_page(wpage, widget_site_url, PAGES[name])
+    open_page(wpage, site_url, PAGES[name])
     assert read_inputs(wpage, name)["seed"] == "0"
     for seed in (1, 2):
         before = stamp(wpage, name)
@@ -163,11 +163,11 @@ def _choose(page, q, letter):
     wait_updated(page, "quiz", before)
 
 
-def test_quiz_locks_scores_retries_and_persists(wpage, widget_site_url):
+def test_quiz_locks_scores_retries_and_persists(wpage, site_url):
     from loracalc import quiz as quiz_data
 
     qs = quiz_data.questions()
-    open_page(wpage, widget_site_url, PAGES["quiz"])
+    open_page(wpage, site_url, PAGES["quiz"])
     wpage.evaluate("localStorage.clear()")
     wrong = next(o for o in qs[0]["options"] if not o["correct"])
     _choose(wpage, 1, wrong["id"])
@@ -205,8 +205,8 @@ def test_quiz_locks_scores_retries_and_persists(wpage, widget_site_url):
 
 
 @pytest.mark.parametrize("stored", ['{"q1": 5, "locked": "x:y"}', "not json", '["a"]', '{"locked": "rank-arithmetic:z"}'])
-def test_quiz_ignores_a_broken_stored_state(wpage, widget_site_url, stored):
-    open_page(wpage, widget_site_url, PAGES["quiz"])
+def test_quiz_ignores_a_broken_stored_state(wpage, site_url, stored):
+    open_page(wpage, site_url, PAGES["quiz"])
     wpage.evaluate("(s) => localStorage.setItem('loracalc-quiz-v1', s)", stored)
     wpage.reload()
     wpage.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'", timeout=90_000)
@@ -215,8 +215,8 @@ def test_quiz_ignores_a_broken_stored_state(wpage, widget_site_url, stored):
     assert not wpage.errors
 
 
-def test_quiz_is_keyboard_operable(wpage, widget_site_url):
-    open_page(wpage, widget_site_url, PAGES["quiz"])
+def test_quiz_is_keyboard_operable(wpage, site_url):
+    open_page(wpage, site_url, PAGES["quiz"])
     wpage.evaluate("localStorage.clear()")
     wpage.locator("#quiz-q3a").focus()
     before = stamp(wpage, "quiz")
@@ -226,8 +226,8 @@ def test_quiz_is_keyboard_operable(wpage, widget_site_url):
     assert wpage.evaluate("document.activeElement.id") == "quiz-q3a"  # focus stays where the reader is
 
 
-def test_quiz_arrow_keys_move_between_options_without_answering(wpage, widget_site_url):
-    open_page(wpage, widget_site_url, PAGES["quiz"])
+def test_quiz_arrow_keys_move_between_options_without_answering(wpage, site_url):
+    open_page(wpage, site_url, PAGES["quiz"])
     wpage.evaluate("localStorage.clear()")
     wpage.locator("#quiz-q4a").focus()
     for _ in range(2):
@@ -245,10 +245,10 @@ def test_quiz_arrow_keys_move_between_options_without_answering(wpage, widget_si
 
 
 @pytest.mark.parametrize("path", sorted(set(PAGES.values())))
-def test_axe_finds_no_violations_with_the_widgets_in_use(wpage, widget_site_url, path):
+def test_axe_finds_no_violations_with_the_widgets_in_use(wpage, site_url, path):
     from axe_playwright_python.sync_playwright import Axe
 
-    open_page(wpage, widget_site_url, path)
+    open_page(wpage, site_url, path)
     names = wpage.eval_on_selector_all("[data-widget]", "ws => ws.map(w => w.dataset.widget)")
     for name in names:  # use each widget: a change, then a bad value so an error message shows too
         if name in CHANGES:
@@ -272,11 +272,11 @@ def test_axe_finds_no_violations_with_the_widgets_in_use(wpage, widget_site_url,
     assert not violations, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in violations]
 
 
-def test_rank_sliders_and_typed_fields_move_together(wpage, widget_site_url):
+def test_rank_sliders_and_typed_fields_move_together(wpage, site_url):
     """The slider and the typed field of d and r are one input: keys on the slider change the field and
     the outputs; a typed value moves the slider; a bad typed value leaves the slider and shows its error."""
     name = "rank_trick"
-    open_page(wpage, widget_site_url, PAGES[name])
+    open_page(wpage, site_url, PAGES[name])
     start = int(wpage.locator("#rt-r").input_value())
     before = stamp(wpage, name)
     wpage.locator("#rt-r-slider").focus()

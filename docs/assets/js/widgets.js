@@ -237,20 +237,18 @@
     return values;
   }
 
-  // Keep a slider and the typed field of the same name showing the same value.
-  function syncTwins(widget, source) {
-    var type = (source.type || "").toLowerCase();
-    if (type === "radio" || type === "checkbox") return;
+  // A slider moved by the reader: its typed twin (same name) takes the value, which is what is sent.
+  function copyToTypedTwin(widget, slider) {
+    if ((slider.type || "").toLowerCase() !== "range") return;
     fields(widget).forEach(function (el) {
-      if (el === source || el.name !== source.name) return;
-      var elType = (el.type || "").toLowerCase();
-      if (elType === "range") {
-        var n = Number(source.value.trim().replace(/,/g, ""));
-        // only a number the slider can show; a bad value leaves the slider where it was
-        if (source.value.trim() !== "" && isFinite(n) && n >= Number(el.min) && n <= Number(el.max)) el.value = String(n);
-      } else if (type === "range") {
-        el.value = source.value;
-      }
+      if (el !== slider && el.name === slider.name && (el.type || "").toLowerCase() !== "range") el.value = slider.value;
+    });
+  }
+
+  // After Python accepted the inputs, sliders show them (a value it refused leaves them where they were).
+  function moveSliders(widget, inputs) {
+    fields(widget).forEach(function (el) {
+      if ((el.type || "").toLowerCase() === "range" && el.name in inputs) el.value = inputs[el.name];
     });
   }
 
@@ -367,6 +365,7 @@
         if (result.ok) {
           if (restore) writeInputs(widget, restore);
           showError(widget, null, "");
+          moveSliders(widget, inputs);
           placeOutputs(widget, result.outputs);
           widget.dataset.updated = String(Date.now());
           if (!restore) announce(widget, typeof result.outputs.announce === "string" ? result.outputs.announce : "Results updated.");
@@ -404,7 +403,7 @@
         if (next) next.focus();
       });
     }
-    widget.addEventListener("input", function (event) { if (event.target.name) { syncTwins(widget, event.target); update(); } });
+    widget.addEventListener("input", function (event) { if (event.target.name) { copyToTypedTwin(widget, event.target); update(); } });
     widget.addEventListener("change", function (event) { if (event.target.name) update(); });
     widget.addEventListener("click", function (event) {
       var button = event.target.closest("button");
