@@ -12,7 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from site_support import CHROMIUM, CHROMIUM_ARGS, build_site
+from site_support import CHROMIUM, CHROMIUM_ARGS, ROOT, build_site
+
+SNIPPETS = ROOT / "snippets"
+# Subprocesses (the CLI, the labs, the site build) import this checkout's snippets/ too, not an editable
+# install that may point at another checkout sharing the same virtual environment.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(SNIPPETS), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def pytest_sessionstart(session):
+    import loracalc
+
+    where = Path(loracalc.__file__).resolve()
+    if SNIPPETS.resolve() not in where.parents:
+        raise pytest.UsageError(f"the tests imported loracalc from {where}, not from this checkout's {SNIPPETS}: "
+                                "run pytest from the repository root (pyproject.toml sets pythonpath)")
 
 
 @pytest.fixture(scope="session")
