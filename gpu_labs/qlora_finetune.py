@@ -117,6 +117,9 @@ def validate_args(args) -> None:
     if args.init == "loftq" and args.method != "qlora":
         raise LabError("--init loftq fits the adapter to the NF4 rounding error of a 4-bit base, so it needs "
                        "--method qlora. For a 16-bit base use --init pissa or olora.")
+    if args.init == "pissa" and args.method == "qlora":
+        raise LabError("--init pissa rewrites the base weights from their SVD, which peft only does on a 16-bit "
+                       "base (it refuses a 4-bit one). Use --method lora --init pissa, or --init olora / loftq with qlora.")
     if args.lora_plus is not None and args.lora_plus <= 0:
         raise LabError(f"--lora-plus {args.lora_plus}: the ratio of B's to A's learning rate must be positive (16 is usual).")
     if args.rank < 1:
@@ -392,10 +395,36 @@ def save_best(output_dir: Path, step: int, eval_loss: float, model, tokenizer) -
     """The adapter with the lowest eval loss so far, saved like the final one (loadable by the other labs)."""
     final = output_dir / BEST_DIR
     with labkit.atomic_directory(final) as staging:
-        model.save_pretrained(staging)
+        save_adapter(model, staging, output_dir)
         tokenizer.save_pretrained(staging)
         (staging / "best.json").write_text(json.dumps({"step": step, "eval_loss": eval_loss}) + "\n")
     return final
+
+
+INITIAL_ADAPTER_DIR = "initial-adapter"
+
+
+def save_initial_adapter(model, args, output_dir: Path) -> None:
+    """PiSSA and OLoRA move the adapter's starting point out of the base weights (W becomes W - B0 @ A0), so
+    their adapter only fits that modified base. Keeping the untrained adapter lets every save convert the
+    result into an ordinary LoRA adapter for the original base (rank 2r: [B, -B0] @ [A; A0]), which the
+    serving and merge labs load like any other."""
+    if args.init not in ("pissa", "olora"):
+        return
+    initial = output_dir / INITIAL_ADAPTER_DIR
+    config = model.peft_config["default"]
+    saved_init, config.init_lora_weights = config.init_lora_weights, True  # peft requires this for the conversion
+    with labkit.atomic_directory(initial) as staging:
+        model.save_pretrained(staging)
+    config.init_lora_weights = saved_init
+
+
+def save_adapter(model, folder: Path, output_dir: Path) -> None:
+    initial = output_dir / INITIAL_ADAPTER_DIR
+    if labkit.is_complete(initial):
+        model.save_pretrained(folder, path_initial_model_for_weight_conversion=str(initial))
+    else:
+        model.save_pretrained(folder)
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
@@ -543,6 +572,10 @@ def main(argv=None) -> int:
     if args.optimizer == "paged_adamw_8bit":
         labkit.require_cuda("--optimizer paged_adamw_8bit", "Paging uses CUDA unified memory; on CPU use "
                             "--optimizer adamw or adamw_8bit.")
+    if args.init == "loftq":
+        # peft's replace_lora_weights_loftq moves each weight to "cuda" (or "xpu") for its SVD, whatever the device.
+        labkit.require_cuda("--init loftq", "peft computes LoftQ's SVD on the GPU only; on CPU use --init "
+                            "default, gaussian or olora.")
     compute_dtype = labkit.resolve_compute_dtype(args.compute_dtype)
     dtype_name = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[compute_dtype]
     set_seed(args.seed)
@@ -630,6 +663,8 @@ def main(argv=None) -> int:
     micro_per_epoch = len(epoch_loader(0))
     total_steps = args.max_steps or max(1, math.ceil(args.epochs * micro_per_epoch / args.grad_accum))
 
+    if is_main and args.method != "full":
+        save_initial_adapter(model, args, output_dir)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, args, model)
     scheduler = build_schedule(optimizer, total_steps, args.warmup_ratio)
@@ -753,7 +788,10 @@ def main(argv=None) -> int:
     if is_main:
         final = output_dir / ("model" if args.method == "full" else "adapter")
         with labkit.atomic_directory(final) as staging:
-            accelerator.unwrap_model(model).save_pretrained(staging)  # adapter_model.safetensors + adapter_config.json
+            if args.method == "full":
+                accelerator.unwrap_model(model).save_pretrained(staging)
+            else:
+                save_adapter(accelerator.unwrap_model(model), staging, output_dir)  # adapter_model.safetensors + config
             tokenizer.save_pretrained(staging)
             (staging / "run_settings.json").write_text(json.dumps({"settings": settings, "results": results}, indent=1))
         log(f"final loss {loss_value:.4f}; {tokens_per_s:,.0f} tokens/s, "
