@@ -167,7 +167,11 @@ def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], l
         for i, message in enumerate(messages):
             if message["role"] == "assistant":
                 start = _common_prefix(_template_ids(tokenizer, messages[:i], add_generation_prompt=True), ids)
-                spans.append((start, _common_prefix(_template_ids(tokenizer, messages[:i + 1]), ids)))
+                end = _common_prefix(_template_ids(tokenizer, messages[:i + 1]), ids)
+                # Whatever a template puts after an answer's EOS (often a newline) is not the answer: the
+                # model stops at EOS and never predicts it.
+                closing = [j for j in range(start, end) if ids[j] == eos]
+                spans.append((start, closing[-1] + 1 if closing else end))
         labels = [IGNORE] * len(ids)
         for start, end in spans:
             labels[start:end] = ids[start:end]

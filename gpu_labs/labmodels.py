@@ -36,13 +36,16 @@ FAMILIES = {
 
 # A small chat format of our own (the roles as special tokens, each answer closed by EOS), in the Jinja
 # syntax of real chat templates, so the labs exercise apply_chat_template offline.
+# The newline between turns opens the next turn rather than closing an answer, so an answer's text ends
+# with EOS exactly (nothing after it to learn).
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
     "{% for message in messages %}"
+    "{% if not loop.first %}{{ '\n' }}{% endif %}"
     "{{ '<|' + message['role'] + '|>\n' + message['content'] | trim }}"
-    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\n' }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+    "{% if add_generation_prompt %}{{ '\n' if messages else '' }}{{ '<|assistant|>\n' }}{% endif %}"
 )
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
 
