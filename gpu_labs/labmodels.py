@@ -178,6 +178,7 @@ def bnb_4bit_config(model_path, compute_dtype, quant_storage=None, on_cpu: bool 
         kept = cpu_packing_problems(model)
         if kept:
             skip = default_16bit_modules(model) + [name for name, _, _ in kept]
+    # --8<-- [start:bnb_config]
     config = BitsAndBytesConfig(
         load_in_4bit=True,                      # frozen base weights packed as 4-bit codes
         bnb_4bit_quant_type="nf4",              # NormalFloat4: code values at normal quantiles
@@ -186,6 +187,7 @@ def bnb_4bit_config(model_path, compute_dtype, quant_storage=None, on_cpu: bool 
         bnb_4bit_quant_storage=quant_storage or torch.uint8,  # bf16 lets FSDP shard the packed weights
         llm_int8_skip_modules=skip,             # None: transformers' defaults (lm_head stays 16-bit)
     )
+    # --8<-- [end:bnb_config]
     return config, kept
 
 

@@ -206,11 +206,9 @@ def load_model(args, compute_dtype, device_index):
     kept = []
     if args.method == "qlora":
         storage = {"uint8": torch.uint8, "bf16": torch.bfloat16}[args.quant_storage]
-        # --8<-- [start:bnb_config]
         # NF4 + double quantization, compute in compute_dtype (labmodels.bnb_4bit_config sets every field and
         # says why); on a CPU run it also keeps the layers bitsandbytes' CPU kernel cannot repack in 16-bit.
         bnb_config, kept = labmodels.bnb_4bit_config(args.model, compute_dtype, storage)
-        # --8<-- [end:bnb_config]
         kwargs["quantization_config"] = bnb_config
     if device_index is not None:
         kwargs["device_map"] = {"": device_index}  # the whole model on this process's GPU
