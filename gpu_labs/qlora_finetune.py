@@ -195,6 +195,19 @@ def resolve_dropout(args, expert_targets: list[str]) -> tuple[float, str]:
     return 0.0, f"dropout 0: peft's wrapper for the fused expert weights ({', '.join(expert_targets)}) supports no dropout"
 
 
+def check_expert_variants(args, expert_targets: list[str]) -> None:
+    """peft's lora.ParamWrapper (fused MoE expert weights) rejects DoRA, and PiSSA/OLoRA need a 2-D
+    `.weight` to decompose, which an experts module does not have: say so before loading."""
+    if not expert_targets:
+        return
+    problem = ("--use-dora" if args.use_dora else
+               f"--init {args.init}" if args.init in ("pissa", "olora", "loftq") else None)
+    if problem:
+        raise LabError(f"{problem}: peft cannot apply it to this model's fused MoE expert weights "
+                       f"({', '.join(expert_targets)}), which --targets {args.targets} includes. Drop {problem}, or "
+                       "adapt the attention layers only (e.g. --targets q_proj,k_proj,v_proj,o_proj).")
+
+
 def load_model(args, compute_dtype, device_index):
     """(model, layers kept 16-bit on this CPU)."""
     import torch
@@ -608,6 +621,7 @@ def main(argv=None) -> int:
     if args.method != "full":
         check_rank(skeleton, target_names + expert_targets, args.rank)
         dropout, dropout_note = resolve_dropout(args, expert_targets)
+        check_expert_variants(args, expert_targets)
         args.dropout = dropout
     del skeleton
     estimate, note = predict_memory(config_dict, args)

@@ -173,10 +173,13 @@ def main(argv=None) -> int:
         print(f"  ({len(prompts)} request(s) in {seconds:.2f} s)")
     # --8<-- [end:routed]
 
-    if getattr(model, "targeted_parameter_names", None):
-        # peft's wrapper for fused MoE expert weights (lora.ParamWrapper) cannot split a batch by adapter.
-        print("\nmixed batch: skipped. These adapters reach fused MoE expert weights, and peft's wrapper for "
-              "them (lora.ParamWrapper) does not support mixed adapter batches yet; route by adapter as above.")
+    # peft cannot split a batch by adapter inside its wrapper for fused MoE expert weights
+    # (lora.ParamWrapper), nor for DoRA layers (their magnitude is applied to the whole batch).
+    unsupported = (["fused MoE expert weights"] if getattr(model, "targeted_parameter_names", None) else []) + \
+        [f"DoRA ({name})" for name, config in model.peft_config.items() if getattr(config, "use_dora", False)]
+    if unsupported:
+        print(f"\nmixed batch: skipped. peft does not support mixed adapter batches with {', '.join(unsupported)}; "
+              "route by adapter as above.")
         return 0
     # --8<-- [start:mixed_batch]
     # One generate call, a different adapter per row: peft splits the batch by adapter inside every

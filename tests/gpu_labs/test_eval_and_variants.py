@@ -57,6 +57,10 @@ def test_dora_rslora_and_lora_plus_reach_peft(tiny_model, tmp_path):
     # q: 64 -> 64 and v: 64 -> 32 in 2 layers; DoRA adds one magnitude per output feature.
     lora = 2 * 16 * ((64 + 64) + (64 + 32))
     assert results["trainable_params"] == lora + 2 * (64 + 32)
+    # peft refuses mixed-adapter batches with DoRA; the serving lab routes by adapter and says why.
+    served = run_lab("serve_adapters.py", "--base", tiny_model, "--adapter", f"dora={out / 'adapter'}",
+                     "--max-new-tokens", 2, "--switch-repeats", 2)
+    assert "mixed batch: skipped. peft does not support mixed adapter batches with DoRA (dora)" in served.stdout
 
 
 @pytest.mark.slow

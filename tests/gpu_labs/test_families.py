@@ -90,8 +90,15 @@ def test_gpt2_accepts_its_real_names(family_runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_moe_with_explicit_dropout_is_refused_in_one_line(family_runs):
+@pytest.mark.parametrize("flags, message", [
+    (["--dropout", "0.1"], "lora.ParamWrapper, which supports no dropout. Use --dropout 0"),
+    (["--use-dora"], "--use-dora: peft cannot apply it to this model's fused MoE expert weights"),
+    (["--method", "lora", "--init", "olora"], "--init olora: peft cannot apply it"),
+])
+def test_moe_expert_limits_are_refused_in_one_line(family_runs, flags, message):
+    """Without these checks peft raises ValueError (dropout, DoRA) or AttributeError (OLoRA) deep inside
+    get_peft_model; the lab says which flag and what to do instead, before loading the weights."""
     model, _, _ = family_runs["qwen3_moe"]
-    proc = run_lab("qlora_finetune.py", "--model", model, "--dropout", "0.1", "--max-steps", 1, check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "ParamWrapper" in proc.stderr and "--dropout 0" in proc.stderr
+    proc = run_lab("qlora_finetune.py", "--model", model, *flags, "--max-steps", 1, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "full log" not in proc.stderr
+    assert message in proc.stderr
