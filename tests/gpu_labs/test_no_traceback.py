@@ -96,3 +96,14 @@ def test_labs_keep_those_layers_16_bit_and_say_so(mlp_160_model, tmp_path):
     served = run_lab("serve_adapters.py", "--base", mlp_160_model, "--adapter", f"a={out / 'adapter'}",
                      "--max-new-tokens", 2, "--switch-repeats", 2)
     assert "kept 2 layer(s)" in served.stdout and "Traceback" not in served.stderr
+
+
+@pytest.mark.parametrize("script", ["qlora_finetune", "serve_adapters", "merge_export", "memory_probe", "trl_sft",
+                                    "labkit", "lab_outputs"])
+def test_every_lab_entry_point_goes_through_run_cli(script):
+    """A lab that called main() directly would let a library's traceback through."""
+    from lab_helpers import LABS
+
+    source = (LABS / f"{script}.py").read_text()
+    entry = source.split('if __name__ == "__main__":', 1)[1]
+    assert "run_cli(" in entry and "main()" not in entry
