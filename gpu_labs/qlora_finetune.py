@@ -781,7 +781,9 @@ def main(argv=None) -> int:
     peak, peak_kind = labkit.peak_memory()
     unwrapped = accelerator.unwrap_model(model)
     probe = {"adapter": labkit.probe_loss(unwrapped, examples, tokenizer.pad_token_id)}
-    if args.method != "full":
+    # With PiSSA/OLoRA the weights under the adapter are the base minus the initial B @ A, not the base:
+    # switching the adapter off would score that residual, so there is no base figure to show.
+    if args.method != "full" and args.init not in ("pissa", "olora"):
         with unwrapped.disable_adapter():
             probe["base"] = labkit.probe_loss(unwrapped, examples, tokenizer.pad_token_id)
     tokens_per_s = tokens_seen / train_seconds if train_seconds else float("nan")
