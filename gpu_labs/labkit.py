@@ -36,13 +36,54 @@ class LabError(Exception):
     """A problem the user can fix; the message says how. Printed without a traceback."""
 
 
+def log_dir() -> Path:
+    """Where full error logs go: $GPU_LABS_LOG_DIR, else a folder in the system's temp directory."""
+    import tempfile
+
+    return Path(os.environ.get("GPU_LABS_LOG_DIR") or Path(tempfile.gettempdir()) / "gpu_labs-logs")
+
+
 def run_cli(main) -> None:
-    """Run a lab's main(), printing a LabError as one clear message and exiting with status 2."""
+    """Run a lab's main() so that no traceback ever reaches the terminal.
+
+    A LabError (a problem the user can fix) prints as one line. Any other exception, usually from
+    torch, transformers, peft or bitsandbytes, prints as one line naming the error and the path of a
+    log file that holds the full traceback and the library versions; both exit with status 2."""
+    import traceback
+
     try:
         sys.exit(main())
     except LabError as err:
         print(f"\nerror: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("\ninterrupted.", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - the whole point: a library error becomes one line and a log
+        script = Path(sys.argv[0]).stem or "lab"
+        path = log_dir() / f"{script}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"command: {' '.join(sys.argv)}\nversions: {library_versions()}\n\n"
+                            + traceback.format_exc())
+            where = f"full log: {path}"
+        except OSError as log_err:
+            where = f"(could not write a log to {path}: {log_err.strerror})"
+        first_line = (str(err).strip().splitlines() or [""])[0][:300]
+        print(f"\nerror: {type(err).__name__} from {_origin(err)}: {first_line}\n{where}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _origin(err: BaseException) -> str:
+    """The library the failing frame belongs to (the innermost frame outside this folder)."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    for frame in reversed(frames):
+        for lib in ("bitsandbytes", "peft", "transformers", "accelerate", "trl", "torch", "tokenizers"):
+            if f"/{lib}/" in frame.filename:
+                return lib
+    return Path(frames[-1].filename).name if frames else "the lab"
 
 
 def quiet_libraries() -> None:
@@ -54,87 +95,42 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*kernels.*")
+    # peft fills rank_pattern and alpha_pattern for fused MoE weights itself, then warns when a pattern matches nothing.
+    warnings.filterwarnings("ignore", message=".*_pattern keys did not match.*")
+    # GPT-2's Conv1D stores weights transposed; peft notices and sets fan_in_fan_out itself.
+    warnings.filterwarnings("ignore", message=".*fan_in_fan_out is set to False.*")
     # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*; peft still calls the old names.
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated.*", category=FutureWarning)
 
 
-# --- data -------------------------------------------------------------------------------------
+# --- data (the formats and the masking live in labdata.py) -------------------------------------------
 
 def format_prompt(instruction: str) -> str:
-    """The prompt template every lab uses; the response follows it directly."""
-    return f"### Instruction:\n{instruction.strip()}\n\n### Response:\n"
+    import labdata
+
+    return labdata.format_prompt(instruction)
 
 
 def load_instruction_jsonl(path: str | os.PathLike, instruction_field: str = "instruction",
                            response_field: str = "response") -> list[dict]:
-    """Read instruction/response pairs, one JSON object per line; blank lines are skipped.
+    """Single-turn rows as {"instruction", "response"}, from any layout labdata reads."""
+    import labdata
 
-    Every problem names the file and line and says what to change.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise LabError(f"{path}: no such file. Pass a JSONL file of instruction/response pairs, "
-                       f"for example --dataset {DEFAULT_DATASET.relative_to(LABS_DIR.parent)}")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise LabError(f"{where}: not valid JSON ({err.msg} at column {err.colno}). "
-                               "Each line must be one JSON object, e.g. "
-                               '{"instruction": "...", "response": "..."}') from None
-            if not isinstance(row, dict):
-                raise LabError(f"{where}: expected a JSON object, got {type(row).__name__}.")
-            for field in (instruction_field, response_field):
-                if not isinstance(row.get(field), str) or not row[field].strip():
-                    found = ", ".join(sorted(row)) or "none"
-                    raise LabError(f"{where}: missing or empty text field '{field}' (keys on this line: "
-                                   f"{found}). Add it, or name your fields with --instruction-field / "
-                                   "--response-field.")
-            rows.append({"instruction": row[instruction_field], "response": row[response_field]})
-    if not rows:
-        raise LabError(f"{path}: the file holds no examples.")
+    for messages in labdata.load_conversations(path, instruction_field, response_field):
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        answers = [m["content"] for m in messages if m["role"] == "assistant"]
+        rows.append({"instruction": users[0] if users else "", "response": answers[-1]})
     return rows
 
 
-def load_dataset_rows(name: str, instruction_field: str, response_field: str, split: str = "train") -> list[dict]:
-    """A local JSONL file, or a dataset on the Hugging Face Hub (needs the `datasets` package)."""
-    if Path(name).suffix in {".jsonl", ".json"} or Path(name).exists():
-        return load_instruction_jsonl(name, instruction_field, response_field)
-    try:
-        import datasets  # noqa: PLC0415 - optional dependency, only for Hub datasets
-    except ImportError:
-        raise LabError(f"'{name}' is not a local file, so it would be loaded from the Hub, which needs the "
-                       "`datasets` package: pip install datasets (or pass a local .jsonl file).") from None
-    table = datasets.load_dataset(name, split=split)
-    missing = [f for f in (instruction_field, response_field) if f not in table.column_names]
-    if missing:
-        raise LabError(f"dataset '{name}' has no column(s) {missing}; its columns are {table.column_names}. "
-                       "Name yours with --instruction-field / --response-field.")
-    return [{"instruction": r[instruction_field], "response": r[response_field]} for r in table]
-
-
 def tokenize_pairs(rows: list[dict], tokenizer, seq_len: int) -> list[dict]:
-    """Token ids for prompt + response + EOS, with the prompt's labels masked (-100) so only the
-    response is learned. Examples longer than seq_len are cut at seq_len."""
-    examples = []
-    for row in rows:
-        prompt_ids = tokenizer(format_prompt(row["instruction"]), add_special_tokens=True)["input_ids"]
-        response_ids = tokenizer(row["response"].strip(), add_special_tokens=False)["input_ids"]
-        eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-        input_ids = (prompt_ids + response_ids + eos)[:seq_len]
-        labels = ([-100] * len(prompt_ids) + response_ids + eos)[:seq_len]
-        if all(label == -100 for label in labels):
-            continue  # the prompt alone fills seq_len: nothing left to learn from this example
-        examples.append({"input_ids": input_ids, "labels": labels})
-    if not examples:
-        raise LabError(f"--seq-len {seq_len} is shorter than every prompt, so no response token is left to "
-                       "train on. Raise --seq-len.")
-    return examples
+    """Token ids and answer-only labels for instruction/response rows (see labdata.tokenize_conversation)."""
+    import labdata
+
+    conversations = [[{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["response"]}]
+                     for r in rows]
+    return labdata.tokenize_conversations(conversations, tokenizer, seq_len)
 
 
 def pack_examples(examples: list[dict], seq_len: int) -> list[dict]:
@@ -307,48 +303,16 @@ def is_complete(directory: str | os.PathLike) -> bool:
     return (Path(directory) / COMPLETE_MARKER).is_file()
 
 
-# --- the tiny model ------------------------------------------------------------------------------
-
-# Llama-shaped, small enough to train on a laptop CPU in seconds; every dimension is a multiple of 64
-# so bitsandbytes' NF4 blocks (64 weights) tile each matrix exactly. initializer_range is 5x the usual
-# 0.02: with a frozen random lm_head that small, logits stay near zero whatever the adapters do, and
-# the loss could not fall far below ln(vocab) - a trained model has no such limit.
-TINY_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
-                  tie_word_embeddings=False, initializer_range=0.1)
-
+# --- the tiny models (built in labmodels.py) -----------------------------------------------------------
 
 def build_tiny_model(out_dir: str | os.PathLike, vocab_size: int = 512, seed: int = 0,
-                     corpus: str | os.PathLike = DEFAULT_DATASET) -> Path:
-    """Write a random-weight Llama-shaped model and a BPE tokenizer trained on `corpus` to out_dir,
-    in the same layout as a model downloaded from the Hub, so labs load it with from_pretrained."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+                     corpus: str | os.PathLike = DEFAULT_DATASET, family: str = "llama",
+                     intermediate_size: int | None = None, chat_template: bool = False) -> Path:
+    """A random-weight model of `family` and a BPE tokenizer trained on `corpus` (labmodels.build_tiny_model)."""
+    import labmodels
 
-    out_dir = Path(out_dir)
-    texts = []
-    for row in load_instruction_jsonl(corpus):
-        texts += [format_prompt(row["instruction"]), row["response"]]
-    specials = ["<unk>", "<s>", "</s>", "<pad>"]
-    raw = Tokenizer(models.BPE(unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>",
-                                        unk_token="<unk>", pad_token="<pad>")
-
-    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         **TINY_LLAMA)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    with atomic_directory(out_dir) as staging:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-    return out_dir
+    return labmodels.build_tiny_model(out_dir, family=family, vocab_size=vocab_size, seed=seed, corpus=corpus,
+                                      intermediate_size=intermediate_size, chat_template=chat_template)
 
 
 # Shapes of real models, copied from their published config.json files (meta-llama/Llama-3.2-1B and
@@ -398,18 +362,22 @@ def _cli() -> None:
     tiny.add_argument("out_dir", help="folder to create (replaced if it exists)")
     tiny.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size of the tokenizer")
     tiny.add_argument("--seed", type=int, default=0, help="seed for the random weights")
+    tiny.add_argument("--family", default="llama", help="model family: llama, qwen3, gemma3_text, phi3, qwen3_moe, gpt2, olmo2")
+    tiny.add_argument("--intermediate-size", type=int, default=None, help="MLP width (default 128; 160 reproduces the CPU 4-bit shape limit)")
+    tiny.add_argument("--chat-template", action="store_true", help="give the tokenizer a chat template (role tokens + Jinja)")
     shaped = sub.add_parser("random-model", help="write a random-weight model of a real shape (bf16) + tiny tokenizer")
     shaped.add_argument("shape", choices=sorted(REAL_SHAPES), help="which published config to copy")
     shaped.add_argument("out_dir", help="folder to create (replaced if it exists)")
     args = parser.parse_args()
     quiet_libraries()
     if args.command == "tiny-model":
-        path = build_tiny_model(args.out_dir, vocab_size=args.vocab_size, seed=args.seed)
-        print(f"tiny Llama-shaped model and tokenizer written to {path}")
+        path = build_tiny_model(args.out_dir, vocab_size=args.vocab_size, seed=args.seed, family=args.family,
+                                intermediate_size=args.intermediate_size, chat_template=args.chat_template)
+        print(f"tiny {args.family} model and tokenizer written to {path}")
     else:
         path = build_random_model(args.shape, args.out_dir)
         print(f"random-weight {args.shape}-shaped model written to {path} ({human_bytes(dir_size_bytes(path))})")
 
 
 if __name__ == "__main__":
-    _cli()
+    run_cli(_cli)

@@ -85,7 +85,9 @@ def four_bit_merge_error(peft_model) -> dict:
     import torch
 
     for name, module in peft_model.named_modules():
-        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+        # A 2-D weight: fused MoE experts (3-D) are adapted through a parameter wrapper, skipped here.
+        base_weight = getattr(module.get_base_layer(), "weight", None) if hasattr(module, "get_base_layer") else None
+        if ("default" in getattr(module, "lora_A", {}) and base_weight is not None and base_weight.dim() == 2):
             weight = module.get_base_layer().weight.detach().float().cpu()
             delta = module.get_delta_weight("default").detach().float().cpu()
             break
@@ -109,21 +111,24 @@ def main(argv=None) -> int:
     adapter = Path(args.adapter)
     base_id = args.base or adapter_base(adapter)
     labkit.quiet_libraries()
-    rows = labkit.load_instruction_jsonl(args.dataset)
+    import labdata
+
+    conversations = labdata.load_conversations(args.dataset)
 
     import time
 
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import labmodels
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     tolerance = args.tolerance if args.tolerance is not None else RELATIVE_TOLERANCE[args.dtype]
     device_map = {"": 0} if torch.cuda.is_available() else None
     tokenizer = AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").exists() else base_id)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    examples = labkit.tokenize_pairs(rows[: args.check_examples], tokenizer, 512)
+    labdata.ensure_pad_token(tokenizer)
+    examples = labdata.tokenize_conversations(conversations[: args.check_examples], tokenizer, 512)
     batch = labkit.pad_collate(tokenizer.pad_token_id)(examples)
 
     started = time.perf_counter()
@@ -166,8 +171,7 @@ def main(argv=None) -> int:
     trained_note = ""
     settings_path = adapter / "run_settings.json"
     if settings_path.is_file() and json.loads(settings_path.read_text())["settings"].get("method") == "qlora":
-        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                 bnb_4bit_compute_dtype=dtype)
+        bnb, _ = labmodels.bnb_4bit_config(base_id, dtype)  # as the training lab loaded it
         as_trained = PeftModel.from_pretrained(
             AutoModelForCausalLM.from_pretrained(base_id, quantization_config=bnb, dtype=dtype, device_map=device_map),
             adapter)

@@ -83,19 +83,23 @@ def main(argv=None) -> int:
 
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import labdata
+    import labmodels
 
     on_gpu = torch.cuda.is_available()
     dtype = labkit.resolve_compute_dtype("auto")
     kwargs = {"dtype": dtype, "device_map": {"": 0} if on_gpu else None}
+    kept = []
     if args.four_bit:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(args.base)
+        # The same settings the training lab used, so the adapters see the base they were trained on.
+        kwargs["quantization_config"], kept = labmodels.bnb_4bit_config(args.base, dtype)
+    # The first adapter's folder holds the tokenizer the training run used (chat template included).
+    first = next(iter(adapters.values()))
+    tokenizer = AutoTokenizer.from_pretrained(first if (first / "tokenizer_config.json").is_file() else args.base)
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    labdata.ensure_pad_token(tokenizer)
 
     cuda_before = torch.cuda.memory_allocated() if on_gpu else 0
     started = time.perf_counter()
@@ -108,6 +112,8 @@ def main(argv=None) -> int:
     print(f"base {args.base} loaded once in {time.perf_counter() - started:.2f} s "
           f"({'NF4 4-bit' if args.four_bit else str(dtype).replace('torch.', '')}, {labkit.human_bytes(base_bytes)} "
           f"of weights{', CUDA ' + labkit.human_bytes(torch.cuda.memory_allocated() - cuda_before) if on_gpu else ''})")
+    if kept:
+        print("note: " + labmodels.describe_kept(kept))
 
     # --8<-- [start:load_adapters]
     model, rows = None, []
@@ -138,7 +144,9 @@ def main(argv=None) -> int:
     print(f"switching the active adapter: {switch_us:.0f} us per switch (mean of {args.switch_repeats})")
 
     def generate(prompts: list[str], **extra) -> tuple[list[str], float]:
-        batch = tokenizer([labkit.format_prompt(p) for p in prompts], return_tensors="pt", padding=True)
+        # The chat template already starts with BOS where the model expects one: add no second one.
+        texts = [labdata.prompt_text(tokenizer, p) for p in prompts]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not tokenizer.chat_template)
         batch = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -165,6 +173,14 @@ def main(argv=None) -> int:
         print(f"  ({len(prompts)} request(s) in {seconds:.2f} s)")
     # --8<-- [end:routed]
 
+    # peft cannot split a batch by adapter inside its wrapper for fused MoE expert weights
+    # (lora.ParamWrapper), nor for DoRA layers (their magnitude is applied to the whole batch).
+    unsupported = (["fused MoE expert weights"] if getattr(model, "targeted_parameter_names", None) else []) + \
+        [f"DoRA ({name})" for name, config in model.peft_config.items() if getattr(config, "use_dora", False)]
+    if unsupported:
+        print(f"\nmixed batch: skipped. peft does not support mixed adapter batches with {', '.join(unsupported)}; "
+              "route by adapter as above.")
+        return 0
     # --8<-- [start:mixed_batch]
     # One generate call, a different adapter per row: peft splits the batch by adapter inside every
     # adapted layer and runs the shared base weights once for all rows. "__base__" means no adapter.

@@ -60,7 +60,7 @@ def test_adapter_reloads_with_the_same_outputs(tiny_model, trained_adapter):
         assert labkit.probe_loss(model, examples, tokenizer.pad_token_id) > reloaded + 0.3
 
 
-@pytest.mark.parametrize("script", ["qlora_finetune", "serve_adapters", "merge_export"])
+@pytest.mark.parametrize("script", ["qlora_finetune", "serve_adapters", "merge_export", "trl_sft"])
 def test_help_is_instant_and_every_option_has_help(script):
     started = time.perf_counter()
     proc = run_lab(f"{script}.py", "--help")

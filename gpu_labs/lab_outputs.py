@@ -1,0 +1,108 @@
+"""Re-record the lab output the lab pages show, by running the labs exactly as a reader would.
+
+    python gpu_labs/lab_outputs.py            # all of it, about 5 minutes on 2 CPU cores
+    python gpu_labs/lab_outputs.py --only trl
+
+Writes into gpu_labs/output/ (the pages include those files; nothing on the pages is typed by hand):
+qlora-tiny-llama.txt (the QLoRA lab on the tiny Llama), families.md (one 20-step run per model family:
+steps/s, trainable parameters, predicted and measured memory) and trl-vs-lab.md (the loss curves of the
+lab and of TRL's SFTTrainer on the same run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = HERE / "output"
+sys.path.insert(0, str(HERE))
+import labkit  # noqa: E402
+
+FAMILY_NAMES = {"llama": "Llama", "qwen3": "Qwen3", "gemma3_text": "Gemma-3 (text)", "phi3": "Phi-3",
+                "qwen3_moe": "Qwen3-MoE", "gpt2": "GPT-2", "olmo2": "OLMo-2"}
+
+
+def run(script: str, *args) -> str:
+    """Run a lab from the repository root with one thread and no hub access; return its stdout."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=str(ROOT / "snippets"))
+    proc = subprocess.run([sys.executable, str(HERE / script), *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{script} {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def record_tiny_llama() -> None:
+    # The commands the page shows, with the page's folder names (runs/ is git-ignored).
+    run("labkit.py", "tiny-model", "runs/tiny-llama", "--chat-template")
+    out = run("qlora_finetune.py", "--model", "runs/tiny-llama", "--max-steps", 20, "--batch-size", 4,
+              "--grad-accum", 1, "--lr", "1e-2", "--eval-ratio", "0.2", "--eval-every", 5,
+              "--output-dir", "runs/tiny-qlora", "--no-resume")
+    (OUT / "qlora-tiny-llama.txt").write_text(out)
+
+
+def record_families(tmp: Path) -> None:
+    rows = ["| Family | Adapted layers | Trainable / total params | Steps/s | Eval loss (step 5 -> 20) "
+            "| loracalc predicts (GPU tensors) | Measured (CPU peak RSS) |", "|---|---|---|---|---|---|---|"]
+    for family, label in FAMILY_NAMES.items():
+        model = tmp / f"tiny-{family}"
+        run("labkit.py", "tiny-model", model, "--family", family, "--chat-template")
+        stdout = run("qlora_finetune.py", "--model", model, "--max-steps", 20, "--batch-size", 4, "--grad-accum", 1,
+                     "--lr", "1e-2", "--eval-ratio", "0.2", "--eval-every", 5, "--output-dir", tmp / f"run-{family}")
+        results = json.loads((tmp / f"run-{family}" / "adapter" / "run_settings.json").read_text())["results"]
+        log = [json.loads(line) for line in (tmp / f"run-{family}" / "train_log.jsonl").read_text().splitlines()]
+        evals = [row["eval_loss"] for row in log if "eval_loss" in row]
+        adapted = re.search(r"^adapters on (.*?) \(--targets", stdout, re.M).group(1)
+        predicted = (labkit.human_bytes(results["predicted_tensor_bytes"]) if results["predicted_tensor_bytes"]
+                     else "n/a (family not in the engine yet)")
+        rows.append(f"| {label} | {adapted} | {results['trainable_params']:,} / {results['total_params']:,} "
+                    f"| {results['steps_per_s_this_session']:.1f} | {evals[0]:.3f} -> {evals[-1]:.3f} "
+                    f"| {predicted} | {labkit.human_bytes(results['measured_peak_bytes'])} |")
+    (OUT / "families.md").write_text("\n".join(rows) + "\n")
+
+
+def record_trl(tmp: Path) -> None:
+    model = tmp / "tiny-chat"
+    run("labkit.py", "tiny-model", model, "--chat-template")
+    same = ["--model", model, "--max-steps", 10, "--batch-size", 4, "--grad-accum", 1, "--lr", "1e-2",
+            "--dropout", 0, "--seed", 7, "--rank", 8]
+    run("qlora_finetune.py", *same, "--output-dir", tmp / "lab")
+    run("trl_sft.py", *same, "--output-dir", tmp / "trl")
+
+    def losses(name):
+        return [json.loads(line)["loss"] for line in (tmp / name / "train_log.jsonl").read_text().splitlines()]
+
+    ours, theirs = losses("lab"), losses("trl")
+    rows = ["| Step | Lab loop | TRL SFTTrainer | Difference |", "|---|---|---|---|"]
+    rows += [f"| {i} | {a:.5f} | {b:.5f} | {abs(a - b):.1e} |" for i, (a, b) in enumerate(zip(ours, theirs), 1)]
+    rows.append(f"\nLargest difference over {len(ours)} steps: {max(abs(a - b) for a, b in zip(ours, theirs)):.1e}.")
+    (OUT / "trl-vs-lab.md").write_text("\n".join(rows) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("tiny", "families", "trl"), default=None, help="record one part only")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "tiny"):
+            record_tiny_llama()
+        if args.only in (None, "families"):
+            record_families(Path(tmp))
+        if args.only in (None, "trl"):
+            record_trl(Path(tmp))
+    print(f"written to {OUT}/")
+    return 0
+
+
+if __name__ == "__main__":
+    labkit.run_cli(main)

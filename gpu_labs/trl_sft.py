@@ -1,0 +1,203 @@
+"""The same QLoRA fine-tune as qlora_finetune.py, run by TRL's SFTTrainer: what to use in production.
+
+The model, the adapter (same init, from --seed) and the data order are built exactly as the lab builds
+them, then handed to SFTTrainer, which does the rest: tokenizing with the chat template, masking the
+prompt (completion-only loss), batching, the optimizer, the schedule, logging and checkpoints.
+
+    python gpu_labs/trl_sft.py --model meta-llama/Llama-3.1-8B --dataset gpu_labs/data/instructions.jsonl \
+        --rank 16 --max-steps 200 --output-dir runs/llama8b-trl
+
+Several GPUs: `accelerate launch --num_processes 4 gpu_labs/trl_sft.py ...` (TRL scales through the
+Trainer; add `--fsdp` settings to an accelerate config to shard a large base).
+On a CPU, with a tiny model (`python gpu_labs/labkit.py tiny-model runs/tiny --chat-template`):
+
+    python gpu_labs/trl_sft.py --model runs/tiny --max-steps 30 --output-dir runs/tiny-trl
+
+Where the two differ by design: the Trainer averages the loss over all answer tokens of an accumulated
+step (the lab averages each micro-batch, then the micro-batches), so with --grad-accum above 1 the curves
+differ slightly when micro-batches hold different numbers of answer tokens. A multi-turn conversation
+trains on its last answer only here (TRL's prompt/completion form), on every answer in the lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import labkit  # noqa: E402 - standard library only, so --help stays instant
+from labkit import LabError  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = p.add_argument
+    add("--model", required=True, help="Hugging Face model id or local folder with config.json and weights")
+    add("--dataset", default=str(labkit.DEFAULT_DATASET), help="local .jsonl (instruction/response, Alpaca, or chat 'messages')")
+    add("--instruction-field", default="instruction", help="JSON key holding the prompt")
+    add("--response-field", default="response", help="JSON key holding the answer to learn")
+    add("--method", choices=("qlora", "lora"), default="qlora", help="qlora: 4-bit frozen base + adapters; lora: 16-bit base + adapters")
+    add("--rank", type=int, default=16, help="LoRA rank r: more capacity and more trainable params as it grows")
+    add("--alpha", type=float, default=32, help="LoRA alpha; the update is scaled by alpha/rank")
+    add("--dropout", type=float, default=None, help="dropout on the adapter input (default 0.05; 0 for fused MoE experts)")
+    add("--targets", default="all-linear", help="modules to adapt: all-linear | comma list of the model's module names")
+    add("--lr", type=float, default=2e-4, help="peak learning rate")
+    add("--warmup-ratio", type=float, default=0.03, help="fraction of steps spent warming the learning rate up")
+    add("--max-steps", type=int, default=30, help="optimizer steps to run")
+    add("--batch-size", type=int, default=4, help="examples per device per micro-batch: memory grows with it")
+    add("--grad-accum", type=int, default=4, help="micro-batches per optimizer step")
+    add("--seq-len", type=int, default=512, help="longest example in tokens; longer ones are cut")
+    add("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True, help="recompute activations in backward: less memory, more compute")
+    add("--compute-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto", help="matmul dtype; auto = bf16 on GPUs that have it, fp32 on CPU")
+    add("--seed", type=int, default=42, help="seed for the adapter init, dropout and data order (as in the lab)")
+    add("--output-dir", default="runs/trl", help="the Trainer's output, the loss log and the final adapter go here")
+    return p
+
+
+def lab_args(args) -> argparse.Namespace:
+    """The lab's own settings object for the same run, so its model and adapter builders can be reused."""
+    import qlora_finetune
+
+    lab = qlora_finetune.build_parser().parse_args(["--model", args.model])
+    for key, value in vars(args).items():
+        setattr(lab, key, value)
+    lab.quant_storage, lab.init, lab.use_dora, lab.use_rslora, lab.lora_plus = "uint8", "default", False, False, None
+    return lab
+
+
+def to_trl_rows(conversations: list[list[dict]], tokenizer) -> list[dict]:
+    """TRL's prompt/completion form: with a chat template, message lists (TRL renders them, masks the prompt,
+    and relies on the template to close the answer); without one, plain text (TRL appends EOS)."""
+    import labdata
+
+    rows = []
+    for messages in conversations:
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        if tokenizer.chat_template:
+            rows.append({"prompt": messages[:last], "completion": [messages[last]]})
+        else:
+            users = [m["content"] for m in messages[:last] if m["role"] == "user"]
+            rows.append({"prompt": labdata.format_prompt(users[-1]), "completion": messages[last]["content"].strip()})
+    return rows
+
+
+def data_order(n: int, seed: int, steps_needed: int) -> list[int]:
+    """The lab's order: one permutation per epoch from torch.randperm seeded with seed + epoch, concatenated
+    until it covers the run (the Trainer then reads the rows sequentially)."""
+    import torch
+
+    order, epoch = [], 0
+    while len(order) < steps_needed:
+        order += torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        epoch += 1
+    return order
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.rank < 1 or args.max_steps < 1 or args.batch_size < 1 or args.grad_accum < 1:
+        raise LabError("--rank, --max-steps, --batch-size and --grad-accum must be at least 1.")
+    labkit.quiet_libraries()
+    import labdata
+
+    conversations = labdata.load_dataset_conversations(args.dataset, args.instruction_field, args.response_field)
+
+    import torch
+    from accelerate.utils import set_seed
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    import labmodels
+    import qlora_finetune as lab
+
+    settings = lab_args(args)
+    compute_dtype = labkit.resolve_compute_dtype(args.compute_dtype)
+    set_seed(args.seed)
+    try:
+        AutoConfig.from_pretrained(args.model)
+    except OSError as err:
+        raise LabError(f"could not read the config of --model {args.model}: {err}") from None
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    pad_note = labdata.ensure_pad_token(tokenizer)
+
+    # --8<-- [start:same_model]
+    # The lab's own builders: same 4-bit settings, same targets and dropout rules, same adapter init.
+    skeleton = labmodels.meta_model(args.model)
+    target_modules, _, expert_targets = lab.resolve_targets(args.targets, skeleton)
+    dropout, _ = lab.resolve_dropout(settings, expert_targets)
+    settings.dropout = dropout
+    device_index = 0 if torch.cuda.is_available() else None
+    model, kept = lab.load_model(settings, compute_dtype, device_index)
+    model, trainable, total = lab.add_adapters(model, settings, target_modules, expert_targets, dropout)
+    # --8<-- [end:same_model]
+
+    rows = to_trl_rows(conversations, tokenizer)
+    micro_batches = args.max_steps * args.grad_accum
+    order = data_order(len(rows), args.seed, micro_batches * args.batch_size)
+    dataset = Dataset.from_list([rows[i] for i in order])
+
+    # --8<-- [start:sft_config]
+    config = SFTConfig(
+        output_dir=args.output_dir,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        learning_rate=args.lr,
+        lr_scheduler_type="cosine",                  # linear warmup, then half a cosine to 0, as in the lab
+        warmup_steps=math.ceil(args.max_steps * args.warmup_ratio),
+        optim="adamw_torch", weight_decay=0.0, max_grad_norm=1.0,
+        max_length=args.seq_len,                     # longer examples are cut, as in the lab
+        packing=False,                               # one example per row; --pack in the lab packs
+        completion_only_loss=True,                   # loss on the answer only (the lab's -100 labels)
+        shuffle_dataset=False, train_sampling_strategy="sequential",  # the rows are already in the lab's order
+        gradient_checkpointing=False,                # the model is prepared already (prepare_model_for_kbit_training)
+        bf16=compute_dtype == torch.bfloat16, fp16=compute_dtype == torch.float16,
+        use_cpu=not torch.cuda.is_available(),
+        logging_steps=1, save_strategy="no", report_to="none", seed=args.seed, data_seed=args.seed,
+        disable_tqdm=False, dataset_num_proc=None,
+    )
+    # --8<-- [end:sft_config]
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log_path = output_dir / "train_log.jsonl"
+    log_path.write_text("")
+
+    class LossLog(TrainerCallback):
+        """Writes the Trainer's per-step loss in the lab's log format, for a side-by-side comparison."""
+
+        def on_log(self, _args, state, _control, logs=None, **_kwargs):
+            if logs and "loss" in logs:
+                with log_path.open("a") as handle:
+                    handle.write(json.dumps({"step": state.global_step, "loss": logs["loss"],
+                                             "lr": logs.get("learning_rate")}) + "\n")
+
+    print(f"model {args.model} ({args.method}, trained by TRL's SFTTrainer); trainable params: {trainable:,} of {total:,}")
+    if kept:
+        print("note: " + labmodels.describe_kept(kept))
+    print(f"data: {len(rows)} examples as prompt/completion, the order of qlora_finetune.py (seed {args.seed}); {pad_note}")
+    # --8<-- [start:trainer]
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[LossLog()])
+    started = time.perf_counter()
+    trainer.train()
+    # --8<-- [end:trainer]
+    seconds = time.perf_counter() - started
+    final = output_dir / "adapter"
+    with labkit.atomic_directory(final) as staging:
+        trainer.model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    losses = [json.loads(line)["loss"] for line in log_path.read_text().splitlines()]
+    print(f"{len(losses)} steps in {seconds:.1f} s ({len(losses) / seconds:.2f} steps/s); loss {losses[0]:.4f} -> "
+          f"{losses[-1]:.4f}; adapter saved to {final}/")
+    return 0
+
+
+if __name__ == "__main__":
+    labkit.run_cli(main)
