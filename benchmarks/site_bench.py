@@ -7,7 +7,7 @@ browser context (cold cache):
   1. first correct number: the widget page's prerendered output, present in the HTML (checked with
      JavaScript off) and so on screen at first contentful paint;
   2. Python ready on a widget page vs a bare page that only starts the same worker (same Pyodide,
-     same loracalc.zip), both from navigation start; budget ratio 1.15;
+     same snippets.zip), both from navigation start; budget ratio 1.15;
   3. input change -> updated output after ready: p50/p95 over many changes; budget p95 16 ms;
   4. first contentful paint of a widget page vs a text-only page; budget +10 %;
   5. the built site's size, and the bytes a first visit to a widget page transfers (raw and gzip).
@@ -76,7 +76,7 @@ def main() -> None:
     server = start(view)
     base = f"http://127.0.0.1:{server.server_address[1]}/"
 
-    from loracalc.widgets import call
+    from lora_course.widgets import call
     from playwright.sync_api import sync_playwright
 
     widget_page = page_with(site, 'data-widget="rank_trick"')

@@ -1,6 +1,6 @@
 // Service worker: lets a reader come back offline. Registered by assets/js/sw-register.js on http(s) only.
 // On install it stores the site's pages, styles and scripts under a cache named after the build
-// (hooks/build_info.py writes the version and the list below); Pyodide and loracalc.zip are stored the
+// (hooks/build_info.py writes the version and the list below); Pyodide and snippets.zip are stored the
 // first time a widget page fetches them, so pages without widgets never download Pyodide.
 // A new build has a new version: its install fills a new cache and activate deletes the old ones.
 const VERSION = "__BUILD_VERSION__";
@@ -26,10 +26,10 @@ self.addEventListener("activate", (event) => {
 });
 
 // A widget page asks for Python to be kept once it has loaded it (the worker may have fetched it before
-// this service worker took control): store the Pyodide files and loracalc.zip, mostly from the HTTP cache.
+// this service worker took control): store the Pyodide files and snippets.zip, mostly from the HTTP cache.
 self.addEventListener("message", (event) => {
   if (!event.data || event.data.type !== "cache-python" || !Array.isArray(PRECACHE)) return;
-  const python = PRECACHE.filter((p) => p.startsWith("assets/pyodide/") || p.endsWith("loracalc.zip"));
+  const python = PRECACHE.filter((p) => p.startsWith("assets/pyodide/") || p.endsWith("snippets.zip"));
   event.waitUntil(
     caches.open(CACHE).then((cache) => Promise.all(python.map(async (p) => {
       const url = new URL(p, SCOPE).href;

@@ -10,14 +10,14 @@ bf16 for full fine-tuning), runs real forward/backward/optimizer steps and measu
   storage counted once, at its peak over the step) plus parameter, gradient and optimizer-state bytes.
 
 It writes predicted vs measured, with the hardware, library versions and date, to
-``snippets/loracalc/data/measured_memory.json`` (the GPU memory page renders it).
+``snippets/lora_course/data/measured_memory.json`` (the GPU memory page renders it).
 
     # CPU, a tiny Llama-shaped model, about a minute on 2 cores:
     python gpu_labs/memory_probe.py
 
     # the activation-estimate check (estimate vs saved-for-backward over method, batch, seq_len,
     # checkpointing, attention; Llama, Qwen2, Qwen3 and Gemma-2 shapes), written to
-    # snippets/loracalc/data/activation_check.json, 2-5 minutes:
+    # snippets/lora_course/data/activation_check.json, 2-5 minutes:
     python gpu_labs/memory_probe.py --activation-check
 
     # one GPU, a real shape (Llama-3.1-8B, random weights; QLoRA needs ~10 GB at batch 1 x 2048):
@@ -41,8 +41,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "snippets"))
 
-DEFAULT_OUT = ROOT / "snippets" / "loracalc" / "data" / "measured_memory.json"
-DEFAULT_ACT_OUT = ROOT / "snippets" / "loracalc" / "data" / "activation_check.json"
+DEFAULT_OUT = ROOT / "snippets" / "lora_course" / "data" / "measured_memory.json"
+DEFAULT_ACT_OUT = ROOT / "snippets" / "lora_course" / "data" / "activation_check.json"
 
 
 def _csv(kind):

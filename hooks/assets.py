@@ -2,7 +2,7 @@
 
 - The Pyodide core from ``node_modules/pyodide`` (the version package.json pins) -> ``assets/pyodide/``.
 - KaTeX (math rendering) from ``node_modules/katex/dist`` -> ``assets/vendor/katex/``.
-- ``snippets/loracalc/`` (code and data, the files the tests import) -> ``assets/loracalc.zip``,
+- ``snippets/loracalc/`` and ``snippets/lora_course/`` (code and data, the files the tests import) -> ``assets/snippets.zip``,
   which the Pyodide worker unpacks and imports.
 """
 from __future__ import annotations
@@ -35,17 +35,21 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def zip_loracalc(dest: Path) -> None:
-    """Zip snippets/loracalc (sources and data, no caches) with paths starting ``loracalc/``."""
-    package = ROOT / "snippets" / "loracalc"
+PACKAGES = ("loracalc", "lora_course")   # the engine and the course layer: what the browser imports
+
+
+def zip_snippets(dest: Path) -> None:
+    """Zip the Python packages of snippets/ (sources and data, no caches), paths starting with each package's name."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(package.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".json", ".csv", ".txt"):
-                # A fixed timestamp keeps the zip (and the build version) identical between builds.
-                info = zipfile.ZipInfo(path.relative_to(package.parent).as_posix(), date_time=(2020, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, path.read_bytes())
+        for name in PACKAGES:
+            package = ROOT / "snippets" / name
+            for path in sorted(package.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".json", ".csv", ".txt"):
+                    # A fixed timestamp keeps the zip (and the build version) identical between builds.
+                    info = zipfile.ZipInfo(path.relative_to(package.parent).as_posix(), date_time=(2020, 1, 1, 0, 0, 0))
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    zf.writestr(info, path.read_bytes())
 
 
 def on_post_build(config) -> None:
@@ -62,4 +66,4 @@ def on_post_build(config) -> None:
         _copy(dist / name, site / "assets" / "vendor" / "katex" / name)
     for font in (dist / "fonts").glob("*.woff2"):
         _copy(font, site / "assets" / "vendor" / "katex" / "fonts" / font.name)
-    zip_loracalc(site / "assets" / "loracalc.zip")
+    zip_snippets(site / "assets" / "snippets.zip")

@@ -33,11 +33,11 @@ def on_post_build(config: MkDocsConfig) -> None:
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     version = digest.hexdigest()[:12]
     # What the service worker stores on install: the pages and Pyodide; everything else is cached when fetched.
-    # (sw.js stores Pyodide and loracalc.zip only once a widget page has loaded them.)
+    # (sw.js stores Pyodide and snippets.zip only once a widget page has loaded them.)
     def wanted(rel: str) -> bool:
         if rel == "404.html" or rel.endswith(".map"):
             return False
-        return (rel.endswith(".html") or rel == "search/search_index.json" or rel == "assets/loracalc.zip"
+        return (rel.endswith(".html") or rel == "search/search_index.json" or rel == "assets/snippets.zip"
                 or rel.startswith("assets/pyodide/")
                 or rel.startswith("assets/") and rel.rsplit(".", 1)[-1] in ("css", "js", "woff2", "png", "svg"))
     precache = [rel for rel in (p.relative_to(site).as_posix() for p in files) if wanted(rel)]

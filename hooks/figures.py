@@ -1,6 +1,6 @@
 """Replace ``{{ fig.NAME }}`` and ``{{ table.NAME }}`` in page Markdown with loracalc's figures.
 
-The values come from ``loracalc.figures.render_figure`` / ``render_table`` (so no page types a number).
+The values come from ``lora_course.figures.render_figure`` / ``render_table`` (so no page types a number).
 An unknown name fails the build with the page and the name. Fenced code blocks and inline code spans
 are left untouched, so a page can show the placeholder syntax itself.
 """
@@ -24,7 +24,7 @@ INLINE_CODE = re.compile(r"(`+)(?:.+?)(?<!`)\1(?!`)", re.S)
 
 def render(text: str, where: str = "<text>") -> str:
     """Text with every placeholder outside code replaced (raises PluginError on an unknown name)."""
-    from loracalc import figures
+    from lora_course import figures
 
     def replace(match: re.Match) -> str:
         kind, name = match.group(1), match.group(2)

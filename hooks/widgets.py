@@ -2,7 +2,7 @@
 
 Widgets: for every ``<div data-widget="NAME">`` the hook reads the default inputs from the markup
 (the ``value`` / ``selected`` / ``checked`` the HTML declares, read exactly as the browser script reads a
-form), calls ``loracalc.widgets.call(NAME, defaults)`` (the function Pyodide calls later) and writes the
+form), calls ``lora_course.widgets.call(NAME, defaults)`` (the function Pyodide calls later) and writes the
 outputs into the ``data-output`` elements: text, or HTML where the element has ``data-html``. So the right
 numbers are on screen at first paint, without JavaScript and from file://. A widget whose defaults fail
 fails the build.
@@ -84,7 +84,7 @@ def fill_outputs(soup: BeautifulSoup, widget, outputs: dict) -> None:
 def prerender(html: str, where: str = "<page>") -> str:
     if "data-widget" not in html and "runnable" not in html:
         return html
-    from loracalc import widgets
+    from lora_course import widgets
 
     soup = BeautifulSoup(html, "html.parser")
     for widget in soup.find_all(attrs={"data-widget": True}):

@@ -12,7 +12,7 @@ Run (CPU is enough, no download; HF_HUB_OFFLINE=1 is set for you):
     .venv/bin/python gpu_labs/evidence/experiment.py --quick   # ~1-2 min on 2 cores, 4 configs, 1 seed
     .venv/bin/python gpu_labs/evidence/experiment.py           # ~10 min on 2 cores, everything
 
-The full run writes snippets/loracalc/data/evidence.json (the site renders it) and the plots in
+The full run writes snippets/lora_course/data/evidence.json (the site renders it) and the plots in
 docs/assets/evidence/. --quick writes runs/evidence/quick.json unless --out says otherwise; its runs are
 exactly the full run's seed-0 runs, so the two must agree (tests/evidence checks that).
 Memory: well under 1 GB; each worker process uses one thread.
@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 import data  # noqa: E402  (stdlib only)
 
-DEFAULT_OUT = REPO / "snippets" / "loracalc" / "data" / "evidence.json"
+DEFAULT_OUT = REPO / "snippets" / "lora_course" / "data" / "evidence.json"
 QUICK_OUT = REPO / "runs" / "evidence" / "quick.json"
 
 

@@ -1,6 +1,6 @@
 """Plots for the evidence page, drawn from the saved results (no training here).
 
-    .venv/bin/python gpu_labs/evidence/plots.py            # reads snippets/loracalc/data/evidence.json
+    .venv/bin/python gpu_labs/evidence/plots.py            # reads snippets/lora_course/data/evidence.json
     .venv/bin/python gpu_labs/evidence/plots.py --png /tmp/evidence-png   # also PNG copies, for looking at
 
 Each figure is written twice, `NAME-light.svg` and `NAME-dark.svg`, with a transparent background;
@@ -15,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-DEFAULT_IN = REPO / "snippets" / "loracalc" / "data" / "evidence.json"
+DEFAULT_IN = REPO / "snippets" / "lora_course" / "data" / "evidence.json"
 DEFAULT_OUT = REPO / "docs" / "assets" / "evidence"
 
 THEMES = {

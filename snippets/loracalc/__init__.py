@@ -1,25 +1,34 @@
-"""loracalc: the numbers behind the LoRA & QLoRA module (standard library only).
+"""loracalc: parameters, training memory, GPU fit and NF4 for decoder-only transformers.
 
-Parameters, training memory, GPUs and NF4 for decoder-only transformers. The same files run in
-CPython and in the browser (Pyodide), so imports here stay light: no submodule imports anything
-outside the standard library.
+Standard library only, so the same files run in CPython 3.11+ and in Pyodide. Three lines to use it::
+
+    import loracalc
+    arch = loracalc.model_from_config("path/to/config.json")      # or loracalc.get_model("llama-3.1-8b")
+    print(loracalc.estimate_memory(arch, method="qlora", rank=16).total_bytes)
+
+Modules: ``models`` (architectures: presets, config.json, a bare size), ``params`` (exact parameter and
+LoRA counts), ``memory`` (training memory by term), ``gpus`` (a GPU catalog), ``fit`` (largest batch and
+sequence that fit), ``nf4`` (the 4-bit NormalFloat format), ``errors`` (the one exception and its
+validators), ``cli`` (``python -m loracalc``). Bad input raises ``LoraCalcError`` with a one-line message.
 """
 from __future__ import annotations
 
 from .errors import LoraCalcError
-from .models import Architecture, PRESETS, get_model, list_models, model_from_config, model_from_param_count
+from .models import (PRESETS, Architecture, get_model, list_models, model_from_config, model_from_param_count,
+                     total_params)
 from .params import (ModuleCount, ParamCount, adapter_file_bytes, count_params, lora_params, parse_targets,
-                     square_full_params, square_lora_params, total_params)
+                     square_full_params, square_lora_params)
+from .memory import ATTENTIONS, METHODS, OPTIMIZERS, MemoryEstimate, Term, estimate_memory
+from .gpus import GPU, fits, get_gpu, list_gpus
+from .fit import max_batch_size, max_seq_len
 
 __all__ = [
-    "LoraCalcError", "Architecture", "PRESETS", "get_model", "list_models", "model_from_config",
-    "model_from_param_count", "ModuleCount", "ParamCount", "adapter_file_bytes", "count_params", "lora_params",
-    "parse_targets", "square_full_params", "square_lora_params", "total_params",
+    "LoraCalcError",
+    "PRESETS", "Architecture", "get_model", "list_models", "model_from_config", "model_from_param_count",
+    "total_params",
+    "ModuleCount", "ParamCount", "adapter_file_bytes", "count_params", "lora_params", "parse_targets",
+    "square_full_params", "square_lora_params",
+    "ATTENTIONS", "METHODS", "OPTIMIZERS", "MemoryEstimate", "Term", "estimate_memory",
+    "GPU", "fits", "get_gpu", "list_gpus",
+    "max_batch_size", "max_seq_len",
 ]
-
-from .memory import ATTENTIONS, METHODS, OPTIMIZERS, MemoryEstimate, Term, estimate_memory
-from .gpus import GPU, fits, get_gpu, list_gpus, max_batch_size, max_seq_len
-from . import measured
-
-__all__ += ["ATTENTIONS", "METHODS", "OPTIMIZERS", "MemoryEstimate", "Term", "estimate_memory",
-            "GPU", "fits", "get_gpu", "list_gpus", "max_batch_size", "max_seq_len", "measured"]

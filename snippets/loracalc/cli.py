@@ -120,7 +120,8 @@ def cmd_models(args) -> Any:
 
 
 def cmd_memory(args) -> Any:
-    from .gpus import get_gpu, fits, max_batch_size, max_seq_len
+    from .fit import max_batch_size, max_seq_len
+    from .gpus import fits, get_gpu
     from .memory import estimate_memory
     arch = _arch(args)
     kw = dict(method=args.method, rank=args.rank, targets=args.targets, batch_size=args.batch_size,

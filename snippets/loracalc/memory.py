@@ -1,7 +1,7 @@
 """Training memory, term by term: what a GPU holds for one training step of a decoder-only model.
 
 ``estimate_memory(...)`` returns every term with its key, a label, its bytes and its formula as text,
-so the page can show where the total comes from. The activation model follows what autograd really
+so a reader can see where the total comes from. The activation model follows what autograd really
 saves in transformers' Llama-style layers (checked against ``saved_tensors_hooks`` in
 ``gpu_labs/memory_probe.py``); the rest is storage arithmetic.
 """
@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import nf4
 from .errors import LoraCalcError, as_bool, as_choice, as_float, as_int
-from .models import get_model
-from .params import count_params, quantizable_params, total_params
+from .gpus import fits
+from .models import get_model, quantizable_params, total_params
+from .params import count_params
 
 METHODS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit frozen base)", "qlora": "QLoRA (NF4 frozen base)"}
 OPTIMIZERS = {
@@ -71,7 +73,6 @@ class MemoryEstimate:
         return {t.key: t.bytes for t in self.terms}
 
     def to_dict(self) -> dict[str, Any]:
-        from .gpus import fits
         return {"model": self.model, "approximate": self.approximate, "settings": dict(self.settings),
                 "total_bytes": self.total_bytes, "total_gb": round(self.total_bytes / 1e9, 3),
                 "breakdown": self.breakdown, "terms": [t.to_dict() for t in self.terms],
@@ -170,7 +171,6 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     Defaults are a common QLoRA recipe: rank 16 on all linear layers, batch 1, 2,048 tokens, gradient
     checkpointing, AdamW, fused attention, NF4 with double quantization (block 64).
     """
-    from . import nf4
     arch = get_model(model)
     method = as_choice(method, "method", METHODS)
     optimizer = as_choice(optimizer, "optimizer", OPTIMIZERS)

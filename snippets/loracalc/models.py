@@ -115,6 +115,28 @@ PRESETS: dict[str, Architecture] = {a.name: a for a in (
 # --8<-- [end:presets]
 
 
+# --8<-- [start:total_params]
+def total_params(arch: Architecture) -> int:
+    """Every parameter transformers creates for this config (tied embeddings counted once)."""
+    h, v = arch.hidden_size, arch.vocab_size
+    per_layer = arch.norms_per_layer * h
+    if arch.qk_norm:
+        per_layer += 2 * arch.head_dim
+    bias = arch.linear_bias()
+    for name, (d_in, d_out) in arch.linear_shapes().items():
+        per_layer += d_in * d_out + (d_out if bias[name] else 0)
+    embeddings = v * h
+    lm_head = 0 if arch.tie_word_embeddings else v * h
+    final_norm = h
+    return embeddings + arch.num_hidden_layers * per_layer + final_norm + lm_head
+# --8<-- [end:total_params]
+
+
+def quantizable_params(arch: Architecture) -> int:
+    """Weights of the decoder's linear layers (what bitsandbytes stores in 4 bit); biases excluded."""
+    return arch.num_hidden_layers * sum(a * b for a, b in arch.linear_shapes().values())
+
+
 def list_models() -> list[str]:
     """Preset names, in catalog order."""
     return list(PRESETS)
@@ -216,7 +238,6 @@ def model_from_config(path_or_dict: Any, name: str | None = None) -> Architectur
 
 
 def _check_size(arch: Architecture, field: str) -> None:
-    from .params import total_params
     n = total_params(arch)
     if n > MAX_PARAMS:
         raise LoraCalcError(field, f"the model would have {n:,} parameters; loracalc handles up to "
@@ -231,7 +252,6 @@ def model_from_param_count(n: Any) -> Architecture:
     about 3.5x hidden (rounded to 256), tied embeddings up to hidden 3072, about one layer per 128 of hidden size.
     """
     target = as_int(n, "params", 10**7, MAX_PARAMS, "parameter count")
-    from .params import total_params
     best = None
     widths = list(range(256, 1024, 128)) + list(range(1024, 131072 + 1, 1024))
     for h in widths:

@@ -11,6 +11,7 @@ from statistics import NormalDist
 from typing import Any, Sequence
 
 from .errors import LoraCalcError, as_bool, as_int
+from .models import get_model, quantizable_params, total_params
 
 # bitsandbytes' create_normal_map uses this offset: the outermost quantile sits halfway between
 # 1 - 1/(2*15) and 1 - 1/(2*16), so that neither tail level is infinite.
@@ -129,7 +130,6 @@ DYNAMIC_MAP_BYTES = 256 * 4   # bitsandbytes' 8-bit code table for the absmax va
 
 def storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) -> int:
     """Bytes of every 4-bit linear weight of a model (decoder linears; biases stay 16-bit)."""
-    from .models import get_model
     arch = get_model(model)
     bs = as_int(block_size, "block_size", 16, 4096, "block size")
     dq = as_bool(double_quant, "double_quant")
@@ -139,7 +139,5 @@ def storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) ->
 
 def weight_storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) -> int:
     """All weights of a model loaded in 4 bit: NF4 linears plus 16-bit embeddings, lm_head, norms, biases."""
-    from .models import get_model
-    from .params import quantizable_params, total_params
     arch = get_model(model)
     return storage_bytes(arch, block_size, double_quant) + 2 * (total_params(arch) - quantizable_params(arch))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LoraCalcError, as_choice, as_int
-from .models import LINEAR_MODULES, Architecture, get_model
+from .models import LINEAR_MODULES, Architecture, get_model, quantizable_params, total_params  # noqa: F401
 
 MAX_RANK = 65536
 
@@ -118,23 +118,6 @@ class ParamCount:
                 "per_module": [m.to_dict() for m in self.per_module]}
 
 
-# --8<-- [start:total_params]
-def total_params(arch: Architecture) -> int:
-    """Every parameter transformers creates for this config (tied embeddings counted once)."""
-    h, v = arch.hidden_size, arch.vocab_size
-    per_layer = arch.norms_per_layer * h
-    if arch.qk_norm:
-        per_layer += 2 * arch.head_dim
-    bias = arch.linear_bias()
-    for name, (d_in, d_out) in arch.linear_shapes().items():
-        per_layer += d_in * d_out + (d_out if bias[name] else 0)
-    embeddings = v * h
-    lm_head = 0 if arch.tie_word_embeddings else v * h
-    final_norm = h
-    return embeddings + arch.num_hidden_layers * per_layer + final_norm + lm_head
-# --8<-- [end:total_params]
-
-
 def count_params(model: Any, rank: Any = 8, targets: Any = "q,v") -> ParamCount:
     """Total and LoRA parameter counts for ``model`` (a preset name or an Architecture)."""
     arch = get_model(model)
@@ -155,7 +138,3 @@ def count_params(model: Any, rank: Any = 8, targets: Any = "q,v") -> ParamCount:
                       lora_params=per_layer * arch.num_hidden_layers, lora_params_per_layer=per_layer,
                       num_layers=arch.num_hidden_layers, per_module=tuple(mods), approximate=arch.approximate)
 
-
-def quantizable_params(arch: Architecture) -> int:
-    """Weights of the decoder's linear layers (what bitsandbytes stores in 4 bit); biases excluded."""
-    return arch.num_hidden_layers * sum(a * b for a, b in arch.linear_shapes().values())

@@ -23,7 +23,7 @@ def page_with(site: Path, marker: str) -> str:
 
 def expected(name: str, inputs: dict) -> dict:
     """The widget's outputs computed by loracalc in this test process (the browser must show the same)."""
-    from loracalc.widgets import call
+    from lora_course.widgets import call
 
     result = call(name, inputs)
     assert result["ok"], result
@@ -55,7 +55,7 @@ def test_widget_updates_after_an_input_change_and_keeps_output_on_error(page, si
     widget.locator('#rt-r').fill("5000")
     slot = widget.locator('[data-error-for="r"]')
     page.wait_for_function("(el) => el.textContent.length > 0", arg=slot.element_handle())
-    from loracalc.widgets import call
+    from lora_course.widgets import call
     assert slot.text_content() == call("rank_trick", {"preset": "custom", "d": "1024", "r": "5000"})["message"]
     assert out.text_content() == want["lora_params"]
     assert widget.locator('#rt-r').get_attribute("aria-invalid") == "true"
@@ -66,7 +66,7 @@ def test_widget_updates_after_an_input_change_and_keeps_output_on_error(page, si
 
 
 def test_run_button_prints_output(page, site_url, built_site):
-    from loracalc.widgets import run_code
+    from lora_course.widgets import run_code
 
     page.goto(site_url + page_with(built_site, 'class="lc-runnable"'))
     wait_python(page)
@@ -139,12 +139,12 @@ def test_pages_without_widgets_download_no_pyodide(page, site_url, built_site):
     page.goto(site_url + ("" if plain == "." else plain + "/"))
     page.wait_for_load_state("networkidle")
     time.sleep(0.5)
-    assert not [u for u in urls if "/assets/pyodide/" in u or "loracalc.zip" in u]
+    assert not [u for u in urls if "/assets/pyodide/" in u or "snippets.zip" in u]
     assert page.locator(".lc-py-status").count() == 0
 
 
 def test_file_url_shows_prerendered_numbers_and_how_to(page, built_site):
-    from loracalc.widgets import call
+    from lora_course.widgets import call
 
     path = page_with(built_site, 'data-widget="rank_trick"')
     page.goto((built_site / path / "index.html").resolve().as_uri())

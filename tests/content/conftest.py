@@ -6,7 +6,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def figures_module():
-    from loracalc import figures
+    from lora_course import figures
 
-    figures._collect()
     return figures

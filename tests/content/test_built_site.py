@@ -34,7 +34,7 @@ def test_no_token_survives(site, page):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_shows_the_computed_figures(site, page):
-    from loracalc import figures
+    from lora_course import figures
 
     raw = built_html(site, page)
     text = " ".join(visible_text(raw).split())

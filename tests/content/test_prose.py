@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from loracalc import figures, prose
+from lora_course import figures, prose
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loracalc import quiz
+from lora_course import quiz
 
 DATA = Path(quiz.__file__).resolve().parent / "data" / "quiz.json"
 
@@ -66,9 +66,8 @@ def test_numbers_match_cited_values(questions):
 
 def test_quiz_follows_the_figures(monkeypatch):
     """Change a figure and the quiz changes with it: the quiz reads loracalc, it does not copy it."""
-    from loracalc import figures
+    from lora_course import figures
 
-    figures._collect()
     monkeypatch.setitem(figures.FIGURES, "headline_square_lora", lambda: "SENTINEL")
     qs = quiz.questions()
     assert any(o["text"] == "SENTINEL" for o in qs[0]["options"])

@@ -1,5 +1,5 @@
 """The evidence experiment: run `--quick` for real and check what it shows, and that the saved results
-(snippets/loracalc/data/evidence.json, rendered by the site) came from the committed code.
+(snippets/lora_course/data/evidence.json, rendered by the site) came from the committed code.
 
 `--quick` pretrains the same base and runs four of the full run's configurations with seed 0, so its
 numbers must fall inside the saved run's seed range. About a minute on an idle 2-core machine.
@@ -29,7 +29,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "gpu_labs" / "evidence" / "experiment.py"
-SAVED = ROOT / "snippets" / "loracalc" / "data" / "evidence.json"
+SAVED = ROOT / "snippets" / "lora_course" / "data" / "evidence.json"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~1 min alone; generous for a shared CI machine
 

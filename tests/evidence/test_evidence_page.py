@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from loracalc import evidence, figures
+from lora_course import evidence, figures
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "evidence.md"

@@ -48,10 +48,12 @@ def test_pyodide_is_the_pinned_version(built_site):
     assert copied == (ROOT / "node_modules" / "pyodide" / "pyodide.asm.wasm").read_bytes()
 
 
-def test_loracalc_zip_holds_the_snippet_sources(built_site):
-    with zipfile.ZipFile(built_site / "assets" / "loracalc.zip") as zf:
+def test_snippets_zip_holds_both_packages_sources(built_site):
+    with zipfile.ZipFile(built_site / "assets" / "snippets.zip") as zf:
         names = set(zf.namelist())
-        for path in (ROOT / "snippets" / "loracalc").rglob("*.py"):
+        sources = [*(ROOT / "snippets" / "loracalc").rglob("*.py"), *(ROOT / "snippets" / "lora_course").rglob("*.py")]
+        assert len(sources) > 20
+        for path in sources:
             if "__pycache__" in path.parts:
                 continue
             arc = path.relative_to(ROOT / "snippets").as_posix()

@@ -1,4 +1,4 @@
-"""hooks/figures.py: placeholders replaced from loracalc.figures, code left alone, unknown names fail."""
+"""hooks/figures.py: placeholders replaced from lora_course.figures, code left alone, unknown names fail."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,7 +12,7 @@ spec = importlib.util.spec_from_file_location("figures_hook", ROOT / "hooks" / "
 hook = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(hook)
 
-from loracalc import figures  # noqa: E402  (after the hook put snippets/ on sys.path)
+from lora_course import figures  # noqa: E402  (after the hook put snippets/ on sys.path)
 
 
 @pytest.fixture
@@ -68,8 +68,8 @@ def test_unknown_name_fails_a_real_build(tmp_path):
 
 
 def test_widget_call_contract():
-    """loracalc.widgets.call: ok/outputs for good input; field + message for bad input; unknown widget."""
-    from loracalc.widgets import call, WIDGETS
+    """lora_course.widgets.call: ok/outputs for good input; field + message for bad input; unknown widget."""
+    from lora_course.widgets import call, WIDGETS
 
     bad = call("no_such_widget", {})
     assert bad["ok"] is False and "no_such_widget" in bad["message"]
@@ -77,7 +77,7 @@ def test_widget_call_contract():
 
 
 def test_run_code_captures_stdout_value_and_traceback():
-    from loracalc.widgets import run_code
+    from lora_course.widgets import run_code
 
     res = run_code("print('hi')\n6 * 7")
     assert res == {"stdout": "hi\n", "value": "42", "error": None}

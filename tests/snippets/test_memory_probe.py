@@ -48,7 +48,7 @@ def _env():
 
 def test_shipped_activation_check_is_within_ten_percent():
     """The committed activation check (written by the probe) covers the grid the issue asks for."""
-    data = json.loads((ROOT / "snippets/loracalc/data/activation_check.json").read_text())
+    data = json.loads((ROOT / "snippets/lora_course/data/activation_check.json").read_text())
     rows = data["rows"]
     assert {r["method"] for r in rows} == {"full", "lora", "qlora"}
     assert {r["gradient_checkpointing"] for r in rows} == {True, False}
@@ -58,6 +58,6 @@ def test_shipped_activation_check_is_within_ten_percent():
 
 
 def test_tables_render():
-    from loracalc import figures
+    from lora_course import figures
     assert figures.render_table("activation_check").startswith("| model | method |")
     assert "|" in figures.render_table("memory_probe")

@@ -3,7 +3,7 @@
 The site is built once per session (or taken from ``LC_SITE_DIR`` when set), served by the
 platform's ``scripts/serve_site.py`` on a free local port, and driven with Debian's Chromium through
 Playwright (all three are tests/conftest.py's session fixtures). Outputs on the page are compared
-with ``loracalc.widgets.call`` run in this process.
+with ``lora_course.widgets.call`` run in this process.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def set_field(page, name: str, field: str, value: str, index: int = 0) -> None:
 
 
 def expected(name: str, inputs: dict) -> dict:
-    from loracalc.widgets import call
+    from lora_course.widgets import call
 
     result = call(name, inputs)
     assert result["ok"], result

@@ -5,20 +5,16 @@ import json
 import math
 import re
 
-import loracalc.widgets as registry
-# Import every widget module so each registers (what call() does before each call).
-registry._load_all()
+import lora_course.widgets as registry  # importing the package registers every widget
 
 BAD_TOKENS = re.compile(r"\b(nan|inf|infinity|traceback)\b", re.IGNORECASE)
 
 
 def call_widget(name: str, inputs: dict) -> dict:
     """The widget's outputs, through the same entry point the page uses, asserting success."""
-    if hasattr(registry, "call"):
-        result = registry.call(name, inputs)
-        assert result["ok"], result
-        return result["outputs"]
-    return registry.WIDGETS[name](**inputs)
+    result = registry.call(name, inputs)
+    assert result["ok"], result
+    return result["outputs"]
 
 
 # Outputs that may be empty: a quiz question's feedback before it is answered; an announcement with nothing new.

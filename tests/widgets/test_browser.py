@@ -62,7 +62,7 @@ def test_each_input_updates_the_outputs_to_loracalcs(wpage, site_url, name):
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_input_shows_the_engines_message_and_keeps_the_last_good_output(wpage, site_url, name):
-    from loracalc.widgets import call
+    from lora_course.widgets import call
 
     open_page(wpage, site_url, PAGES[name])
     good = read_inputs(wpage, name)
@@ -164,7 +164,7 @@ def _choose(page, q, letter):
 
 
 def test_quiz_locks_scores_retries_and_persists(wpage, site_url):
-    from loracalc import quiz as quiz_data
+    from lora_course import quiz as quiz_data
 
     qs = quiz_data.questions()
     open_page(wpage, site_url, PAGES["quiz"])
@@ -293,7 +293,7 @@ def test_rank_sliders_and_typed_fields_move_together(wpage, site_url):
     assert wpage.locator("#rt-d-slider").input_value() == "1024"
     _check_outputs(wpage, name)
 
-    from loracalc.widgets import call
+    from lora_course.widgets import call
 
     wpage.locator("#rt-d").fill("lots")
     assert wait_error(wpage, name, "d") == call(name, read_inputs(wpage, name))["message"]

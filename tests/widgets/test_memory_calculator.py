@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import loracalc
-from loracalc.widgets import memory_calculator as mc
+from lora_course.widgets import memory_calculator as mc
 
 from .conftest import assert_clean, call_widget
 
@@ -117,7 +117,7 @@ def test_bad_inputs_name_their_field(over, field):
 
 
 def test_measured_runs_show_predicted_vs_measured():
-    from loracalc import measured
+    from lora_course import measured
 
     recs = measured.records()
     if not recs:

@@ -8,7 +8,7 @@ import pytest
 
 import loracalc
 from loracalc import nf4
-from loracalc.widgets import nf4_explorer as nx
+from lora_course.widgets import nf4_explorer as nx
 
 from .conftest import assert_clean, call_widget
 

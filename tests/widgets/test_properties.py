@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loracalc
-from loracalc.widgets import WIDGETS
+from lora_course.widgets import WIDGETS
 
 from .conftest import assert_clean
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from loracalc import quiz as quiz_data
-from loracalc.widgets import quiz as qw
+from lora_course import quiz as quiz_data
+from lora_course.widgets import quiz as qw
 
 from .conftest import assert_clean, call_widget
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 import loracalc
-from loracalc.widgets import rank_trick as rt
+from lora_course.widgets import rank_trick as rt
 
 from .conftest import assert_clean, call_widget
 

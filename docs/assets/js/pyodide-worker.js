@@ -1,19 +1,19 @@
 // The one Web Worker that owns Pyodide for the whole visit (a module worker: Pyodide needs one).
 // It loads the self-hosted Pyodide core (assets/pyodide/, copied from the pinned npm package at build
-// time), unpacks assets/loracalc.zip (the same snippets/loracalc files the tests import) and then answers
+// time), unpacks assets/snippets.zip (the snippets/loracalc and snippets/lora_course files the tests import) and then answers
 // {id, kind: "call", name, kwargs} and {id, kind: "run", source} with plain JSON text from Python.
-// No Python lives here: loracalc.widgets.call_json and run_code_json do the work.
+// No Python lives here: lora_course.widgets.call_json and run_code_json do the work.
 import { loadPyodide } from "../pyodide/pyodide.mjs";
 
 const started = performance.now();
 
 const ready = (async () => {
   const pyodide = await loadPyodide({ indexURL: new URL("../pyodide/", import.meta.url).href });
-  const response = await fetch(new URL("../loracalc.zip", import.meta.url));
-  if (!response.ok) throw new Error(`loracalc.zip: HTTP ${response.status}`);
+  const response = await fetch(new URL("../snippets.zip", import.meta.url));
+  if (!response.ok) throw new Error(`snippets.zip: HTTP ${response.status}`);
   pyodide.unpackArchive(await response.arrayBuffer(), "zip", { extractDir: "/home/pyodide/site-packages" });
   pyodide.pyimport("sys").path.insert(0, "/home/pyodide/site-packages");
-  return pyodide.pyimport("loracalc.widgets");
+  return pyodide.pyimport("lora_course.widgets");
 })();
 
 ready.then(

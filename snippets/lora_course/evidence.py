@@ -9,7 +9,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from .figures import figure, table
+from .registry import figure, table
 
 DATA = Path(__file__).resolve().parent / "data" / "evidence.json"
 

@@ -1,7 +1,7 @@
 """The module's knowledge check, read from ``data/quiz.json`` with its numbers filled in.
 
 The questions, options and explanations are data; every number in them is written as a
-``{figure_name}`` placeholder and filled from :mod:`loracalc.figures` when the questions are read,
+``{figure_name}`` placeholder and filled from the course's figure registry when the questions are read,
 so a quiz answer cannot drift from what the rest of the site computes.
 
 ``questions()`` returns a list of dicts::
@@ -19,11 +19,13 @@ import string
 from pathlib import Path
 from typing import Any
 
+from .registry import FIGURES, figure
+
 DATA_PATH = Path(__file__).resolve().parent / "data" / "quiz.json"
 
 
 def _error(message: str) -> Exception:
-    from . import LoraCalcError  # the engine's one documented exception
+    from loracalc import LoraCalcError  # the engine's one documented exception
 
     return LoraCalcError("quiz", message)
 
@@ -39,14 +41,12 @@ def placeholders(text: str) -> list[str]:
 
 
 def _fill(text: str, cache: dict[str, str]) -> str:
-    from . import figures
-
+    # The package's __init__ imported every figure module (figures.py), so the registry is complete.
     for name in placeholders(text):
         if name not in cache:
-            try:
-                cache[name] = figures.render_figure(name)
-            except KeyError as exc:
-                raise _error(f"quiz placeholder {{{name}}} is not a known figure") from exc
+            if name not in FIGURES:
+                raise _error(f"quiz placeholder {{{name}}} is not a known figure")
+            cache[name] = FIGURES[name]()
     return text.format_map(cache)
 
 
@@ -80,3 +80,13 @@ def questions() -> list[dict[str, Any]]:
 def pass_mark() -> int:
     """Score the module asks the reader to aim for (out of ``len(questions())``)."""
     return int(_raw().get("pass_mark", 4))
+
+
+@figure("quiz_pass_mark")
+def quiz_pass_mark() -> str:
+    return str(pass_mark())
+
+
+@figure("quiz_question_count")
+def quiz_question_count() -> str:
+    return str(len(_raw()["questions"]))

@@ -11,12 +11,12 @@ import math
 from html import escape
 from typing import Any
 
-from ..errors import LoraCalcError, as_bool, as_choice, as_int
+from loracalc.errors import LoraCalcError, as_bool, as_choice, as_int
 
 
 def preset(value: Any, default: str):
     """The engine's model preset named by a form's ``model`` field (blank: DEFAULT)."""
-    from .. import models
+    from loracalc import models
 
     name = text(value) or default
     if name not in models.list_models():

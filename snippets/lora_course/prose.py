@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from . import figures as _figures
+from . import registry as _figures
 
 
 def figure(name: str):
@@ -147,7 +147,7 @@ def _md_table(header: list[str], rows: list[list[str]], align: list[str] | None 
 
 
 # --------------------------------------------------------------------------------------------------
-# Engine access (imported lazily: figures.py imports this module while the package initialises)
+# Engine access
 # --------------------------------------------------------------------------------------------------
 def _lc():
     import loracalc
@@ -277,7 +277,7 @@ def llama31_8b_bf16_size() -> str:
 # Memory
 # --------------------------------------------------------------------------------------------------
 def _dtype_bytes(name: str) -> float:
-    from .params import DTYPE_BYTES
+    from loracalc.params import DTYPE_BYTES
 
     return DTYPE_BYTES[name]
 
@@ -494,7 +494,7 @@ def _model_label(name: str) -> str:
 # NF4
 # --------------------------------------------------------------------------------------------------
 def _nf4():
-    from . import nf4
+    from loracalc import nf4
 
     return nf4
 
@@ -614,17 +614,3 @@ def learning_rates() -> str:
         [f"QLoRA, larger models", R["lr_qlora_large"], "QLoRA scripts"],
     ]
     return _md_table(["method", "peak learning rate", "source"], rows)
-
-
-@figure("quiz_pass_mark")
-def quiz_pass_mark() -> str:
-    from . import quiz
-
-    return str(quiz.pass_mark())
-
-
-@figure("quiz_question_count")
-def quiz_question_count() -> str:
-    from . import quiz
-
-    return str(len(quiz._raw()["questions"]))

@@ -13,35 +13,14 @@ A ``LoraCalcError`` becomes the second form; any other exception is a bug and is
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-WIDGETS: dict[str, Callable[..., dict[str, Any]]] = {}
-
-
-def widget(name: str):
-    """Register ``fn(**inputs) -> {output_key: value}`` as widget NAME."""
-    def register(fn):
-        if name in WIDGETS:
-            raise ValueError(f"widget {name!r} registered twice")
-        WIDGETS[name] = fn
-        return fn
-    return register
-
-
-# ---------------------------------------------------------------- calling a widget
-def _load_all() -> None:
-    """Import every module of this package so its ``@widget`` functions register (new files included)."""
-    import importlib
-    import pkgutil
-
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+from . import memory_calculator, nf4_explorer, quiz, rank_trick  # noqa: F401  (each registers its widgets)
+from .registry import WIDGETS, widget  # noqa: F401  (re-exported)
 
 
 def call(name: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run widget NAME on the form's inputs; always returns the plain-JSON contract above."""
-    _load_all()
     fn = WIDGETS.get(name)
     if fn is None:
         return {"ok": False, "field": None, "message": f"unknown widget {name!r}; known: {', '.join(sorted(WIDGETS))}"}

@@ -13,9 +13,9 @@ import random
 from typing import Any
 
 import loracalc
-from loracalc.widgets import widget
 
 from . import _common as c
+from .registry import widget
 
 BLOCK = 64
 SEED_MAX = 2**31 - 1
@@ -33,7 +33,7 @@ def nf4_explorer(seed: str = "0", action: str = "", **_: Any) -> dict[str, Any]:
     s = c.integer(seed if c.text(seed) else str(DEFAULT_SEED), "seed", 0, SEED_MAX, "seed")
     if c.text(action) == "reroll":
         s = (s + 1) % (SEED_MAX + 1)
-    from loracalc import nf4  # imported when used: the registry imports every widget module up front
+    from loracalc import nf4
 
     weights = draw_block(s)
     cmp = nf4.compare_formats(weights, block_size=BLOCK)

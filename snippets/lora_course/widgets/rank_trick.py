@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import loracalc
-from loracalc.widgets import widget
 
 from . import _common as c
+from .registry import widget
 
 D_MIN, D_MAX = 64, 16384
 R_MIN, R_MAX = 1, 512

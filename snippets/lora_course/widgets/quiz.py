@@ -1,6 +1,6 @@
 """The knowledge check on the "Knowledge check" page.
 
-The questions come from ``loracalc.quiz.questions()`` (numbers in them filled from loracalc). The page
+The questions come from ``lora_course.quiz.questions()`` (numbers in them filled from loracalc). The page
 holds one ``<fieldset>`` per question with radio inputs named ``q1`` .. ``qN`` whose values are option
 ids; this function fills in every text, and records the first answer chosen for each question in a
 hidden ``locked`` input that it renders itself (``"q-id:option-id;..."``), so a later change of the
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from loracalc import quiz as quiz_data
-from loracalc.widgets import widget
+from .. import quiz as quiz_data
 
 from . import _common as c
+from .registry import widget
 
 LETTERS = "abcdefgh"
 

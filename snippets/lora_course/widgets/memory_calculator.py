@@ -14,9 +14,10 @@ import json
 from typing import Any
 
 import loracalc
-from loracalc.widgets import widget
 
+from .. import measured
 from . import _common as c
+from .registry import widget
 
 # Every input is validated by the engine (estimate_memory, count_params, get_gpu); their errors name the
 # same fields as this form's inputs.
@@ -41,7 +42,6 @@ def _model(model: str, config: str):
             return loracalc.model_from_config(data, name=str(data.get("_name_or_path") or "pasted config"))
         except loracalc.LoraCalcError as exc:
             raise loracalc.LoraCalcError("config", exc.message) from None
-    from loracalc import measured
 
     probed = measured.models()  # the labs' tiny Llama, so its measured runs can be compared here
     if name in probed:
@@ -178,9 +178,9 @@ def gpus_html(total: int, chosen: str) -> str:
 
 
 def measured_html(arch, s, total: int) -> str:
-    rec = loracalc.measured.lookup(arch.name, **s)
+    rec = measured.lookup(arch.name, **s)
     if rec is None:
-        recs = loracalc.measured.records()
+        recs = measured.records()
         runs = sorted({r.model for r in recs})
         hint = ""
         if runs:

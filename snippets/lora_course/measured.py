@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .figures import table
+from .registry import table
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 MEMORY_FILE = os.path.join(DATA, "measured_memory.json")
@@ -53,7 +53,7 @@ def records() -> list[Record]:
 def models() -> dict:
     """The model(s) the memory probe measured (a tiny Llama on CPU), by name, built from the config.json
     it recorded; empty when the file has no config or records more than one model."""
-    from .models import model_from_config
+    from loracalc import model_from_config
     cfg = _load(MEMORY_FILE).get("config")
     names = {r.model for r in records()}
     if not isinstance(cfg, dict) or len(names) != 1:
@@ -63,7 +63,7 @@ def models() -> dict:
 
 
 def _norm(settings: dict) -> dict:
-    from .params import parse_targets
+    from loracalc import parse_targets
     s = {k: settings.get(k) for k in _KEYS}
     try:
         s["targets"] = list(parse_targets(s["targets"])) if s["targets"] is not None else None
@@ -74,7 +74,7 @@ def _norm(settings: dict) -> dict:
 
 def lookup(model: Any = None, **settings) -> Record | None:
     """The measured record for this model and these settings, or None when the probe did not run them."""
-    from .models import Architecture
+    from loracalc import Architecture
     name = model.name if isinstance(model, Architecture) else model
     want = _norm(settings)
     for r in records():

@@ -5,7 +5,7 @@ Every function states its assumptions in ``HEADLINE_ASSUMPTIONS`` so a page can 
 """
 from __future__ import annotations
 
-from .figures import figure, table
+from .registry import figure, table
 
 SQUARE_D = 4096      # hidden size of Llama-2 7B / Llama-3.1 8B: the square attention projection
 SQUARE_R = 8         # peft's LoraConfig default rank
@@ -20,14 +20,14 @@ HEADLINE_ASSUMPTIONS = ("rank 16 on all linear layers, batch 1, 2,048-token sequ
 
 def square_counts(d: int = SQUARE_D, r: int = SQUARE_R) -> tuple[int, int, float]:
     """(LoRA params, full params, ratio) for one square d x d matrix."""
-    from .params import square_full_params, square_lora_params
+    from loracalc import square_full_params, square_lora_params
     full, lora = square_full_params(d), square_lora_params(d, r)
     return lora, full, full / lora
 
 
 def seventy_b(model: str = "llama-3.1-70b") -> dict[str, int]:
     """Total bytes per method for a 70B model under ``HEADLINE_SETTINGS``, and the static part of full FT."""
-    from .memory import estimate_memory
+    from loracalc import estimate_memory
     out = {m: estimate_memory(model, method=m, **HEADLINE_SETTINGS).total_bytes for m in ("full", "lora", "qlora")}
     b = estimate_memory(model, method="full", **HEADLINE_SETTINGS).breakdown
     out["full_static"] = b["weights"] + b["master_weights"] + b["gradients"] + b["optimizer"]
@@ -87,7 +87,7 @@ def headline_assumptions() -> str:
 
 @table("headline_70b")
 def headline_70b() -> str:
-    from .models import get_model
+    from loracalc import get_model
     rows = ["| model | full fine-tuning | LoRA (bf16 base) | QLoRA (NF4 base) |", "|---|--:|--:|--:|"]
     for name in ("llama-2-70b", "llama-3.1-70b"):
         f = seventy_b(name)

@@ -1,0 +1,23 @@
+"""Named figures and tables the prose quotes, so no page types a number by hand.
+
+A page writes ``{{ fig.NAME }}`` (an inline figure) or ``{{ table.NAME }}`` (a Markdown table);
+the build hook ``hooks/figures.py`` replaces them with what ``render_figure`` / ``render_table``
+return, and an unknown name fails the build. The modules imported below register their figures in
+``registry.py`` when imported; this is the one list of them.
+"""
+from __future__ import annotations
+
+from . import headline, prose, measured, evidence, quiz  # noqa: F401  (each registers its figures; headline first)
+from .registry import FIGURES, TABLES, figure, table  # noqa: F401  (re-exported for the tests and hooks)
+
+
+def render_figure(name: str) -> str:
+    if name not in FIGURES:
+        raise KeyError(f"unknown figure {name!r}; known: {', '.join(sorted(FIGURES))}")
+    return FIGURES[name]()
+
+
+def render_table(name: str) -> str:
+    if name not in TABLES:
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(TABLES))}")
+    return TABLES[name]()
