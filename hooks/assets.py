@@ -1,8 +1,5 @@
 """Put what the browser needs into the built site, from pinned sources, never from a CDN.
 
-- Notebook pages (mkdocs-jupyter): nbconvert's template carries a script that would import Mermaid from
-  cdnjs when a notebook has a Mermaid diagram; it is removed, so no page can reach another host.
-
 - The Pyodide core from ``node_modules/pyodide`` (the version package.json pins) -> ``assets/pyodide/``.
 - KaTeX (math rendering) from ``node_modules/katex/dist`` -> ``assets/vendor/katex/``.
 - ``snippets/loracalc/`` and ``snippets/lora_course/`` (code and data, the files the tests import) -> ``assets/snippets.zip``,
@@ -11,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -54,19 +50,6 @@ def zip_snippets(dest: Path) -> None:
                     info = zipfile.ZipInfo(path.relative_to(package.parent).as_posix(), date_time=(2020, 1, 1, 0, 0, 0))
                     info.compress_type = zipfile.ZIP_DEFLATED
                     zf.writestr(info, path.read_bytes())
-
-
-NOTEBOOK_CDN_SCRIPT = re.compile(r"<script[^>]*>(?:(?!</script>).)*cdnjs\.cloudflare\.com(?:(?!</script>).)*</script>", re.S)
-
-
-def strip_cdn_scripts(html: str) -> str:
-    return NOTEBOOK_CDN_SCRIPT.sub("", html)
-
-
-def on_post_page(output: str, page, config) -> str:
-    if page.file.src_uri.endswith(".ipynb"):
-        return strip_cdn_scripts(output)
-    return output
 
 
 def on_post_build(config) -> None:

@@ -89,11 +89,11 @@ def test_run_code_captures_stdout_value_and_traceback():
 
 def test_notebook_cdn_script_is_removed():
     """mkdocs-jupyter pages: nbconvert's Mermaid loader (an import from cdnjs) never reaches the site."""
-    spec = importlib.util.spec_from_file_location("assets_hook", ROOT / "hooks" / "assets.py")
-    assets = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(assets)
+    spec = importlib.util.spec_from_file_location("notebooks_hook", ROOT / "hooks" / "notebooks.py")
+    notebooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(notebooks)
     page = ('<p>keep</p><script type="module">\n  const m = (await import("https://cdnjs.cloudflare.com/ajax/libs/'
             'mermaid/11.10.0/mermaid.esm.min.mjs")).default;\n</script><script>keep()</script>')
-    out = assets.strip_cdn_scripts(page)
+    out = notebooks.strip_cdn_scripts(page)
     assert "cdnjs" not in out
     assert out == "<p>keep</p><script>keep()</script>"

@@ -1,0 +1,39 @@
+"""Notebook pages (mkdocs-jupyter renders docs/**/*.ipynb from their saved outputs; it never runs them).
+
+- A bar under the title: download the .ipynb (mkdocs-jupyter's ``include_source`` copies it beside the page)
+  and, when ``extra.notebook_repo`` names a public repository ("OWNER/REPO", branch "main"), open it in
+  Colab. A link is not a fetch: nothing here loads from another host.
+- nbconvert's template carries a script that would import Mermaid from cdnjs when a notebook has a
+  Mermaid diagram; it is removed, so no page can reach another host.
+"""
+from __future__ import annotations
+
+import html
+import os
+import re
+
+CDN_SCRIPT = re.compile(r"<script[^>]*>(?:(?!</script>).)*cdnjs\.cloudflare\.com(?:(?!</script>).)*</script>", re.S)
+FIRST_H1_END = re.compile(r"</h1>")
+
+
+def strip_cdn_scripts(page_html: str) -> str:
+    return CDN_SCRIPT.sub("", page_html)
+
+
+def links_bar(src_path: str, size_bytes: int, repo: str | None) -> str:
+    name = os.path.basename(src_path)
+    parts = [f'<a href="{html.escape(name)}" download>Download the notebook</a> '
+             f'<span class="lc-nb-size">({size_bytes / 1024:.0f} KiB, outputs from a CPU run)</span>']
+    if repo:
+        url = f"https://colab.research.google.com/github/{repo}/blob/main/docs/{src_path}"
+        parts.append(f'<a href="{html.escape(url)}">Open in Colab</a>')
+    return '<p class="lc-notebook-links">' + " · ".join(parts) + "</p>"
+
+
+def on_post_page(output: str, page, config) -> str:
+    if not page.file.src_uri.endswith(".ipynb"):
+        return output
+    output = strip_cdn_scripts(output)
+    repo = (config.get("extra") or {}).get("notebook_repo") or None
+    bar = links_bar(page.file.src_uri, os.path.getsize(page.file.abs_src_path), repo)
+    return FIRST_H1_END.sub("</h1>" + bar, output, count=1)
