@@ -61,7 +61,9 @@ def test_adapter_r64_all_linear_70b_about_13_gb():
 
 def test_optimizer_choices():
     Pl = loracalc.count_params("llama-3.1-8b", 16, "all-linear").lora_params
-    opt = {o: estimate_memory("llama-3.1-8b", optimizer=o).breakdown["optimizer"] for o in loracalc.OPTIMIZERS}
+    # a paged optimizer's state is split: tensors of 1e5+ values in CUDA managed memory, the rest ordinary
+    opt = {o: sum(v for k, v in estimate_memory("llama-3.1-8b", optimizer=o).breakdown.items()
+                  if k in ("optimizer", "optimizer_paged")) for o in loracalc.OPTIMIZERS}
     assert opt["adamw"] == 8 * Pl and opt["sgd"] == 4 * Pl
     assert opt["adamw_8bit"] == opt["paged_adamw_8bit"] < opt["sgd"]
     assert opt["paged_adamw"] == opt["adamw"]
@@ -97,7 +99,8 @@ def test_bad_settings(kw, field):
 
 def test_gpu_fit_and_largest():
     g = loracalc.get_gpu("rtx-4090")
-    assert g.memory_bytes == 24 * 10**9
+    # usable bytes as CUDA reports them: a published torch printout says total_memory=24563MB (MiB)
+    assert g.memory_bytes == 24563 * 2**20
     kw = dict(method="qlora", rank=16, targets="all-linear", seq_len=2048)
     b = loracalc.max_batch_size("llama-3.1-8b", g, **kw)
     assert b >= 1

@@ -70,9 +70,9 @@ def test_every_term_is_in_the_bar_and_the_table_with_its_formula():
 def test_methods_side_by_side_are_ordered_qlora_lora_full():
     out = call_widget("memory_calculator", {**DEFAULT, "model": "llama-3.1-70b"})
     totals = [float(x.replace(",", "")) for x in re.findall(r'lc-method-total">([\d,.]+) GB', out["methods"])]
-    assert len(totals) == 3
-    full, lora, qlora = totals
-    assert qlora <= lora <= full
+    assert len(totals) == 4
+    full, lora, lora_8bit, qlora = totals
+    assert qlora <= lora_8bit <= lora <= full
 
 
 def test_gpu_list_marks_fits_exactly():
