@@ -98,6 +98,7 @@ class MemoryEstimate:
     approximate: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
     host: tuple[Term, ...] = field(default_factory=tuple)   # what the options moved to CPU memory
+    off_peak: tuple[Term, ...] = field(default_factory=tuple)  # allocated during the step, not at its peak
 
     @property
     def total_bytes(self) -> int:
@@ -108,6 +109,13 @@ class MemoryEstimate:
     def allocated_peak_bytes(self) -> int:
         """Comparable to torch.cuda.max_memory_allocated (and torchtune's peak active bytes)."""
         return sum(t.bytes for t in self.terms if t.pool == "allocated")
+
+    def term(self, key: str) -> Term:
+        """A term by key, whether at the peak, off it, or in CPU memory."""
+        for t in self.terms + self.off_peak + self.host:
+            if t.key == key:
+                return t
+        raise KeyError(key)
 
     @property
     def host_bytes(self) -> int:
@@ -125,6 +133,7 @@ class MemoryEstimate:
                 "allocated_peak_gb": round(self.allocated_peak_bytes / 1e9, 3),
                 "allocated_peak_means": "PyTorch allocator peak (compare with torch.cuda.max_memory_allocated)",
                 "host_bytes": self.host_bytes, "host": [t.to_dict() for t in self.host],
+                "off_peak": [t.to_dict() for t in self.off_peak],
                 "breakdown": self.breakdown, "terms": [t.to_dict() for t in self.terms],
                 "fits": fits(self.total_bytes), "notes": list(self.notes)}
 
@@ -235,8 +244,8 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
     * full (transformers): the logits, their fp32 log-softmax (saved) and its fp32 gradient;
     * chunked (torchtune, eager): the output chunks (alive while the loss runs), every chunk's fp32
       log-softmax (saved), one chunk's fp32 upcast in flight;
-    * chunked, compiled: the compiled loss saves only the 16-bit chunks and recomputes the softmax one chunk
-      at a time in backward (fp32 softmax and gradient plus the chunk's 16-bit gradient);
+    * chunked, compiled: the compiled loss saves the 16-bit chunks and an fp32 log-sum-exp per token; its
+      backward is one fused kernel per chunk that writes the chunk's 16-bit gradient;
     * fused linear (Liger): the input's gradient, computed in forward and saved, plus one chunk of logits
       whose rows are next_pow2(tokens / ceil(vocab / hidden)); the output layer's fp32 weight gradient too
       when it trains;
@@ -252,9 +261,9 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
         return ((logits_bytes + 4) * V * T + 4 * V * tc,
                 f"({logits_bytes} + 4) B x {T:,} tokens x {V:,} vocab + 4 B x {tc:,} tokens x {V:,} (one of {chunks} chunks)")
     if loss == "chunked_compiled":
-        return (logits_bytes * V * T + (8 + logits_bytes) * V * tc + 4 * T,
-                f"{logits_bytes} B x {T:,} tokens x {V:,} vocab + (4 + 4 + {logits_bytes}) B x {tc:,} tokens x {V:,} "
-                f"(one of {chunks} chunks) + 4 B x {T:,} log-sum-exp")
+        return (logits_bytes * V * T + logits_bytes * V * tc + 4 * T,
+                f"{logits_bytes} B x {T:,} tokens x {V:,} vocab + {logits_bytes} B x {tc:,} tokens x {V:,} "
+                f"(one chunk's gradient) + 4 B x {T:,} log-sum-exp")
     if loss == "fused_linear":
         rows = min(T, _next_pow2(-(-T // -(-V // h))))
         w = 4 * V * h if head_trainable else 0
@@ -273,7 +282,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                     cuda_overhead: Any = True, recipe: Any = "peft", loss: Any = "full", loss_chunks: Any = 8,
                     activation_offload: Any = False, optimizer_in_backward: Any = False,
                     paged_state_on_host: Any = False, dora: Any = False,
-                    quantize_lm_head: Any = None) -> MemoryEstimate:
+                    quantize_lm_head: Any = None, adapter_dtype: Any = None) -> MemoryEstimate:
     """Memory for one training step, as labelled terms (bytes) with their formulas.
 
     Defaults are today's common Hugging Face QLoRA recipe: peft with prepare_model_for_kbit_training, rank
@@ -301,6 +310,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     on_host = as_bool(paged_state_on_host, "paged_state_on_host")
     use_dora = as_bool(dora, "dora")
     q_head = QUANTIZE_LM_HEAD[recipe] if quantize_lm_head is None else as_bool(quantize_lm_head, "quantize_lm_head")
+    adapter_b = ADAPTER_BYTES[recipe] if adapter_dtype is None else \
+        {"fp32": 4, "bf16": 2}[as_choice(adapter_dtype, "adapter_dtype", ("fp32", "bf16"), "adapter dtype")]
     if use_dora and method == "full":
         raise LoraCalcError("dora", "DoRA is a LoRA variant: choose method lora, lora_8bit or qlora with dora")
     counts = count_params(arch, rank=rank, targets=targets)
@@ -317,7 +328,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     quantized = method in QUANTIZED
     upcast = KBIT_UPCAST[recipe] if quantized else "none"
     s = 4 if upcast != "none" else 2           # bytes of the hidden stream (fp32 after peft's upcast)
-    a = 4 if method == "full" and precision == "mixed" else (2 if method == "full" else ADAPTER_BYTES[recipe])
+    a = 4 if method == "full" and precision == "mixed" else (2 if method == "full" else adapter_b)
     logits_b = 4 if upcast == "all" else 2     # peft's upcast makes lm_head, and so the logits, fp32
     paged = optimizer.startswith("paged")
     trainable_tensors: list[int] = []          # sizes of the trainable tensors (paging, optimizer-in-backward)
@@ -381,15 +392,6 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         grad_b = a
     if method == "full" or not use_dora:
         state_tensors = trainable_tensors
-    # gradients: all of them live at the end of backward, unless each is applied and freed as it arrives
-    if in_bwd:
-        big = max(trainable_tensors)
-        add("gradients", "Gradients (optimizer step fused into backward)", grad_b * big,
-            f"{grad_b} B x {big:,} (largest tensor; each gradient is applied and freed in backward)")
-    elif method == "full":
-        add("gradients", "Gradients (bf16)", 2 * P, f"2 B x {P:,} params")
-    else:
-        add("adapter_grads", f"LoRA gradients ({'fp32' if a == 4 else 'bf16'})", a * Pl, f"{a} B x {Pl:,} LoRA params")
     st = _state_bytes(optimizer, a)
     state_label = f"Optimizer state: {OPTIMIZERS[optimizer]}"
     if paged:
@@ -409,37 +411,74 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         where = "on the fp32 master weights" if method == "full" and precision == "mixed" else (
             "LoRA params" if method != "full" else "params (state in the weights' bf16)")
         add("optimizer", state_label, st * Ptrain, f"{st:g} B x {Ptrain:,} {where}")
+
+    # --- what changes during the step. Three moments compete for the peak: the loss (every kept activation,
+    # the head and the loss's own tensors; gradients were set to None by zero_grad), backward through a
+    # checkpointed layer (kept inputs, that layer's recomputed activations, gradients so far) and the end of
+    # backward (all gradients). The terms shown are those alive at the largest; the others are listed apart.
+    dyn: dict[str, Term] = {}
+
+    def piece(key, label, nbytes, formula):
+        dyn[key] = Term(key, label, int(round(nbytes)), formula)
+
+    # gradients: all of them live at the end of backward, unless each is applied and freed as it arrives
+    if in_bwd:
+        big = max(trainable_tensors)
+        piece("gradients", "Gradients (optimizer step fused into backward)", grad_b * big,
+              f"{grad_b} B x {big:,} (largest tensor; each gradient is applied and freed in backward)")
+    elif method == "full":
+        piece("gradients", "Gradients (bf16)", 2 * P, f"2 B x {P:,} params")
+    else:
+        piece("adapter_grads", f"LoRA gradients ({'fp32' if a == 4 else 'bf16'})", a * Pl, f"{a} B x {Pl:,} LoRA params")
+    grad_key = "gradients" if (in_bwd or method == "full") else "adapter_grads"
     act = activation_bytes(arch, method, counts.rank, counts.targets, b, S, gc, attention, dropout,
                            stream_bytes=s, adapter_bytes=a)
     kept_on_card = min(L, OFFLOAD_LAYERS_ON_CARD)
+    dora_tok = sum((a + s) * m.d_out for m in counts.per_module) if use_dora else 0
     if gc:
         kept = L * s * h * T
-        layers_on_card = act["layers"] - (kept - kept_on_card * s * h * T if offload else 0)
         moved = kept - kept_on_card * s * h * T if offload else 0
-        formula = (f"{L if not offload else kept_on_card} layers x {s * h:,} B x {T:,} tokens kept"
-                   + (f" ({L - kept_on_card} more offloaded to CPU)" if offload else "")
-                   + f" + one layer recomputed ({act['per_layer_per_token']:,} B/token)")
+        kept_card = kept - moved
+        recomputed = act["layers"] - kept
+        piece("activations", "Activations: checkpointed layer inputs" + (" (the rest offloaded to CPU)" if offload else "")
+              + " and the head", kept_card + act["head_other"],
+              f"{kept_on_card if offload else L} layers x {s * h:,} B x {T:,} tokens"
+              + (f" ({L - kept_on_card} more layers in CPU memory)" if offload else "") + " + the final norm and head")
+        piece("recomputed", "Activations of the layer being recomputed in backward", recomputed,
+              f"{act['per_layer_per_token']:,} B/token x {T:,} tokens")
     else:
         moved = act["layers"] - act["layers"] * kept_on_card // L if offload else 0
-        layers_on_card = act["layers"] - moved
-        formula = (f"{L if not offload else kept_on_card} layers x {act['per_layer_per_token']:,} B/token x {T:,} tokens"
-                   + (f" ({L - kept_on_card} more layers offloaded to CPU)" if offload else ""))
-    add("activations", "Activations saved for backward" + (" (checkpointed)" if gc else "")
-        + (" (offloaded to CPU)" if offload else ""), layers_on_card + act["head_other"], formula)
+        piece("activations", "Activations saved for backward" + (" (offloaded to CPU)" if offload else ""),
+              act["layers"] - moved + act["head_other"],
+              f"{kept_on_card if offload else L} layers x {act['per_layer_per_token']:,} B/token x {T:,} tokens"
+              + (f" ({L - kept_on_card} more layers in CPU memory)" if offload else "") + " + the final norm and head")
     if moved:
         host.append(Term("activations_offloaded", "Activations offloaded to CPU memory", moved,
                          f"{L - kept_on_card} layers' saved tensors in pinned host memory"))
     if use_dora:
         # DoRA's forward keeps the base layer's output (stream dtype) and the LoRA branch's output (adapter
         # dtype) for the magnitude's gradient: (a + s) B per output feature per token, in every layer kept
-        per_tok = sum((a + s) * m.d_out for m in counts.per_module)
         n_layers = 1 if gc else (kept_on_card if offload else L)
-        add("dora_activations", "DoRA activations (base and LoRA outputs kept)", per_tok * n_layers * T,
-            f"({a} + {s}) B x {sum(m.d_out for m in counts.per_module):,} output features x {n_layers} "
-            f"layer{'s' if n_layers > 1 else ''} x {T:,} tokens")
+        piece("dora_activations", "DoRA activations (base and LoRA outputs kept)", dora_tok * n_layers * T,
+              f"({a} + {s}) B x {sum(m.d_out for m in counts.per_module):,} output features x {n_layers} "
+              f"layer{'s' if n_layers > 1 else ''} x {T:,} tokens")
     lb, lf = loss_bytes(loss, V, T, h, logits_b, s, n_chunks, arch.final_softcap, method == "full")
     labels = {"full": "Logits, fp32 log-softmax and its gradient"}
-    add("logits", labels.get(loss, f"Loss: {LOSSES[loss]}"), lb, lf)
+    piece("logits", labels.get(loss, f"Loss: {LOSSES[loss]}"), lb, lf)
+    moments = {"loss": ["activations", "logits"] + ([] if gc else (["dora_activations"] if use_dora else [])),
+               "end of backward": [grad_key]}
+    if gc:
+        moments["backward through a recomputed layer"] = ["activations", "recomputed", grad_key] + (
+            ["dora_activations"] if use_dora else [])
+    peak_at = max(moments, key=lambda k: sum(dyn[x].bytes for x in moments[k]))
+    order = ["activations", "recomputed", "dora_activations", "logits", grad_key]
+    grads_first = [grad_key] + [k for k in order if k != grad_key]
+    for k in grads_first:
+        if k in dyn and k in moments[peak_at]:
+            terms.append(dyn[k])
+    off_peak = [dyn[k] for k in grads_first if k in dyn and k not in moments[peak_at]]
+    notes.append(f"peak at the {peak_at}; not alive then: "
+                 + (", ".join(f"{t.label.lower()} {_gb(t.bytes)}" for t in off_peak) or "nothing"))
     if arch.model_type == "gemma2" and attention == "sdpa":
         notes.append("transformers runs Gemma-2 with eager attention unless FlashAttention-2 is installed; "
                      "choose eager to see that case")
@@ -453,8 +492,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                 "precision": precision, "lora_dropout": dropout, "double_quant": dq, "block_size": bs,
                 "recipe": recipe, "loss": loss, "loss_chunks": n_chunks, "activation_offload": offload,
                 "optimizer_in_backward": in_bwd, "paged_state_on_host": on_host, "dora": use_dora,
-                "quantize_lm_head": q_head}
+                "quantize_lm_head": q_head, "adapter_dtype": "fp32" if a == 4 else "bf16"}
     if arch.approximate:
         notes.append("model shape approximated from a parameter count")
     return MemoryEstimate(model=arch.name, settings=settings, terms=tuple(terms), approximate=arch.approximate,
-                          notes=tuple(notes), host=tuple(host))
+                          notes=tuple(notes), host=tuple(host), off_peak=tuple(off_peak))

@@ -14,8 +14,11 @@ NO_ACT = dict(batch_size=1, seq_len=1, cuda_overhead=False)
 def test_terms_have_key_label_bytes_formula():
     est = estimate_memory("llama-3.1-8b")
     keys = [t.key for t in est.terms]
-    assert keys == ["weights_4bit", "weights_16bit", "kbit_upcast", "adapter", "adapter_grads", "optimizer",
+    # the terms alive at the peak (here: the loss, before any gradient exists); the rest are listed apart
+    assert keys == ["weights_4bit", "weights_16bit", "kbit_upcast", "adapter", "optimizer",
                     "activations", "logits", "cuda_context"]
+    assert {t.key for t in est.off_peak} == {"adapter_grads", "recomputed"}
+    assert est.allocated_peak_bytes == est.total_bytes - est.breakdown["cuda_context"]
     for t in est.terms:
         assert t.label and t.formula and isinstance(t.bytes, int) and t.bytes >= 0
     assert est.total_bytes == sum(est.breakdown.values())
@@ -79,13 +82,15 @@ def test_checkpointing_and_eager():
 
 def test_logits_grow_with_vocabulary():
     # Llama-3.1-8B and Mistral-7B share every shape but the vocabulary (128,256 vs 32,000)
-    a = estimate_memory("llama-3.1-8b", method="lora").breakdown["logits"]
-    b = estimate_memory("mistral-7b", method="lora").breakdown["logits"]
+    a = estimate_memory("llama-3.1-8b", method="lora").term("logits").bytes
+    b = estimate_memory("mistral-7b", method="lora").term("logits").bytes
     assert a / b == pytest.approx(128_256 / 32_000)
 
 
 @pytest.mark.parametrize("kw, field", [
-    (dict(method="dora"), "method"), (dict(optimizer="adam"), "optimizer"), (dict(attention="flash3"), "attention"),
+    (dict(method="dora"), "method"), (dict(loss="flash"), "loss"), (dict(recipe="axolotl"), "recipe"),
+    (dict(method="full", dora=True), "dora"), (dict(adapter_dtype="fp8"), "adapter_dtype"),
+    (dict(loss_chunks=0), "loss_chunks"), (dict(activation_offload="sometimes"), "activation_offload"), (dict(optimizer="adam"), "optimizer"), (dict(attention="flash3"), "attention"),
     (dict(batch_size=0), "batch_size"), (dict(batch_size=-2), "batch_size"), (dict(batch_size=1.5), "batch_size"),
     (dict(seq_len=float("nan")), "seq_len"), (dict(seq_len=float("inf")), "seq_len"), (dict(seq_len="long"), "seq_len"),
     (dict(rank=0), "rank"), (dict(targets="lm_head"), "targets"), (dict(gradient_checkpointing="maybe"),
