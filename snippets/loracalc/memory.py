@@ -241,10 +241,11 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
                chunks: int = 8, softcap: bool = False, head_trainable: bool = False) -> tuple[int, str]:
     """Bytes the loss holds at its peak beyond the layers' activations, and the formula as text.
 
-    * full (transformers): the logits, their fp32 log-softmax (saved) and its fp32 gradient;
+    * full (transformers): the logits, their fp32 log-softmax (saved), and in backward the fp32 gradient
+      arriving at the log-softmax and the one it returns, all alive at once;
     * chunked (torchtune, eager): the output chunks (alive while the loss runs), every chunk's fp32
       log-softmax (saved), one chunk's fp32 upcast in flight;
-    * chunked, compiled: the compiled loss saves the 16-bit chunks and an fp32 log-sum-exp per token; its
+    * chunked, compiled: the compiled loss saves the 16-bit chunks and an fp32 max and log-sum-exp per token; its
       backward is one fused kernel per chunk that writes the chunk's 16-bit gradient;
     * fused linear (Liger): the input's gradient, computed in forward and saved, plus one chunk of logits
       whose rows are next_pow2(tokens / ceil(vocab / hidden)); the output layer's fp32 weight gradient too
@@ -254,16 +255,16 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
     V, T, h = vocab, tokens, hidden
     if loss == "full":
         cap = logits_bytes if softcap else 0
-        return ((logits_bytes + 8 + cap) * V * T,
-                f"({logits_bytes} + 4 + 4{f' + {cap} soft-cap' if cap else ''}) B x {T:,} tokens x {V:,} vocab")
+        return ((logits_bytes + 12 + cap) * V * T,
+                f"({logits_bytes} + 4 + 4 + 4{f' + {cap} soft-cap' if cap else ''}) B x {T:,} tokens x {V:,} vocab")
     tc = -(-T // chunks)
     if loss == "chunked":
         return ((logits_bytes + 4) * V * T + 4 * V * tc,
                 f"({logits_bytes} + 4) B x {T:,} tokens x {V:,} vocab + 4 B x {tc:,} tokens x {V:,} (one of {chunks} chunks)")
     if loss == "chunked_compiled":
-        return (logits_bytes * V * T + logits_bytes * V * tc + 4 * T,
+        return (logits_bytes * V * T + logits_bytes * V * tc + 8 * T,
                 f"{logits_bytes} B x {T:,} tokens x {V:,} vocab + {logits_bytes} B x {tc:,} tokens x {V:,} "
-                f"(one chunk's gradient) + 4 B x {T:,} log-sum-exp")
+                f"(one chunk's gradient) + 8 B x {T:,} (fp32 max and log-sum-exp)")
     if loss == "fused_linear":
         rows = min(T, _next_pow2(-(-T // -(-V // h))))
         w = 4 * V * h if head_trainable else 0
@@ -463,7 +464,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
               f"({a} + {s}) B x {sum(m.d_out for m in counts.per_module):,} output features x {n_layers} "
               f"layer{'s' if n_layers > 1 else ''} x {T:,} tokens")
     lb, lf = loss_bytes(loss, V, T, h, logits_b, s, n_chunks, arch.final_softcap, method == "full")
-    labels = {"full": "Logits, fp32 log-softmax and its gradient"}
+    labels = {"full": "Logits, fp32 log-softmax and its two gradients"}
     piece("logits", labels.get(loss, f"Loss: {LOSSES[loss]}"), lb, lf)
     moments = {"loss": ["activations", "logits"] + ([] if gc else (["dora_activations"] if use_dora else [])),
                "end of backward": [grad_key]}
