@@ -2,8 +2,8 @@
 in-backward optimizers), each checked on CPU against the real implementation: transformers' own loss,
 peft's DoRA modules, bitsandbytes' Linear8bitLt and optimizers, torch.compile's saved tensors, autograd's
 saved-tensor hooks. Liger's fused linear cross-entropy and Cut Cross-Entropy need a GPU (Triton), and
-torchtune's chunked loss is not installed here: for those the same algorithms are written below in torch
-ops, following each project's source, and measured the same way.
+torchtune's chunked loss is not installed here: for those the same algorithms are written in torch
+ops in stack_losses.py, following each project's source, and measured the same way.
 
 Peaks are measured with the PyTorch profiler's raw allocation events (``profile_memory=True``): every CPU
 allocation and free with its time, so the running sum is the live bytes and its maximum the peak.
@@ -16,58 +16,21 @@ import sys
 
 import pytest
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
-
-import loracalc  # noqa: E402
-from loracalc.memory import (INT8_SCALE_BYTES, OFFLOAD_LAYERS_ON_CARD, PAGED_MIN_NUMEL, _state_bytes,  # noqa: E402
+import loracalc
+from loracalc.memory import (INT8_SCALE_BYTES, OFFLOAD_LAYERS_ON_CARD, PAGED_MIN_NUMEL, _state_bytes,
                              loss_bytes)
 
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "gpu_labs"))
-
-
-def peak_bytes(fn) -> int:
-    """Largest live CPU bytes allocated while ``fn`` runs (allocations before it are not counted)."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    cur = best = 0
-    # the raw allocation events, each with its own time (the op-level view folds frees into enclosing ops)
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    for e in sorted(events, key=lambda e: e.start_ns()):
-        cur += e.nbytes()
-        best = max(best, cur)
-    return best
-
-
-def saved_bytes(fn, exclude=()) -> int:
-    """Bytes autograd saved for backward while ``fn`` ran (each storage once; ``exclude``: parameters)."""
-    seen, ex = {}, {t.untyped_storage().data_ptr() for t in exclude}
-
-    def pack(t):
-        p = t.untyped_storage().data_ptr()
-        if p not in ex:
-            seen[p] = t.untyped_storage().nbytes()
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
-V, T, H = 2048, 256, 64        # small enough for a fast test, vocabulary >> hidden as in real models
-
-
-def _inputs():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(T, H, generator=g).to(torch.bfloat16).requires_grad_()
-    w = torch.randn(V, H, generator=g).to(torch.bfloat16)
-    y = torch.randint(0, V, (T,), generator=g)
-    return x, w, y
+# torch, its profiler, transformers, peft and bitsandbytes take seconds to import: all of this file is slow,
+# and torch is imported inside the tests so that collecting the fast set does not pay for it
+pytestmark = pytest.mark.slow
 
 
 # ------------------------------------------------------------------ losses
-@pytest.mark.slow   # imports transformers / peft / bitsandbytes (seconds)
 def test_full_loss_peak_is_transformers_loss():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     """transformers' ForCausalLMLoss on bf16 logits: logits, fp32 log-softmax and its gradient at the peak."""
     from transformers.loss.loss_utils import ForCausalLMLoss
     x, w, y = _inputs()
@@ -81,16 +44,9 @@ def test_full_loss_peak_is_transformers_loss():
     assert measured == pytest.approx(predicted, rel=0.03)
 
 
-def _torchtune_chunked(x, w, y, n):
-    """torchtune's CEWithChunkedOutputLoss: the output layer applied per chunk (a list of bf16 chunks), each
-    chunk upcast and cross-entropied on its own, the list deleted before backward (as its recipes do)."""
-    logits = [c @ w.t() for c in x.chunk(n)]
-    loss = sum(F.cross_entropy(c.float(), t, reduction="sum") for c, t in zip(logits, y.chunk(n))) / T
-    del logits
-    return loss
-
-
 def test_chunked_loss_torchtune_algorithm():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     x, w, y = _inputs()
     n = 8
     predicted, _ = loss_bytes("chunked", V, T, H, 2, 2, chunks=n)
@@ -99,8 +55,9 @@ def test_chunked_loss_torchtune_algorithm():
     assert saved_bytes(lambda: _torchtune_chunked(x, w, y, n), exclude=[w]) == pytest.approx(4 * V * T, rel=0.01)
 
 
-@pytest.mark.slow
 def test_chunked_loss_compiled_saves_bf16_chunks():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     """torchtune compiles the per-chunk cross-entropy (compile: True); inductor's partition saves the bf16
     chunk and two fp32 values per token (max and log-sum-exp) instead of the fp32 log-softmax."""
     x, w, y = _inputs()
@@ -112,40 +69,9 @@ def test_chunked_loss_compiled_saves_bf16_chunks():
     assert measured == predicted - one_chunk_gradient
 
 
-class _FusedLinearCE(torch.autograd.Function):
-    """Liger's fused linear cross-entropy (liger_kernel/ops/fused_linear_cross_entropy.py) in torch ops:
-    tokens in chunks of next_pow2(T / ceil(V / H)); each chunk's logits are formed, turned into their
-    gradient, and multiplied back into the input's gradient during forward; only that gradient is saved."""
-
-    @staticmethod
-    def forward(ctx, x, w, y):
-        n_tok = x.shape[0]
-        inc = -(-w.shape[0] // x.shape[1])
-        rows = 1 << max(0, (-(-n_tok // inc) - 1).bit_length())
-        grad_x = torch.empty_like(x)
-        loss = torch.zeros((), dtype=torch.float32)
-        for s in range(0, n_tok, rows):
-            logits = x[s:s + rows] @ w.t()                   # bf16, one chunk
-            # Liger's Triton kernel does the next lines in place in `logits`, in registers; torch ops need
-            # fp32 temporaries of one chunk (counted apart in the test)
-            lf = logits.float()
-            lse = torch.logsumexp(lf, dim=-1)
-            loss += (lse - lf.gather(1, y[s:s + rows, None])[:, 0]).sum()
-            g = torch.softmax(lf, dim=-1)
-            del lf
-            g[torch.arange(g.shape[0]), y[s:s + rows]] -= 1
-            grad_x[s:s + rows] = (g / n_tok).to(x.dtype) @ w
-        ctx.save_for_backward(grad_x)
-        ctx.rows = rows
-        return loss / n_tok
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (grad_x,) = ctx.saved_tensors
-        return grad_x * grad_out.to(grad_x.dtype), None, None
-
-
 def test_fused_linear_cross_entropy_liger_algorithm():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     x, w, y = _inputs()
     predicted, _ = loss_bytes("fused_linear", V, T, H, 2, 2)
     assert saved_bytes(lambda: _FusedLinearCE.apply(x, w, y), exclude=[w]) == 2 * H * T
@@ -156,33 +82,9 @@ def test_fused_linear_cross_entropy_liger_algorithm():
     assert predicted <= measured <= 1.02 * (predicted + fp32_chunk_work + backward_copy)
 
 
-class _CutCrossEntropy(torch.autograd.Function):
-    """Cut Cross-Entropy (Wijmans et al. 2024, apple/ml-cross-entropy) in torch ops: forward computes each
-    token's log-sum-exp block by block over the vocabulary and saves the input, the targets and that lse;
-    backward recomputes logits a block at a time and accumulates the input's gradient."""
-
-    @staticmethod
-    def forward(ctx, x, w, y, block=256):
-        lse = torch.full((x.shape[0],), -float("inf"))
-        for s in range(0, w.shape[0], block):
-            lse = torch.logaddexp(lse, torch.logsumexp((x @ w[s:s + block].t()).float(), dim=-1))
-        correct = (x.float() * w[y].float()).sum(-1)
-        ctx.save_for_backward(x, w, y, lse)
-        ctx.block = block
-        return (lse - correct).mean()
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, w, y, lse = ctx.saved_tensors
-        gx = torch.zeros(x.shape, dtype=torch.float32)
-        for s in range(0, w.shape[0], ctx.block):
-            p = torch.exp((x @ w[s:s + ctx.block].t()).float() - lse[:, None])
-            gx += p @ w[s:s + ctx.block].float()
-        gx -= w[y].float()
-        return (gx * grad_out / x.shape[0]).to(x.dtype), None, None, None
-
-
 def test_cut_cross_entropy_algorithm():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     x, w, y = _inputs()
     predicted, _ = loss_bytes("cce", V, T, H, 2, 2)
     # saved: the input (bf16), the int64 targets and the fp32 lse; the engine counts the input and lse
@@ -196,8 +98,9 @@ def test_cut_cross_entropy_algorithm():
 
 
 # ------------------------------------------------------------------ optimizers
-@pytest.mark.slow   # imports transformers / peft / bitsandbytes (seconds)
 def test_optimizer_state_dtypes_follow_the_libraries():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     import bitsandbytes as bnb
     p = torch.nn.Parameter(torch.randn(64, 32, dtype=torch.bfloat16))
     p.grad = torch.randn_like(p)
@@ -213,8 +116,9 @@ def test_optimizer_state_dtypes_follow_the_libraries():
     assert bnb_state / q.numel() == _state_bytes("paged_adamw", 2) == 8  # bitsandbytes' 32-bit: fp32 always
 
 
-@pytest.mark.slow   # imports transformers / peft / bitsandbytes (seconds)
 def test_paged_state_is_managed_memory_for_large_tensors_only():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     """bitsandbytes pages a state buffer only for tensors of 1e5 values or more, with cudaMallocManaged
     (get_paged), which PyTorch's allocator and so max_memory_allocated never see."""
     import bitsandbytes as bnb
@@ -225,6 +129,8 @@ def test_paged_state_is_managed_memory_for_large_tensors_only():
 
 
 def test_optimizer_in_backward_holds_one_gradient_at_a_time():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     """torchtune's optimizer_in_bwd: a post-accumulate-grad hook steps each parameter and frees its gradient,
     so the live gradient bytes never exceed the largest parameter's."""
     torch.manual_seed(0)
@@ -246,8 +152,9 @@ def test_optimizer_in_backward_holds_one_gradient_at_a_time():
 
 
 # ------------------------------------------------------------------ 8-bit base
-@pytest.mark.slow   # imports transformers / peft / bitsandbytes (seconds)
 def test_int8_storage_is_bitsandbytes_linear8bitlt():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     import bitsandbytes as bnb
     cfg = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000}
@@ -271,8 +178,9 @@ TINY = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "nu
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 512}
 
 
-@pytest.mark.slow   # imports transformers / peft / bitsandbytes (seconds)
 def test_dora_magnitudes_counted_like_peft_on_the_meta_device():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     from peft import LoraConfig, get_peft_model
     from tests.snippets.hf import meta_model
     arch = loracalc.get_model("llama-3.1-8b")
@@ -284,6 +192,8 @@ def test_dora_magnitudes_counted_like_peft_on_the_meta_device():
 
 
 def _tiny_lora(dora: bool, layers: int = 4, gc: bool = False):
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     from peft import LoraConfig, get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM
     torch.manual_seed(0)
@@ -296,8 +206,9 @@ def _tiny_lora(dora: bool, layers: int = 4, gc: bool = False):
     return get_peft_model(model, LoraConfig(r=8, lora_alpha=8, target_modules=["q_proj", "v_proj"], use_dora=dora))
 
 
-@pytest.mark.slow
 def test_dora_activations_match_peft_saved_tensors():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     import memory_measure as mm
     b, s = 2, 64
     ids = torch.randint(0, TINY["vocab_size"], (b, s), generator=torch.Generator().manual_seed(0))
@@ -314,8 +225,9 @@ def test_dora_activations_match_peft_saved_tensors():
     assert peaks[True] - peaks[False] == pytest.approx(est.term("dora_activations").bytes, rel=0.02)
 
 
-@pytest.mark.slow
 def test_offloading_moves_what_checkpointing_keeps_per_layer():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
     """With checkpointing, each layer adds only its input to what autograd keeps (the tensor an offloading
     hook moves to the host); the engine moves all but OFFLOAD_LAYERS_ON_CARD of them."""
     import memory_measure as mm
