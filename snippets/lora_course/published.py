@@ -78,17 +78,17 @@ def _fmt_measured(r: dict) -> str:
 
 
 def _source(r: dict) -> str:
-    return f"<abbr title=\"{r['citation'].replace(chr(34), '')}\">{r['source']}</abbr>"
+    return r["source"]
 
 
 def _row(p: Point) -> str:
     r = p.rec
-    return (f"| {_source(r)} | {r['settings_text']} | {r['quantity']} | {_fmt_measured(r)} | "
+    return (f"| {_source(r)} | {r['settings_text']} | {_fmt_measured(r)} {r['quantity']} | "
             f"{p.predicted_bytes / 2**30:,.2f} GiB | {p.error_percent:+.1f}% |")
 
 
-_HEAD = ("| source | settings | statistic | measured | loracalc | error |\n"
-         "|---|---|---|--:|--:|--:|")
+_HEAD = ("| source | settings | measured | loracalc | error |\n"
+         "|---|---|--:|--:|--:|")
 
 
 @table("published_memory")
@@ -110,6 +110,21 @@ def published_memory_unexpressed_table() -> str:
     return "\n".join(rows)
 
 
+@table("published_sources")
+def published_sources_table() -> str:
+    """Where each source's numbers were read: file and commit, one line per distinct citation."""
+    seen: dict[str, list[str]] = {}
+    for r in records():
+        cites = seen.setdefault(r["source"], [])
+        if r["citation"] not in cites:
+            cites.append(r["citation"])
+    rows = ["| source | read from |", "|---|---|"]
+    for src, cites in seen.items():
+        rows.append(f"| {src} | " + "<br>".join(c.replace("|", "/") for c in cites[:3])
+                    + (f"<br>and {len(cites) - 3} more files of the same set" if len(cites) > 3 else "") + " |")
+    return "\n".join(rows)
+
+
 def _errors() -> list[float]:
     return [abs(p.error_percent) for p in points()]
 
@@ -117,6 +132,11 @@ def _errors() -> list[float]:
 @figure("published_points")
 def published_points() -> str:
     return f"{len(points())}"
+
+
+@figure("published_unexpressed")
+def published_unexpressed() -> str:
+    return f"{sum(not r['expressible'] for r in records())}"
 
 
 @figure("published_median_error")
@@ -153,28 +173,28 @@ def calculator_query(model: str, settings: dict[str, Any], gpu: str) -> str:
     return "?" + urlencode(form) + "#calculate-it"
 
 
-def _smallest_gpu(total: int) -> str:
-    fits = loracalc.fits(total)
-    return loracalc.get_gpu(fits[0]).display_name if fits else "none in the catalog"
-
-
-@table("recipes_side_by_side")
-def recipes_side_by_side() -> str:
-    rows = ["| model | recipe | weights | adapters, gradients, optimizer | activations and loss | allocated peak "
-            "| needed on the card | smallest GPU | calculator |",
-            "|---|---|--:|--:|--:|--:|--:|---|---|"]
-    for model, gpu in (("llama-3.1-8b", "rtx-4090"), ("llama-3.1-70b", "h100-80gb")):
-        arch = loracalc.get_model(model)
-        for name, extra in RECIPE_RUNS.items():
-            s = {**RUN, **extra}
-            est = loracalc.estimate_memory(model, **s)
-            by = {t.key: t.bytes for t in est.terms}
-            weights = sum(v for k, v in by.items() if k.startswith("weights") or k == "kbit_upcast")
-            train = sum(v for k, v in by.items() if k.startswith("adapter") or k.startswith("optimizer")
-                        or k in ("gradients", "dora_magnitude"))
-            act = sum(v for k, v in by.items() if k in ("activations", "recomputed", "logits", "dora_activations"))
-            link = f'<a href="{calculator_query(model, s, gpu)}">open</a>'
-            rows.append(f"| {arch.display_name} | {name} | {weights / 1e9:,.1f} GB | {train / 1e9:,.2f} GB | "
-                        f"{act / 1e9:,.1f} GB | {est.allocated_peak_bytes / 1e9:,.1f} GB | "
-                        f"{est.total_bytes / 1e9:,.1f} GB | {_smallest_gpu(est.total_bytes)} | {link} |")
+def _recipes(model: str, gpu: str) -> str:
+    rows = ["| stack | weights | training state | activations, loss | allocated peak | on the card | calculator |",
+            "|---|--:|--:|--:|--:|--:|---|"]
+    for name, extra in RECIPE_RUNS.items():
+        s = {**RUN, **extra}
+        est = loracalc.estimate_memory(model, **s)
+        by = {t.key: t.bytes for t in est.terms}
+        weights = sum(v for k, v in by.items() if k.startswith("weights") or k == "kbit_upcast")
+        train = sum(v for k, v in by.items() if k.startswith("adapter") or k.startswith("optimizer")
+                    or k in ("gradients", "dora_magnitude"))
+        act = sum(v for k, v in by.items() if k in ("activations", "recomputed", "logits", "dora_activations"))
+        link = f'<a href="{calculator_query(model, s, gpu)}">open</a>'
+        rows.append(f"| {name} | {weights / 1e9:,.1f} GB | {train / 1e9:,.2f} GB | {act / 1e9:,.1f} GB | "
+                    f"{est.allocated_peak_bytes / 1e9:,.1f} GB | {est.total_bytes / 1e9:,.1f} GB | {link} |")
     return "\n".join(rows)
+
+
+@table("recipes_llama_8b")
+def recipes_llama_8b() -> str:
+    return _recipes("llama-3.1-8b", "rtx-4090")
+
+
+@table("recipes_llama_70b")
+def recipes_llama_70b() -> str:
+    return _recipes("llama-3.1-70b", "h100-80gb")

@@ -395,6 +395,9 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         state_tensors = trainable_tensors
     st = _state_bytes(optimizer, a)
     state_label = f"Optimizer state: {OPTIMIZERS[optimizer]}"
+    if optimizer in ("adamw", "sgd") and st != STATE_BYTES[optimizer]:
+        # torch keeps the state in the parameters' dtype: bf16 parameters, bf16 state
+        state_label = f"Optimizer state: {'AdamW (bf16 m and v)' if optimizer == 'adamw' else 'SGD momentum (bf16)'}"
     if paged:
         # bitsandbytes allocates paged state with cudaMallocManaged, outside PyTorch's allocator; only tensors
         # of PAGED_MIN_NUMEL values or more are paged, smaller ones get ordinary tensors

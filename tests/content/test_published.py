@@ -61,7 +61,8 @@ def test_reserved_points_are_reported():
 
 def test_tables_render(figures_module):
     t = figures_module.render_table("published_memory")
-    assert t.count("\n") == len(published.points()) + 1
+    assert t.count("\n") == len(published.points()) + 1 and "| measured |" in t
     assert "why loracalc does not express it" in figures_module.render_table("published_memory_unexpressed")
-    side = figures_module.render_table("recipes_side_by_side")
-    assert side.count("#calculate-it") == 6 and "recipe=torchtune" in side
+    for name in ("recipes_llama_8b", "recipes_llama_70b"):
+        side = figures_module.render_table(name)
+        assert side.count("#calculate-it") == 3 and "recipe=torchtune" in side and "recipe=qlora-paper" in side
