@@ -173,6 +173,7 @@ def cmd_memory(args) -> Any:
     rows.append(["total needed on the card", _gb(est.total_bytes), "reserved + CUDA context; compare with nvidia-smi"])
     rows += [[f"  in CPU memory: {t.label}", _gb(t.bytes), t.formula] for t in est.host]
     lines.append(_table(rows, {1}))
+    lines += [f"note: {n}" for n in est.notes]
     lines.append("")
     lines.append("fits on: " + (", ".join(fits(est.total_bytes)) or "no single GPU in the catalog"))
     if args.gpu:
