@@ -120,8 +120,8 @@ def published_sources_table() -> str:
             cites.append(r["citation"])
     rows = ["| source | read from |", "|---|---|"]
     for src, cites in seen.items():
-        rows.append(f"| {src} | " + "<br>".join(c.replace("|", "/") for c in cites[:3])
-                    + (f"<br>and {len(cites) - 3} more files of the same set" if len(cites) > 3 else "") + " |")
+        # a code span keeps file names and quotes as they are written
+        rows += [f"| {src} | `{c.replace('|', '/').replace('`', '')}` |" for c in cites]
     return "\n".join(rows)
 
 
