@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("memory", help="training memory breakdown and the GPUs it fits")
     _add_model_args(m)
-    m.add_argument("--method", default="qlora", help="full, lora or qlora (default qlora)")
+    m.add_argument("--method", default="qlora", help="full, lora, lora_8bit (LLM.int8 base) or qlora (default qlora)")
     m.add_argument("--batch-size", default="1", help="sequences per step (default 1)")
     m.add_argument("--seq-len", default="2048", help="tokens per sequence (default 2048)")
     gc = m.add_mutually_exclusive_group()
@@ -52,6 +52,25 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--attention", default="sdpa", help="sdpa (fused/flash) or eager")
     m.add_argument("--precision", default="mixed", help="full fine-tuning: mixed (bf16 + fp32 master) or bf16")
     m.add_argument("--lora-dropout", default="0", help="LoRA dropout probability (above 0 keeps a mask per module)")
+    m.add_argument("--recipe", default="peft",
+                   help="where tensors live: peft (default: fp32 adapters, fp32 upcast for 8/4-bit), qlora-paper, "
+                        "torchtune, litgpt (bf16 everywhere; litgpt also quantizes lm_head)")
+    m.add_argument("--loss", default="full",
+                   help="full (transformers), chunked or chunked_compiled (torchtune), fused_linear (Liger), cce (Cut Cross-Entropy)")
+    m.add_argument("--loss-chunks", default="8", help="chunks of the chunked loss (default 8, torchtune's)")
+    m.add_argument("--activation-offload", action="store_true",
+                   help="saved activations (with checkpointing: the kept layer inputs) live in CPU memory")
+    m.add_argument("--optimizer-in-backward", action="store_true",
+                   help="apply each gradient as backward produces it (torchtune optimizer_in_bwd)")
+    m.add_argument("--paged-state-on-host", action="store_true",
+                   help="with a paged optimizer, count its paged state in CPU memory instead of on the card")
+    m.add_argument("--dora", action="store_true", help="DoRA (peft use_dora): magnitude vectors and their activations")
+    hq = m.add_mutually_exclusive_group()
+    hq.add_argument("--quantize-lm-head", dest="quantize_lm_head", action="store_true", default=None,
+                    help="quantize the output layer too (LitGPT's default for 8/4-bit)")
+    hq.add_argument("--no-quantize-lm-head", dest="quantize_lm_head", action="store_false")
+    m.add_argument("--no-double-quant", dest="double_quant", action="store_false", default=True,
+                   help="NF4 without double quantization (LitGPT's bnb.nf4)")
     m.add_argument("--gpu", default=None, help="also report the largest batch and sequence that fit on this GPU")
     m.add_argument("--json", action="store_true", help="print JSON")
 
@@ -126,7 +145,11 @@ def cmd_memory(args) -> Any:
     arch = _arch(args)
     kw = dict(method=args.method, rank=args.rank, targets=args.targets, batch_size=args.batch_size,
               seq_len=args.seq_len, gradient_checkpointing=args.gc, optimizer=args.optimizer,
-              attention=args.attention, precision=args.precision, lora_dropout=args.lora_dropout)
+              attention=args.attention, precision=args.precision, lora_dropout=args.lora_dropout,
+              recipe=args.recipe, loss=args.loss, loss_chunks=args.loss_chunks,
+              activation_offload=args.activation_offload, optimizer_in_backward=args.optimizer_in_backward,
+              paged_state_on_host=args.paged_state_on_host, dora=args.dora,
+              quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant)
     est = estimate_memory(arch, **kw)
     out = est.to_dict()
     if args.gpu:
@@ -140,11 +163,17 @@ def cmd_memory(args) -> Any:
     s = est.settings
     lines = [f"{arch.display_name}: {s['method']}, rank {s['rank']} on {','.join(s['targets'])}, batch "
              f"{s['batch_size']}, seq {s['seq_len']}, checkpointing {'on' if s['gradient_checkpointing'] else 'off'}, "
-             f"{s['optimizer']}, {s['attention']} attention" + ("  (approximate model)" if arch.approximate else ""), ""]
+             f"{s['optimizer']}, {s['attention']} attention, {s['recipe']} recipe, {s['loss']} loss"
+             + (", activations offloaded" if s["activation_offload"] else "") + (", DoRA" if s["dora"] else "")
+             + (", optimizer in backward" if s["optimizer_in_backward"] else "")
+             + ("  (approximate model)" if arch.approximate else ""), ""]
     rows = [["term", "memory", "formula"]]
     rows += [[t.label, _gb(t.bytes), t.formula] for t in est.terms]
-    rows.append(["total", _gb(est.total_bytes), ""])
+    rows.append(["allocated peak", _gb(est.allocated_peak_bytes), "compare with torch.cuda.max_memory_allocated"])
+    rows.append(["total needed on the card", _gb(est.total_bytes), "reserved + CUDA context; compare with nvidia-smi"])
+    rows += [[f"  in CPU memory: {t.label}", _gb(t.bytes), t.formula] for t in est.host]
     lines.append(_table(rows, {1}))
+    lines += [f"note: {n}" for n in est.notes]
     lines.append("")
     lines.append("fits on: " + (", ".join(fits(est.total_bytes)) or "no single GPU in the catalog"))
     if args.gpu:
@@ -159,10 +188,10 @@ def cmd_gpus(args) -> Any:
     gs = list_gpus()
     if args.json:
         return {"gpus": [g.to_dict() for g in gs]}
-    rows = [["name", "GPU", "memory", "bf16", "source"]]
-    rows += [[g.name, g.display_name, f"{g.memory_bytes / 1e9:.0f} GB", "yes" if g.bf16 else "no", g.source]
-             for g in gs]
-    return _table(rows, {2})
+    rows = [["name", "GPU", "sold as", "usable bytes (CUDA)", "bf16", "usable bytes from"]]
+    rows += [[g.name, g.display_name, f"{g.memory_gb} GB", f"{g.memory_bytes:,}", "yes" if g.bf16 else "no",
+              g.usable_source or g.source] for g in gs]
+    return _table(rows, {2, 3})
 
 
 def cmd_nf4(args) -> Any:

@@ -1,7 +1,9 @@
 """What fits: the largest batch size and sequence length whose estimate fits on a GPU.
 
 Both search ``estimate_memory`` (doubling, then bisection), so they follow every term the memory
-model has, for presets and for a reader's own config alike.
+model has, for presets and for a reader's own config alike. "Fits" means the estimate's needed-on-the-card
+total (allocated peak, allocator reserve, CUDA context, paged optimizer state left on the card) is at
+most the GPU's usable bytes as CUDA reports them (``gpus.GPU.memory_bytes``).
 """
 from __future__ import annotations
 

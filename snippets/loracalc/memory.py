@@ -16,7 +16,9 @@ from .gpus import fits
 from .models import get_model, quantizable_params, total_params
 from .params import count_params
 
-METHODS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit frozen base)", "qlora": "QLoRA (NF4 frozen base)"}
+METHODS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit frozen base)",
+           "lora_8bit": "LoRA on an 8-bit base (LLM.int8)", "qlora": "QLoRA (NF4 frozen base)"}
+QUANTIZED = ("lora_8bit", "qlora")     # methods whose frozen linears bitsandbytes stores in 8 or 4 bit
 OPTIMIZERS = {
     "adamw": "AdamW (fp32 m and v)",
     "adamw_8bit": "8-bit AdamW (bitsandbytes)",
@@ -26,6 +28,33 @@ OPTIMIZERS = {
 }
 ATTENTIONS = {"sdpa": "fused (SDPA / FlashAttention)", "eager": "eager (materialises the score matrix)"}
 PRECISIONS = {"mixed": "bf16 compute, fp32 master weights", "bf16": "pure bf16"}
+# --8<-- [start:recipes]
+# Where the tensors of a LoRA / QLoRA run live, by training stack. The bytes come from each stack's code:
+# peft's get_peft_model(autocast_adapter_dtype=True) makes adapters fp32 and prepare_model_for_kbit_training
+# casts every non-quantized parameter to fp32; the QLoRA paper's qlora.py runs that function, then casts
+# LoRA layers, embed_tokens and lm_head back to bf16 (norms stay fp32); torchtune and LitGPT keep everything
+# in bf16 and never call it, and LitGPT's bnb precision plugin also quantizes the output layer.
+RECIPES = {
+    "peft": "Hugging Face peft (fp32 adapters; 8/4-bit: fp32 upcast of the rest)",
+    "qlora-paper": "QLoRA paper's qlora.py (bf16 adapters, embeddings and lm_head)",
+    "torchtune": "torchtune (all bf16, no upcast)",
+    "litgpt": "LitGPT (all bf16, no upcast, output layer quantized too)",
+}
+ADAPTER_BYTES = {"peft": 4, "qlora-paper": 2, "torchtune": 2, "litgpt": 2}
+# which non-quantized parameters prepare_model_for_kbit_training leaves in fp32 after the recipe is done
+KBIT_UPCAST = {"peft": "all", "qlora-paper": "norms", "torchtune": "none", "litgpt": "none"}
+QUANTIZE_LM_HEAD = {"peft": False, "qlora-paper": False, "torchtune": False, "litgpt": True}
+# --8<-- [end:recipes]
+LOSSES = {
+    "full": "full logits, fp32 cross-entropy (transformers)",
+    "chunked": "chunked cross-entropy (torchtune CEWithChunkedOutputLoss, eager)",
+    "chunked_compiled": "chunked cross-entropy, torch.compile'd (torchtune with compile: True)",
+    "fused_linear": "fused linear cross-entropy (Liger)",
+    "cce": "Cut Cross-Entropy (Apple; Unsloth)",
+}
+PAGED_MIN_NUMEL = 100_000   # bitsandbytes pages only state tensors of at least 1e5 values (get_state_buffer)
+OFFLOAD_LAYERS_ON_CARD = 2  # offloading keeps the layer in use and the one being copied on the card
+INT8_SCALE_BYTES = 4        # LLM.int8: one fp32 scale (SCB) per output row beside the int8 weight
 
 MAX_BATCH = 1 << 20
 MAX_SEQ = 1 << 24
@@ -51,9 +80,14 @@ class Term:
     label: str
     bytes: int
     formula: str
+    # "allocated": PyTorch's caching allocator (max_memory_allocated counts it); "managed": CUDA unified
+    # memory that bitsandbytes' paged optimizers allocate outside that allocator; "reserve": the CUDA
+    # context and the allocator's cached-but-free blocks, which nvidia-smi sees and max_memory_allocated does not
+    pool: str = "allocated"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "label": self.label, "bytes": self.bytes, "formula": self.formula}
+        return {"key": self.key, "label": self.label, "bytes": self.bytes, "formula": self.formula,
+                "pool": self.pool}
 
 
 @dataclass(frozen=True)
@@ -63,10 +97,29 @@ class MemoryEstimate:
     terms: tuple[Term, ...]
     approximate: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    host: tuple[Term, ...] = field(default_factory=tuple)   # what the options moved to CPU memory
+    off_peak: tuple[Term, ...] = field(default_factory=tuple)  # allocated during the step, not at its peak
 
     @property
     def total_bytes(self) -> int:
+        """Needed on the card: allocated peak, allocator reserve, CUDA context and paged state (nvidia-smi)."""
         return sum(t.bytes for t in self.terms)
+
+    @property
+    def allocated_peak_bytes(self) -> int:
+        """Comparable to torch.cuda.max_memory_allocated (and torchtune's peak active bytes)."""
+        return sum(t.bytes for t in self.terms if t.pool == "allocated")
+
+    def term(self, key: str) -> Term:
+        """A term by key, whether at the peak, off it, or in CPU memory."""
+        for t in self.terms + self.off_peak + self.host:
+            if t.key == key:
+                return t
+        raise KeyError(key)
+
+    @property
+    def host_bytes(self) -> int:
+        return sum(t.bytes for t in self.host)
 
     @property
     def breakdown(self) -> dict[str, int]:
@@ -75,6 +128,12 @@ class MemoryEstimate:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "approximate": self.approximate, "settings": dict(self.settings),
                 "total_bytes": self.total_bytes, "total_gb": round(self.total_bytes / 1e9, 3),
+                "total_means": "needed on the card (reserved + CUDA context; compare with nvidia-smi)",
+                "allocated_peak_bytes": self.allocated_peak_bytes,
+                "allocated_peak_gb": round(self.allocated_peak_bytes / 1e9, 3),
+                "allocated_peak_means": "PyTorch allocator peak (compare with torch.cuda.max_memory_allocated)",
+                "host_bytes": self.host_bytes, "host": [t.to_dict() for t in self.host],
+                "off_peak": [t.to_dict() for t in self.off_peak],
                 "breakdown": self.breakdown, "terms": [t.to_dict() for t in self.terms],
                 "fits": fits(self.total_bytes), "notes": list(self.notes)}
 
@@ -86,7 +145,8 @@ def _gb(n: float) -> str:
 # --8<-- [start:activations]
 def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq_len: int,
                      gradient_checkpointing: bool, attention: str, lora_dropout: float = 0.0,
-                     input_requires_grad: bool | None = None) -> dict[str, int]:
+                     input_requires_grad: bool | None = None, stream_bytes: int | None = None,
+                     adapter_bytes: int = 4) -> dict[str, int]:
     """Bytes autograd keeps for backward, by part. Per token and layer (s = bytes of the hidden stream:
     2 in a bf16 model, 4 in QLoRA, whose norms and embeddings prepare_model_for_kbit_training made fp32):
 
@@ -97,8 +157,9 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
       (none when s = 4), and Gemma-2's tanh soft-cap s*heads*seq_len;
     * MLP (SwiGLU): gate, up and silu outputs 3*s*i;
     * trainable base layers (full): their inputs s*(2h + i) (+ s*q_dim for o_proj with eager attention);
-    * LoRA on a module of input width d_in: the input cast to the adapter's fp32, 4*d_in (shared within a
-      group reading the same input when no cast is needed), and A's output 4*r; dropout adds 5*d_in.
+    * LoRA on a module of input width d_in, adapters of a bytes (4: peft's fp32; 2: bf16 stacks): the input
+      in the adapter's dtype, a*d_in (a cast copy per module when a != s, else shared within a group reading
+      the same input), and A's output a*r; dropout makes it a mask and a dropped copy, (a + 1)*d_in.
     With gradient checkpointing only each layer's input s*h is kept, plus one layer recomputed in backward
     (whose first norm saves that same input when the stream is fp32).
     """
@@ -106,7 +167,9 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     qd, kvd, nh = arch.num_attention_heads * arch.head_dim, arch.num_key_value_heads * arch.head_dim, \
         arch.num_attention_heads
     L, T, S = arch.num_hidden_layers, batch_size * seq_len, seq_len
-    s = 4 if method == "qlora" else 2
+    # the stream's bytes: a caller that knows the recipe says; else peft's QLoRA (fp32 after the upcast)
+    s = stream_bytes if stream_bytes else (4 if method == "qlora" else 2)
+    a = adapter_bytes
     full = method == "full"
     shapes = arch.linear_shapes()
     # a trainable norm weight also keeps the normalised input: in the stream's dtype (Llama), fp32 (Gemma)
@@ -128,16 +191,16 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         seen = set()
         for m in targets:
             d_in = shapes[m][0]
-            lora += 4 * rank
+            lora += a * rank
             if lora_dropout > 0:
-                lora += 5 * d_in
-            elif s != 4:
-                lora += 4 * d_in                      # a separate fp32 copy per module
+                lora += (a + 1) * d_in
+            elif s != a:
+                lora += a * d_in                      # a separate cast copy per module
             elif groups[m] not in seen:
                 seen.add(groups[m])
-                # the fp32 input itself; the fused attention's output already is o_proj's input
+                # the input itself; the fused attention's output already is o_proj's input
                 if not (m == "o_proj" and attention == "sdpa"):
-                    lora += 4 * d_in
+                    lora += a * d_in
     qk_norm = (4 * (qd + kvd) + 4 * (nh + arch.num_key_value_heads) + (s * (qd + kvd) if full else 0)
                if arch.qk_norm else 0)
     per_layer = arch.norms_per_layer * norm + qk_norm + attn + mlp + (base_inputs if full else 0) + lora
@@ -161,21 +224,80 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
 # --8<-- [end:activations]
 
 
+def _state_bytes(optimizer: str, param_bytes: int) -> float:
+    """Optimizer state bytes per trainable parameter of ``param_bytes``: torch's AdamW and SGD keep their
+    state in the parameter's dtype (zeros_like); bitsandbytes' 32-bit optimizers always keep it in fp32."""
+    if optimizer in ("adamw", "sgd"):
+        return STATE_BYTES[optimizer] * param_bytes / 4
+    return STATE_BYTES[optimizer]
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+# --8<-- [start:losses]
+def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: int, stream_bytes: int,
+               chunks: int = 8, softcap: bool = False, head_trainable: bool = False) -> tuple[int, str]:
+    """Bytes the loss holds at its peak beyond the layers' activations, and the formula as text.
+
+    * full (transformers): the logits, their fp32 log-softmax (saved), and in backward the fp32 gradient
+      arriving at the log-softmax and the one it returns, all alive at once;
+    * chunked (torchtune, eager): the output chunks (alive while the loss runs), every chunk's fp32
+      log-softmax (saved), one chunk's fp32 upcast in flight;
+    * chunked, compiled: the compiled loss saves the 16-bit chunks and an fp32 max and log-sum-exp per token; its
+      backward is one fused kernel per chunk that writes the chunk's 16-bit gradient;
+    * fused linear (Liger): the input's gradient, computed in forward and saved, plus one chunk of logits
+      whose rows are next_pow2(tokens / ceil(vocab / hidden)); the output layer's fp32 weight gradient too
+      when it trains;
+    * Cut Cross-Entropy: the saved input and, in backward, its gradient, plus an fp32 log-sum-exp per token.
+    """
+    V, T, h = vocab, tokens, hidden
+    if loss == "full":
+        cap = logits_bytes if softcap else 0
+        return ((logits_bytes + 12 + cap) * V * T,
+                f"({logits_bytes} + 4 + 4 + 4{f' + {cap} soft-cap' if cap else ''}) B x {T:,} tokens x {V:,} vocab")
+    tc = -(-T // chunks)
+    if loss == "chunked":
+        return ((logits_bytes + 4) * V * T + 4 * V * tc,
+                f"({logits_bytes} + 4) B x {T:,} tokens x {V:,} vocab + 4 B x {tc:,} tokens x {V:,} (one of {chunks} chunks)")
+    if loss == "chunked_compiled":
+        return (logits_bytes * V * T + logits_bytes * V * tc + 8 * T,
+                f"{logits_bytes} B x {T:,} tokens x {V:,} vocab + {logits_bytes} B x {tc:,} tokens x {V:,} "
+                f"(one chunk's gradient) + 8 B x {T:,} (fp32 max and log-sum-exp)")
+    if loss == "fused_linear":
+        rows = min(T, _next_pow2(-(-T // -(-V // h))))
+        w = 4 * V * h if head_trainable else 0
+        return (stream_bytes * h * T + logits_bytes * rows * V + w,
+                f"{stream_bytes} B x {T:,} tokens x {h:,} (input gradient) + {logits_bytes} B x {rows:,} rows x {V:,} vocab"
+                + (f" + 4 B x {V * h:,} (output layer's weight gradient)" if w else ""))
+    return (2 * stream_bytes * h * T + 4 * T,
+            f"2 x {stream_bytes} B x {T:,} tokens x {h:,} (input and its gradient) + 4 B x {T:,} log-sum-exp")
+# --8<-- [end:losses]
+
+
 def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: Any = "all-linear",
                     batch_size: Any = 1, seq_len: Any = 2048, gradient_checkpointing: Any = True,
                     optimizer: Any = "adamw", attention: Any = "sdpa", precision: Any = "mixed",
                     lora_dropout: Any = 0.0, double_quant: Any = True, block_size: Any = 64,
-                    cuda_overhead: Any = True) -> MemoryEstimate:
+                    cuda_overhead: Any = True, recipe: Any = "peft", loss: Any = "full", loss_chunks: Any = 8,
+                    activation_offload: Any = False, optimizer_in_backward: Any = False,
+                    paged_state_on_host: Any = False, dora: Any = False,
+                    quantize_lm_head: Any = None, adapter_dtype: Any = None) -> MemoryEstimate:
     """Memory for one training step, as labelled terms (bytes) with their formulas.
 
-    Defaults are a common QLoRA recipe: rank 16 on all linear layers, batch 1, 2,048 tokens, gradient
-    checkpointing, AdamW, fused attention, NF4 with double quantization (block 64).
+    Defaults are today's common Hugging Face QLoRA recipe: peft with prepare_model_for_kbit_training, rank
+    16 on all linear layers, batch 1, 2,048 tokens, gradient checkpointing, AdamW, fused attention, NF4
+    with double quantization (block 64), transformers' full-logits loss. ``total_bytes`` is what the card
+    must hold; ``allocated_peak_bytes`` what torch.cuda.max_memory_allocated would report.
     """
     arch = get_model(model)
     method = as_choice(method, "method", METHODS)
     optimizer = as_choice(optimizer, "optimizer", OPTIMIZERS)
     attention = as_choice(attention, "attention", ATTENTIONS)
     precision = as_choice(precision, "precision", PRECISIONS)
+    recipe = as_choice(recipe, "recipe", RECIPES)
+    loss = as_choice(loss, "loss", LOSSES)
     b = as_int(batch_size, "batch_size", 1, MAX_BATCH, "batch size")
     S = as_int(seq_len, "seq_len", 1, MAX_SEQ, "sequence length")
     gc = as_bool(gradient_checkpointing, "gradient_checkpointing")
@@ -183,69 +305,199 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     dq = as_bool(double_quant, "double_quant")
     bs = as_int(block_size, "block_size", 16, 4096, "block size")
     overhead = as_bool(cuda_overhead, "cuda_overhead")
+    n_chunks = as_int(loss_chunks, "loss_chunks", 1, 4096, "loss chunks")
+    offload = as_bool(activation_offload, "activation_offload")
+    in_bwd = as_bool(optimizer_in_backward, "optimizer_in_backward")
+    on_host = as_bool(paged_state_on_host, "paged_state_on_host")
+    use_dora = as_bool(dora, "dora")
+    q_head = QUANTIZE_LM_HEAD[recipe] if quantize_lm_head is None else as_bool(quantize_lm_head, "quantize_lm_head")
+    adapter_b = ADAPTER_BYTES[recipe] if adapter_dtype is None else \
+        {"fp32": 4, "bf16": 2}[as_choice(adapter_dtype, "adapter_dtype", ("fp32", "bf16"), "adapter dtype")]
+    if use_dora and method == "full":
+        raise LoraCalcError("dora", "DoRA is a LoRA variant: choose method lora, lora_8bit or qlora with dora")
     counts = count_params(arch, rank=rank, targets=targets)
     P, Pl = total_params(arch), counts.lora_params
+    L, h, V = arch.num_hidden_layers, arch.hidden_size, arch.vocab_size
+    T = b * S
     terms: list[Term] = []
+    host: list[Term] = []
     notes: list[str] = []
 
-    def add(key, label, nbytes, formula):
-        terms.append(Term(key, label, int(round(nbytes)), formula))
+    def add(key, label, nbytes, formula, pool="allocated"):
+        terms.append(Term(key, label, int(round(nbytes)), formula, pool))
 
-    state = STATE_BYTES[optimizer]
+    quantized = method in QUANTIZED
+    upcast = KBIT_UPCAST[recipe] if quantized else "none"
+    s = 4 if upcast != "none" else 2           # bytes of the hidden stream (fp32 after peft's upcast)
+    a = 4 if method == "full" and precision == "mixed" else (2 if method == "full" else adapter_b)
+    logits_b = 4 if upcast == "all" else 2     # peft's upcast makes lm_head, and so the logits, fp32
+    paged = optimizer.startswith("paged")
+    trainable_tensors: list[int] = []          # sizes of the trainable tensors (paging, optimizer-in-backward)
+
     if method == "full":
+        bias = arch.linear_bias()
+        per_layer = [a_ * b_ for a_, b_ in arch.linear_shapes().values()] + [h] * arch.norms_per_layer
+        per_layer += [d_out for m, (_, d_out) in arch.linear_shapes().items() if bias[m]]
+        if arch.qk_norm:
+            per_layer += [arch.head_dim, arch.head_dim]
+        trainable_tensors = per_layer * L + [V * h, h] + ([] if arch.tie_word_embeddings else [V * h])
         if precision == "mixed":
             add("weights", "Weights (bf16 working copy)", 2 * P, f"2 B x {P:,} params")
             add("master_weights", "Master weights (fp32)", 4 * P, f"4 B x {P:,} params")
-            add("gradients", "Gradients (bf16)", 2 * P, f"2 B x {P:,} params")
-            add("optimizer", f"Optimizer state: {OPTIMIZERS[optimizer]}", state * P,
-                f"{state:g} B x {P:,} params (on the fp32 master weights)")
         else:
             add("weights", "Weights (bf16)", 2 * P, f"2 B x {P:,} params")
-            add("gradients", "Gradients (bf16)", 2 * P, f"2 B x {P:,} params")
-            st = state / 2 if optimizer in ("adamw", "paged_adamw", "sgd") else state
-            add("optimizer", f"Optimizer state: {OPTIMIZERS[optimizer]}", st * P,
-                f"{st:g} B x {P:,} params (state in the weights' bf16)")
+        grad_b = 2
+        Ptrain = P
     else:
+        Pq = quantizable_params(arch)
+        lm_params = 0 if arch.tie_word_embeddings else V * h
+        head_q = quantized and q_head and lm_params > 0
+        rest = P - Pq - (lm_params if head_q else 0)
+        norms = P - Pq - V * h - lm_params          # norms and biases: what stays fp32 in every recipe
         if method == "lora":
             add("weights", "Frozen base weights (bf16)", 2 * P, f"2 B x {P:,} params")
-        else:
-            Pq = quantizable_params(arch)
+        elif method == "qlora":
             q_bytes = nf4.storage_bytes(arch, block_size=bs, double_quant=dq)
             bits = nf4.bits_per_param(block_size=bs, double_quant=dq)
-            add("weights_4bit", "Frozen linear weights (NF4" + (" + double quant)" if dq else ")"), q_bytes,
-                f"{bits:.5g} bits x {Pq:,} params (4-bit codes + absmax per {bs})")
-            rest = P - Pq
-            add("weights_16bit", "Embeddings, lm_head, norms (bf16)", 2 * rest, f"2 B x {rest:,} params")
-            add("kbit_upcast", "fp32 upcast by prepare_model_for_kbit_training", 2 * rest,
-                f"(4 - 2) B x {rest:,} non-4-bit params")
-        add("adapter", "LoRA adapter weights (fp32)", 4 * Pl, f"4 B x {Pl:,} LoRA params")
-        add("adapter_grads", "LoRA gradients (fp32)", 4 * Pl, f"4 B x {Pl:,} LoRA params")
-        add("optimizer", f"Optimizer state: {OPTIMIZERS[optimizer]}", state * Pl, f"{state:g} B x {Pl:,} LoRA params")
-    if optimizer.startswith("paged"):
-        notes.append("paged optimizer state can move to CPU memory under pressure; counted here as on the GPU")
-    act = activation_bytes(arch, method, counts.rank, counts.targets, b, S, gc, attention, dropout)
-    act_bytes = act["layers"] + act["head_other"]
-    add("activations", "Activations saved for backward" + (" (checkpointed)" if gc else ""), act_bytes,
-        (f"{arch.num_hidden_layers} layers x {arch.hidden_size * (4 if method == 'qlora' else 2):,} B x {b * S:,} "
-         f"tokens kept + one layer recomputed ({act['per_layer_per_token']:,} B/token)") if gc else
-        f"{arch.num_hidden_layers} layers x {act['per_layer_per_token']:,} B/token x {b * S:,} tokens")
-    lm_bytes = 4 if method == "qlora" else 2
-    V = arch.vocab_size
-    cap = lm_bytes if arch.final_softcap else 0
-    add("logits", "Logits, fp32 log-softmax and its gradient",
-        (lm_bytes + 8 + cap) * V * b * S,
-        f"({lm_bytes} + 4 + 4{f' + {cap} soft-cap' if cap else ''}) B x {b:,} x {S:,} x {V:,} vocab")
+            if head_q:
+                q_bytes += nf4.tensor_storage_bytes(lm_params, bs, dq)
+            add("weights_4bit", "Frozen linear weights (NF4" + (" + double quant)" if dq else ")")
+                + (", lm_head included" if head_q else ""), q_bytes,
+                f"{bits:.5g} bits x {Pq + (lm_params if head_q else 0):,} params (4-bit codes + absmax per {bs})")
+        else:
+            rows = L * sum(d_out for _, d_out in arch.linear_shapes().values()) + (V if head_q else 0)
+            n8 = Pq + (lm_params if head_q else 0)
+            add("weights_8bit", "Frozen linear weights (LLM.int8)" + (", lm_head included" if head_q else ""),
+                n8 + INT8_SCALE_BYTES * rows,
+                f"1 B x {n8:,} params + {INT8_SCALE_BYTES} B x {rows:,} output rows (fp32 scale per row)")
+        if quantized:
+            add("weights_16bit", "Embeddings, " + ("" if head_q else "lm_head, ") + "norms (bf16)", 2 * rest,
+                f"2 B x {rest:,} params")
+            if upcast == "all":
+                add("kbit_upcast", "fp32 upcast by prepare_model_for_kbit_training", 2 * rest,
+                    f"(4 - 2) B x {rest:,} non-quantized params")
+            elif upcast == "norms":
+                add("kbit_upcast", "fp32 norms kept by qlora.py", 2 * norms, f"(4 - 2) B x {norms:,} norm and bias params")
+        lora_tensors = [t for m in counts.per_module for t in (counts.rank * m.d_in, m.d_out * counts.rank)]
+        trainable_tensors = lora_tensors * L
+        dtype = "fp32" if a == 4 else "bf16"
+        add("adapter", f"LoRA adapter weights ({dtype})", a * Pl, f"{a} B x {Pl:,} LoRA params")
+        Ptrain = Pl
+        if use_dora:
+            Pm = L * sum(m.d_out for m in counts.per_module)
+            state_tensors = list(trainable_tensors)   # the magnitudes' state is in the term below
+            trainable_tensors += [m.d_out for m in counts.per_module] * L
+            st = _state_bytes(optimizer, a)
+            add("dora_magnitude", "DoRA magnitude vectors, their gradients and optimizer state",
+                (2 * a + st) * Pm, f"({a} + {a} + {st:g}) B x {Pm:,} magnitudes (one per output row)")
+        grad_b = a
+    if method == "full" or not use_dora:
+        state_tensors = trainable_tensors
+    st = _state_bytes(optimizer, a)
+    state_label = f"Optimizer state: {OPTIMIZERS[optimizer]}"
+    if optimizer in ("adamw", "sgd") and st != STATE_BYTES[optimizer]:
+        # torch keeps the state in the parameters' dtype: bf16 parameters, bf16 state
+        state_label = f"Optimizer state: {'AdamW (bf16 m and v)' if optimizer == 'adamw' else 'SGD momentum (bf16)'}"
+    if paged:
+        # bitsandbytes allocates paged state with cudaMallocManaged, outside PyTorch's allocator; only tensors
+        # of PAGED_MIN_NUMEL values or more are paged, smaller ones get ordinary tensors
+        big = sum(t for t in state_tensors if t >= PAGED_MIN_NUMEL)
+        small = Ptrain - big
+        add("optimizer", state_label + " (tensors under 100k values)", st * small, f"{st:g} B x {small:,} params")
+        paged_term = Term("optimizer_paged", state_label + " (paged, CUDA managed memory)", int(round(st * big)),
+                          f"{st:g} B x {big:,} params in tensors of 100k values or more", "managed")
+        if on_host:
+            host.append(paged_term)
+            notes.append("paged optimizer state counted in host memory (evicted there under memory pressure)")
+        else:
+            terms.append(paged_term)
+    else:
+        where = "on the fp32 master weights" if method == "full" and precision == "mixed" else (
+            "LoRA params" if method != "full" else "params (state in the weights' bf16)")
+        add("optimizer", state_label, st * Ptrain, f"{st:g} B x {Ptrain:,} {where}")
+
+    # --- what changes during the step. Three moments compete for the peak: the loss (every kept activation,
+    # the head and the loss's own tensors; gradients were set to None by zero_grad), backward through a
+    # checkpointed layer (kept inputs, that layer's recomputed activations, gradients so far) and the end of
+    # backward (all gradients). The terms shown are those alive at the largest; the others are listed apart.
+    dyn: dict[str, Term] = {}
+
+    def piece(key, label, nbytes, formula):
+        dyn[key] = Term(key, label, int(round(nbytes)), formula)
+
+    # gradients: all of them live at the end of backward, unless each is applied and freed as it arrives
+    if in_bwd:
+        big = max(trainable_tensors)
+        piece("gradients", "Gradients (optimizer step fused into backward)", grad_b * big,
+              f"{grad_b} B x {big:,} (largest tensor; each gradient is applied and freed in backward)")
+    elif method == "full":
+        piece("gradients", "Gradients (bf16)", 2 * P, f"2 B x {P:,} params")
+    else:
+        piece("adapter_grads", f"LoRA gradients ({'fp32' if a == 4 else 'bf16'})", a * Pl, f"{a} B x {Pl:,} LoRA params")
+    grad_key = "gradients" if (in_bwd or method == "full") else "adapter_grads"
+    act = activation_bytes(arch, method, counts.rank, counts.targets, b, S, gc, attention, dropout,
+                           stream_bytes=s, adapter_bytes=a)
+    kept_on_card = min(L, OFFLOAD_LAYERS_ON_CARD)
+    dora_tok = sum((a + s) * m.d_out for m in counts.per_module) if use_dora else 0
+    if gc:
+        kept = L * s * h * T
+        moved = kept - kept_on_card * s * h * T if offload else 0
+        kept_card = kept - moved
+        recomputed = act["layers"] - kept
+        piece("activations", "Activations: checkpointed layer inputs" + (" (the rest offloaded to CPU)" if offload else "")
+              + " and the head", kept_card + act["head_other"],
+              f"{kept_on_card if offload else L} layers x {s * h:,} B x {T:,} tokens"
+              + (f" ({L - kept_on_card} more layers in CPU memory)" if offload else "") + " + the final norm and head")
+        piece("recomputed", "Activations of the layer being recomputed in backward", recomputed,
+              f"{act['per_layer_per_token']:,} B/token x {T:,} tokens")
+    else:
+        moved = act["layers"] - act["layers"] * kept_on_card // L if offload else 0
+        piece("activations", "Activations saved for backward" + (" (offloaded to CPU)" if offload else ""),
+              act["layers"] - moved + act["head_other"],
+              f"{kept_on_card if offload else L} layers x {act['per_layer_per_token']:,} B/token x {T:,} tokens"
+              + (f" ({L - kept_on_card} more layers in CPU memory)" if offload else "") + " + the final norm and head")
+    if moved:
+        host.append(Term("activations_offloaded", "Activations offloaded to CPU memory", moved,
+                         f"{L - kept_on_card} layers' saved tensors in pinned host memory"))
+    if use_dora:
+        # DoRA's forward keeps the base layer's output (stream dtype) and the LoRA branch's output (adapter
+        # dtype) for the magnitude's gradient: (a + s) B per output feature per token, in every layer kept
+        n_layers = 1 if gc else (kept_on_card if offload else L)
+        piece("dora_activations", "DoRA activations (base and LoRA outputs kept)", dora_tok * n_layers * T,
+              f"({a} + {s}) B x {sum(m.d_out for m in counts.per_module):,} output features x {n_layers} "
+              f"layer{'s' if n_layers > 1 else ''} x {T:,} tokens")
+    lb, lf = loss_bytes(loss, V, T, h, logits_b, s, n_chunks, arch.final_softcap, method == "full")
+    labels = {"full": "Logits, fp32 log-softmax and its two gradients"}
+    piece("logits", labels.get(loss, f"Loss: {LOSSES[loss]}"), lb, lf)
+    moments = {"loss": ["activations", "logits"] + ([] if gc else (["dora_activations"] if use_dora else [])),
+               "end of backward": [grad_key]}
+    if gc:
+        moments["backward through a recomputed layer"] = ["activations", "recomputed", grad_key] + (
+            ["dora_activations"] if use_dora else [])
+    peak_at = max(moments, key=lambda k: sum(dyn[x].bytes for x in moments[k]))
+    order = ["activations", "recomputed", "dora_activations", "logits", grad_key]
+    grads_first = [grad_key] + [k for k in order if k != grad_key]
+    for k in grads_first:
+        if k in dyn and k in moments[peak_at]:
+            terms.append(dyn[k])
+    off_peak = [dyn[k] for k in grads_first if k in dyn and k not in moments[peak_at]]
+    notes.append(f"peak at the {peak_at}; not alive then: "
+                 + (", ".join(f"{t.label.lower()} {_gb(t.bytes)}" for t in off_peak) or "nothing"))
     if arch.model_type == "gemma2" and attention == "sdpa":
         notes.append("transformers runs Gemma-2 with eager attention unless FlashAttention-2 is installed; "
                      "choose eager to see that case")
     if overhead:
-        subtotal = sum(t.bytes for t in terms)
-        add("cuda_context", "CUDA context + allocator allowance", CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * subtotal,
-            f"{CUDA_CONTEXT_BYTES / 2**20:.0f} MiB context + {ALLOCATOR_SLACK:.0%} fragmentation")
+        allocated = sum(t.bytes for t in terms if t.pool == "allocated")
+        add("cuda_context", "CUDA context + allocator reserve (not in the allocated peak)",
+            CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * allocated,
+            f"{CUDA_CONTEXT_BYTES / 2**20:.0f} MiB context + {ALLOCATOR_SLACK:.0%} of the allocated peak", "reserve")
     settings = {"method": method, "rank": counts.rank, "targets": list(counts.targets), "batch_size": b,
                 "seq_len": S, "gradient_checkpointing": gc, "optimizer": optimizer, "attention": attention,
-                "precision": precision, "lora_dropout": dropout, "double_quant": dq, "block_size": bs}
+                "precision": precision, "lora_dropout": dropout, "double_quant": dq, "block_size": bs,
+                "recipe": recipe, "loss": loss, "loss_chunks": n_chunks, "activation_offload": offload,
+                "optimizer_in_backward": in_bwd, "paged_state_on_host": on_host, "dora": use_dora,
+                "quantize_lm_head": q_head, "adapter_dtype": "fp32" if a == 4 else "bf16"}
     if arch.approximate:
         notes.append("model shape approximated from a parameter count")
     return MemoryEstimate(model=arch.name, settings=settings, terms=tuple(terms), approximate=arch.approximate,
-                          notes=tuple(notes))
+                          notes=tuple(notes), host=tuple(host), off_peak=tuple(off_peak))

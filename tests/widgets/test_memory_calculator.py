@@ -31,6 +31,12 @@ def _engine(**over):
     kwargs = dict(method=s["method"], rank=int(s["rank"]), targets=s["targets"], batch_size=int(s["batch_size"]),
                   seq_len=int(s["seq_len"]), gradient_checkpointing=s["gradient_checkpointing"] == "on",
                   optimizer=s["optimizer"], attention=s["attention"])
+    for k in ("recipe", "loss"):
+        if k in over:
+            kwargs[k] = over[k]
+    for k in ("activation_offload", "optimizer_in_backward", "paged_state_on_host", "dora"):
+        if k in over:
+            kwargs[k] = over[k] == "on"
     return loracalc.estimate_memory(s["model"], **kwargs), kwargs
 
 
@@ -38,11 +44,17 @@ def _engine(**over):
     {}, {"method": "full"}, {"method": "lora", "rank": "64"}, {"batch_size": "8", "seq_len": "512"},
     {"gradient_checkpointing": "off"}, {"optimizer": "adamw_8bit"}, {"attention": "eager"},
     {"model": "llama-3.1-70b", "gpu": "a100-40gb"}, {"targets": "q,v", "rank": "8"},
+    {"recipe": "torchtune", "loss": "chunked", "activation_offload": "on"}, {"recipe": "qlora-paper"},
+    {"recipe": "litgpt", "method": "lora_8bit"}, {"loss": "fused_linear", "dora": "on"}, {"loss": "cce"},
+    {"method": "full", "optimizer_in_backward": "on", "loss": "chunked_compiled"},
+    {"optimizer": "paged_adamw", "paged_state_on_host": "on"},
 ])
 def test_total_and_json_follow_the_engine(over):
     est, _ = _engine(**over)
     out = call_widget("memory_calculator", {**DEFAULT, **over})
     assert out["total"] == f"{est.total_bytes / 1e9:,.1f} GB"
+    assert out["allocated_peak"] == f"{est.allocated_peak_bytes / 1e9:,.1f} GB"
+    assert est.allocated_peak_bytes < est.total_bytes
     assert json.loads(out["json"]) == est.to_dict()
     assert_clean(out)
 
@@ -70,9 +82,9 @@ def test_every_term_is_in_the_bar_and_the_table_with_its_formula():
 def test_methods_side_by_side_are_ordered_qlora_lora_full():
     out = call_widget("memory_calculator", {**DEFAULT, "model": "llama-3.1-70b"})
     totals = [float(x.replace(",", "")) for x in re.findall(r'lc-method-total">([\d,.]+) GB', out["methods"])]
-    assert len(totals) == 3
-    full, lora, qlora = totals
-    assert qlora <= lora <= full
+    assert len(totals) == 4
+    full, lora, lora_8bit, qlora = totals
+    assert qlora <= lora_8bit <= lora <= full
 
 
 def test_gpu_list_marks_fits_exactly():
@@ -105,7 +117,10 @@ def test_pasted_config_counts_like_the_preset():
     ({"seq_len": ""}, "seq_len"), ({"seq_len": "-2048"}, "seq_len"), ({"seq_len": "1e400"}, "seq_len"),
     ({"method": "prompting"}, "method"), ({"targets": "embed_tokens"}, "targets"),
     ({"optimizer": "lion"}, "optimizer"), ({"attention": "ring"}, "attention"), ({"gpu": "tpu-v5"}, "gpu"),
-    ({"model": "gpt-5"}, "model"),
+    ({"model": "gpt-5"}, "model"), ({"recipe": "axolotl"}, "recipe"), ({"loss": "focal"}, "loss"),
+    ({"activation_offload": "maybe"}, "activation_offload"), ({"dora": "2"}, "dora"),
+    ({"optimizer_in_backward": "yes please"}, "optimizer_in_backward"),
+    ({"paged_state_on_host": "x"}, "paged_state_on_host"), ({"method": "full", "dora": "on"}, "dora"),
     ({"model": "config", "config": ""}, "config"), ({"model": "config", "config": "{not json"}, "config"),
     ({"model": "config", "config": "[1, 2]"}, "config"), ({"model": "config", "config": '{"hidden_size": 64}'}, "config"),
 ])

@@ -1,9 +1,11 @@
 """The GPU memory calculator on the "GPU memory" page.
 
 Inputs (strings from the form): a model preset or a pasted ``config.json``, the method, rank, target
-modules, batch size, sequence length, gradient checkpointing, optimizer, attention implementation and
-a chosen GPU. Outputs: the total, a stacked bar of the breakdown whose segments carry each term's
-formula (on hover and on keyboard focus, and in a table), the three methods side by side, every GPU
+modules, batch size, sequence length, gradient checkpointing, optimizer, attention implementation, the
+training stack's recipe and loss, activation offloading, optimizer in backward, paged state in host
+memory, DoRA, and a chosen GPU. Outputs: the two totals (needed on the card, which the GPU verdicts use,
+and the allocated peak), what sits in CPU memory and what is allocated outside the peak, a stacked bar of the breakdown whose segments carry each term's
+formula (on hover and on keyboard focus, and in a table), the methods side by side, every GPU
 with a usage-vs-capacity bar, the largest batch and sequence that fit on the chosen GPU, the JSON
 that ``python -m loracalc memory --json`` prints, and predicted vs measured where the labs measured it.
 """
@@ -21,7 +23,8 @@ from .registry import widget
 
 # Every input is validated by the engine (estimate_memory, count_params, get_gpu); their errors name the
 # same fields as this form's inputs.
-FIELDS = ("method", "rank", "targets", "batch_size", "seq_len", "gradient_checkpointing", "optimizer", "attention")
+FIELDS = ("method", "rank", "targets", "batch_size", "seq_len", "gradient_checkpointing", "optimizer", "attention",
+          "recipe", "loss", "activation_offload", "optimizer_in_backward", "paged_state_on_host", "dora")
 
 
 def _model(model: str, config: str):
@@ -75,17 +78,24 @@ def _largest(kind: str, arch, gpu_name: str, key: tuple) -> int:
 def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str = "qlora", rank: str = "16",
                       targets: str = "all-linear", batch_size: str = "1", seq_len: str = "2048",
                       gradient_checkpointing: str = "on", optimizer: str = "adamw", attention: str = "sdpa",
+                      recipe: str = "peft", loss: str = "full", activation_offload: str = "off",
+                      optimizer_in_backward: str = "off", paged_state_on_host: str = "off", dora: str = "off",
                       gpu: str = "h100-80gb", **_: Any) -> dict[str, Any]:
     arch = _model(model, config)
     raw = {"method": method, "rank": c.text(rank), "targets": targets, "batch_size": c.text(batch_size),
            "seq_len": c.text(seq_len), "gradient_checkpointing": c.text(gradient_checkpointing) or "off",
-           "optimizer": optimizer, "attention": attention}
+           "optimizer": optimizer, "attention": attention, "recipe": c.text(recipe) or "peft",
+           "loss": c.text(loss) or "full", "activation_offload": c.text(activation_offload) or "off",
+           "optimizer_in_backward": c.text(optimizer_in_backward) or "off",
+           "paged_state_on_host": c.text(paged_state_on_host) or "off", "dora": c.text(dora) or "off"}
     est = loracalc.estimate_memory(arch, **raw)
     g = _gpu(gpu)
     st = est.settings
     s = {k: st[k] for k in FIELDS}  # the validated settings, as the engine read them
     total = int(est.total_bytes)
-    per_method = {m: (est if m == s["method"] else loracalc.estimate_memory(arch, **{**s, "method": m}))
+    # DoRA is a LoRA variant: the full fine-tuning column leaves it out
+    per_method = {m: (est if m == s["method"] else
+                      loracalc.estimate_memory(arch, **{**s, "method": m, "dora": s["dora"] and m != "full"}))
                   for m in loracalc.METHODS}
     limit = int(g.memory_bytes)
     fits = total <= limit
@@ -93,8 +103,12 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
     ms = _largest("seq", arch, g.name, _key(s, "seq_len"))
     counts = loracalc.count_params(arch, rank=s["rank"], targets=s["targets"])
     trainable = counts.total_params if s["method"] == "full" else counts.lora_params
+    alloc = int(est.allocated_peak_bytes)
     out = {
         "total": c.fmt_gb(total),
+        "allocated_peak": c.fmt_gb(alloc),
+        "host": (", ".join(f"{t.label}: {c.fmt_gb(t.bytes)}" for t in est.host) or "nothing"),
+        "off_peak": (", ".join(f"{t.label}: {c.fmt_gb(t.bytes)}" for t in est.off_peak) or "nothing"),
         "model_params": (f"{c.fmt_int(counts.total_params)} parameters, {c.fmt_int(trainable)} trained "
                          f"({c.fmt_pct(100 * trainable / counts.total_params)})"),
         "summary": (f"{loracalc.METHODS[s['method']]} of {arch.display_name}, rank {s['rank']}, batch {s['batch_size']}, "
@@ -111,7 +125,8 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "json": json.dumps(est.to_dict(), indent=2),
         "measured": measured_html(arch, s, total),
     }
-    out["announce"] = f"Estimated peak {out['total']}. {out['gpu_verdict']}."
+    out["announce"] = (f"Needed on the card {out['total']}, allocated peak {out['allocated_peak']}. "
+                       f"{out['gpu_verdict']}.")
     return out
 
 

@@ -1,0 +1,200 @@
+"""loracalc against peak memory that others measured on real GPUs and published.
+
+``data/published_memory.json`` holds each published point as its source gives it: the source and the file
+and commit it was read from, the settings in words, the measured number with its unit (GiB, decimal GB
+or bytes) and which statistic it is (allocated, active, reserved, or unspecified), and, where loracalc
+can express the run, the ``estimate_memory`` settings that do. Points it cannot express say why.
+
+Allocated and active peaks are compared with the estimate's allocated peak; reserved figures with the
+allocated peak plus the allocator's reserve (the needed-on-the-card total without the CUDA context and
+paged state, neither of which ``memory_reserved`` counts).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import loracalc
+from loracalc.memory import CUDA_CONTEXT_BYTES
+
+from .registry import figure, table
+
+DATA_FILE = os.path.join(os.path.dirname(__file__), "data", "published_memory.json")
+ALLOCATED = ("allocated", "active")     # statistics compared with the allocated peak
+BOUND_PERCENT = 10.0                    # the goal for every expressible allocated / active point
+
+
+def _load() -> dict:
+    with open(DATA_FILE, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def records() -> list[dict]:
+    return _load()["records"]
+
+
+@dataclass(frozen=True)
+class Point:
+    rec: dict
+    measured_bytes: int
+    predicted_bytes: int
+
+    @property
+    def error_percent(self) -> float:
+        return 100.0 * (self.predicted_bytes - self.measured_bytes) / self.measured_bytes
+
+
+def architecture(rec: dict):
+    lc = rec["loracalc"]
+    if lc.get("config"):
+        return loracalc.model_from_config({k: v for k, v in lc["config"].items() if not k.startswith("_")},
+                                          name=rec["id"])
+    return loracalc.get_model(lc["model"])
+
+
+def predict(rec: dict) -> int:
+    """loracalc's figure for the statistic this record reports."""
+    est = loracalc.estimate_memory(architecture(rec), **rec["loracalc"]["settings"])
+    if rec["quantity"] in ALLOCATED:
+        return est.allocated_peak_bytes
+    managed = sum(t.bytes for t in est.terms if t.pool == "managed")
+    return est.total_bytes - CUDA_CONTEXT_BYTES - managed
+
+
+def points(quantities=ALLOCATED) -> list[Point]:
+    return [Point(r, int(r["measured"]["bytes"]), predict(r)) for r in records()
+            if r["expressible"] and r["quantity"] in quantities]
+
+
+def _fmt_measured(r: dict) -> str:
+    m = r["measured"]
+    if m["unit"] == "bytes":
+        return f"{m['bytes'] / 2**30:,.2f} GiB"
+    return f"{m['value']:,} {m['unit']}"
+
+
+def _source(r: dict) -> str:
+    return r["source"]
+
+
+def _row(p: Point) -> str:
+    r = p.rec
+    return (f"| {_source(r)} | {r['settings_text']} | {_fmt_measured(r)} {r['quantity']} | "
+            f"{p.predicted_bytes / 2**30:,.2f} GiB | {p.error_percent:+.1f}% |")
+
+
+_HEAD = ("| source | settings | measured | loracalc | error |\n"
+         "|---|---|--:|--:|--:|")
+
+
+@table("published_memory")
+def published_memory_table() -> str:
+    rows = [_row(p) for p in points()]
+    return _HEAD + "\n" + "\n".join(rows)
+
+
+@table("published_memory_reserved")
+def published_memory_reserved_table() -> str:
+    rows = [_row(p) for p in points(("reserved",))]
+    return _HEAD + "\n" + "\n".join(rows)
+
+
+@table("published_memory_unexpressed")
+def published_memory_unexpressed_table() -> str:
+    rows = ["| source | run | why loracalc does not express it |", "|---|---|---|"]
+    rows += [f"| {_source(r)} | {r['settings_text']} | {r['why_not']} |" for r in records() if not r["expressible"]]
+    return "\n".join(rows)
+
+
+@table("published_sources")
+def published_sources_table() -> str:
+    """Where each source's numbers were read: file and commit, one line per distinct citation."""
+    seen: dict[str, list[str]] = {}
+    for r in records():
+        cites = seen.setdefault(r["source"], [])
+        if r["citation"] not in cites:
+            cites.append(r["citation"])
+    rows = ["| source | read from |", "|---|---|"]
+    for src, cites in seen.items():
+        # a code span keeps file names and quotes as they are written
+        rows += [f"| {src} | `{c.replace('|', '/').replace('`', '')}` |" for c in cites]
+    return "\n".join(rows)
+
+
+def _errors() -> list[float]:
+    return [abs(p.error_percent) for p in points()]
+
+
+@figure("published_points")
+def published_points() -> str:
+    return f"{len(points())}"
+
+
+@figure("published_unexpressed")
+def published_unexpressed() -> str:
+    return f"{sum(not r['expressible'] for r in records())}"
+
+
+@figure("published_median_error")
+def published_median_error() -> str:
+    return f"{statistics.median(_errors()):.1f}%"
+
+
+@figure("published_worst_error")
+def published_worst_error() -> str:
+    return f"{max(_errors()):.1f}%"
+
+
+@figure("published_within_bound")
+def published_within_bound() -> str:
+    return f"{sum(e <= BOUND_PERCENT for e in _errors())} of {len(_errors())}"
+
+
+# ------------------------------------------------------------------ the same runs under three recipes
+# Each recipe with the loss and optimizer it ships with: peft + transformers (the full-logits loss, AdamW),
+# the QLoRA paper's qlora.py (paged 32-bit AdamW), torchtune (chunked loss, activation offloading).
+RECIPE_RUNS = {
+    "Hugging Face peft": dict(recipe="peft", loss="full", optimizer="adamw"),
+    "QLoRA paper (qlora.py)": dict(recipe="qlora-paper", loss="full", optimizer="paged_adamw"),
+    "torchtune": dict(recipe="torchtune", loss="chunked", optimizer="adamw", activation_offload=True),
+}
+RUN = dict(method="qlora", rank=16, targets="all-linear", batch_size=1, seq_len=4096, gradient_checkpointing=True)
+
+
+def calculator_query(model: str, settings: dict[str, Any], gpu: str) -> str:
+    """The memory calculator's URL state for these settings (its form fields, as strings)."""
+    form = {"model": model, "gpu": gpu}
+    for k, v in settings.items():
+        form[k] = ("on" if v else "off") if isinstance(v, bool) else str(v)
+    return "?" + urlencode(form) + "#calculate-it"
+
+
+def _recipes(model: str, gpu: str) -> str:
+    rows = ["| stack | weights | training state | activations, loss | allocated peak | on the card | calculator |",
+            "|---|--:|--:|--:|--:|--:|---|"]
+    for name, extra in RECIPE_RUNS.items():
+        s = {**RUN, **extra}
+        est = loracalc.estimate_memory(model, **s)
+        by = {t.key: t.bytes for t in est.terms}
+        weights = sum(v for k, v in by.items() if k.startswith("weights") or k == "kbit_upcast")
+        train = sum(v for k, v in by.items() if k.startswith("adapter") or k.startswith("optimizer")
+                    or k in ("gradients", "dora_magnitude"))
+        act = sum(v for k, v in by.items() if k in ("activations", "recomputed", "logits", "dora_activations"))
+        link = f'<a href="{calculator_query(model, s, gpu)}">open</a>'
+        rows.append(f"| {name} | {weights / 1e9:,.1f} GB | {train / 1e9:,.2f} GB | {act / 1e9:,.1f} GB | "
+                    f"{est.allocated_peak_bytes / 1e9:,.1f} GB | {est.total_bytes / 1e9:,.1f} GB | {link} |")
+    return "\n".join(rows)
+
+
+@table("recipes_llama_8b")
+def recipes_llama_8b() -> str:
+    return _recipes("llama-3.1-8b", "rtx-4090")
+
+
+@table("recipes_llama_70b")
+def recipes_llama_70b() -> str:
+    return _recipes("llama-3.1-70b", "h100-80gb")

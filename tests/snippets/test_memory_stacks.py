@@ -1,0 +1,249 @@
+"""The memory terms of the training stacks (fused losses, offloading, recipes, 8-bit base, DoRA, paged and
+in-backward optimizers), each checked on CPU against the real implementation: transformers' own loss,
+peft's DoRA modules, bitsandbytes' Linear8bitLt and optimizers, torch.compile's saved tensors, autograd's
+saved-tensor hooks. Liger's fused linear cross-entropy and Cut Cross-Entropy need a GPU (Triton), and
+torchtune's chunked loss is not installed here: for those the same algorithms are written in torch
+ops in stack_losses.py, following each project's source, and measured the same way.
+
+Peaks are measured with the PyTorch profiler's raw allocation events (``profile_memory=True``): every CPU
+allocation and free with its time, so the running sum is the live bytes and its maximum the peak.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+
+import pytest
+
+import loracalc
+from loracalc.memory import (INT8_SCALE_BYTES, OFFLOAD_LAYERS_ON_CARD, PAGED_MIN_NUMEL, _state_bytes,
+                             loss_bytes)
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "gpu_labs"))
+# torch, its profiler, transformers, peft and bitsandbytes take seconds to import: all of this file is slow,
+# and torch is imported inside the tests so that collecting the fast set does not pay for it
+pytestmark = pytest.mark.slow
+
+
+# ------------------------------------------------------------------ losses
+def test_full_loss_peak_is_transformers_loss():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    """transformers' ForCausalLMLoss on bf16 logits: logits, fp32 log-softmax and its gradient at the peak."""
+    from transformers.loss.loss_utils import ForCausalLMLoss
+    x, w, y = _inputs()
+
+    def step():
+        logits = (x @ w.t()).unsqueeze(0)             # the model's bf16 logits, alive through backward
+        ForCausalLMLoss(logits, y.unsqueeze(0), vocab_size=V).backward()
+        return logits
+    measured = peak_bytes(step)
+    predicted, _ = loss_bytes("full", V, T, H, 2, 2)
+    assert measured == pytest.approx(predicted, rel=0.03)
+
+
+def test_chunked_loss_torchtune_algorithm():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    x, w, y = _inputs()
+    n = 8
+    predicted, _ = loss_bytes("chunked", V, T, H, 2, 2, chunks=n)
+    assert peak_bytes(lambda: _torchtune_chunked(x, w, y, n).backward()) == pytest.approx(predicted, rel=0.03)
+    # what stays for backward: every chunk's fp32 log-softmax (plus the labels)
+    assert saved_bytes(lambda: _torchtune_chunked(x, w, y, n), exclude=[w]) == pytest.approx(4 * V * T, rel=0.01)
+
+
+def test_chunked_loss_compiled_saves_bf16_chunks():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    """torchtune compiles the per-chunk cross-entropy (compile: True); inductor's partition saves the bf16
+    chunk and two fp32 values per token (max and log-sum-exp) instead of the fp32 log-softmax."""
+    x, w, y = _inputs()
+    ce = torch.compile(lambda c, t: F.cross_entropy(c.float(), t, reduction="sum"))
+    logits = (x @ w.t()).detach().requires_grad_()
+    measured = saved_bytes(lambda: ce(logits, y)) - 8 * T      # the int64 labels are saved too
+    predicted, _ = loss_bytes("chunked_compiled", V, T, H, 2, 2, chunks=1)
+    one_chunk_gradient = 2 * V * T
+    assert measured == predicted - one_chunk_gradient
+
+
+def test_fused_linear_cross_entropy_liger_algorithm():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    x, w, y = _inputs()
+    predicted, _ = loss_bytes("fused_linear", V, T, H, 2, 2)
+    assert saved_bytes(lambda: _FusedLinearCE.apply(x, w, y), exclude=[w]) == 2 * H * T
+    rows = 1 << max(0, (-(-T // -(-V // H)) - 1).bit_length())
+    measured = peak_bytes(lambda: _FusedLinearCE.apply(x, w, y).backward())
+    fp32_chunk_work = 3 * 4 * rows * V                  # the torch-op temporaries Triton avoids
+    backward_copy = 2 * H * T                           # grad_x * grad_out, a new tensor in this version
+    assert predicted <= measured <= 1.02 * (predicted + fp32_chunk_work + backward_copy)
+
+
+def test_cut_cross_entropy_algorithm():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    x, w, y = _inputs()
+    predicted, _ = loss_bytes("cce", V, T, H, 2, 2)
+    # saved: the input (bf16), the int64 targets and the fp32 lse; the engine counts the input and lse
+    assert saved_bytes(lambda: _CutCrossEntropy.apply(x * 1, w, y), exclude=[w]) == 2 * H * T + 8 * T + 4 * T
+    # at the peak the input's gradient joins it; the fp32 accumulator and one block are this version's own
+    measured = peak_bytes(lambda: _CutCrossEntropy.apply(x * 1, w, y).backward())
+    block_work = 4 * H * T + 3 * 4 * 256 * T
+    assert predicted <= measured + 8 * T <= predicted + block_work + 8 * T + 2 * H * T
+    full, _ = loss_bytes("full", V, T, H, 2, 2)
+    assert predicted < full / 20
+
+
+# ------------------------------------------------------------------ optimizers
+def test_optimizer_state_dtypes_follow_the_libraries():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    import bitsandbytes as bnb
+    p = torch.nn.Parameter(torch.randn(64, 32, dtype=torch.bfloat16))
+    p.grad = torch.randn_like(p)
+    opt = torch.optim.AdamW([p])
+    opt.step()
+    torch_state = sum(t.numel() * t.element_size() for t in opt.state[p].values() if t.dim() > 0)
+    assert torch_state / p.numel() == _state_bytes("adamw", 2)          # torch keeps m, v in bf16
+    q = torch.nn.Parameter(torch.randn(64, 32, dtype=torch.bfloat16))
+    q.grad = torch.randn_like(q)
+    bopt = bnb.optim.AdamW([q], optim_bits=32)
+    bopt.step()
+    bnb_state = sum(t.numel() * t.element_size() for t in bopt.state[q].values() if torch.is_tensor(t) and t.dim() > 0)
+    assert bnb_state / q.numel() == _state_bytes("paged_adamw", 2) == 8  # bitsandbytes' 32-bit: fp32 always
+
+
+def test_paged_state_is_managed_memory_for_large_tensors_only():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    """bitsandbytes pages a state buffer only for tensors of 1e5 values or more, with cudaMallocManaged
+    (get_paged), which PyTorch's allocator and so max_memory_allocated never see."""
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bf
+    src = inspect.getsource(bnb.optim.optimizer.Optimizer8bit.get_state_buffer)
+    assert f"p.numel() < {PAGED_MIN_NUMEL:.0e}".replace("+0", "") in src and "get_paged" in src
+    assert "cget_managed_ptr" in inspect.getsource(bf.get_paged)
+
+
+def test_optimizer_in_backward_holds_one_gradient_at_a_time():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    """torchtune's optimizer_in_bwd: a post-accumulate-grad hook steps each parameter and frees its gradient,
+    so the live gradient bytes never exceed the largest parameter's."""
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Linear(256, 32), torch.nn.Linear(32, 8))
+    params = list(layers.parameters())
+    opts = {p: torch.optim.SGD([p], lr=0.1) for p in params}
+    live = []
+
+    def hook(p):
+        live.append(sum(q.grad.numel() * q.grad.element_size() for q in params if q.grad is not None))
+        opts[p].step()
+        p.grad = None
+    for p in params:
+        p.register_post_accumulate_grad_hook(hook)
+    layers(torch.randn(16, 64)).sum().backward()
+    assert max(live) == max(p.numel() for p in params) * 4
+    est = loracalc.estimate_memory("llama-3.2-1b", method="full", precision="bf16", optimizer_in_backward=True)
+    assert est.term("gradients").bytes == 2 * 128_256 * 2048     # the embedding, the largest tensor
+
+
+# ------------------------------------------------------------------ 8-bit base
+def test_int8_storage_is_bitsandbytes_linear8bitlt():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    import bitsandbytes as bnb
+    cfg = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000}
+    arch = loracalc.model_from_config(cfg, name="tiny")
+    stored = 0
+    for d_in, d_out in arch.linear_shapes().values():
+        lin = bnb.nn.Linear8bitLt(d_in, d_out, bias=False, has_fp16_weights=False)
+        lin.weight = bnb.nn.Int8Params(torch.randn(d_out, d_in, dtype=torch.float16), requires_grad=False,
+                                       has_fp16_weights=False)
+        lin = lin.to("cpu")                                   # quantizes, as .cuda() does on a GPU
+        sd = lin.state_dict()
+        assert sd["weight"].dtype == torch.int8 and sd["SCB"].dtype == torch.float32
+        stored += sd["weight"].numel() + sd["SCB"].numel() * sd["SCB"].element_size()
+    est = loracalc.estimate_memory(arch, method="lora_8bit", rank=4)
+    assert est.term("weights_8bit").bytes == arch.num_hidden_layers * stored
+    assert INT8_SCALE_BYTES == 4
+
+
+# ------------------------------------------------------------------ DoRA and offloading on a real model
+TINY = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 512}
+
+
+def test_dora_magnitudes_counted_like_peft_on_the_meta_device():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    from peft import LoraConfig, get_peft_model
+    from tests.snippets.hf import meta_model
+    arch = loracalc.get_model("llama-3.1-8b")
+    pm = get_peft_model(meta_model(arch), LoraConfig(r=16, target_modules=["q_proj", "v_proj"], use_dora=True))
+    mags = sum(p.numel() for n, p in pm.named_parameters() if "lora_magnitude_vector" in n)
+    est = loracalc.estimate_memory(arch, method="lora", rank=16, targets="q,v", dora=True)
+    a, st = 4, _state_bytes("adamw", 4)
+    assert est.term("dora_magnitude").bytes == (2 * a + st) * mags
+
+
+def _tiny_lora(dora: bool, layers: int = 4, gc: bool = False):
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model(**{**TINY, "num_hidden_layers": layers})
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation="sdpa")
+    model.config.use_cache = False
+    if gc:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+        model.enable_input_require_grads()
+    return get_peft_model(model, LoraConfig(r=8, lora_alpha=8, target_modules=["q_proj", "v_proj"], use_dora=dora))
+
+
+def test_dora_activations_match_peft_saved_tensors():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    import memory_measure as mm
+    b, s = 2, 64
+    ids = torch.randint(0, TINY["vocab_size"], (b, s), generator=torch.Generator().manual_seed(0))
+    peaks = {}
+    for dora in (False, True):
+        model = _tiny_lora(dora)
+        tracker = mm.SavedTensorTracker(mm.storage_ptrs(model))
+        with tracker.hooks():
+            model(input_ids=ids, labels=ids).loss.backward()
+        peaks[dora] = tracker.peak
+    arch = loracalc.model_from_config(TINY, name="tiny")
+    est = loracalc.estimate_memory(arch, method="lora", rank=8, targets="q,v", batch_size=b, seq_len=s,
+                                   gradient_checkpointing=False, dora=True)
+    assert peaks[True] - peaks[False] == pytest.approx(est.term("dora_activations").bytes, rel=0.02)
+
+
+def test_offloading_moves_what_checkpointing_keeps_per_layer():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    """With checkpointing, each layer adds only its input to what autograd keeps (the tensor an offloading
+    hook moves to the host); the engine moves all but OFFLOAD_LAYERS_ON_CARD of them."""
+    import memory_measure as mm
+    b, s = 2, 64
+    ids = torch.randint(0, TINY["vocab_size"], (b, s), generator=torch.Generator().manual_seed(0))
+    kept = {}
+    for layers in (2, 4):
+        model = _tiny_lora(False, layers=layers, gc=True)
+        tracker = mm.SavedTensorTracker(mm.storage_ptrs(model))
+        with tracker.hooks():
+            loss = model(input_ids=ids, labels=ids).loss
+        kept[layers] = tracker.live
+        del loss
+    per_layer = (kept[4] - kept[2]) / 2
+    assert per_layer == 2 * TINY["hidden_size"] * b * s                  # the bf16 layer input
+    arch = loracalc.model_from_config(TINY, name="tiny")
+    est = loracalc.estimate_memory(arch, method="lora", rank=8, targets="q,v", batch_size=b, seq_len=s,
+                                   activation_offload=True)
+    assert est.term("activations_offloaded").bytes == (4 - OFFLOAD_LAYERS_ON_CARD) * per_layer
