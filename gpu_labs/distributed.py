@@ -93,7 +93,7 @@ def predicted_rank_bytes(sharded) -> dict[str, int]:
             "grads": sum(t.get(k, 0) for k in GRAD_KEYS),
             "optimizer": t.get("optimizer", 0) + t.get("master_weights", 0),
             "quant_stats": t.get("weights_4bit_stats", 0),
-            "gathered": t.get("gathered", 0)}
+            "gathered": t.get("gathered", 0), "ddp_buckets": t.get("ddp_buckets", 0)}
 
 
 def strategy_of(accelerator) -> str:

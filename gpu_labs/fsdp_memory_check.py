@@ -35,9 +35,10 @@ TINY = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_att
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--method", choices=("lora", "qlora"), default="lora", help="16-bit or 4-bit frozen base")
-    p.add_argument("--strategy", choices=("ddp", "shard-grad-op", "full-shard"), default="full-shard",
-                   help="ddp: full copy per rank; shard-grad-op: keep gathered layers until backward; "
+    p.add_argument("--method", choices=("lora", "qlora"), default=["lora"], nargs="+",
+                   help="one or more; 16-bit or 4-bit frozen base")
+    p.add_argument("--strategy", choices=("ddp", "shard-grad-op", "full-shard"), default=["full-shard"], nargs="+",
+                   help="one or more; ddp: full copy per rank; shard-grad-op: keep gathered layers until backward; "
                         "full-shard: free them after forward")
     p.add_argument("--world-size", type=int, default=2, help="processes (one per GPU when CUDA is present)")
     p.add_argument("--model", default=None, help="model folder; default: a tiny random Llama built here")
@@ -58,11 +59,21 @@ def _measure(rank: int, world: int, port: int, args, model_dir: str, out_dir: st
         torch.cuda.set_device(rank)
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
     device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    for method in args.method:          # one process group, several runs: imports are the slow part
+        for strategy in args.strategy:
+            _measure_one(rank, world, cuda, device, method, strategy, args, model_dir, out_dir)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _measure_one(rank, world, cuda, device, method, strategy, args, model_dir, out_dir) -> None:
+    import torch
+    import torch.distributed as dist
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     torch.manual_seed(0)
-    if args.method == "qlora":
+    if method == "qlora":
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_storage=torch.bfloat16)
         model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=q, dtype=torch.bfloat16,
@@ -73,7 +84,7 @@ def _measure(rank: int, world: int, port: int, args, model_dir: str, out_dir: st
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(device)
     model = get_peft_model(model, LoraConfig(r=args.rank, lora_alpha=args.rank, target_modules="all-linear"))
     layers = model.base_model.model.model.layers
-    if args.strategy == "ddp":
+    if strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, device_ids=[rank] if cuda else None)
@@ -82,7 +93,7 @@ def _measure(rank: int, world: int, port: int, args, model_dir: str, out_dir: st
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = init_device_mesh(device.type, (world,))
-        kw = dict(mesh=mesh, reshard_after_forward=args.strategy == "full-shard",
+        kw = dict(mesh=mesh, reshard_after_forward=strategy == "full-shard",
                   mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16))
         for layer in layers:
             fully_shard(layer, **kw)
@@ -96,7 +107,7 @@ def _measure(rank: int, world: int, port: int, args, model_dir: str, out_dir: st
     def look(*_):
         peak["gathered"] = max(peak["gathered"], distributed.gathered_bytes_now(model))
 
-    if args.strategy != "ddp":
+    if strategy != "ddp":
         for layer in layers:
             layer.mlp.register_forward_pre_hook(look)
             layer.mlp.register_full_backward_pre_hook(look)
@@ -104,28 +115,27 @@ def _measure(rank: int, world: int, port: int, args, model_dir: str, out_dir: st
     ids = torch.randint(0, model.config.vocab_size, (1, args.seq_len), generator=torch.Generator().manual_seed(rank))
     ids = ids.to(device)
     loss = wrapped(input_ids=ids, labels=ids).loss
-    held_after_forward = distributed.gathered_bytes_now(model) if args.strategy != "ddp" else 0
+    held_after_forward = distributed.gathered_bytes_now(model) if strategy != "ddp" else 0
     loss.backward()
     optimizer.step()
     measured = distributed.rank_bytes(model, optimizer)
     measured.update(quant_stats_after_step=measured["quant_stats"], quant_stats=stats_at_load,
                     gathered_peak=peak["gathered"], gathered_after_forward=held_after_forward,
                     loss=float(loss.detach()))
-    if args.strategy == "ddp":
+    if strategy == "ddp":
         # the reducer's flat buckets, as DDP itself reports them
         data = wrapped._get_ddp_logging_data()
         measured["ddp_bucket_bytes"] = sum(int(x) for x in str(data.get("bucket_sizes", "")).split(", ") if x)
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(measured))
+    Path(out_dir, f"{method}-{strategy}-rank{rank}.json").write_text(json.dumps(measured))
     dist.barrier()
-    dist.destroy_process_group()
 
 
-def predict(config_dict: dict, args) -> dict:
+def predict(config_dict: dict, args, method: str, strategy: str) -> dict:
     import loracalc
     from loracalc.sharding import estimate_sharded
 
     arch = loracalc.model_from_config(config_dict)
-    sharded = estimate_sharded(arch, args.world_size, args.strategy, method=args.method, rank=args.rank,
+    sharded = estimate_sharded(arch, args.world_size, strategy, method=method, rank=args.rank,
                                targets="all-linear", batch_size=1, seq_len=args.seq_len)
     return distributed.predicted_rank_bytes(sharded)
 
@@ -146,21 +156,31 @@ def main(argv=None) -> dict:
         config_dict = AutoConfig.from_pretrained(model_dir).to_dict()
         mp.spawn(_measure, args=(args.world_size, distributed.free_port(), args, model_dir, tmp),
                  nprocs=args.world_size)
-        ranks = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(args.world_size)]
-    predicted = predict(config_dict, args)
-    report = {"method": args.method, "strategy": args.strategy, "world_size": args.world_size,
-              "predicted": predicted, "ranks": ranks}
-    print(f"{args.method}, {args.strategy}, {args.world_size} processes: bytes per rank")
-    print(f"{'':24}{'predicted':>12}" + "".join(f"{'rank ' + str(r):>12}" for r in range(args.world_size)))
-    for key in ("params", "grads", "optimizer", "quant_stats"):
-        print(f"{key:24}{predicted[key]:>12,}" + "".join(f"{m[key]:>12,}" for m in ranks))
-    if args.strategy != "ddp":
-        print(f"{'gathered (working set)':24}{predicted['gathered']:>12,}"
-              + "".join(f"{m['gathered_peak']:>12,}" for m in ranks))
-    print(f"AdamW step counters (not in the prediction): {ranks[0]['optimizer_step_counters']:,} B per rank")
+        measured = {f"{m}/{s}": [json.loads(Path(tmp, f"{m}-{s}-rank{r}.json").read_text())
+                                 for r in range(args.world_size)] for m in args.method for s in args.strategy}
+    report = {"world_size": args.world_size, "runs": {}}
+    for method in args.method:
+        for strategy in args.strategy:
+            run = {"predicted": predict(config_dict, args, method, strategy), "ranks": measured[f"{method}/{strategy}"]}
+            report["runs"][f"{method}/{strategy}"] = run
+            show(args, method, strategy, **run)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2))
     return report
+
+
+def show(args, method, strategy, predicted, ranks) -> None:
+    print(f"{method}, {strategy}, {args.world_size} processes: bytes per rank")
+    print(f"{'':24}{'predicted':>12}" + "".join(f"{'rank ' + str(r):>12}" for r in range(args.world_size)))
+    for key in ("params", "grads", "optimizer", "quant_stats"):
+        print(f"{key:24}{predicted[key]:>12,}" + "".join(f"{m[key]:>12,}" for m in ranks))
+    if strategy != "ddp":
+        print(f"{'gathered (working set)':24}{predicted['gathered']:>12,}"
+              + "".join(f"{m['gathered_peak']:>12,}" for m in ranks))
+    else:
+        print(f"{'DDP gradient buckets':24}{predicted['ddp_buckets']:>12,}"
+              + "".join(f"{m['ddp_bucket_bytes']:>12,}" for m in ranks))
+    print(f"AdamW step counters (not in the prediction): {ranks[0]['optimizer_step_counters']:,} B per rank")
 
 
 if __name__ == "__main__":

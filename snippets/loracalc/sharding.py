@@ -172,21 +172,21 @@ def shard_estimate(estimate: MemoryEstimate, arch: Any, gpus: Any = 1, strategy:
         if kind == "context":
             context = t
             continue
+        if kind == "param4":
+            codes = quantizable_params(arch) // 2
+            stats = max(t.bytes - codes, 0)
+            share = _share(codes, n) if sharded else codes
+            add(t.key, t.label + (" (codes sharded)" if sharded else " (codes)"), 0 if off_par else share,
+                share if off_par else 0, f"{codes:,} B of packed codes" + (f" / {n}" if sharded else ""))
+            add(t.key + "_stats", "4-bit quantization statistics (not sharded)", stats, 0,
+                "absmax and code tables live in quant_state, outside the parameters FSDP shards")
+            continue
         if kind == "act" or not sharded:
             add(t.key, t.label, t.bytes, 0, "each GPU its own" if kind == "act" else "a full copy per GPU")
             continue
         if kind == "param" and t.key == "weights" and has_master:
             # mixed-precision full fine-tuning under FSDP: the fp32 sharded parameter is the master copy
             # and the bf16 weights exist only as the gathered working set counted below
-            continue
-        if kind == "param4":
-            codes = quantizable_params(arch) // 2
-            stats = max(t.bytes - codes, 0)
-            share = _share(codes, n)
-            add(t.key, t.label + " (codes sharded)", 0 if off_par else share, share if off_par else 0,
-                f"{codes:,} B of packed codes / {n}")
-            add(t.key + "_stats", "4-bit quantization statistics (not sharded)", stats, 0,
-                "absmax and code tables live in quant_state, outside the parameters FSDP shards")
             continue
         share = _share(t.bytes, n)
         offloaded = (kind == "optim" and off_opt) or (kind in ("param", "grad") and off_par)
