@@ -121,3 +121,40 @@ def test_bad_input_names_the_field(kw, field):
     with pytest.raises(LoraCalcError) as err:
         estimate_sharded("llama-3.1-8b", **{"gpus": 2, "strategy": "full-shard", **kw})
     assert err.value.field == field and "\n" not in str(err.value)
+
+
+def _cli(*args):
+    import contextlib
+    import io
+
+    from loracalc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_per_gpu_json_is_the_library_result():
+    import json
+
+    code, out, _ = _cli("memory", "--model", "llama-3.1-70b", "--method", "lora", "--gpus", "8",
+                        "--strategy", "full-shard", "--gpu", "a100-80gb", "--json")
+    assert code == 0
+    d = json.loads(out)
+    lib = estimate_sharded("llama-3.1-70b", 8, "full-shard", method="lora")
+    assert d["per_gpu_bytes"] == lib.per_gpu_bytes and d["gpus"] == 8
+    assert d["gpu"]["gpus_needed"]["full-shard"] == smallest_gpu_count("llama-3.1-70b", "a100-80gb", method="lora")
+
+
+def test_cli_offload_table_shows_host_memory():
+    code, out, _ = _cli("memory", "--model", "llama-3.1-70b", "--method", "lora", "--gpus", "4",
+                        "--strategy", "full-shard", "--offload-params")
+    assert code == 0 and "host memory for all 4 GPUs" in out
+
+
+@pytest.mark.parametrize("args", [("--gpus", "0"), ("--gpus", "2", "--strategy", "zero3"),
+                                  ("--strategy", "full-shard"), ("--gpus", "2", "--offload-optimizer")])
+def test_cli_bad_multi_gpu_input_is_one_line_and_status_2(args):
+    code, out, err = _cli("memory", *args)
+    assert code == 2 and out == "" and err.count("\n") == 1
