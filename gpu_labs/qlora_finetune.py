@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import distributed  # noqa: E402 - several GPUs: accelerate/FSDP glue, standard library at import
 import labkit  # noqa: E402 - standard library only, so --help stays instant
 from labkit import LabError  # noqa: E402
 
@@ -319,9 +320,10 @@ def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, se
     return final
 
 
-def load_latest_checkpoint(output_dir: Path, model, optimizer, scheduler, settings: dict, args, log):
+def load_latest_checkpoint(output_dir: Path, model, optimizer, scheduler, settings: dict, args, log,
+                           sharded_restore=None):
     """Restore the newest complete checkpoint; skip (and say so) any that is half-written or unreadable.
-    Returns the step to continue from (0 if none)."""
+    Returns the step to continue from (0 if none). `sharded_restore(ckpt)` reads an FSDP checkpoint."""
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -338,6 +340,10 @@ def load_latest_checkpoint(output_dir: Path, model, optimizer, scheduler, settin
                 diffs = "; ".join(f"--{k.replace('_', '-')} was {saved.get(k)!r}, now {settings.get(k)!r}" for k in changed)
                 raise LabError(f"{output_dir} holds checkpoints of a different run ({diffs}). Re-run the original "
                                "command to resume it, or use a new --output-dir (or --no-resume to start over).")
+            if sharded_restore is not None:  # [distributed] FSDP: every rank reads its own shard
+                sharded_restore(ckpt)
+                log(f"resuming from {ckpt} (step {state['step']})")
+                return state["step"]
             if args.method == "full":
                 from accelerate.utils import load_checkpoint_in_model
                 load_checkpoint_in_model(model, ckpt / "model")
@@ -376,6 +382,7 @@ def main(argv=None) -> int:
 
     # cpu=True on a machine without CUDA lets torchrun / accelerate launch start gloo processes there.
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    distributed.use_fsdp_without_gpu(accelerator)  # [distributed] an FSDP config on gloo processes gets FSDP too
     is_main = accelerator.is_main_process
     log = (lambda msg: print(msg, flush=True)) if is_main else (lambda msg: None)
 
@@ -424,6 +431,9 @@ def main(argv=None) -> int:
     if args.method != "full":
         log(f"loracalc counts: {loracalc_lora_params(config_dict, args)}")
     log(f"loracalc predicts: {describe_estimate(estimate) if estimate else 'n/a'} [{note}]")
+    per_gpu = distributed.predict_per_gpu(estimate, config_dict, accelerator) if estimate else None  # [distributed]
+    if per_gpu and accelerator.num_processes > 1:
+        log(f"loracalc predicts per GPU: {distributed.describe_per_gpu(per_gpu)}")
     gpu_bytes = labkit.gpu_total_bytes()
     if estimate and gpu_bytes and estimate.total_bytes > gpu_bytes:
         log(f"warning: that is more than this GPU's {labkit.human_bytes(gpu_bytes)}; expect an out-of-memory error. "
@@ -446,14 +456,17 @@ def main(argv=None) -> int:
     optimizer = build_optimizer(params, args)
     scheduler = build_schedule(optimizer, total_steps, args.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
+    params = [p for p in model.parameters() if p.requires_grad]  # [distributed] FSDP replaced them with shards
 
     settings = {k: v for k, v in vars(args).items()}
     settings.update(compute_dtype=dtype_name, world_size=accelerator.num_processes, total_steps=total_steps)
     start_step = 0
     log_path = output_dir / "train_log.jsonl"
     if args.resume:
+        restore = (lambda ckpt: distributed.load_sharded_checkpoint(ckpt, model, optimizer, scheduler, accelerator)
+                   ) if fsdp else None  # [distributed]
         start_step = load_latest_checkpoint(output_dir, accelerator.unwrap_model(model), optimizer, scheduler,
-                                            settings, args, log)
+                                            settings, args, log, sharded_restore=restore)
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         old = log_path.read_text().splitlines() if start_step and log_path.exists() else []
@@ -512,7 +525,14 @@ def main(argv=None) -> int:
                                 mem=labkit.human_bytes(memory))
                 bar.update(1)
             if step % args.save_every == 0 or step == total_steps or stop["signal"]:
-                if is_main:
+                if fsdp:  # [distributed] every rank writes its own shard; the folder appears when all have
+                    distributed.save_sharded_checkpoint(output_dir / "checkpoints" / f"step-{step:06d}", step, model,
+                                                        optimizer, scheduler, settings, accelerator)
+                    if is_main:
+                        import shutil
+                        for old in checkpoint_dirs(output_dir)[args.keep_checkpoints:]:
+                            shutil.rmtree(old, ignore_errors=True)
+                elif is_main:
                     save_checkpoint(output_dir, step, accelerator.unwrap_model(model), optimizer, scheduler,
                                     settings, args)
                 accelerator.wait_for_everyone()
@@ -541,10 +561,14 @@ def main(argv=None) -> int:
                "probe_loss": probe, "measured_peak_bytes": peak, "measured": peak_kind, "device": str(accelerator.device),
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                "versions": labkit.library_versions(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if accelerator.num_processes > 1:  # [distributed] measured per rank, next to the per-GPU prediction
+        results["ranks"] = distributed.report_ranks(accelerator, model, optimizer, per_gpu, log)
+    whole = distributed.full_adapter_state(model) if fsdp else None  # [distributed] gathered on every rank
     if is_main:
         final = output_dir / ("model" if args.method == "full" else "adapter")
         with labkit.atomic_directory(final) as staging:
-            accelerator.unwrap_model(model).save_pretrained(staging)  # adapter_model.safetensors + adapter_config.json
+            # adapter_model.safetensors + adapter_config.json (under FSDP from the gathered adapter)
+            accelerator.unwrap_model(model).save_pretrained(staging, state_dict=whole)
             tokenizer.save_pretrained(staging)
             (staging / "run_settings.json").write_text(json.dumps({"settings": settings, "results": results}, indent=1))
         log(f"final loss {loss_value:.4f}; {tokens_per_s:,.0f} tokens/s over {step - start_step} steps this session")
