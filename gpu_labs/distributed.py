@@ -178,7 +178,7 @@ def describe_per_gpu(sharded) -> str:
             + ", ".join(f"{t.label} {human_bytes(t.gpu_bytes)}" for t in top) + f"){host}")
 
 
-def report_ranks(accelerator, model, optimizer, sharded, log) -> list[dict]:
+def report_ranks(accelerator, model, optimizer, sharded, log) -> dict:
     """Every rank's parameter and optimizer bytes (and peak GPU memory when there is a GPU), next to the
     prediction; collective: call it on every rank."""
     import torch
@@ -199,7 +199,7 @@ def report_ranks(accelerator, model, optimizer, sharded, log) -> list[dict]:
             tensors = sharded.per_gpu_bytes - sum(t.gpu_bytes for t in sharded.terms if t.key == "cuda_context")
             line += f", peak allocated {human_bytes(m['peak_allocated'])} (predicted {human_bytes(tensors)} of tensors)"
         log(line)
-    return ranks
+    return {"measured": ranks, "predicted": predicted}
 
 
 # --- sharded checkpoints ---------------------------------------------------------------------------
