@@ -244,8 +244,10 @@ def smallest_gpu_count(model: Any, gpu: Any, strategy: Any = "full-shard", offlo
     def ok(n: int) -> bool:
         return shard_estimate(est, arch, n, strategy, offload_optimizer, offload_params).per_gpu_bytes <= cap
 
+    if est.total_bytes <= cap:
+        return 1                          # it fits on one GPU as it is: nothing to share
     if strategy == "ddp":
-        return 1 if ok(1) else None      # more data-parallel GPUs never lower one GPU's memory
+        return None                       # more data-parallel GPUs never lower one GPU's memory
     if not ok(MAX_GPUS):
         return None
     lo, hi = 1, MAX_GPUS
