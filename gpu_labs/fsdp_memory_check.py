@@ -158,7 +158,16 @@ def main(argv=None) -> dict:
                  nprocs=args.world_size)
         measured = {f"{m}/{s}": [json.loads(Path(tmp, f"{m}-{s}-rank{r}.json").read_text())
                                  for r in range(args.world_size)] for m in args.method for s in args.strategy}
-    report = {"world_size": args.world_size, "runs": {}}
+    import time
+    from importlib import metadata
+
+    import torch
+
+    report = {"world_size": args.world_size, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "device": "cuda" if torch.cuda.is_available() and torch.cuda.device_count() >= args.world_size else "cpu",
+              "versions": {p: metadata.version(p) for p in ("torch", "transformers", "peft", "bitsandbytes")},
+              "model": args.model or "tiny random Llama (fsdp_memory_check.TINY)", "lora_rank": args.rank,
+              "seq_len": args.seq_len, "runs": {}}
     for method in args.method:
         for strategy in args.strategy:
             run = {"predicted": predict(config_dict, args, method, strategy), "ranks": measured[f"{method}/{strategy}"]}

@@ -12,9 +12,12 @@ Several GPUs (DDP through accelerate; each GPU holds a full 4-bit copy and a sha
     accelerate launch --num_processes 4 gpu_labs/qlora_finetune.py --model ... --output-dir runs/ddp
     torchrun --nproc_per_node 4 gpu_labs/qlora_finetune.py --model ... --output-dir runs/ddp
 
-A model too large for one GPU needs FSDP to shard the 4-bit weights: run under
-`accelerate launch --config_file fsdp.yaml` and pass `--quant-storage bf16`, so bitsandbytes packs the
-NF4 weights into bf16 tensors that FSDP can flatten together with the bf16 norms and embeddings.
+A model too large for one GPU needs FSDP to shard the 4-bit weights: run under the shipped config and
+pass `--quant-storage bf16`, so bitsandbytes packs the NF4 weights into bf16 tensors FSDP can shard
+(docs/multi-gpu.md has the commands for LoRA and QLoRA and the per-GPU memory):
+
+    accelerate launch --config_file gpu_labs/accelerate_fsdp_qlora.yaml --num_processes 8 \
+        gpu_labs/qlora_finetune.py --model ... --method qlora --quant-storage bf16 --output-dir runs/fsdp
 
 No GPU? The whole script runs on a CPU with a tiny model (bitsandbytes >= 0.46 does NF4 on CPU):
 
