@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Every GPU check of the labs, on one CUDA GPU, in under 8 minutes; results land as JSON.
+# Every GPU check of the labs, on one CUDA GPU (plus FSDP stages when two or more are visible); results as JSON.
 #
 #   bash gpu_labs/check_gpu.sh [RESULTS_DIR]      (default: gpu_labs/results/<UTC date>)
 #
 # Writes RESULTS_DIR/summary.json (each stage: exit status, seconds, log file), labs_gpu.json (figures from
 # `pytest -m gpu tests/gpu_labs`: trainable params, predicted and measured memory, tokens/s on a random-weight
 # Llama-3.2-1B-shaped model), memory_probe.json (the engine's memory probe on a random-weight
-# Llama-3.1-8B-shaped config) and environment.json (GPU, driver, library versions).
+# Llama-3.1-8B-shaped config), environment.json (GPU, driver, library versions) and, with 2+ GPUs,
+# fsdp_bytes.json (per-rank bytes under real FSDP2 vs loracalc.sharding) and the FSDP lab's log.
 # Stages have their own time limits (30 + 240 + 200 s) so the whole run stays under 8 minutes.
 # Set GPU_LABS_HUB_MODEL=HuggingFaceTB/SmolLM2-135M (with Hub access) to fine-tune a real small model too.
 set -uo pipefail
@@ -69,6 +70,20 @@ if [ -f gpu_labs/memory_probe.py ]; then
     --batch-sizes 1 --seq-lens 512,2048 --checkpointing on --output "$OUT/memory_probe.json"
 else
   echo '{"stage": "memory_probe", "exit_status": -1, "seconds": 0, "timed_out": false, "log": "gpu_labs/memory_probe.py not found"}' >> "$STAGES"
+fi
+
+GPU_COUNT=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
+if [ "$GPU_COUNT" -ge 2 ]; then
+  # Several GPUs: real FSDP2 (NCCL) on a tiny model, each rank's bytes against loracalc.sharding, then the
+  # QLoRA lab itself under the shipped FSDP config on 2 GPUs (per-GPU prediction printed before, measured after).
+  stage fsdp_bytes 200 "$PYTHON" gpu_labs/fsdp_memory_check.py --world-size 2 --method lora qlora \
+    --strategy full-shard shard-grad-op ddp --out "$OUT/fsdp_bytes.json"
+  "$PYTHON" gpu_labs/labkit.py tiny-model "$OUT/tiny-llama" > /dev/null 2>&1
+  stage fsdp_lab 240 "$PYTHON" -m accelerate.commands.launch --config_file gpu_labs/accelerate_fsdp_qlora.yaml \
+    --num_processes 2 --main_process_port 0 gpu_labs/qlora_finetune.py --model "$OUT/tiny-llama" \
+    --method qlora --quant-storage bf16 --max-steps 20 --output-dir "$OUT/fsdp_lab"
+else
+  echo "one GPU: the FSDP stages need two (they run as CPU tests: pytest -m slow tests/gpu_labs/test_fsdp_*.py)"
 fi
 fi
 

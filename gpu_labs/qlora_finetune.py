@@ -12,9 +12,12 @@ Several GPUs (DDP through accelerate; each GPU holds a full 4-bit copy and a sha
     accelerate launch --num_processes 4 gpu_labs/qlora_finetune.py --model ... --output-dir runs/ddp
     torchrun --nproc_per_node 4 gpu_labs/qlora_finetune.py --model ... --output-dir runs/ddp
 
-A model too large for one GPU needs FSDP to shard the 4-bit weights: run under
-`accelerate launch --config_file fsdp.yaml` and pass `--quant-storage bf16`, so bitsandbytes packs the
-NF4 weights into bf16 tensors that FSDP can flatten together with the bf16 norms and embeddings.
+A model too large for one GPU needs FSDP to shard the 4-bit weights: run under the shipped config and
+pass `--quant-storage bf16`, so bitsandbytes packs the NF4 weights into bf16 tensors FSDP can shard
+(docs/multi-gpu.md has the commands for LoRA and QLoRA and the per-GPU memory):
+
+    accelerate launch --config_file gpu_labs/accelerate_fsdp_qlora.yaml --num_processes 8 \
+        gpu_labs/qlora_finetune.py --model ... --method qlora --quant-storage bf16 --output-dir runs/fsdp
 
 No GPU? The whole script runs on a CPU with a tiny model (bitsandbytes >= 0.46 does NF4 on CPU):
 
@@ -44,6 +47,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import distributed  # noqa: E402 - several GPUs: accelerate/FSDP glue, standard library at import
 import labkit  # noqa: E402 - standard library only, so --help stays instant
 from labkit import LabError  # noqa: E402
 
@@ -430,12 +434,13 @@ def save_initial_adapter(model, args, output_dir: Path) -> None:
     config.init_lora_weights = saved_init
 
 
-def save_adapter(model, folder: Path, output_dir: Path) -> None:
+def save_adapter(model, folder: Path, output_dir: Path, state_dict=None) -> None:
+    """The adapter as peft saves it; `state_dict` is the gathered adapter when FSDP holds it in shards."""
     initial = output_dir / INITIAL_ADAPTER_DIR
     if labkit.is_complete(initial):
-        model.save_pretrained(folder, path_initial_model_for_weight_conversion=str(initial))
+        model.save_pretrained(folder, path_initial_model_for_weight_conversion=str(initial), state_dict=state_dict)
     else:
-        model.save_pretrained(folder)
+        model.save_pretrained(folder, state_dict=state_dict)
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
@@ -469,9 +474,10 @@ def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, se
     return final
 
 
-def load_latest_checkpoint(output_dir: Path, model, optimizer, scheduler, settings: dict, args, log):
+def load_latest_checkpoint(output_dir: Path, model, optimizer, scheduler, settings: dict, args, log,
+                           sharded_restore=None):
     """Restore the newest complete checkpoint; skip (and say so) any that is half-written or unreadable.
-    Returns the step to continue from (0 if none)."""
+    Returns the step to continue from (0 if none). `sharded_restore(ckpt)` reads an FSDP checkpoint."""
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -488,6 +494,10 @@ def load_latest_checkpoint(output_dir: Path, model, optimizer, scheduler, settin
                 diffs = "; ".join(f"--{k.replace('_', '-')} was {saved.get(k)!r}, now {settings.get(k)!r}" for k in changed)
                 raise LabError(f"{output_dir} holds checkpoints of a different run ({diffs}). Re-run the original "
                                "command to resume it, or use a new --output-dir (or --no-resume to start over).")
+            if sharded_restore is not None:  # [distributed] FSDP: every rank reads its own shard
+                sharded_restore(ckpt)
+                log(f"resuming from {ckpt} (step {state['step']})")
+                return state["step"]
             if args.method == "full":
                 from accelerate.utils import load_checkpoint_in_model
                 load_checkpoint_in_model(model, ckpt / "model")
@@ -577,6 +587,7 @@ def main(argv=None) -> int:
 
     # cpu=True on a machine without CUDA lets torchrun / accelerate launch start gloo processes there.
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    distributed.use_fsdp_without_gpu(accelerator)  # [distributed] an FSDP config on gloo processes gets FSDP too
     is_main = accelerator.is_main_process
     log = (lambda msg: print(msg, flush=True)) if is_main else (lambda msg: None)
 
@@ -657,6 +668,9 @@ def main(argv=None) -> int:
     if args.method != "full":
         log(f"loracalc counts: {loracalc_lora_params(config_dict, args)}")
     log(f"loracalc predicts: {describe_estimate(estimate) if estimate else 'n/a'} [{note}]")
+    per_gpu = distributed.predict_per_gpu(estimate, config_dict, accelerator) if estimate else None  # [distributed]
+    if per_gpu and accelerator.num_processes > 1:
+        log(f"loracalc predicts per GPU: {distributed.describe_per_gpu(per_gpu)}")
     gpu_bytes = labkit.gpu_total_bytes()
     if estimate and gpu_bytes and estimate.total_bytes > gpu_bytes:
         log(f"warning: that is more than this GPU's {labkit.human_bytes(gpu_bytes)}; expect an out-of-memory error. "
@@ -681,14 +695,17 @@ def main(argv=None) -> int:
     optimizer = build_optimizer(params, args, model)
     scheduler = build_schedule(optimizer, total_steps, args.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
+    params = [p for p in model.parameters() if p.requires_grad]  # [distributed] FSDP replaced them with shards
 
     settings = {k: v for k, v in vars(args).items()}
     settings.update(compute_dtype=dtype_name, world_size=accelerator.num_processes, total_steps=total_steps)
     start_step = 0
     log_path = output_dir / "train_log.jsonl"
     if args.resume:
+        restore = (lambda ckpt: distributed.load_sharded_checkpoint(ckpt, model, optimizer, scheduler, accelerator)
+                   ) if fsdp else None  # [distributed]
         start_step = load_latest_checkpoint(output_dir, accelerator.unwrap_model(model), optimizer, scheduler,
-                                            settings, args, log)
+                                            settings, args, log, sharded_restore=restore)
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         old = log_path.read_text().splitlines() if start_step and log_path.exists() else []
@@ -764,7 +781,14 @@ def main(argv=None) -> int:
                 bar.set_postfix(**postfix)
                 bar.update(1)
             if step % args.save_every == 0 or step == total_steps or stop["signal"]:
-                if is_main:
+                if fsdp:  # [distributed] every rank writes its own shard; the folder appears when all have
+                    distributed.save_sharded_checkpoint(output_dir / "checkpoints" / f"step-{step:06d}", step, model,
+                                                        optimizer, scheduler, settings, accelerator)
+                    if is_main:
+                        import shutil
+                        for old in checkpoint_dirs(output_dir)[args.keep_checkpoints:]:
+                            shutil.rmtree(old, ignore_errors=True)
+                elif is_main:
                     save_checkpoint(output_dir, step, accelerator.unwrap_model(model), optimizer, scheduler,
                                     settings, args)
                 accelerator.wait_for_everyone()
@@ -799,13 +823,16 @@ def main(argv=None) -> int:
                "probe_loss": probe, "measured_peak_bytes": peak, "measured": peak_kind, "device": str(accelerator.device),
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                "versions": labkit.library_versions(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if accelerator.num_processes > 1:  # [distributed] measured per rank, next to the per-GPU prediction
+        results["ranks"] = distributed.report_ranks(accelerator, model, optimizer, per_gpu, log)
+    whole = distributed.full_adapter_state(model) if fsdp else None  # [distributed] gathered on every rank
     if is_main:
         final = output_dir / ("model" if args.method == "full" else "adapter")
         with labkit.atomic_directory(final) as staging:
             if args.method == "full":
-                accelerator.unwrap_model(model).save_pretrained(staging)
-            else:
-                save_adapter(accelerator.unwrap_model(model), staging, output_dir)  # adapter_model.safetensors + config
+                accelerator.unwrap_model(model).save_pretrained(staging, state_dict=whole)
+            else:  # adapter_model.safetensors + adapter_config.json (under FSDP from the gathered adapter)
+                save_adapter(accelerator.unwrap_model(model), staging, output_dir, state_dict=whole)
             tokenizer.save_pretrained(staging)
             (staging / "run_settings.json").write_text(json.dumps({"settings": settings, "results": results}, indent=1))
         log(f"final loss {loss_value:.4f}; {tokens_per_s:,.0f} tokens/s, "

@@ -2,6 +2,7 @@
 
     python -m loracalc params --model llama-3.1-8b --rank 16 --targets all-linear [--json]
     python -m loracalc memory --model llama-3.1-70b --method qlora --batch-size 1 --seq-len 2048 [--json]
+    python -m loracalc memory --model llama-3.1-70b --method lora --gpus 8 --strategy full-shard [--offload-params]
     python -m loracalc models | gpus | nf4 [--json]
 
 Bad input prints one line naming the field and exits with status 2.
@@ -71,7 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     hq.add_argument("--no-quantize-lm-head", dest="quantize_lm_head", action="store_false")
     m.add_argument("--no-double-quant", dest="double_quant", action="store_false", default=True,
                    help="NF4 without double quantization (LitGPT's bnb.nf4)")
-    m.add_argument("--gpu", default=None, help="also report the largest batch and sequence that fit on this GPU")
+    m.add_argument("--gpu", default=None, help="also report the largest batch and sequence that fit on this GPU "
+                   "(with --gpus: the fewest GPUs of this type that fit, per strategy)")
+    m.add_argument("--gpus", default=None, help="number of GPUs sharing the run: memory per GPU instead of in total")
+    m.add_argument("--strategy", default="ddp",
+                   help="with --gpus: ddp (a full copy per GPU), shard-grad-op (ZeRO-2: gradients and optimizer "
+                        "state sharded) or full-shard (ZeRO-3 / FSDP: weights sharded too); default ddp")
+    m.add_argument("--offload-optimizer", action="store_true",
+                   help="with a sharded strategy: optimizer state in host memory (DeepSpeed ZeRO-Offload)")
+    m.add_argument("--offload-params", action="store_true",
+                   help="with a sharded strategy: sharded weights, gradients and optimizer state in host memory "
+                        "(FSDP CPUOffloadPolicy)")
     m.add_argument("--json", action="store_true", help="print JSON")
 
     g = sub.add_parser("models", help="list the model presets")
@@ -151,6 +162,10 @@ def cmd_memory(args) -> Any:
               paged_state_on_host=args.paged_state_on_host, dora=args.dora,
               quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant)
     est = estimate_memory(arch, **kw)
+    if args.gpus is not None:
+        return _memory_per_gpu(args, arch, kw, est)
+    if args.strategy != "ddp" or args.offload_optimizer or args.offload_params:
+        raise LoraCalcError("gpus", "--strategy and --offload-* describe several GPUs: give --gpus N too")
     out = est.to_dict()
     if args.gpu:
         g = get_gpu(args.gpu)
@@ -180,6 +195,41 @@ def cmd_memory(args) -> Any:
         gi = out["gpu"]
         lines.append(f"{gi['name']}: {'fits' if gi['fits'] else 'does not fit'}; largest batch "
                      f"{gi['max_batch_size']}, largest seq_len {gi['max_seq_len']}")
+    return "\n".join(lines)
+
+
+def _memory_per_gpu(args, arch, kw, est) -> Any:
+    from .gpus import get_gpu
+    from .sharding import STRATEGIES, shard_estimate, smallest_gpu_count
+    sh = shard_estimate(est, arch, args.gpus, args.strategy, args.offload_optimizer, args.offload_params)
+    out = sh.to_dict()
+    out["settings"] = dict(est.settings)
+    if args.gpu:
+        g = get_gpu(args.gpu)
+        need = {s: smallest_gpu_count(arch, g, s, *((False, False) if s == "ddp" else
+                                                    (sh.offload_optimizer, sh.offload_params)), **kw)
+                for s in STRATEGIES}
+        out["gpu"] = {"name": g.name, "memory_bytes": g.memory_bytes, "fits": sh.per_gpu_bytes <= g.memory_bytes,
+                      "gpus_needed": need}
+    if args.json:
+        return out
+    s = est.settings
+    offload = [w for w, on in (("optimizer", sh.offload_optimizer), ("params", sh.offload_params)) if on]
+    lines = [f"{arch.display_name}: {s['method']}, rank {s['rank']}, batch {s['batch_size']} per GPU, seq "
+             f"{s['seq_len']}, {sh.gpus} GPUs, {STRATEGIES[sh.strategy]}"
+             + (f", offload {' + '.join(offload)} to CPU" if offload else ""), ""]
+    rows = [["term", "per GPU", "host, per GPU", "formula"]]
+    rows += [[t.label, _gb(t.gpu_bytes), _gb(t.host_bytes) if t.host_bytes else "", t.formula] for t in sh.terms]
+    rows.append(["total", _gb(sh.per_gpu_bytes), _gb(sh.host_bytes_per_gpu) if sh.host_bytes_per_gpu else "", ""])
+    lines.append(_table(rows, {1, 2}))
+    lines.append("")
+    lines.append(f"one GPU alone would need {_gb(sh.single_gpu_bytes)}"
+                 + (f"; host memory for all {sh.gpus} GPUs: {_gb(sh.host_bytes_total)}" if sh.host_bytes_total else ""))
+    lines += [f"note: {n}" for n in sh.notes]
+    if args.gpu:
+        gi = out["gpu"]
+        lines.append(f"{gi['name']}: {'fits' if gi['fits'] else 'does not fit'} with {sh.gpus}; fewest "
+                     f"{gi['name']} GPUs: " + ", ".join(f"{k} {v if v else 'none'}" for k, v in gi["gpus_needed"].items()))
     return "\n".join(lines)
 
 

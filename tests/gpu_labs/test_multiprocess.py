@@ -10,6 +10,8 @@ import sys
 import pytest
 from lab_helpers import LABS, REPO, lab_env, run_lab
 
+import distributed  # gpu_labs/, on the path through lab_helpers
+
 pytestmark = pytest.mark.slow
 
 
@@ -27,7 +29,7 @@ def results(out):
 def test_two_gloo_processes_match_one_process(tiny_model, tmp_path):
     two = tmp_path / "two"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29533", str(LABS / "qlora_finetune.py"), *common(tiny_model),
+                           "--master_port", str(distributed.free_port()), str(LABS / "qlora_finetune.py"), *common(tiny_model),
                            "--grad-accum", "3", "--output-dir", str(two)],
                           cwd=REPO, env=lab_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

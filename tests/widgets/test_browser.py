@@ -28,14 +28,16 @@ CHANGES = {
     "model_lora": [("model", "llama-3.1-70b"), ("rank", "64"), ("targets", "q,v"), ("model", "llama-3.2-1b")],
     "memory_calculator": [("method", "lora"), ("rank", "64"), ("targets", "q,v"), ("batch_size", "4"),
                           ("seq_len", "4096"), ("gradient_checkpointing", "off"), ("optimizer", "adamw_8bit"),
-                          ("attention", "eager"), ("gpu", "rtx-4090"), ("model", "llama-3.1-70b"), ("method", "full")],
+                          ("attention", "eager"), ("gpu", "rtx-4090"), ("model", "llama-3.1-70b"), ("method", "full"),
+                          ("gpus", "8"), ("strategy", "full-shard"), ("offload", "params")],
     "nf4_bits": [("block_size", "128"), ("double_quant", "off"), ("model", "llama-2-70b"), ("block_size", "32")],
 }
 
 BAD = {
     "rank_trick": [("d", "abc"), ("d", "-64"), ("d", ""), ("r", "100000"), ("d", "128"), ("r", "300")],
     "model_lora": [("rank", "0"), ("rank", "")],
-    "memory_calculator": [("batch_size", "0"), ("seq_len", "-1"), ("rank", "1.5"), ("batch_size", "")],
+    "memory_calculator": [("batch_size", "0"), ("seq_len", "-1"), ("rank", "1.5"), ("batch_size", ""),
+                          ("gpus", "0")],
     "nf4_bits": [("block_size", "7"), ("block_size", "x")],
 }
 
@@ -111,13 +113,15 @@ def test_calculator_state_round_trips_through_the_url(wpage, site_url, browser):
     name = "memory_calculator"
     open_page(wpage, site_url, PAGES[name])
     for field, value in [("model", "llama-3.1-70b"), ("method", "lora"), ("rank", "32"), ("batch_size", "2"),
-                         ("seq_len", "1024"), ("optimizer", "paged_adamw_8bit"), ("gpu", "h200")]:
+                         ("seq_len", "1024"), ("optimizer", "paged_adamw_8bit"), ("gpu", "h200"), ("gpus", "4"),
+                         ("strategy", "full-shard"), ("offload", "optimizer")]:
         before = stamp(wpage, name)
         set_field(wpage, name, field, value)
         wait_updated(wpage, name, before)
     state = read_inputs(wpage, name)
     query = parse_qs(urlparse(wpage.url).query)
     assert query["rank"] == ["32"] and query["gpu"] == ["h200"] and query["method"] == ["lora"]
+    assert query["gpus"] == ["4"] and query["strategy"] == ["full-shard"] and query["offload"] == ["optimizer"]
     want = expected(name, state)
 
     other = browser.new_context().new_page()

@@ -150,3 +150,30 @@ def test_measured_runs_show_predicted_vs_measured():
     assert f"predicted <strong>{rec.predicted_bytes / 1e6:,.2f} MB</strong>" in out["measured"]
     # settings the probe did not run: no record, and a pointer to the ones it did
     assert "No measurement recorded" in call_widget("memory_calculator", DEFAULT)["measured"]
+
+
+@pytest.mark.parametrize("gpus, strategy, offload", [
+    ("1", "ddp", "none"), ("2", "full-shard", "none"), ("8", "shard-grad-op", "optimizer"),
+    ("8", "full-shard", "params"),
+])
+def test_per_gpu_outputs_follow_the_sharding_engine(gpus, strategy, offload):
+    from loracalc import sharding
+
+    over = {"model": "llama-3.1-70b", "method": "lora", "gpu": "a100-80gb"}
+    est, kwargs = _engine(**over)
+    flags = {"none": (False, False), "optimizer": (True, False), "params": (False, True)}[offload]
+    sh = sharding.shard_estimate(est, "llama-3.1-70b", int(gpus), strategy, *flags)
+    out = call_widget("memory_calculator", {**DEFAULT, **over, "gpus": gpus, "strategy": strategy, "offload": offload})
+    assert out["per_gpu_total"] == f"{sh.per_gpu_bytes / 1e9:,.1f} GB"
+    fewest = sharding.smallest_gpu_count("llama-3.1-70b", "a100-80gb", "full-shard", *flags, **kwargs) \
+        if strategy != "ddp" else sharding.smallest_gpu_count("llama-3.1-70b", "a100-80gb", "full-shard", **kwargs)
+    assert f"{fewest} x NVIDIA A100 80GB" in out["gpus_needed"]
+    assert_clean(out)
+
+
+@pytest.mark.parametrize("field, value", [("gpus", "0"), ("gpus", "two"), ("strategy", "zero9"), ("offload", "disk")])
+def test_bad_multi_gpu_input_names_its_field(field, value):
+    from lora_course.widgets import call
+
+    result = call("memory_calculator", {**DEFAULT, field: value})
+    assert not result["ok"] and result["field"] == field

@@ -8,6 +8,8 @@ and the allocated peak), what sits in CPU memory and what is allocated outside t
 formula (on hover and on keyboard focus, and in a table), the methods side by side, every GPU
 with a usage-vs-capacity bar, the largest batch and sequence that fit on the chosen GPU, the JSON
 that ``python -m loracalc memory --json`` prints, and predicted vs measured where the labs measured it.
+Several GPUs (number, strategy, CPU offload): memory per GPU by term, host memory, and the fewest GPUs of
+the chosen type per strategy (``loracalc.sharding``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 from typing import Any
 
 import loracalc
+from loracalc import sharding
 
 from .. import measured
 from . import _common as c
@@ -80,7 +83,8 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       gradient_checkpointing: str = "on", optimizer: str = "adamw", attention: str = "sdpa",
                       recipe: str = "peft", loss: str = "full", activation_offload: str = "off",
                       optimizer_in_backward: str = "off", paged_state_on_host: str = "off", dora: str = "off",
-                      gpu: str = "h100-80gb", **_: Any) -> dict[str, Any]:
+                      gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
+                      **_: Any) -> dict[str, Any]:
     arch = _model(model, config)
     raw = {"method": method, "rank": c.text(rank), "targets": targets, "batch_size": c.text(batch_size),
            "seq_len": c.text(seq_len), "gradient_checkpointing": c.text(gradient_checkpointing) or "off",
@@ -125,9 +129,50 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "json": json.dumps(est.to_dict(), indent=2),
         "measured": measured_html(arch, s, total),
     }
+    out.update(multi_gpu(est, arch, g, s, gpus, strategy, offload))
     out["announce"] = (f"Needed on the card {out['total']}, allocated peak {out['allocated_peak']}. "
-                       f"{out['gpu_verdict']}.")
+                       f"{out['gpu_verdict']}. {out['per_gpu_verdict']}.")
     return out
+
+
+OFFLOADS = {"none": (False, False), "optimizer": (True, False), "params": (False, True)}
+
+
+def multi_gpu(est, arch, g, s: dict, gpus: str, strategy: str, offload: str) -> dict[str, str]:
+    """Per-GPU memory for the chosen number of GPUs and strategy, and the fewest GPUs per strategy."""
+    off = c.text(offload) or "none"
+    if off not in OFFLOADS:
+        raise loracalc.LoraCalcError("offload", f"offload must be one of: {', '.join(OFFLOADS)} (got {offload!r})")
+    sh = sharding.shard_estimate(est, arch, c.text(gpus) or "1", c.text(strategy) or "ddp", *OFFLOADS[off])
+    limit = int(g.memory_bytes)
+    per = sh.per_gpu_bytes
+    rows = []
+    for t in sh.terms:
+        rows.append(f'<tr><th scope="row">{c.esc(t.label)}<br><span class="lc-formula">{c.esc(t.formula)}</span></th>'
+                    f'<td class="lc-num">{c.fmt_gb(t.gpu_bytes, 2)}</td>'
+                    f'<td class="lc-num">{c.fmt_gb(t.host_bytes, 2) if t.host_bytes else "-"}</td></tr>')
+    table = ('<table class="lc-table lc-terms"><caption>Each GPU, term by term</caption><thead><tr>'
+             '<th scope="col">term</th><th scope="col" class="lc-num">per GPU</th>'
+             '<th scope="col" class="lc-num">host, per GPU</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+    need = {}
+    for name in sharding.STRATEGIES:
+        flags = (False, False) if name == "ddp" else (sh.offload_optimizer and not sh.offload_params, sh.offload_params)
+        need[name] = _fewest(arch, g.name, name, flags, _key(s, ""))
+    items = "".join(
+        f'<li><span class="lc-gpu-name">{c.esc(sharding.STRATEGIES[k])}</span> '
+        f'<strong>{c.esc(c.fmt_int(v) + " x " + g.display_name if v else "no number of GPUs fits")}</strong></li>'
+        for k, v in need.items())
+    host = f"; host memory {c.fmt_gb(sh.host_bytes_total)} in all" if sh.host_bytes_total else ""
+    verdict = (f"{sh.gpus} x {g.display_name}, {sharding.STRATEGIES[sh.strategy]}: {c.fmt_gb(per)} per GPU, "
+               + ("fits" if per <= limit else f"does not fit in {c.fmt_gb(limit)}") + host)
+    return {"per_gpu_total": c.fmt_gb(per), "per_gpu_verdict": verdict, "per_gpu_table": table,
+            "gpus_needed": f'<ul class="lc-needed">{items}</ul>'}
+
+
+@functools.lru_cache(maxsize=256)
+def _fewest(arch, gpu_name: str, strategy: str, flags: tuple, key: tuple):
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in key}
+    return sharding.smallest_gpu_count(arch, gpu_name, strategy, *flags, **settings)
 
 
 # --------------------------------------------------------------------- pieces of HTML

@@ -1,0 +1,271 @@
+"""Training memory per GPU when several GPUs share one run: data parallel, ZeRO-2 and ZeRO-3 / FSDP.
+
+``shard_estimate(estimate, arch, gpus, strategy)`` takes what ``estimate_memory`` returned for one GPU
+and says what each GPU holds, term by term, and what the host holds for anything offloaded.
+``smallest_gpu_count(...)`` answers "how many of this GPU", per strategy.
+
+What each strategy does, as PyTorch FSDP2 (``torch.distributed.fsdp.fully_shard``, torch 2.13) and
+DeepSpeed implement it:
+
+* ``ddp``: every GPU holds everything; DistributedDataParallel adds flat gradient buckets as large as
+  the gradients (``gradient_as_bucket_view=False``, the default that accelerate keeps).
+* ``shard-grad-op`` (ZeRO-2, FSDP ``reshard_after_forward=False``): parameters, gradients and optimizer
+  state are stored as 1/N shards (dim-0 chunks, padded to equal size), but every layer gathered in
+  forward stays gathered until its backward, so at the end of forward the whole model is resident in the
+  compute dtype.
+* ``full-shard`` (ZeRO-3, FSDP ``reshard_after_forward=True``): the same shards; a layer is gathered just
+  before it runs and freed after, so the gathered working set is the root group (embeddings, final norm,
+  lm_head: gathered at the start of forward and again for the whole backward) plus two decoder layers
+  (the one computing and the one prefetched).
+
+Offload: ``offload_params`` is FSDP's ``CPUOffloadPolicy``: the sharded parameters, their gradients and
+the optimizer state live in host memory and the optimizer steps on the CPU; only the gathered working
+set is on the GPU. ``offload_optimizer`` alone is DeepSpeed's ZeRO-Offload (optimizer state and fp32
+master weights on the host); FSDP has no optimizer-only switch.
+
+Terms are handled by their key (``RULES``). A key this module does not know is kept whole on every GPU
+(the safe side of an estimate) and named in the notes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import LoraCalcError, as_bool, as_choice, as_int
+from .gpus import get_gpu
+from .memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, MemoryEstimate, estimate_memory
+from .models import get_model, quantizable_params, total_params
+from .params import count_params
+
+STRATEGIES = {
+    "ddp": "data parallel (a full copy per GPU)",
+    "shard-grad-op": "ZeRO-2 / FSDP SHARD_GRAD_OP (gradients and optimizer state sharded)",
+    "full-shard": "ZeRO-3 / FSDP FULL_SHARD (weights sharded too)",
+}
+MAX_GPUS = 4096
+COMPUTE_BYTES = 2   # FSDP gathers in MixedPrecisionPolicy.param_dtype: bf16 in every recipe the course uses
+
+# --8<-- [start:rules]
+# How each term of estimate_memory is split. "param": parameter storage, sharded under FSDP;
+# "param4": 4-bit weights, whose packed codes are parameters (sharded) but whose quantization statistics
+# live in weight.quant_state, outside the parameters, so every GPU keeps all of them; "grad": gradients;
+# "optim": optimizer state (with fp32 master weights, which ZeRO-Offload moves with it); "act": activations
+# and logits, never sharded (each GPU runs its own micro-batch); "context": recomputed per GPU.
+RULES = {
+    "weights": "param", "weights_16bit": "param", "kbit_upcast": "param", "adapter": "param",
+    "weights_4bit": "param4",
+    "gradients": "grad", "adapter_grads": "grad",
+    "optimizer": "optim", "master_weights": "optim",
+    "activations": "act", "logits": "act",
+    "cuda_context": "context",
+}
+# --8<-- [end:rules]
+
+
+@dataclass(frozen=True)
+class ShardTerm:
+    key: str
+    label: str
+    gpu_bytes: int       # on each GPU
+    host_bytes: int      # in host memory, for each GPU's share (offloaded)
+    formula: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "label": self.label, "gpu_bytes": self.gpu_bytes, "host_bytes": self.host_bytes,
+                "formula": self.formula}
+
+
+@dataclass(frozen=True)
+class ShardedEstimate:
+    model: str
+    gpus: int
+    strategy: str
+    offload_optimizer: bool
+    offload_params: bool
+    terms: tuple[ShardTerm, ...]
+    single_gpu_bytes: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def per_gpu_bytes(self) -> int:
+        return sum(t.gpu_bytes for t in self.terms)
+
+    @property
+    def host_bytes_per_gpu(self) -> int:
+        return sum(t.host_bytes for t in self.terms)
+
+    @property
+    def host_bytes_total(self) -> int:
+        return self.gpus * self.host_bytes_per_gpu
+
+    @property
+    def breakdown(self) -> dict[str, int]:
+        return {t.key: t.gpu_bytes for t in self.terms}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "gpus": self.gpus, "strategy": self.strategy,
+                "offload_optimizer": self.offload_optimizer, "offload_params": self.offload_params,
+                "per_gpu_bytes": self.per_gpu_bytes, "per_gpu_gb": round(self.per_gpu_bytes / 1e9, 3),
+                "host_bytes_per_gpu": self.host_bytes_per_gpu, "host_bytes_total": self.host_bytes_total,
+                "single_gpu_bytes": self.single_gpu_bytes, "breakdown": self.breakdown,
+                "terms": [t.to_dict() for t in self.terms], "notes": list(self.notes)}
+
+
+def _share(nbytes: int, n: int) -> int:
+    """One rank's shard: FSDP pads every tensor to a multiple of N rows, so round up."""
+    return -(-int(nbytes) // n)
+
+
+# --8<-- [start:working_set]
+def layer_sizes(arch, settings: dict) -> dict[str, int]:
+    """Parameters of one decoder layer and of the root group (embeddings, final norm, lm_head), from the
+    same walker that counts the whole model: a copy of the architecture with no layers is the root."""
+    root = total_params(replace(arch, num_hidden_layers=0))
+    per_layer = (total_params(arch) - root) // arch.num_hidden_layers
+    q_layer = quantizable_params(arch) // arch.num_hidden_layers
+    lora_layer = count_params(arch, rank=settings["rank"], targets=settings["targets"]).lora_params_per_layer
+    return {"root": root, "layer": per_layer, "layer_4bit": q_layer, "layer_lora": lora_layer,
+            "layers": arch.num_hidden_layers}
+
+
+def gathered_bytes(sizes: dict[str, int], method: str, layers_in_flight: int) -> dict[str, int]:
+    """Bytes FSDP all-gathers in the compute dtype: 4-bit codes stay packed (half a byte a weight, whatever
+    container dtype holds them), every other parameter (adapters included) is cast to bf16."""
+    if method == "qlora":
+        layer = sizes["layer_4bit"] // 2 + COMPUTE_BYTES * (sizes["layer"] - sizes["layer_4bit"])
+    else:
+        layer = COMPUTE_BYTES * sizes["layer"]
+    if method != "full":
+        layer += COMPUTE_BYTES * sizes["layer_lora"]
+    return {"root": COMPUTE_BYTES * sizes["root"], "layer": layer, "layers": layers_in_flight * layer}
+# --8<-- [end:working_set]
+
+
+def shard_estimate(estimate: MemoryEstimate, arch: Any, gpus: Any = 1, strategy: Any = "ddp",
+                   offload_optimizer: Any = False, offload_params: Any = False) -> ShardedEstimate:
+    """Per-GPU memory, term by term, for ``estimate`` (one GPU's ``estimate_memory``) run on ``gpus`` GPUs."""
+    arch = get_model(arch)
+    n = as_int(gpus, "gpus", 1, MAX_GPUS, "number of GPUs")
+    strategy = as_choice(strategy, "strategy", STRATEGIES)
+    off_opt = as_bool(offload_optimizer, "offload_optimizer")
+    off_par = as_bool(offload_params, "offload_params")
+    if strategy == "ddp" and (off_opt or off_par):
+        raise LoraCalcError("strategy", "CPU offload needs a sharded strategy: choose shard-grad-op or full-shard "
+                                        "(data parallel keeps everything on every GPU)")
+    off_opt = off_opt or off_par     # CPUOffloadPolicy moves the optimizer state along with the parameters
+    method = estimate.settings.get("method", "lora")
+    sharded = strategy != "ddp"
+    terms: list[ShardTerm] = []
+    notes: list[str] = []
+    context = None
+
+    def add(key, label, gpu, host, formula):
+        terms.append(ShardTerm(key, label, int(round(gpu)), int(round(host)), formula))
+
+    has_master = "master_weights" in estimate.breakdown
+    for t in estimate.terms:
+        kind = RULES.get(t.key)
+        if kind is None:
+            notes.append(f"{t.key}: not known to the sharding rules, kept whole on every GPU")
+            add(t.key, t.label, t.bytes, 0, "whole on every GPU (unknown term)")
+            continue
+        if kind == "context":
+            context = t
+            continue
+        if kind == "param4":
+            codes = quantizable_params(arch) // 2
+            stats = max(t.bytes - codes, 0)
+            share = _share(codes, n) if sharded else codes
+            add(t.key, t.label + (" (codes sharded)" if sharded else " (codes)"), 0 if off_par else share,
+                share if off_par else 0, f"{codes:,} B of packed codes" + (f" / {n}" if sharded else ""))
+            add(t.key + "_stats", "4-bit quantization statistics (not sharded)", stats, 0,
+                "absmax and code tables live in quant_state, outside the parameters FSDP shards")
+            continue
+        if kind == "act" or not sharded:
+            add(t.key, t.label, t.bytes, 0, "each GPU its own" if kind == "act" else "a full copy per GPU")
+            continue
+        if kind == "param" and t.key == "weights" and has_master:
+            # mixed-precision full fine-tuning under FSDP: the fp32 sharded parameter is the master copy
+            # and the bf16 weights exist only as the gathered working set counted below
+            continue
+        share = _share(t.bytes, n)
+        offloaded = (kind == "optim" and off_opt) or (kind in ("param", "grad") and off_par)
+        add(t.key, t.label, 0 if offloaded else share, share if offloaded else 0,
+            f"{t.bytes:,} B / {n}" + (" in host memory" if offloaded else ""))
+    if strategy == "ddp" and n > 1:
+        grads = sum(t.bytes for t in estimate.terms if RULES.get(t.key) == "grad")
+        add("ddp_buckets", "DDP gradient buckets (flat copy of the gradients)", grads, 0,
+            "gradient_as_bucket_view=False keeps a second copy of every gradient for all-reduce")
+    if sharded:
+        sizes = layer_sizes(arch, estimate.settings)
+        if strategy == "shard-grad-op":
+            g = gathered_bytes(sizes, method, sizes["layers"])
+            add("gathered", "Gathered parameters (whole model, held from forward to backward)",
+                g["root"] + g["layers"], 0, f"root {g['root']:,} B + {sizes['layers']} layers x {g['layer']:,} B bf16")
+        else:
+            g = gathered_bytes(sizes, method, 2)
+            add("gathered", "Gathered parameters (root group + 2 layers in flight)", g["root"] + g["layers"], 0,
+                f"root {g['root']:,} B + 2 layers x {g['layer']:,} B bf16 (computing + prefetched)")
+        if n > 1 and any(RULES.get(t.key) == "grad" and t.bytes for t in estimate.terms):
+            grads = sum(t.bytes for t in estimate.terms if RULES.get(t.key) == "grad")
+            layer_grads = grads // sizes["layers"]
+            add("unsharded_grads", "One layer's unsharded gradients before reduce-scatter", layer_grads, 0,
+                f"{grads:,} B / {sizes['layers']} layers")
+    if context is not None:
+        subtotal = sum(t.gpu_bytes for t in terms)
+        add("cuda_context", context.label, CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * subtotal, 0,
+            f"{CUDA_CONTEXT_BYTES / 2**20:.0f} MiB context per GPU + {ALLOCATOR_SLACK:.0%} fragmentation")
+    if n == 1 and sharded:
+        notes.append("FSDP on one GPU shards nothing but still gathers: use it only for its CPU offload")
+    return ShardedEstimate(model=estimate.model, gpus=n, strategy=strategy, offload_optimizer=off_opt,
+                           offload_params=off_par, terms=tuple(terms), single_gpu_bytes=estimate.total_bytes,
+                           notes=tuple(notes))
+
+
+def estimate_sharded(model: Any, gpus: Any = 1, strategy: Any = "ddp", offload_optimizer: Any = False,
+                     offload_params: Any = False, **settings) -> ShardedEstimate:
+    """``estimate_memory(model, **settings)`` split over ``gpus`` GPUs with ``strategy``."""
+    arch = get_model(model)
+    return shard_estimate(estimate_memory(arch, **settings), arch, gpus, strategy, offload_optimizer,
+                          offload_params)
+
+
+def smallest_gpu_count(model: Any, gpu: Any, strategy: Any = "full-shard", offload_optimizer: Any = False,
+                       offload_params: Any = False, **settings) -> int | None:
+    """Fewest GPUs of type ``gpu`` whose per-GPU memory fits, or None when no count does (the part every GPU
+    keeps whole, such as activations and the gathered layers, is already too large).
+
+    Per-GPU memory never grows with N, so a bisection over 1..MAX_GPUS finds the smallest count."""
+    arch = get_model(model)
+    cap = get_gpu(gpu).memory_bytes
+    strategy = as_choice(strategy, "strategy", STRATEGIES)
+    est = estimate_memory(arch, **settings)
+
+    def ok(n: int) -> bool:
+        return shard_estimate(est, arch, n, strategy, offload_optimizer, offload_params).per_gpu_bytes <= cap
+
+    if est.total_bytes <= cap:
+        return 1                          # it fits on one GPU as it is: nothing to share
+    if strategy == "ddp":
+        return None                       # more data-parallel GPUs never lower one GPU's memory
+    if not ok(MAX_GPUS):
+        return None
+    lo, hi = 1, MAX_GPUS
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def gpus_needed(model: Any, gpu: Any, offload: bool = False, **settings) -> dict[str, int | None]:
+    """The smallest GPU count per strategy (with CPU offload of parameters when ``offload``)."""
+    out = {}
+    for s in STRATEGIES:
+        if s == "ddp":
+            out[s] = smallest_gpu_count(model, gpu, s, **settings)
+        else:
+            out[s] = smallest_gpu_count(model, gpu, s, offload_params=offload, **settings)
+    return out
