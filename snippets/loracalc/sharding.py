@@ -53,10 +53,14 @@ COMPUTE_BYTES = 2   # FSDP gathers in MixedPrecisionPolicy.param_dtype: bf16 in 
 # and logits, never sharded (each GPU runs its own micro-batch); "context": recomputed per GPU.
 RULES = {
     "weights": "param", "weights_16bit": "param", "kbit_upcast": "param", "adapter": "param",
+    # LLM.int8 weights are parameters too; DoRA's magnitude vectors are parameters, counted with their
+    # gradients and optimizer state in one small term
+    "weights_8bit": "param", "dora_magnitude": "param",
     "weights_4bit": "param4",
     "gradients": "grad", "adapter_grads": "grad",
     "optimizer": "optim", "master_weights": "optim",
-    "activations": "act", "logits": "act",
+    "activations": "act", "logits": "act", "recomputed": "act", "dora_activations": "act",
+    "activations_offloaded": "act",
     "cuda_context": "context",
 }
 # --8<-- [end:rules]

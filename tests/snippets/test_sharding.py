@@ -22,9 +22,14 @@ def test_one_gpu_data_parallel_is_the_single_gpu_estimate(method):
 
 def test_every_term_key_of_the_memory_model_has_a_rule():
     # an unknown key is kept whole (safe), but the keys memory.py produces today should all be known
-    for method in ("lora", "qlora", "full"):
-        for t in estimate_memory("llama-3.1-8b", method=method).terms:
-            assert t.key in RULES, t.key
+    for method in ("lora", "qlora", "full", "lora_8bit"):
+        for options in ({}, {"dora": True}, {"gradient_checkpointing": False}, {"activation_offload": True},
+                        {"optimizer_in_backward": True}):
+            if method == "full" and options.get("dora"):
+                continue
+            est = estimate_memory("llama-3.1-8b", method=method, **options)
+            for t in est.terms + est.off_peak + est.host:
+                assert t.key in RULES, (method, options, t.key)
 
 
 def test_full_shard_divides_what_is_sharded_and_keeps_activations_whole():
