@@ -70,6 +70,12 @@ REPORTED: dict[str, tuple[str, str]] = {
     "vllm_default_max_loras": ("1", "vllm/config/lora.py: LoRAConfig.max_loras default 1"),
     "vllm_default_max_lora_rank": ("16", "vllm/config/lora.py: LoRAConfig.max_lora_rank default 16"),
     "vllm_lora_ranks": ("1, 8, 16, 32, 64, 128, 256, 320, 512", "vllm/config/lora.py: MaxLoRARanks"),
+    "trl_sft_default_lr": ("2e-5", "trl 1.16 trl/trainer/sft_config.py: learning_rate default"),
+    "trl_dpo_default_lr": ("1e-6", "trl 1.16 trl/trainer/dpo_config.py: learning_rate default"),
+    "trl_grpo_default_lr": ("1e-6", "trl 1.16 trl/trainer/grpo_config.py: learning_rate default"),
+    "qlora_oasst1_examples": ("9,000", "Dettmers et al. 2023, introduction: OASST1 (9k examples) beat a 450k FLAN v2 subset for chat"),
+    "qlora_flan_examples": ("450,000", "Dettmers et al. 2023, introduction: FLAN v2 subsampled to 450k"),
+    "hqq_bits": ("1 to 8", "mobiusml/hqq README: nbits 8, 4, 3, 2, 1"),
 }
 
 # --------------------------------------------------------------------------------------------------
