@@ -83,7 +83,7 @@ def _feedback(i: int, q: dict, first: str, current: str) -> str:
         html += f'<p class="lc-note">First answer: {LETTERS[ids.index(first)].upper()} (this is what the score counts).</p>'
     html += _reread(q)
     if not opt["correct"]:
-        html += (f'<p><button type="button" class="md-button lc-again-button" data-action="again-q{i}">'
+        html += (f'<p><button type="button" class="lc-again-button" data-action="again-q{i}">'
                  f'Try question {i} again</button></p>')
     return html + "</div>"
 
