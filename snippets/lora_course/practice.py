@@ -79,7 +79,7 @@ def new_tokens_cost() -> str:
         ["… plus `embed_tokens` and `lm_head` in `modules_to_save`", _int(lora + copies * emb),
          _gb(_trainable_bytes(lora + copies * emb), 2),
          _mb(_lc().adapter_file_bytes(lora + copies * emb, "fp32"))],
-        [f"… or only {new_rows} new rows of each (`trainable_token_indices`)", _int(lora + copies * new_rows * a.hidden_size),
+        [f"… or only {new_rows} new rows of each, with `trainable_token_indices`", _int(lora + copies * new_rows * a.hidden_size),
          _gb(_trainable_bytes(lora + copies * new_rows * a.hidden_size), 2),
          _mb(_lc().adapter_file_bytes(lora + copies * new_rows * a.hidden_size, "fp32"))],
     ]
