@@ -16,6 +16,10 @@ from mkdocs.exceptions import PluginError
 SNIPPETS = Path(__file__).resolve().parent.parent / "snippets"
 if str(SNIPPETS) not in sys.path:
     sys.path.insert(0, str(SNIPPETS))
+# MkDocs puts sys.path back as it was once a hook module has loaded, so the packages are bound now, from this
+# checkout's snippets/; an import at render time would find whichever copy an installed .pth points at.
+import loracalc  # noqa: E402,F401
+import lora_course.figures  # noqa: E402,F401
 
 PLACEHOLDER = re.compile(r"\{\{\s*(fig|table)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})")

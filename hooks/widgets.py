@@ -22,6 +22,9 @@ from mkdocs.exceptions import PluginError
 SNIPPETS = Path(__file__).resolve().parent.parent / "snippets"
 if str(SNIPPETS) not in sys.path:
     sys.path.insert(0, str(SNIPPETS))
+# MkDocs puts sys.path back as it was once a hook module has loaded, so the packages are bound now, from this
+# checkout's snippets/; an import at render time would find whichever copy an installed .pth points at.
+import lora_course.widgets  # noqa: E402,F401
 
 
 def form_inputs(widget) -> dict[str, str]:

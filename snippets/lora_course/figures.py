@@ -7,7 +7,8 @@ return, and an unknown name fails the build. The modules imported below register
 """
 from __future__ import annotations
 
-from . import headline, prose, measured, evidence, quiz, published, multi_gpu  # noqa: F401  (each registers its figures; headline first)
+# each registers its figures when imported; headline first (prose defers to its names)
+from . import headline, prose, practice, measured, evidence, quiz, published, multi_gpu  # noqa: F401
 from .registry import FIGURES, TABLES, figure, table  # noqa: F401  (re-exported for the tests and hooks)
 
 

@@ -7,8 +7,12 @@ so a quiz answer cannot drift from what the rest of the site computes.
 ``questions()`` returns a list of dicts::
 
     {"id": str, "page": "rank-trick.md", "prompt": str,
+     "section": "rank-trick.md#the-parameter-arithmetic",   # where a reader goes to reread
+     "section_title": str,
      "options": [{"id": "a", "text": str, "correct": bool, "explanation": str}, ...],
      "answer": "b"}                    # the id of the one correct option
+
+The list is a pool: one knowledge check shows ``per_check()`` of them, chosen by ``check_set(k)``.
 
 Standard library only: the same file runs in CPython and in Pyodide.
 """
@@ -70,6 +74,8 @@ def questions() -> list[dict[str, Any]]:
         out.append({
             "id": q["id"],
             "page": q.get("page", ""),
+            "section": q.get("section", q.get("page", "")),
+            "section_title": q.get("section_title", ""),
             "prompt": _fill(q["prompt"], cache),
             "options": options,
             "answer": correct[0],
@@ -78,8 +84,27 @@ def questions() -> list[dict[str, Any]]:
 
 
 def pass_mark() -> int:
-    """Score the module asks the reader to aim for (out of ``len(questions())``)."""
+    """Score the module asks the reader to aim for, out of the ``per_check()`` questions one check shows."""
     return int(_raw().get("pass_mark", 4))
+
+
+def per_check() -> int:
+    """How many questions one knowledge check shows (the page has that many slots)."""
+    return int(_raw().get("per_check", 5))
+
+
+def set_count() -> int:
+    """How many different checks the pool gives before they repeat."""
+    n, k = len(_raw()["questions"]), per_check()
+    return -(-n // k)
+
+
+def check_set(index: int) -> list[int]:
+    """Pool positions shown by check number ``index``: ``per_check()`` consecutive questions, wrapping around,
+    so every question appears once the reader has gone through ``set_count()`` checks."""
+    n, k = len(_raw()["questions"]), per_check()
+    start = (index % set_count()) * k
+    return [(start + i) % n for i in range(k)]
 
 
 @figure("quiz_pass_mark")
@@ -89,4 +114,15 @@ def quiz_pass_mark() -> str:
 
 @figure("quiz_question_count")
 def quiz_question_count() -> str:
+    """Questions in one check (the pool is larger: see quiz_pool_size)."""
+    return str(per_check())
+
+
+@figure("quiz_pool_size")
+def quiz_pool_size() -> str:
     return str(len(_raw()["questions"]))
+
+
+@figure("quiz_set_count")
+def quiz_set_count() -> str:
+    return str(set_count())

@@ -18,9 +18,36 @@ def questions():
     return quiz.questions()
 
 
-def test_five_questions(questions):
-    assert len(questions) == 5
-    assert len({q["id"] for q in questions}) == 5
+def test_a_pool_larger_than_one_check(questions):
+    assert quiz.per_check() == 5  # the page has five slots
+    assert len(questions) >= quiz.per_check() + 3
+    assert len({q["id"] for q in questions}) == len(questions)
+
+
+def test_the_pool_asks_about_the_knobs_serving_and_merging(questions):
+    pages = {q["section"].partition("#")[0] for q in questions}
+    assert "training-recipe.md" in pages                          # the knobs
+    assert any("serving" in q["section"] for q in questions)      # vLLM serving
+    assert any("merg" in q["section"] for q in questions)         # merging adapters
+
+
+def _anchors(md: str) -> set[str]:
+    """Ids a page defines: explicit { #id } attributes and the toc extension's heading slugs."""
+    from markdown.extensions.toc import slugify
+
+    ids = set(re.findall(r"\{[^}]*#([A-Za-z0-9_-]+)[^}]*\}", md))
+    for heading in re.findall(r"^#{1,6} (.+?)\s*(?:\{[^}]*\})?$", md, re.M):
+        ids.add(slugify(heading, "-"))
+    return ids
+
+
+def test_reread_links_go_to_an_existing_section(questions):
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for q in questions:
+        page, _, anchor = q["section"].partition("#")
+        assert (docs / page).is_file(), q["id"]
+        assert anchor and anchor in _anchors((docs / page).read_text(encoding="utf-8")), (q["id"], q["section"])
+        assert q["section_title"].strip(), q["id"]
 
 
 def test_exactly_one_correct_and_every_option_explained(questions):
@@ -75,3 +102,4 @@ def test_quiz_follows_the_figures(monkeypatch):
 
 def test_pass_mark():
     assert quiz.pass_mark() == 4
+    assert quiz.pass_mark() <= quiz.per_check()

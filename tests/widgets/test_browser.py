@@ -170,7 +170,8 @@ def _choose(page, q, letter):
 def test_quiz_locks_scores_retries_and_persists(wpage, site_url):
     from lora_course import quiz as quiz_data
 
-    qs = quiz_data.questions()
+    pool = quiz_data.questions()
+    qs = [pool[j] for j in quiz_data.check_set(0)]  # the five questions the first set shows
     open_page(wpage, site_url, PAGES["quiz"])
     wpage.evaluate("localStorage.clear()")
     wrong = next(o for o in qs[0]["options"] if not o["correct"])
@@ -190,7 +191,7 @@ def test_quiz_locks_scores_retries_and_persists(wpage, site_url):
     for i, q in enumerate(qs[1:], start=2):
         _choose(wpage, i, q["answer"])
     score = widget(wpage, "quiz").locator('[data-output="score"]').inner_text()
-    assert score == f"Score: {len(qs) - 1}/{len(qs)}"
+    assert score == f"Score: {len(qs) - 1}/{len(qs)} on first tries"
     # the live region read the last verdict out
     # (the generic script fills its live region 30 ms after an update, so wait for it)
     wpage.wait_for_function("() => document.querySelector('[data-widget=quiz] .lc-live').textContent.includes('Right')",
@@ -206,6 +207,32 @@ def test_quiz_locks_scores_retries_and_persists(wpage, site_url):
     wait_updated(wpage, "quiz", before)
     assert widget(wpage, "quiz").locator("input[type=radio]:checked").count() == 0
     assert widget(wpage, "quiz").locator('[data-output="q1_feedback"]').inner_text() == ""
+
+
+def test_quiz_reopens_a_wrong_answer_and_moves_to_the_next_set(wpage, site_url):
+    from lora_course import quiz as quiz_data
+
+    pool = quiz_data.questions()
+    q = pool[quiz_data.check_set(0)[0]]
+    wrong = next(o for o in q["options"] if not o["correct"])
+    open_page(wpage, site_url, PAGES["quiz"])
+    wpage.evaluate("localStorage.clear()")
+    _choose(wpage, 1, wrong["id"])
+    fb = widget(wpage, "quiz").locator('[data-output="q1_feedback"]')
+    assert "The answer is" in fb.inner_text()
+    assert fb.locator("a").get_attribute("href").endswith("#" + q["section"].partition("#")[2])
+    before = stamp(wpage, "quiz")
+    fb.locator('button[data-action="again-q1"]').click()
+    wait_updated(wpage, "quiz", before)
+    assert widget(wpage, "quiz").locator('input[name="q1"]:checked').count() == 0  # the page cleared the radios
+    _choose(wpage, 1, q["answer"])
+    assert "Right." in fb.inner_text()
+    before = stamp(wpage, "quiz")
+    widget(wpage, "quiz").locator('button[data-action="next-set"]').click()
+    wait_updated(wpage, "quiz", before)
+    second = pool[quiz_data.check_set(1)[0]]
+    assert widget(wpage, "quiz").locator('[data-output="q1_prompt"]').inner_text() == second["prompt"]
+    assert widget(wpage, "quiz").locator("input[type=radio]:checked").count() == 0
 
 
 @pytest.mark.parametrize("stored", ['{"q1": 5, "locked": "x:y"}', "not json", '["a"]', '{"locked": "rank-arithmetic:z"}'])

@@ -367,6 +367,12 @@
           showError(widget, null, "");
           moveSliders(widget, inputs);
           placeOutputs(widget, result.outputs);
+          // Python may name inputs to clear (a quiz question reopened): radios unchecked, fields emptied.
+          if (Array.isArray(result.outputs.reset_inputs)) {
+            var cleared = {};
+            result.outputs.reset_inputs.forEach(function (n) { cleared[n] = ""; });
+            writeInputs(widget, cleared);
+          }
           widget.dataset.updated = String(Date.now());
           if (!restore) announce(widget, typeof result.outputs.announce === "string" ? result.outputs.announce : "Results updated.");
           if (widget.hasAttribute("data-url-state") && !restore) saveUrlState(widget, inputs);
