@@ -157,3 +157,9 @@ def fsdp_cpu_check_versions() -> str:
 @figure("fsdp_cpu_check_date")
 def fsdp_cpu_check_date() -> str:
     return _record()["date_utc"][:10]
+
+
+@figure("fsdp_70b_lora_fewest_80gb")
+def fsdp_70b_lora_fewest_80gb() -> str:
+    """The fewest 80 GB GPUs for the GPU-memory page's 70B LoRA run under FULL_SHARD (more than the total / 80)."""
+    return _count(_fewest("lora", GPU_SIZES[2][0], "full-shard"))

@@ -478,16 +478,10 @@ QLORA_48GB_CASES = [
 ]
 
 
-def _script_recipe_bytes(est) -> float:
-    """The same run under the QLoRA paper's own recipe (qlora.py casts the LoRA layers, embed_tokens and lm_head
-    back to bf16 after prepare_model_for_kbit_training), from the peft-default estimate: no fp32 upcast term, and
-    adapter weights and gradients at 2 bytes instead of 4. The allocator allowance shrinks with what it covers.
-    The bf16 output head also makes the logits smaller; that saving is left out, so this is an upper bound."""
-    from loracalc.memory import ALLOCATOR_SLACK
-
-    by_key = {t.key: t.bytes for t in est.terms}
-    saved = by_key.get("kbit_upcast", 0) + (by_key.get("adapter", 0) + by_key.get("adapter_grads", 0)) / 2
-    return est.total_bytes - saved * (1 + ALLOCATOR_SLACK)
+def _script_recipe(m: str, over: dict):
+    """The same run under the QLoRA paper's own recipe: the engine's recipe option (qlora.py casts the LoRA
+    layers, embed_tokens and lm_head back to bf16 after prepare_model_for_kbit_training)."""
+    return _mem(m, "qlora", recipe="qlora-paper", **over)
 
 
 def _fits(nbytes: float) -> str:
@@ -501,29 +495,29 @@ def memory_70b_qlora_48gb() -> str:
     for label, over in QLORA_48GB_CASES:
         for m in MODELS_70B:
             est = _mem(m, "qlora", **over)
-            script = _script_recipe_bytes(est)
+            script = _script_recipe(m, over).total_bytes
             rows.append([_model_label(m), label, _gb(est.total_bytes), _fits(est.total_bytes),
-                         f"at most {_gb(script)}", _fits(script)])
+                         _gb(script), _fits(script)])
     return _md_table(["model", "setting (batch 1 unless stated)", "peft defaults", f"fits {gb} GB?",
                       "QLoRA script's recipe", f"fits {gb} GB?"], rows,
                      ["---", "---", "--:", ":-:", "--:", ":-:"])
 
 
-def _fitting_cases(total) -> str:
+def _fitting_cases(recipe: str) -> str:
     limit = int(SOURCE_CLAIMS["seed_claim_qlora_70b_gpu_gb"]) * 1e9
     fitting = [f"{_model_label(m)} with {label}" for label, over in QLORA_48GB_CASES for m in MODELS_70B
-               if total(_mem(m, "qlora", **over)) <= limit]
+               if _mem(m, "qlora", recipe=recipe, **over).total_bytes <= limit]
     return "; ".join(fitting) if fitting else "none of them"
 
 
 @figure("qlora_48gb_fitting_cases")
 def qlora_48gb_fitting_cases() -> str:
-    return _fitting_cases(lambda est: est.total_bytes)
+    return _fitting_cases("peft")
 
 
 @figure("qlora_48gb_fitting_cases_script")
 def qlora_48gb_fitting_cases_script() -> str:
-    return _fitting_cases(_script_recipe_bytes)
+    return _fitting_cases("qlora-paper")
 
 
 @figure("qlora_70b_upcast_gb")
