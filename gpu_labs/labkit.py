@@ -1,5 +1,6 @@
-"""Shared helpers for the labs: dataset loading, device checks, memory readings, atomic saves,
-and a tiny Llama-shaped model for trying the labs (and testing them) without a download.
+"""Shared helpers for the labs: errors without tracebacks (run_cli), device checks, memory readings, atomic
+saves, and the command that builds a tiny model for trying the labs (and testing them) without a download.
+Data layouts and the loss mask live in labdata.py; the model families and 4-bit settings in labmodels.py.
 
 Only the standard library is imported at module level, so a lab's `--help` stays instant.
 torch, transformers and tokenizers are imported inside the functions that need them.
@@ -7,6 +8,7 @@ torch, transformers and tokenizers are imported inside the functions that need t
 Build the tiny model once, then point any lab at it:
 
     python gpu_labs/labkit.py tiny-model runs/tiny-llama
+    python gpu_labs/labkit.py tiny-model runs/tiny-gpt2 --family gpt2 --chat-template
 """
 
 from __future__ import annotations
