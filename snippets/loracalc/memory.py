@@ -102,15 +102,21 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     With gradient checkpointing only each layer's input s*h is kept, plus one layer recomputed in backward
     (whose first norm saves that same input when the stream is fp32).
     """
+    from .params import lora_targets, parse_targets
     h, i, V = arch.hidden_size, arch.intermediate_size, arch.vocab_size
-    qd, kvd, nh = arch.num_attention_heads * arch.head_dim, arch.num_key_value_heads * arch.head_dim, \
-        arch.num_attention_heads
+    fam = arch.family
+    if fam.attention == "mla":
+        c = arch.config
+        qd = arch.num_attention_heads * (c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
+        kvd = qd     # kv_b_proj expands the latent to full-width keys and values before attention
+    else:
+        qd, kvd = arch.num_attention_heads * arch.head_dim, arch.num_key_value_heads * arch.head_dim
+    nh = arch.num_attention_heads
     L, T, S = arch.num_hidden_layers, batch_size * seq_len, seq_len
     s = 4 if method == "qlora" else 2
     full = method == "full"
-    shapes = arch.linear_shapes()
     # a trainable norm weight also keeps the normalised input: in the stream's dtype (Llama), fp32 (Gemma)
-    gemma_norm = arch.model_type in ("gemma", "gemma2")
+    gemma_norm = arch.model_type in ("gemma", "gemma2", "gemma3_text")
     norm = 4 * h + 4 + ((4 * h if gemma_norm else s * h) if full else 0)
     if attention == "sdpa":
         attn = s * (2 * qd + 2 * kvd) + 4 * nh
@@ -119,25 +125,41 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         attn = s * 3 * qd + (4 + (s if s != 4 else 0)) * nh * S
         if arch.attn_softcap:
             attn += s * nh * S                        # Gemma-2's tanh soft-cap keeps its output
-    mlp = 3 * s * i
+    # gated MLP: gate, up and the activation's output; a plain MLP: fc1's output and the activation's.
+    # For MoE, i is the width a token passes through (top_k experts plus shared), and the router adds
+    # its fp32 logits and routing weights per token.
+    mlp = (2 if fam.mlp == "plain" else 3) * s * i
+    if arch.is_moe:
+        E = arch.config[fam.moe.experts]
+        mlp += 8 * E + 8 * arch.config[fam.moe.top_k]
     base_inputs = s * (2 * h + i) + (s * qd if (full and attention == "eager") else 0)
     lora = 0
     if not full:
-        groups = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "o_proj": "o",
-                  "gate_proj": "gu", "up_proj": "gu", "down_proj": "down"}
+        names = targets if isinstance(targets, tuple) and targets and targets[0] != "all-linear" \
+            else parse_targets(targets if targets else "all-linear", arch)
+        chosen, _ = lora_targets(arch, tuple(names))
+        # modules reading the same tensor share one fp32 copy of it when no dropout forces a copy each
+        outputs = {fam.names[-1], fam.mlp_names[-1]}
         seen = set()
-        for m in targets:
-            d_in = shapes[m][0]
-            lora += 4 * rank
+        for rec, mult in chosen:
+            if rec.role in ("head", "embedding"):
+                continue
+            d_in = rec.d_in
+            share = rec.copies / L if rec.copies < L else 1
+            k = rec.top_k / max(1, rec.experts) * rec.experts if rec.kind == "experts" else 1
+            lora += 4 * rank * mult * k * share
             if lora_dropout > 0:
-                lora += 5 * d_in
+                lora += 5 * d_in * share
             elif s != 4:
-                lora += 4 * d_in                      # a separate fp32 copy per module
-            elif groups[m] not in seen:
-                seen.add(groups[m])
-                # the fp32 input itself; the fused attention's output already is o_proj's input
-                if not (m == "o_proj" and attention == "sdpa"):
-                    lora += 4 * d_in
+                lora += 4 * d_in * share                # a separate fp32 copy per module
+            else:
+                group = (rec.path, rec.name if rec.name in outputs else "in")
+                if group not in seen:
+                    seen.add(group)
+                    # the fp32 input itself; the fused attention's output already is o_proj's input
+                    if not (rec.name == fam.names[-1] and rec.role == "attention" and attention == "sdpa"):
+                        lora += 4 * d_in * share
+        lora = int(round(lora))
     qk_norm = (4 * (qd + kvd) + 4 * (nh + arch.num_key_value_heads) + (s * (qd + kvd) if full else 0)
                if arch.qk_norm else 0)
     per_layer = arch.norms_per_layer * norm + qk_norm + attn + mlp + (base_inputs if full else 0) + lora
@@ -223,7 +245,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         add("optimizer", f"Optimizer state: {OPTIMIZERS[optimizer]}", state * Pl, f"{state:g} B x {Pl:,} LoRA params")
     if optimizer.startswith("paged"):
         notes.append("paged optimizer state can move to CPU memory under pressure; counted here as on the GPU")
-    act = activation_bytes(arch, method, counts.rank, counts.targets, b, S, gc, attention, dropout)
+    act = activation_bytes(arch, method, counts.rank, counts.requested, b, S, gc, attention, dropout)
     act_bytes = act["layers"] + act["head_other"]
     add("activations", "Activations saved for backward" + (" (checkpointed)" if gc else ""), act_bytes,
         (f"{arch.num_hidden_layers} layers x {arch.hidden_size * (4 if method == 'qlora' else 2):,} B x {b * S:,} "
