@@ -33,7 +33,7 @@ class Architecture:
     source: str
     config: dict
     approximate: bool = False
-    published_params: int | None = None     # the model card's parameter count, where it gives one
+    published_params: str | None = None     # the model card's count as it prints it ("30.5B", "3.3B active")
     raw_config: dict = field(default_factory=dict, repr=False)   # the config.json as given
     records: tuple[Record, ...] = field(default=(), init=False, repr=False)
 
@@ -176,6 +176,75 @@ _PRESETS = (
     ("gemma-2-27b", "Gemma-2 27B", "google/gemma-2-27b", None,
      dict(model_type="gemma2", hidden_size=4608, intermediate_size=36864, num_hidden_layers=46,
           num_attention_heads=32, num_key_value_heads=16, head_dim=128, vocab_size=256000)),
+    # Qwen3: per-head q/k RMSNorm, head_dim 128 whatever the width; the small ones tie embeddings
+    ("qwen3-0.6b", "Qwen3 0.6B", "Qwen/Qwen3-0.6B", "0.6B",
+     dict(model_type="qwen3", hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+          num_attention_heads=16, num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True)),
+    ("qwen3-4b", "Qwen3 4B", "Qwen/Qwen3-4B", "4.0B",
+     dict(model_type="qwen3", hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
+          num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True)),
+    ("qwen3-8b", "Qwen3 8B", "Qwen/Qwen3-8B", "8.2B",
+     dict(model_type="qwen3", hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+          num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151936)),
+    ("qwen3-14b", "Qwen3 14B", "Qwen/Qwen3-14B", "14.8B",
+     dict(model_type="qwen3", hidden_size=5120, intermediate_size=17408, num_hidden_layers=40,
+          num_attention_heads=40, num_key_value_heads=8, head_dim=128, vocab_size=151936)),
+    ("qwen3-32b", "Qwen3 32B", "Qwen/Qwen3-32B", "32.8B",
+     dict(model_type="qwen3", hidden_size=5120, intermediate_size=25600, num_hidden_layers=64,
+          num_attention_heads=64, num_key_value_heads=8, head_dim=128, vocab_size=151936)),
+    # Qwen3 MoE: 128 fused experts of width 768 per layer, 8 per token
+    ("qwen3-30b-a3b", "Qwen3 30B-A3B (MoE)", "Qwen/Qwen3-30B-A3B", "30.5B, 3.3B active",
+     dict(model_type="qwen3_moe", hidden_size=2048, intermediate_size=6144, moe_intermediate_size=768,
+          num_hidden_layers=48, num_attention_heads=32, num_key_value_heads=4, head_dim=128, num_experts=128,
+          num_experts_per_tok=8, decoder_sparse_step=1, mlp_only_layers=[], vocab_size=151936)),
+    # Gemma 3: q/k norms and four norms per layer; 1B is text-only, the larger ones are multimodal wrappers
+    # whose language model (text_config) is given here alone: the SigLIP vision tower is not counted
+    ("gemma-3-1b", "Gemma-3 1B", "google/gemma-3-1b-pt", None,
+     dict(model_type="gemma3_text", hidden_size=1152, intermediate_size=6912, num_hidden_layers=26,
+          num_attention_heads=4, num_key_value_heads=1, head_dim=256, vocab_size=262144)),
+    ("gemma-3-4b-text", "Gemma-3 4B, language model only (no vision tower)", "google/gemma-3-4b-pt", None,
+     dict(model_type="gemma3_text", hidden_size=2560, intermediate_size=10240, num_hidden_layers=34,
+          num_attention_heads=8, num_key_value_heads=4, head_dim=256, vocab_size=262208)),
+    ("gemma-3-12b-text", "Gemma-3 12B, language model only (no vision tower)", "google/gemma-3-12b-pt", None,
+     dict(model_type="gemma3_text", hidden_size=3840, intermediate_size=15360, num_hidden_layers=48,
+          num_attention_heads=16, num_key_value_heads=8, head_dim=256, vocab_size=262208)),
+    ("gemma-3-27b-text", "Gemma-3 27B, language model only (no vision tower)", "google/gemma-3-27b-pt", None,
+     dict(model_type="gemma3_text", hidden_size=5376, intermediate_size=21504, num_hidden_layers=62,
+          num_attention_heads=32, num_key_value_heads=16, head_dim=128, vocab_size=262208)),
+    # Phi-3.5 / Phi-4: fused qkv_proj and gate_up_proj (peft names them so)
+    ("phi-3.5-mini", "Phi-3.5-mini", "microsoft/Phi-3.5-mini-instruct", "3.8B",
+     dict(model_type="phi3", hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+          num_attention_heads=32, num_key_value_heads=32, vocab_size=32064)),
+    ("phi-4", "Phi-4", "microsoft/phi-4", "14B",
+     dict(model_type="phi3", hidden_size=5120, intermediate_size=17920, num_hidden_layers=40,
+          num_attention_heads=40, num_key_value_heads=10, vocab_size=100352)),
+    # Mistral Small 3 (2501): head_dim 128 with hidden 5120 / 32 heads (160), 131k vocabulary
+    ("mistral-small-24b", "Mistral-Small-24B (2501)", "mistralai/Mistral-Small-24B-Base-2501", "24B",
+     dict(model_type="mistral", hidden_size=5120, intermediate_size=32768, num_hidden_layers=40,
+          num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=131072)),
+    # Mixtral: 8 experts of width 14336, 2 per token
+    ("mixtral-8x7b", "Mixtral-8x7B (MoE)", "mistralai/Mixtral-8x7B-v0.1", "46.7B, 12.9B active",
+     dict(model_type="mixtral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+          num_attention_heads=32, num_key_value_heads=8, num_local_experts=8, num_experts_per_tok=2,
+          vocab_size=32000)),
+    # GPT-OSS: biased attention with sinks, experts with biases stored (E, in, out), 4 per token
+    # (the card's active counts leave the 0.58B input embedding table out)
+    ("gpt-oss-20b", "GPT-OSS 20B (MoE)", "openai/gpt-oss-20b", "21B, 3.6B active without embeddings",
+     dict(model_type="gpt_oss", hidden_size=2880, intermediate_size=2880, num_hidden_layers=24,
+          num_attention_heads=64, num_key_value_heads=8, head_dim=64, num_local_experts=32, num_experts_per_tok=4,
+          vocab_size=201088, attention_bias=True)),
+    ("gpt-oss-120b", "GPT-OSS 120B (MoE)", "openai/gpt-oss-120b", "117B, 5.1B active without embeddings",
+     dict(model_type="gpt_oss", hidden_size=2880, intermediate_size=2880, num_hidden_layers=36,
+          num_attention_heads=64, num_key_value_heads=8, head_dim=64, num_local_experts=128,
+          num_experts_per_tok=4, vocab_size=201088, attention_bias=True)),
+    # OLMo 2: norms after attention and MLP, q/k RMSNorm over the full width
+    ("olmo-2-7b", "OLMo-2 7B (1124)", "allenai/OLMo-2-1124-7B", None,
+     dict(model_type="olmo2", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+          num_attention_heads=32, num_key_value_heads=32, vocab_size=100352)),
+    # SmolLM2: a Llama shape with multi-head attention and tied embeddings
+    ("smollm2-1.7b", "SmolLM2 1.7B", "HuggingFaceTB/SmolLM2-1.7B", "1.7B",
+     dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
+          num_attention_heads=32, num_key_value_heads=32, vocab_size=49152, tie_word_embeddings=True)),
 )
 # --8<-- [end:presets]
 
@@ -319,7 +388,7 @@ def resolve_config(cfg: dict) -> dict:
 
 
 def model_from_config(path_or_dict: Any, name: str | None = None, display_name: str | None = None,
-                      source: str | None = None, published_params: int | None = None) -> Architecture:
+                      source: str | None = None, published_params: str | None = None) -> Architecture:
     """An architecture from a Hugging Face ``config.json`` (a path or the parsed dict); read offline."""
     cfg, where = _read(path_or_dict)
     c = resolve_config(cfg)

@@ -91,3 +91,25 @@ def test_bad_param_count(n):
     with pytest.raises(LoraCalcError) as e:
         model_from_param_count(n)
     assert e.value.field == "params"
+
+
+@pytest.mark.parametrize("name", [n for n in loracalc.list_models() if loracalc.get_model(n).published_params])
+def test_preset_totals_match_the_model_card(name):
+    """The card's count (as printed there, e.g. "30.5B, 3.3B active") to its last digit, or 5% for a bare "14B"."""
+    import re
+
+    arch = loracalc.get_model(name)
+    text = arch.published_params
+    figures = re.findall(r"([0-9.]+)B", text)
+    ours = [loracalc.total_params(arch) / 1e9]
+    if "active" in text:
+        active = loracalc.models.active_params(arch)
+        if "without embeddings" in text:
+            active -= arch.vocab_size * arch.hidden_size
+        ours.append(active / 1e9)
+    for printed, got in zip(figures, ours):
+        pub = float(printed)
+        decimals = len(printed.split(".")[1]) if "." in printed else 0
+        # cards round or cut off (Qwen3-30B-A3B: 3.353B active is printed 3.3B): one unit of the last digit
+        tol = 10 ** -decimals if decimals else 0.05 * pub
+        assert abs(got - pub) <= tol, (name, printed, got)
