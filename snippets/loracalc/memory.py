@@ -208,7 +208,11 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     counts = count_params(arch, rank=rank, targets=targets)
     P, Pl = total_params(arch), counts.lora_params
     terms: list[Term] = []
-    notes: list[str] = []
+    notes: list[str] = list(counts.notes)
+    if dropout > 0 and any(m.kind in ("experts", "router") for m in counts.per_module):
+        # peft's ParamWrapper (LoRA on a bare parameter) raises for lora_dropout != 0
+        raise LoraCalcError("lora_dropout", "peft adapts fused experts and routers only with lora_dropout 0; "
+                                            "set it to 0 or leave those modules out of the targets")
 
     def add(key, label, nbytes, formula):
         terms.append(Term(key, label, int(round(nbytes)), formula))
@@ -237,7 +241,11 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
             add("weights_4bit", "Frozen linear weights (NF4" + (" + double quant)" if dq else ")"), q_bytes,
                 f"{bits:.5g} bits x {Pq:,} params (4-bit codes + absmax per {bs})")
             rest = P - Pq
-            add("weights_16bit", "Embeddings, lm_head, norms (bf16)", 2 * rest, f"2 B x {rest:,} params")
+            add("weights_16bit", "Embeddings, lm_head, norms" + (", fused experts, routers" if arch.is_moe else "")
+                + " (bf16)", 2 * rest, f"2 B x {rest:,} params")
+            if arch.is_moe:
+                notes.append("bitsandbytes keeps the fused 3-D expert weights in 16 bit (only nn.Linear becomes 4-bit) "
+                             "and prepare_model_for_kbit_training upcasts them to fp32: QLoRA saves little here")
             add("kbit_upcast", "fp32 upcast by prepare_model_for_kbit_training", 2 * rest,
                 f"(4 - 2) B x {rest:,} non-4-bit params")
         add("adapter", "LoRA adapter weights (fp32)", 4 * Pl, f"4 B x {Pl:,} LoRA params")

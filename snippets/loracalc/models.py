@@ -377,7 +377,10 @@ def resolve_config(cfg: dict) -> dict:
         raise LoraCalcError("config.intermediate_size", f"config.json lacks intermediate_size (needed for {mt})")
     if fam.moe:
         k = c[fam.moe.top_k]
-        if k is not None and k > c[fam.moe.experts]:
+        if k is None:
+            raise LoraCalcError(f"config.{fam.moe.top_k}", f"config.json lacks {fam.moe.top_k}, the experts each "
+                                                           f"token passes through (needed for {mt} models)")
+        if k > c[fam.moe.experts]:
             raise LoraCalcError(f"config.{fam.moe.top_k}", f"{fam.moe.top_k} ({k}) cannot exceed the number of "
                                                            f"experts ({c[fam.moe.experts]})")
     if fam.refuse:
