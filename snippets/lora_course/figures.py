@@ -7,7 +7,7 @@ return, and an unknown name fails the build. The modules imported below register
 """
 from __future__ import annotations
 
-from . import headline, prose, measured, evidence, quiz  # noqa: F401  (each registers its figures; headline first)
+from . import headline, prose, measured, evidence, quiz, coverage  # noqa: F401  (each registers its figures; headline first)
 from .registry import FIGURES, TABLES, figure, table  # noqa: F401  (re-exported for the tests and hooks)
 
 
