@@ -66,9 +66,11 @@ def main() -> int:
         arch = loracalc.model_from_config(cfg, name=mt)
         for method in args.methods.split(","):
             for gc in (False, True):
+                # GPT-OSS has no SDPA path in transformers (its attention sinks): eager there
+                attention = "eager" if mt == "gpt_oss" else "sdpa"
                 run = mm.RunSpec(method=method, rank=8, targets="all-linear", batch_size=2, seq_len=64,
-                                 gradient_checkpointing=gc, attention="sdpa")
-                row = {"model_type": mt, "method": method, "gradient_checkpointing": gc}
+                                 gradient_checkpointing=gc, attention=attention)
+                row = {"model_type": mt, "method": method, "gradient_checkpointing": gc, "attention": attention}
                 try:
                     model = mm.build_model(dict(cfg), run)
                     measured = mm.measure_cpu(model, run, arch.vocab_size)["saved_for_backward_peak_bytes"]
@@ -78,7 +80,7 @@ def main() -> int:
                     rows.append(row)
                     print(mt, method, gc, "ERROR", row["error"], flush=True)
                     continue
-                est = activation_bytes(arch, method, 8, ("all-linear",), 2, 64, gc, "sdpa")["saved_total"]
+                est = activation_bytes(arch, method, 8, ("all-linear",), 2, 64, gc, attention)["saved_total"]
                 row.update(estimated_bytes=est, measured_bytes=measured,
                            error_percent=round(100 * (est - measured) / measured, 1))
                 rows.append(row)

@@ -59,7 +59,7 @@ def main() -> int:
             try:
                 checks += check_family_config(mt, kw)
                 exact += 1
-            except AssertionError as exc:
+            except (AssertionError, loracalc.LoraCalcError) as exc:
                 failed += 1
                 first_failure = first_failure or str(exc)[:200]
         rows.append({"model_type": mt, "configs": exact + refused + failed, "exact": exact, "refused": refused,

@@ -103,7 +103,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     (whose first norm saves that same input when the stream is fp32).
     """
     from .params import lora_targets, parse_targets
-    h, i, V = arch.hidden_size, arch.intermediate_size, arch.vocab_size
+    h, i, V = arch.hidden_size, arch.mlp_width_per_token, arch.vocab_size
     fam = arch.family
     if fam.attention == "mla":
         c = arch.config
@@ -118,6 +118,12 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     # a trainable norm weight also keeps the normalised input: in the stream's dtype (Llama), fp32 (Gemma)
     gemma_norm = arch.model_type in ("gemma", "gemma2", "gemma3_text")
     norm = 4 * h + 4 + ((4 * h if gemma_norm else s * h) if full else 0)
+    from .families import LN, NO_PARAMS
+    if fam.norm == LN:
+        norm = s * h + 8          # nn.LayerNorm keeps its input in the stream's dtype, and fp32 mean and 1/std
+    elif fam.norm == NO_PARAMS:
+        norm = 4 * h + 8          # OLMo's parameter-free LayerNorm runs on an fp32 copy of its input
+    n_norms = len(fam.layer_norms(arch.config) if callable(fam.layer_norms) else fam.layer_norms)
     if attention == "sdpa":
         attn = s * (2 * qd + 2 * kvd) + 4 * nh
     else:
@@ -162,7 +168,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         lora = int(round(lora))
     qk_norm = (4 * (qd + kvd) + 4 * (nh + arch.num_key_value_heads) + (s * (qd + kvd) if full else 0)
                if arch.qk_norm else 0)
-    per_layer = arch.norms_per_layer * norm + qk_norm + attn + mlp + (base_inputs if full else 0) + lora
+    per_layer = n_norms * norm + qk_norm + attn + mlp + (base_inputs if full else 0) + lora
     if input_requires_grad is None:
         input_requires_grad = full or gradient_checkpointing
     first_layer_saving = 0 if input_requires_grad else norm   # nothing upstream of layer 0 needs a gradient

@@ -51,11 +51,13 @@ class Architecture:
     vocab_size = property(lambda self: self.config["vocab_size"])
     tie_word_embeddings = property(lambda self: self.config["tie_word_embeddings"])
 
+    intermediate_size = property(lambda self: self.config["intermediate_size"])
+
     @property
-    def intermediate_size(self) -> int:
-        """MLP width one token passes through: the dense MLP's, or for MoE top_k experts plus shared ones."""
+    def mlp_width_per_token(self) -> int:
+        """MLP width one token passes through: the dense MLP's, or top_k experts plus the shared ones (MoE)."""
         moe = self.family.moe
-        if not moe or not any(r.kind == "experts" for r in self.records):
+        if not moe or not self.is_moe:
             return self.config["intermediate_size"]
         c = self.config
         shared = moe.shared_width(c) if moe.shared_width else 0

@@ -110,7 +110,8 @@ def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tup
             out.append((r, 2))
         elif r.kind == "experts" and r.name == "down_proj" and "down" in params:
             out.append((r, 1))
-        elif r.name in names and r.name not in mapping:
+        elif r.name in names and r.name not in mapping and r.kind not in ("experts", "param"):
+            # fused expert weights and bare parameters are not modules: peft's name matching skips them
             if r.kind in ("linear", "conv1d", "embedding"):
                 out.append((r, 1))
             else:
