@@ -26,6 +26,7 @@ SHAPES = {
     "llama": _BASE, "mistral": _BASE, "qwen2": _BASE, "granite": _BASE, "olmo": _BASE, "olmo2": _BASE,
     "cohere": _BASE, "starcoder2": _BASE, "phi3": dict(_BASE, pad_token_id=0),
     "qwen3": dict(_BASE, head_dim=32), "gemma": dict(_BASE, head_dim=32), "gemma3_text": dict(_BASE, head_dim=32),
+    "gemma2": dict(_BASE, head_dim=32),
     "stablelm": dict(_BASE, num_key_value_heads=4), "phi": dict(_BASE, num_key_value_heads=4),
     "gpt2": dict(n_embd=128, n_head=4, n_layer=2, vocab_size=512, n_positions=128),
     "gpt_neox": dict(_BASE, num_key_value_heads=None),
@@ -66,8 +67,9 @@ def main() -> int:
         arch = loracalc.model_from_config(cfg, name=mt)
         for method in args.methods.split(","):
             for gc in (False, True):
-                # GPT-OSS has no SDPA path in transformers (its attention sinks): eager there
-                attention = "eager" if mt == "gpt_oss" else "sdpa"
+                # GPT-OSS has no SDPA path in transformers (its attention sinks), and Gemma-2 soft-caps its
+                # attention scores, which only the eager path does: eager for both
+                attention = "eager" if mt in ("gpt_oss", "gemma2") else "sdpa"
                 run = mm.RunSpec(method=method, rank=8, targets="all-linear", batch_size=2, seq_len=64,
                                  gradient_checkpointing=gc, attention=attention)
                 row = {"model_type": mt, "method": method, "gradient_checkpointing": gc, "attention": attention}
@@ -95,6 +97,11 @@ def main() -> int:
             "settings": {"batch_size": 2, "seq_len": 64, "rank": 8, "targets": "all-linear", "attention": "sdpa",
                          "dtype": "bf16"},
             "shapes": SHAPES, "rows": rows}
+    if args.families and os.path.exists(OUT):
+        # a partial run replaces only its own families' rows in the record
+        with open(OUT, encoding="utf-8") as f:
+            old = json.load(f)
+        data["rows"] = [r for r in old["rows"] if r["model_type"] not in families] + rows
     with open(OUT, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1)
         f.write("\n")

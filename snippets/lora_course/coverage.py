@@ -12,6 +12,7 @@ import os
 from .registry import figure, table
 
 COVERAGE_FILE = os.path.join(os.path.dirname(__file__), "data", "family_coverage.json")
+ACTIVATION_FILE = os.path.join(os.path.dirname(__file__), "data", "family_activation_check.json")
 
 
 def _load() -> dict:
@@ -45,3 +46,26 @@ def coverage_table() -> str:
 @figure("family_count")
 def family_count() -> str:
     return str(len(_load()["families"]))
+
+
+@table("family_activation_check")
+def activation_table() -> str:
+    """Estimated vs saved-for-backward bytes per family: LoRA and full fine-tuning, checkpointing off / on."""
+    with open(ACTIVATION_FILE, encoding="utf-8") as f:
+        data = json.load(f)
+    cells: dict[str, dict] = {}
+    for r in data["rows"]:
+        key = f"{r['method']}-{'on' if r['gradient_checkpointing'] else 'off'}"
+        cells.setdefault(r["model_type"], {})[key] = (f"{r['error_percent']:+.1f}%" if "error_percent" in r
+                                                       else "not run")
+    cols = ["lora-off", "lora-on", "full-off", "full-on"]
+    lines = ["| model_type | LoRA | LoRA, checkpointing | full | full, checkpointing |", "|---|--:|--:|--:|--:|"]
+    for mt in sorted(cells):
+        lines.append(f"| `{mt}` | " + " | ".join(cells[mt].get(c, "") for c in cols) + " |")
+    st = data["settings"]
+    lines.append("")
+    lines.append(f"Estimate minus measurement, as a share of the measurement: one step in {st['dtype']}, batch "
+                 f"{st['batch_size']} x {st['seq_len']} tokens, rank {st['rank']} on {st['targets']}, "
+                 f"{data['date'][:10]}, torch {data['versions']['torch']}, transformers "
+                 f"{data['versions']['transformers']}, peft {data['versions']['peft']}.")
+    return "\n".join(lines)

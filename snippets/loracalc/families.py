@@ -110,7 +110,15 @@ class Family:
     # bitsandbytes (through transformers 5.24's load_in_4bit) replaces this family's linear modules with 4-bit
     # ones; measured on CPU: Falcon's FalconLinear stays 16-bit (tests/snippets/test_nf4.py measures it)
     bnb_4bit: bool = True
+    act_key: str | None = None            # config key naming the MLP's activation function
+    act_default: str = "silu"
     notes: str = ""
+
+
+# i-wide tensors an activation keeps for backward besides its input: one fused kernel keeps nothing more;
+# GPT-2's "gelu_new" is Python arithmetic (0.5 x (1 + tanh(...))): two more, as measured on Phi-1-shaped
+# and GPT-2-shaped models with saved_tensors_hooks (scripts/family_activation_check.py)
+ACTIVATION_SAVES = {"gelu_new": 2, "gelu_fast": 2}
 
 
 def _flag(c: dict, v: bool | str) -> bool:
@@ -357,7 +365,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            names=("q_proj", "k_proj", "v_proj", "dense"), qkv_bias=True, o_bias=True,
            qk_norm="head_ln", qk_norm_key="qk_layernorm", qk_norm_names=("q_layernorm", "k_layernorm"),
            mlp="plain", mlp_names=("fc1", "fc2"), mlp_bias=True, norm=LN, layer_norms=("input_layernorm",),
-           final_norm="final_layernorm", lm_head_bias=True),
+           final_norm="final_layernorm", lm_head_bias=True, act_key="hidden_act", act_default="gelu_new"),
     Family("phi3", _d(32064, 3072, 8192, 32, 32, None, None, False),
            attention="fused", names=("qkv_proj", "o_proj"), mlp="gated_fused", mlp_names=("gate_up_proj", "down_proj"),
            derive=_phi3),
@@ -383,7 +391,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            head_dim="hidden", attention="fused", names=("c_attn", "c_proj"), qkv_bias=True, o_bias=True,
            mlp="plain", mlp_names=("c_fc", "c_proj"), mlp_bias=True, layout="conv1d", norm=LN,
            layer_norms=("ln_1", "ln_2"), final_norm="ln_f", embed="wte", positions="n_positions", derive=_gpt2,
-           refuse=_gpt2_refuse),
+           refuse=_gpt2_refuse, act_key="activation_function", act_default="gelu_new"),
     Family("gpt_neox", _d(50432, 6144, 24576, 44, 64, None, None, False, attention_bias=True),
            head_dim="hidden", attention="fused", names=("query_key_value", "dense"), qkv_bias="attention_bias",
            o_bias="attention_bias", mlp="plain", mlp_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias=True,
@@ -422,6 +430,13 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
                    router_bias=True, expert_bias=True, in_first=True, sparse_layer=lambda c, i: True)),
 )}
 # --8<-- [end:families]
+
+# activation_bytes within 10% of the bytes autograd saved (saved_tensors_hooks) on a tiny random model of the
+# family, for LoRA and full fine-tuning with and without checkpointing (scripts/family_activation_check.py,
+# data in snippets/lora_course/data/family_activation_check.json; tests/snippets/test_families.py keeps the
+# two in step). The others' activation term is a rough estimate, and the output says so.
+ACTIVATIONS_CHECKED = frozenset({"llama", "mistral", "qwen2", "granite", "olmo", "qwen3", "gemma", "gemma2",
+                                 "gemma3_text", "stablelm", "phi", "gpt_neox", "mixtral", "qwen2_moe", "qwen3_moe"})
 
 # transformers' attribute_map: another spelling of a key that some config.json files use
 KEY_SYNONYMS = {

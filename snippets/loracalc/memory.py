@@ -135,11 +135,18 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     # For MoE, i is the width a token passes through (top_k experts plus shared), and the router adds
     # its fp32 logits and routing weights per token.
     mlp = (2 if fam.mlp == "plain" else 3) * s * i
+    from .families import ACTIVATION_SAVES
+    mlp += ACTIVATION_SAVES.get(arch.config.get("_act", ""), 0) * s * i
     if arch.is_moe:
         E = arch.config[fam.moe.experts]
         mlp += 8 * E + 8 * arch.config[fam.moe.top_k]
     base_inputs = s * (2 * h + i) + (s * qd if (full and attention == "eager") else 0)
+    if arch.is_moe:
+        # trained experts: each of a token's top_k experts keeps its gathered input, and the weighted sum
+        # that scatters the outputs back keeps each expert's output
+        base_inputs += 2 * s * arch.config[fam.moe.top_k] * h
     lora = 0
+    merged = 0     # bytes per layer, independent of tokens: see below
     if not full:
         names = targets if isinstance(targets, tuple) and targets and targets[0] != "all-linear" \
             else parse_targets(targets if targets else "all-linear", arch)
@@ -150,6 +157,10 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         for rec, mult in chosen:
             if rec.role in ("head", "embedding"):
                 continue
+            if rec.kind == "experts":
+                # peft's ParamWrapper adds B @ A to the fused 3-D weight in the forward pass (a
+                # parametrization), so every layer keeps a merged copy of its experts for backward
+                merged += s * (rec.weight + rec.bias) * rec.copies // L
             d_in = rec.d_in
             share = rec.copies / L if rec.copies < L else 1
             k = rec.top_k / max(1, rec.experts) * rec.experts if rec.kind == "experts" else 1
@@ -178,14 +189,14 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     if gradient_checkpointing:
         kept = L * s * h * T
         # an fp32 stream (QLoRA) lets the recomputed layer's first norm save the kept input itself
-        recomputed = (per_layer - (4 * h if s == 4 else 0)) * T
+        recomputed = (per_layer - (4 * h if s == 4 else 0)) * T + merged
         layers = kept + recomputed
         peak = kept + max(head, recomputed)     # the head's tensors are freed before layers recompute
     else:
-        layers = (L * per_layer - first_layer_saving) * T
+        layers = (L * per_layer - first_layer_saving) * T + L * merged
         peak = layers + head
     return {"per_layer_per_token": per_layer, "layers": layers, "logits_saved": 4 * V * T,
-            "head_other": head - 4 * V * T, "saved_total": peak}
+            "head_other": head - 4 * V * T, "saved_total": peak, "merged_experts_per_layer": merged}
 # --8<-- [end:activations]
 
 
@@ -260,6 +271,14 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     if optimizer.startswith("paged"):
         notes.append("paged optimizer state can move to CPU memory under pressure; counted here as on the GPU")
     act = activation_bytes(arch, method, counts.rank, counts.requested, b, S, gc, attention, dropout)
+    from .families import ACTIVATIONS_CHECKED
+    if arch.model_type not in ACTIVATIONS_CHECKED:
+        notes.append(f"the activation term is rough for {arch.model_type}: on a tiny model it differed from what "
+                     "autograd saved by more than 10%")
+    if act["merged_experts_per_layer"]:
+        notes.append(f"peft adapts the fused experts by adding B @ A to their weights in the forward pass: each "
+                     f"layer keeps a merged copy for backward ({act['merged_experts_per_layer'] / 1e9:,.2f} GB per "
+                     "layer, counted in the activations)")
     act_bytes = act["layers"] + act["head_other"]
     add("activations", "Activations saved for backward" + (" (checkpointed)" if gc else ""), act_bytes,
         (f"{arch.num_hidden_layers} layers x {arch.hidden_size * (4 if method == 'qlora' else 2):,} B x {b * S:,} "

@@ -369,6 +369,9 @@ def resolve_config(cfg: dict) -> dict:
         c["head_dim"] = h // heads
     if c.get("num_key_value_heads") is None:
         c["num_key_value_heads"] = heads
+    if fam.act_key:
+        act = cfg.get(fam.act_key)
+        c["_act"] = act if isinstance(act, str) else fam.act_default
     if fam.derive:
         fam.derive(c)
     kv = c["num_key_value_heads"]

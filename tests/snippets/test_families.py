@@ -149,3 +149,23 @@ def test_half_of_a_fused_expert_pair_is_refused_as_peft_does():
     arch = loracalc.model_from_config({"model_type": "qwen3_moe", **kw})
     with pytest.raises(loracalc.LoraCalcError, match="fused"):
         loracalc.count_params(arch, 2, "gate_proj")
+
+
+def test_activation_checked_families_are_the_measured_ones():
+    """The engine says its activation term is rough exactly for the families whose measured error exceeded 10%
+    (the record written by scripts/family_activation_check.py from saved_tensors_hooks on tiny models)."""
+    import json
+    import os
+
+    from loracalc.families import ACTIVATIONS_CHECKED
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "snippets", "lora_course", "data",
+                        "family_activation_check.json")
+    with open(path, encoding="utf-8") as f:
+        rows = json.load(f)["rows"]
+    within = {}
+    for r in rows:
+        ok = "error_percent" in r and abs(r["error_percent"]) <= 10
+        within[r["model_type"]] = within.get(r["model_type"], True) and ok
+    assert {mt for mt, ok in within.items() if ok} == set(ACTIVATIONS_CHECKED)
+    assert set(within) == set(FAMILIES)
