@@ -112,7 +112,6 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "json": json.dumps(est.to_dict(), indent=2),
         # what `loracalc params --config config.json --rank R --targets T` prints, for any family
         "params_text": params_text(arch, s["rank"], s["targets"]),
-        "notes": " ".join(est.notes),
         "measured": measured_html(arch, s, total),
     }
     out["announce"] = f"Estimated peak {out['total']}. {out['gpu_verdict']}."
