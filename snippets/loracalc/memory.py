@@ -297,7 +297,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         subtotal = sum(t.bytes for t in terms)
         add("cuda_context", "CUDA context + allocator allowance", CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * subtotal,
             f"{CUDA_CONTEXT_BYTES / 2**20:.0f} MiB context + {ALLOCATOR_SLACK:.0%} fragmentation")
-    settings = {"method": method, "rank": counts.rank, "targets": list(counts.targets), "batch_size": b,
+    settings = {"method": method, "rank": counts.rank, "targets": list(counts.requested), "batch_size": b,
                 "seq_len": S, "gradient_checkpointing": gc, "optimizer": optimizer, "attention": attention,
                 "precision": precision, "lora_dropout": dropout, "double_quant": dq, "block_size": bs}
     if arch.approximate:
