@@ -445,4 +445,5 @@ KEY_SYNONYMS = {
     "deepseek_v2": {"n_routed_experts": ("num_experts",)},
     "deepseek_v3": {"n_routed_experts": ("num_local_experts",)},
     "gpt_oss": {"num_local_experts": ("num_experts",)},
+    "falcon": {"hidden_size": ("n_embed",)},     # FalconConfig still reads the older spelling
 }

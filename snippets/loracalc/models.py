@@ -359,7 +359,8 @@ def resolve_config(cfg: dict) -> dict:
     # the sizes themselves must be in the file: a config.json without them is partial, not a default model
     for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size"):
         spelled = fam.aliases.get(key, key)
-        if key in fam.defaults and fam.defaults[key] is not None and cfg.get(spelled) is None and cfg.get(key) is None:
+        given = [cfg.get(k) for k in (spelled, key, *KEY_SYNONYMS.get(mt, {}).get(key, ()))]
+        if key in fam.defaults and fam.defaults[key] is not None and all(v is None for v in given):
             raise LoraCalcError(f"config.{spelled}", f"config.json lacks {spelled} (needed for {mt} models)")
     h, heads = c["hidden_size"], c["num_attention_heads"]
     if fam.head_dim == "hidden" or c.get("head_dim") is None:
