@@ -90,6 +90,9 @@ def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tup
     notes: list[str] = []
     if targets == ("all-linear",):
         if not mapping:
+            if moe and arch.is_moe:
+                notes.append("peft 0.21's all-linear adapts only nn.Linear modules here: the router and the fused "
+                             "experts are left out")
             return [(r, 1) for r in lin], notes
         names = set(r.name for r in lin) | set(mapping)
     else:
@@ -131,9 +134,6 @@ def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tup
                          + (" (gate_up_proj at twice the rank)" if "gate_up" in params else "")
                          + (f", and no longer the Linear modules named {', '.join(skipped)} (shared experts, dense "
                             "layers)" if skipped else ""))
-    elif moe and arch.is_moe and targets == ("all-linear",):
-        notes.append("peft 0.21's all-linear adapts only nn.Linear modules here: the router and the fused "
-                     "experts are left out")
     return out, notes
 
 
