@@ -78,8 +78,11 @@ def _check_against_peft(name):
     arch = loracalc.get_model(name)
     model = meta_model(arch)
     assert total_params(model) == loracalc.total_params(arch)
+    # q,v where the family has them; otherwise its first and last linear module (Phi-3's fused qkv_proj)
+    names = arch.linear_names()
+    pair = ["q_proj", "v_proj"] if "q_proj" in names else [names[0], names[-1]]
     for rank in (1, 8, 64):
-        for targets, peft_targets in (("q,v", ["q_proj", "v_proj"]), ("all-linear", "all-linear")):
+        for targets, peft_targets in ((",".join(pair), pair), ("all-linear", "all-linear")):
             trainable, total = peft_counts(model, rank, peft_targets)
             ours = count_params(arch, rank, targets)
             assert trainable == ours.lora_params, (name, rank, targets)
