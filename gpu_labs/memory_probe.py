@@ -94,10 +94,8 @@ def hf_config(model: str) -> tuple[dict, str]:
         return mm.ModelSpec().config_dict(), "tiny-llama"
     if model in loracalc.list_models():
         a = loracalc.get_model(model)
-        cfg = {"model_type": a.model_type, "hidden_size": a.hidden_size, "intermediate_size": a.intermediate_size,
-               "num_hidden_layers": a.num_hidden_layers, "num_attention_heads": a.num_attention_heads,
-               "num_key_value_heads": a.num_key_value_heads, "head_dim": a.head_dim, "vocab_size": a.vocab_size,
-               "tie_word_embeddings": a.tie_word_embeddings, "max_position_embeddings": 131072}
+        # the preset's published config.json values, as the engine read them (any family, MoE included)
+        cfg = {**a.raw_config, "max_position_embeddings": 131072}
         return cfg, a.name
     from labkit import LabError
     path = Path(model)

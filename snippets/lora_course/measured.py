@@ -67,6 +67,9 @@ def _norm(settings: dict) -> dict:
     s = {k: settings.get(k) for k in _KEYS}
     try:
         s["targets"] = list(parse_targets(s["targets"])) if s["targets"] is not None else None
+        if s["targets"] == ["all-linear"]:      # the probe's models are Llama-shaped: all-linear is these seven
+            from loracalc.models import LINEAR_MODULES
+            s["targets"] = list(LINEAR_MODULES)
     except ValueError:
         s["targets"] = None
     return s

@@ -119,34 +119,54 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:,.2f} GB"
 
 
+def params_text(arch, rank: Any = 16, targets: Any = "all-linear") -> str:
+    """What ``loracalc params`` prints for an architecture (the browser shows the same text)."""
+    from .params import count_params
+    c = count_params(arch, rank=rank, targets=targets)
+    asked = ",".join(c.requested)
+    lines = [f"{arch.display_name}  ({arch.model_type})" + ("  (approximate)" if arch.approximate else ""),
+             f"total parameters     {c.total_params:>18,}"]
+    if c.active_params != c.total_params:
+        moe = arch.family.moe
+        lines.append(f"active per token     {c.active_params:>18,}   {arch.config[moe.top_k]} of "
+                     f"{arch.config[moe.experts]} routed experts")
+    lines += [f"LoRA parameters      {c.lora_params:>18,}   rank {c.rank}, targets {asked}",
+              f"trainable            {c.trainable_percent:>17.4f}%"]
+    lines += [f"note: {n}" for n in c.notes]
+    lines.append("")
+    rows = [["module", "d_in -> d_out", "copies", "rank", "LoRA params / copy", "LoRA params"]]
+    rows += [[m.name, f"{m.d_in:,} -> {m.d_out:,}" + (" (x experts)" if m.kind == "experts" else ""),
+              str(m.copies), str(m.rank), f"{m.lora_params:,}", f"{m.lora_params * m.copies:,}"]
+             for m in c.per_module]
+    return "\n".join(lines) + _table(rows, {2, 3, 4, 5})
+
+
 def cmd_params(args) -> Any:
     from .params import count_params
     arch = _arch(args)
-    c = count_params(arch, rank=args.rank, targets=args.targets)
     if args.json:
-        return {**c.to_dict(), "display_name": arch.display_name}
-    lines = [f"{arch.display_name}" + ("  (approximate)" if arch.approximate else ""),
-             f"total parameters     {c.total_params:>18,}",
-             f"LoRA parameters      {c.lora_params:>18,}   rank {c.rank}, targets {','.join(c.targets)}",
-             f"  per decoder layer  {c.lora_params_per_layer:>18,}   x {c.num_layers} layers",
-             f"trainable            {c.trainable_percent:>17.4f}%", ""]
-    rows = [["module", "d_in -> d_out", "LoRA params / layer"]]
-    rows += [[m.name, f"{m.d_in:,} -> {m.d_out:,}", f"{m.lora_params:,}"] for m in c.per_module]
-    return "\n".join(lines) + _table(rows, {2})
+        c = count_params(arch, rank=args.rank, targets=args.targets)
+        return {**c.to_dict(), "display_name": arch.display_name, "model_type": arch.model_type}
+    return params_text(arch, args.rank, args.targets)
 
 
 def cmd_models(args) -> Any:
-    from .models import PRESETS
+    from .models import PRESETS, active_params
     from .params import total_params
-    items = [{**a.to_dict(), "total_params": total_params(a)} for a in PRESETS.values()]
+    items = [{**a.to_dict(), "total_params": total_params(a), "active_params": active_params(a)}
+             for a in PRESETS.values()]
     if args.json:
         return {"models": items}
-    rows = [["name", "params", "hidden", "layers", "heads/kv", "vocab", "tied", "source"]]
+    rows = [["name", "type", "params", "active", "published", "hidden", "layers", "heads/kv", "vocab", "tied",
+             "source"]]
     for a in items:
-        rows.append([a["name"], f"{a['total_params'] / 1e9:.2f}B", str(a["hidden_size"]),
-                     str(a["num_hidden_layers"]), f"{a['num_attention_heads']}/{a['num_key_value_heads']}",
+        rows.append([a["name"], a["model_type"], f"{a['total_params'] / 1e9:.2f}B",
+                     f"{a['active_params'] / 1e9:.2f}B" if a["moe"] else "",
+                     a["published_params"] or "",
+                     str(a["hidden_size"]), str(a["num_hidden_layers"]),
+                     f"{a['num_attention_heads']}/{a['num_key_value_heads']}",
                      f"{a['vocab_size']:,}", "yes" if a["tie_word_embeddings"] else "no", a["source"]])
-    return _table(rows, {1, 2, 3, 5})
+    return _table(rows, {2, 3, 4, 5, 6, 8})
 
 
 def cmd_memory(args) -> Any:

@@ -163,18 +163,30 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     With gradient checkpointing only each layer's input s*h is kept, plus one layer recomputed in backward
     (whose first norm saves that same input when the stream is fp32).
     """
-    h, i, V = arch.hidden_size, arch.intermediate_size, arch.vocab_size
-    qd, kvd, nh = arch.num_attention_heads * arch.head_dim, arch.num_key_value_heads * arch.head_dim, \
-        arch.num_attention_heads
+    from .params import lora_targets, parse_targets
+    h, i, V = arch.hidden_size, arch.mlp_width_per_token, arch.vocab_size
+    fam = arch.family
+    if fam.attention == "mla":
+        c = arch.config
+        qd = arch.num_attention_heads * (c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
+        kvd = qd     # kv_b_proj expands the latent to full-width keys and values before attention
+    else:
+        qd, kvd = arch.num_attention_heads * arch.head_dim, arch.num_key_value_heads * arch.head_dim
+    nh = arch.num_attention_heads
     L, T, S = arch.num_hidden_layers, batch_size * seq_len, seq_len
     # the stream's bytes: a caller that knows the recipe says; else peft's QLoRA (fp32 after the upcast)
     s = stream_bytes if stream_bytes else (4 if method == "qlora" else 2)
     a = adapter_bytes
     full = method == "full"
-    shapes = arch.linear_shapes()
     # a trainable norm weight also keeps the normalised input: in the stream's dtype (Llama), fp32 (Gemma)
-    gemma_norm = arch.model_type in ("gemma", "gemma2")
+    gemma_norm = arch.model_type in ("gemma", "gemma2", "gemma3_text")
     norm = 4 * h + 4 + ((4 * h if gemma_norm else s * h) if full else 0)
+    from .families import LN, NO_PARAMS
+    if fam.norm == LN:
+        norm = s * h + 8          # nn.LayerNorm keeps its input in the stream's dtype, and fp32 mean and 1/std
+    elif fam.norm == NO_PARAMS:
+        norm = 4 * h + 8          # OLMo's parameter-free LayerNorm runs on an fp32 copy of its input
+    n_norms = len(fam.layer_norms(arch.config) if callable(fam.layer_norms) else fam.layer_norms)
     if attention == "sdpa":
         attn = s * (2 * qd + 2 * kvd) + 4 * nh
     else:
@@ -182,28 +194,55 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         attn = s * 3 * qd + (4 + (s if s != 4 else 0)) * nh * S
         if arch.attn_softcap:
             attn += s * nh * S                        # Gemma-2's tanh soft-cap keeps its output
-    mlp = 3 * s * i
+    # gated MLP: gate, up and the activation's output; a plain MLP: fc1's output and the activation's.
+    # For MoE, i is the width a token passes through (top_k experts plus shared), and the router adds
+    # its fp32 logits and routing weights per token.
+    mlp = (2 if fam.mlp == "plain" else 3) * s * i
+    from .families import ACTIVATION_SAVES
+    mlp += ACTIVATION_SAVES.get(arch.config.get("_act", ""), 0) * s * i
+    if arch.is_moe:
+        E = arch.config[fam.moe.experts]
+        mlp += 8 * E + 8 * arch.config[fam.moe.top_k]
     base_inputs = s * (2 * h + i) + (s * qd if (full and attention == "eager") else 0)
+    if arch.is_moe:
+        # trained experts: each of a token's top_k experts keeps its gathered input, and the weighted sum
+        # that scatters the outputs back keeps each expert's output
+        base_inputs += 2 * s * arch.config[fam.moe.top_k] * h
     lora = 0
+    merged = 0     # bytes per layer, independent of tokens: see below
     if not full:
-        groups = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "o_proj": "o",
-                  "gate_proj": "gu", "up_proj": "gu", "down_proj": "down"}
+        names = targets if isinstance(targets, tuple) and targets and targets[0] != "all-linear" \
+            else parse_targets(targets if targets else "all-linear", arch)
+        chosen, _ = lora_targets(arch, tuple(names))
+        # modules reading the same tensor share one copy of it when no dropout or cast forces a copy each
+        outputs = {fam.names[-1], fam.mlp_names[-1]}
         seen = set()
-        for m in targets:
-            d_in = shapes[m][0]
-            lora += a * rank
+        for rec, mult in chosen:
+            if rec.role in ("head", "embedding"):
+                continue
+            if rec.kind == "experts":
+                # peft's ParamWrapper adds B @ A to the fused 3-D weight in the forward pass (a
+                # parametrization), so every layer keeps a merged copy of its experts for backward
+                merged += s * (rec.weight + rec.bias) * rec.copies // L
+            d_in = rec.d_in
+            share = rec.copies / L if rec.copies < L else 1
+            k = rec.top_k / max(1, rec.experts) * rec.experts if rec.kind == "experts" else 1
+            lora += a * rank * mult * k * share
             if lora_dropout > 0:
-                lora += (a + 1) * d_in
+                lora += (a + 1) * d_in * share
             elif s != a:
-                lora += a * d_in                      # a separate cast copy per module
-            elif groups[m] not in seen:
-                seen.add(groups[m])
-                # the input itself; the fused attention's output already is o_proj's input
-                if not (m == "o_proj" and attention == "sdpa"):
-                    lora += a * d_in
+                lora += a * d_in * share                # a separate cast copy per module
+            else:
+                group = (rec.path, rec.name if rec.name in outputs else "in")
+                if group not in seen:
+                    seen.add(group)
+                    # the input itself; the fused attention's output already is o_proj's input
+                    if not (rec.name == fam.names[-1] and rec.role == "attention" and attention == "sdpa"):
+                        lora += a * d_in * share
+        lora = int(round(lora))
     qk_norm = (4 * (qd + kvd) + 4 * (nh + arch.num_key_value_heads) + (s * (qd + kvd) if full else 0)
                if arch.qk_norm else 0)
-    per_layer = arch.norms_per_layer * norm + qk_norm + attn + mlp + (base_inputs if full else 0) + lora
+    per_layer = n_norms * norm + qk_norm + attn + mlp + (base_inputs if full else 0) + lora
     if input_requires_grad is None:
         input_requires_grad = full or gradient_checkpointing
     first_layer_saving = 0 if input_requires_grad else norm   # nothing upstream of layer 0 needs a gradient
@@ -213,14 +252,14 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     if gradient_checkpointing:
         kept = L * s * h * T
         # an fp32 stream (QLoRA) lets the recomputed layer's first norm save the kept input itself
-        recomputed = (per_layer - (4 * h if s == 4 else 0)) * T
+        recomputed = (per_layer - (4 * h if s == 4 else 0)) * T + merged
         layers = kept + recomputed
         peak = kept + max(head, recomputed)     # the head's tensors are freed before layers recompute
     else:
-        layers = (L * per_layer - first_layer_saving) * T
+        layers = (L * per_layer - first_layer_saving) * T + L * merged
         peak = layers + head
     return {"per_layer_per_token": per_layer, "layers": layers, "logits_saved": 4 * V * T,
-            "head_other": head - 4 * V * T, "saved_total": peak}
+            "head_other": head - 4 * V * T, "saved_total": peak, "merged_experts_per_layer": merged}
 # --8<-- [end:activations]
 
 
@@ -321,7 +360,11 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     T = b * S
     terms: list[Term] = []
     host: list[Term] = []
-    notes: list[str] = []
+    notes: list[str] = list(counts.notes)
+    if dropout > 0 and any(m.kind in ("experts", "router") for m in counts.per_module):
+        # peft's ParamWrapper (LoRA on a bare parameter) raises for lora_dropout != 0
+        raise LoraCalcError("lora_dropout", "peft adapts fused experts and routers only with lora_dropout 0; "
+                                            "set it to 0 or leave those modules out of the targets")
 
     def add(key, label, nbytes, formula, pool="allocated"):
         terms.append(Term(key, label, int(round(nbytes)), formula, pool))
@@ -335,12 +378,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     trainable_tensors: list[int] = []          # sizes of the trainable tensors (paging, optimizer-in-backward)
 
     if method == "full":
-        bias = arch.linear_bias()
-        per_layer = [a_ * b_ for a_, b_ in arch.linear_shapes().values()] + [h] * arch.norms_per_layer
-        per_layer += [d_out for m, (_, d_out) in arch.linear_shapes().items() if bias[m]]
-        if arch.qk_norm:
-            per_layer += [arch.head_dim, arch.head_dim]
-        trainable_tensors = per_layer * L + [V * h, h] + ([] if arch.tie_word_embeddings else [V * h])
+        # every parameter tensor of the model, from the family walker's records
+        trainable_tensors = [n for r in arch.records for n in (r.weight, r.bias) if n for _ in range(r.copies)]
         if precision == "mixed":
             add("weights", "Weights (bf16 working copy)", 2 * P, f"2 B x {P:,} params")
             add("master_weights", "Master weights (fp32)", 4 * P, f"4 B x {P:,} params")
@@ -365,28 +404,35 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                 + (", lm_head included" if head_q else ""), q_bytes,
                 f"{bits:.5g} bits x {Pq + (lm_params if head_q else 0):,} params (4-bit codes + absmax per {bs})")
         else:
-            rows = L * sum(d_out for _, d_out in arch.linear_shapes().values()) + (V if head_q else 0)
+            rows = sum(r.d_out * r.copies for r in arch.layer_linears()) + (V if head_q else 0)
             n8 = Pq + (lm_params if head_q else 0)
             add("weights_8bit", "Frozen linear weights (LLM.int8)" + (", lm_head included" if head_q else ""),
                 n8 + INT8_SCALE_BYTES * rows,
                 f"1 B x {n8:,} params + {INT8_SCALE_BYTES} B x {rows:,} output rows (fp32 scale per row)")
         if quantized:
-            add("weights_16bit", "Embeddings, " + ("" if head_q else "lm_head, ") + "norms (bf16)", 2 * rest,
-                f"2 B x {rest:,} params")
+            add("weights_16bit", "Embeddings, " + ("" if head_q else "lm_head, ") + "norms"
+                + (", fused experts, routers" if arch.is_moe else "") + " (bf16)", 2 * rest, f"2 B x {rest:,} params")
+            if arch.is_moe:
+                notes.append("bitsandbytes keeps the fused 3-D expert weights in 16 bit (only nn.Linear is quantized)"
+                             + (" and prepare_model_for_kbit_training upcasts them to fp32" if upcast != "none" else "")
+                             + ": quantizing saves little here")
             if upcast == "all":
                 add("kbit_upcast", "fp32 upcast by prepare_model_for_kbit_training", 2 * rest,
                     f"(4 - 2) B x {rest:,} non-quantized params")
             elif upcast == "norms":
                 add("kbit_upcast", "fp32 norms kept by qlora.py", 2 * norms, f"(4 - 2) B x {norms:,} norm and bias params")
-        lora_tensors = [t for m in counts.per_module for t in (counts.rank * m.d_in, m.d_out * counts.rank)]
-        trainable_tensors = lora_tensors * L
+        # A and B of every adapted module in every layer holding it (a fused expert parameter's A and B
+        # hold all its experts)
+        trainable_tensors = [t for m in counts.per_module for _ in range(m.copies)
+                             for t in (m.lora_params * m.d_in // (m.d_in + m.d_out),
+                                       m.lora_params * m.d_out // (m.d_in + m.d_out))]
         dtype = "fp32" if a == 4 else "bf16"
         add("adapter", f"LoRA adapter weights ({dtype})", a * Pl, f"{a} B x {Pl:,} LoRA params")
         Ptrain = Pl
         if use_dora:
-            Pm = L * sum(m.d_out for m in counts.per_module)
+            Pm = sum(m.d_out * m.copies for m in counts.per_module)
             state_tensors = list(trainable_tensors)   # the magnitudes' state is in the term below
-            trainable_tensors += [m.d_out for m in counts.per_module] * L
+            trainable_tensors += [m.d_out for m in counts.per_module for _ in range(m.copies)]
             st = _state_bytes(optimizer, a)
             add("dora_magnitude", "DoRA magnitude vectors, their gradients and optimizer state",
                 (2 * a + st) * Pm, f"({a} + {a} + {st:g}) B x {Pm:,} magnitudes (one per output row)")
@@ -435,8 +481,16 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     else:
         piece("adapter_grads", f"LoRA gradients ({'fp32' if a == 4 else 'bf16'})", a * Pl, f"{a} B x {Pl:,} LoRA params")
     grad_key = "gradients" if (in_bwd or method == "full") else "adapter_grads"
-    act = activation_bytes(arch, method, counts.rank, counts.targets, b, S, gc, attention, dropout,
+    act = activation_bytes(arch, method, counts.rank, counts.requested, b, S, gc, attention, dropout,
                            stream_bytes=s, adapter_bytes=a)
+    from .families import ACTIVATIONS_CHECKED
+    if arch.model_type not in ACTIVATIONS_CHECKED:
+        notes.append(f"the activation term is rough for {arch.model_type}: on a tiny model it differed from what "
+                     "autograd saved by more than 10%")
+    if act["merged_experts_per_layer"]:
+        notes.append(f"peft adapts the fused experts by adding B @ A to their weights in the forward pass: each "
+                     f"layer keeps a merged copy for backward ({act['merged_experts_per_layer'] / 1e9:,.2f} GB per "
+                     "layer, counted in the activations)")
     kept_on_card = min(L, OFFLOAD_LAYERS_ON_CARD)
     dora_tok = sum((a + s) * m.d_out for m in counts.per_module) if use_dora else 0
     if gc:
@@ -491,7 +545,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         add("cuda_context", "CUDA context + allocator reserve (not in the allocated peak)",
             CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * allocated,
             f"{CUDA_CONTEXT_BYTES / 2**20:.0f} MiB context + {ALLOCATOR_SLACK:.0%} of the allocated peak", "reserve")
-    settings = {"method": method, "rank": counts.rank, "targets": list(counts.targets), "batch_size": b,
+    settings = {"method": method, "rank": counts.rank, "targets": list(counts.requested), "batch_size": b,
                 "seq_len": S, "gradient_checkpointing": gc, "optimizer": optimizer, "attention": attention,
                 "precision": precision, "lora_dropout": dropout, "double_quant": dq, "block_size": bs,
                 "recipe": recipe, "loss": loss, "loss_chunks": n_chunks, "activation_offload": offload,

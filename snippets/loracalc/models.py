@@ -7,68 +7,110 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import LoraCalcError, as_int
-
-# The decoder's linear layers, in the order transformers builds them (Llama, Mistral, Qwen2, Gemma-2).
-LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from .families import FAMILIES, KEY_SYNONYMS, Record, is_4bit, walk
 
 MAX_PARAMS = 100 * 10**12   # "absurd" starts above 100T parameters
 
+# A Llama-shaped layer's linear modules, in the order transformers builds them (kept for callers that
+# only know that shape; other families name theirs in their spec, see ``Architecture.linear_names``).
+LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class Architecture:
-    """The shape of a decoder-only transformer, as its config.json gives it."""
+    """A decoder-only model: its family spec and its resolved config; the tensors come from ``walk``.
+
+    ``config`` holds every key the family reads, with the config class's defaults and the model class's
+    derived values (head_dim, kv heads, ...) filled in. The familiar sizes are read-only views of it.
+    """
 
     name: str
     display_name: str
     source: str
-    model_type: str                 # llama, mistral, qwen2, qwen3, gemma, gemma2
-    hidden_size: int
-    intermediate_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    vocab_size: int
-    tie_word_embeddings: bool
-    attention_bias: bool = False    # bias on q, k, v (Qwen2 always; Llama if config.attention_bias)
-    o_proj_bias: bool = False       # bias on o_proj (Llama's attention_bias also covers o_proj)
-    mlp_bias: bool = False          # bias on gate/up/down (Llama's mlp_bias)
-    norms_per_layer: int = 2        # RMSNorm weights per decoder layer (Gemma-2 has four)
-    qk_norm: bool = False           # per-head RMSNorm on q and k (Qwen3), head_dim weights each
-    attn_softcap: bool = False      # tanh soft-capping of attention scores (Gemma-2), eager attention only
-    final_softcap: bool = False     # tanh soft-capping of the logits (Gemma-2)
-    approximate: bool = False       # True when built from a bare parameter count
+    config: dict
+    approximate: bool = False
+    published_params: str | None = None     # the model card's count as it prints it ("30.5B", "3.3B active")
+    raw_config: dict = field(default_factory=dict, repr=False)   # the config.json as given
+    records: tuple[Record, ...] = field(default=(), init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "records", walk(self.family, self.config))
+
+    # ---------------------------------------------------------------- views of the config
+    family = property(lambda self: FAMILIES[self.config["model_type"]])
+    model_type = property(lambda self: self.config["model_type"])
+    hidden_size = property(lambda self: self.config["hidden_size"])
+    num_hidden_layers = property(lambda self: self.config["num_hidden_layers"])
+    num_attention_heads = property(lambda self: self.config["num_attention_heads"])
+    num_key_value_heads = property(lambda self: self.config["num_key_value_heads"])
+    head_dim = property(lambda self: self.config["head_dim"])
+    vocab_size = property(lambda self: self.config["vocab_size"])
+    tie_word_embeddings = property(lambda self: self.config["tie_word_embeddings"])
+
+    intermediate_size = property(lambda self: self.config["intermediate_size"])
+
+    @property
+    def mlp_width_per_token(self) -> int:
+        """MLP width one token passes through: the dense MLP's, or top_k experts plus the shared ones (MoE)."""
+        moe = self.family.moe
+        if not moe or not self.is_moe:
+            return self.config["intermediate_size"]
+        c = self.config
+        shared = moe.shared_width(c) if moe.shared_width else 0
+        return c[moe.top_k] * c[moe.width] + shared
+
+    @property
+    def norms_per_layer(self) -> int:
+        L = self.num_hidden_layers
+        return sum(1 for r in self.records if r.role == "norm" and r.copies == L and r.path == "")
+
+    @property
+    def qk_norm(self) -> bool:
+        return any(r.role == "norm" and r.path == "self_attn" and r.name != "q_a_layernorm"
+                   and r.name != "kv_a_layernorm" for r in self.records)
+
+    @property
+    def attn_softcap(self) -> bool:      # Gemma-2's attention logit soft-cap (eager attention keeps its output)
+        return self.model_type == "gemma2" and self.config.get("attn_logit_softcapping", 50.0) is not None
+
+    @property
+    def final_softcap(self) -> bool:     # Gemma-2's tanh soft-cap of the logits
+        return self.model_type == "gemma2" and self.config.get("final_logit_softcapping", 30.0) is not None
+
+    @property
+    def is_moe(self) -> bool:
+        return any(r.kind == "experts" for r in self.records)
 
     # ------------------------------------------------------------------ shapes
-    def linear_shapes(self) -> dict[str, tuple[int, int]]:
-        """(d_in, d_out) of each linear layer inside one decoder layer."""
-        h, i = self.hidden_size, self.intermediate_size
-        q = self.num_attention_heads * self.head_dim
-        kv = self.num_key_value_heads * self.head_dim
-        return {
-            "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
-        }
+    def layer_linears(self) -> tuple[Record, ...]:
+        """Linear-like modules inside the decoder layers (not the output layer)."""
+        return tuple(r for r in self.records if r.kind in ("linear", "conv1d") and r.role != "head")
 
-    def linear_bias(self) -> dict[str, bool]:
-        a, m = self.attention_bias, self.mlp_bias
-        return {"q_proj": a, "k_proj": a, "v_proj": a, "o_proj": self.o_proj_bias,
-                "gate_proj": m, "up_proj": m, "down_proj": m}
+    def linear_names(self) -> tuple[str, ...]:
+        """Module names of the layers' linear modules, in build order, each once."""
+        return tuple(dict.fromkeys(r.name for r in self.layer_linears()))
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(d_in, d_out) of each linear module name inside a decoder layer (first occurrence)."""
+        out: dict[str, tuple[int, int]] = {}
+        for r in self.layer_linears():
+            out.setdefault(r.name, (r.d_in, r.d_out))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _llama(name, display, source, h, i, layers, heads, kv, vocab, tied=False, head_dim=None,
-           model_type="llama", **extra) -> Architecture:
-    return Architecture(name=name, display_name=display, source=source, model_type=model_type,
-                        hidden_size=h, intermediate_size=i, num_hidden_layers=layers,
-                        num_attention_heads=heads, num_key_value_heads=kv,
-                        head_dim=head_dim or h // heads, vocab_size=vocab, tie_word_embeddings=tied, **extra)
+        c = self.config
+        return {"name": self.name, "display_name": self.display_name, "source": self.source,
+                "model_type": self.model_type, "hidden_size": c["hidden_size"],
+                "intermediate_size": c["intermediate_size"], "num_hidden_layers": c["num_hidden_layers"],
+                "num_attention_heads": c["num_attention_heads"], "num_key_value_heads": c["num_key_value_heads"],
+                "head_dim": c["head_dim"], "vocab_size": c["vocab_size"],
+                "tie_word_embeddings": c["tie_word_embeddings"], "approximate": self.approximate,
+                "published_params": self.published_params, "moe": self.is_moe,
+                "config": {k: v for k, v in c.items() if not k.startswith("_")}}
 
 
 def _hub(repo: str) -> str:
@@ -76,65 +118,158 @@ def _hub(repo: str) -> str:
 
 
 # --8<-- [start:presets]
-PRESETS: dict[str, Architecture] = {a.name: a for a in (
+# name, display name, source repository, published parameter count (model card; None where it gives none),
+# and the config.json values that decide the shapes (everything else takes the config class's default).
+_PRESETS = (
     # Llama 2: multi-head attention (kv heads = heads) except 70B, 32k vocabulary
-    _llama("llama-2-7b", "Llama-2 7B", _hub("meta-llama/Llama-2-7b-hf"), 4096, 11008, 32, 32, 32, 32000),
-    _llama("llama-2-13b", "Llama-2 13B", _hub("meta-llama/Llama-2-13b-hf"), 5120, 13824, 40, 40, 40, 32000),
-    _llama("llama-2-70b", "Llama-2 70B", _hub("meta-llama/Llama-2-70b-hf"), 8192, 28672, 80, 64, 8, 32000),
+    ("llama-2-7b", "Llama-2 7B", "meta-llama/Llama-2-7b-hf", None,
+     dict(model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+          num_attention_heads=32, num_key_value_heads=32, vocab_size=32000)),
+    ("llama-2-13b", "Llama-2 13B", "meta-llama/Llama-2-13b-hf", None,
+     dict(model_type="llama", hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
+          num_attention_heads=40, num_key_value_heads=40, vocab_size=32000)),
+    ("llama-2-70b", "Llama-2 70B", "meta-llama/Llama-2-70b-hf", None,
+     dict(model_type="llama", hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
+          num_attention_heads=64, num_key_value_heads=8, vocab_size=32000)),
     # Llama 3.1 / 3.2: grouped-query attention with 8 kv heads, 128k vocabulary; 3.2 ties embeddings
-    _llama("llama-3.1-8b", "Llama-3.1 8B", _hub("meta-llama/Llama-3.1-8B"), 4096, 14336, 32, 32, 8, 128256),
-    _llama("llama-3.1-70b", "Llama-3.1 70B", _hub("meta-llama/Llama-3.1-70B"), 8192, 28672, 80, 64, 8, 128256),
-    _llama("llama-3.1-405b", "Llama-3.1 405B", _hub("meta-llama/Llama-3.1-405B"), 16384, 53248, 126, 128, 8,
-           128256),
-    _llama("llama-3.2-1b", "Llama-3.2 1B", _hub("meta-llama/Llama-3.2-1B"), 2048, 8192, 16, 32, 8, 128256,
-           tied=True, head_dim=64),
-    _llama("llama-3.2-3b", "Llama-3.2 3B", _hub("meta-llama/Llama-3.2-3B"), 3072, 8192, 28, 24, 8, 128256,
-           tied=True, head_dim=128),
+    ("llama-3.1-8b", "Llama-3.1 8B", "meta-llama/Llama-3.1-8B", None,
+     dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+          num_attention_heads=32, num_key_value_heads=8, vocab_size=128256)),
+    ("llama-3.1-70b", "Llama-3.1 70B", "meta-llama/Llama-3.1-70B", None,
+     dict(model_type="llama", hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
+          num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)),
+    ("llama-3.1-405b", "Llama-3.1 405B", "meta-llama/Llama-3.1-405B", None,
+     dict(model_type="llama", hidden_size=16384, intermediate_size=53248, num_hidden_layers=126,
+          num_attention_heads=128, num_key_value_heads=8, vocab_size=128256)),
+    ("llama-3.2-1b", "Llama-3.2 1B", "meta-llama/Llama-3.2-1B", None,
+     dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+          num_attention_heads=32, num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=True)),
+    ("llama-3.2-3b", "Llama-3.2 3B", "meta-llama/Llama-3.2-3B", None,
+     dict(model_type="llama", hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+          num_attention_heads=24, num_key_value_heads=8, head_dim=128, vocab_size=128256,
+          tie_word_embeddings=True)),
     # Mistral 7B v0.1: Llama shape with grouped-query attention and a 32k vocabulary
-    _llama("mistral-7b", "Mistral-7B v0.1", _hub("mistralai/Mistral-7B-v0.1"), 4096, 14336, 32, 32, 8, 32000,
-           model_type="mistral"),
+    ("mistral-7b", "Mistral-7B v0.1", "mistralai/Mistral-7B-v0.1", None,
+     dict(model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+          num_attention_heads=32, num_key_value_heads=8, vocab_size=32000)),
     # Qwen2.5: bias on q, k, v; 0.5B ties embeddings
-    _llama("qwen2.5-0.5b", "Qwen2.5 0.5B", _hub("Qwen/Qwen2.5-0.5B"), 896, 4864, 24, 14, 2, 151936, tied=True,
-           model_type="qwen2", attention_bias=True),
-    _llama("qwen2.5-7b", "Qwen2.5 7B", _hub("Qwen/Qwen2.5-7B"), 3584, 18944, 28, 28, 4, 152064,
-           model_type="qwen2", attention_bias=True),
-    _llama("qwen2.5-14b", "Qwen2.5 14B", _hub("Qwen/Qwen2.5-14B"), 5120, 13824, 48, 40, 8, 152064,
-           model_type="qwen2", attention_bias=True),
-    _llama("qwen2.5-32b", "Qwen2.5 32B", _hub("Qwen/Qwen2.5-32B"), 5120, 27648, 64, 40, 8, 152064,
-           model_type="qwen2", attention_bias=True),
-    _llama("qwen2.5-72b", "Qwen2.5 72B", _hub("Qwen/Qwen2.5-72B"), 8192, 29568, 80, 64, 8, 152064,
-           model_type="qwen2", attention_bias=True),
+    ("qwen2.5-0.5b", "Qwen2.5 0.5B", "Qwen/Qwen2.5-0.5B", None,
+     dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+          num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)),
+    ("qwen2.5-7b", "Qwen2.5 7B", "Qwen/Qwen2.5-7B", None,
+     dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+          num_attention_heads=28, num_key_value_heads=4, vocab_size=152064)),
+    ("qwen2.5-14b", "Qwen2.5 14B", "Qwen/Qwen2.5-14B", None,
+     dict(model_type="qwen2", hidden_size=5120, intermediate_size=13824, num_hidden_layers=48,
+          num_attention_heads=40, num_key_value_heads=8, vocab_size=152064)),
+    ("qwen2.5-32b", "Qwen2.5 32B", "Qwen/Qwen2.5-32B", None,
+     dict(model_type="qwen2", hidden_size=5120, intermediate_size=27648, num_hidden_layers=64,
+          num_attention_heads=40, num_key_value_heads=8, vocab_size=152064)),
+    ("qwen2.5-72b", "Qwen2.5 72B", "Qwen/Qwen2.5-72B", None,
+     dict(model_type="qwen2", hidden_size=8192, intermediate_size=29568, num_hidden_layers=80,
+          num_attention_heads=64, num_key_value_heads=8, vocab_size=152064)),
     # Gemma 2: head_dim set apart from hidden/heads, four norms per layer, 256k tied vocabulary
-    _llama("gemma-2-2b", "Gemma-2 2B", _hub("google/gemma-2-2b"), 2304, 9216, 26, 8, 4, 256000, tied=True,
-           head_dim=256, model_type="gemma2", norms_per_layer=4, attn_softcap=True, final_softcap=True),
-    _llama("gemma-2-9b", "Gemma-2 9B", _hub("google/gemma-2-9b"), 3584, 14336, 42, 16, 8, 256000, tied=True,
-           head_dim=256, model_type="gemma2", norms_per_layer=4, attn_softcap=True, final_softcap=True),
-    _llama("gemma-2-27b", "Gemma-2 27B", _hub("google/gemma-2-27b"), 4608, 36864, 46, 32, 16, 256000, tied=True,
-           head_dim=128, model_type="gemma2", norms_per_layer=4, attn_softcap=True, final_softcap=True),
-)}
+    ("gemma-2-2b", "Gemma-2 2B", "google/gemma-2-2b", None,
+     dict(model_type="gemma2", hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+          num_attention_heads=8, num_key_value_heads=4, head_dim=256, vocab_size=256000)),
+    ("gemma-2-9b", "Gemma-2 9B", "google/gemma-2-9b", None,
+     dict(model_type="gemma2", hidden_size=3584, intermediate_size=14336, num_hidden_layers=42,
+          num_attention_heads=16, num_key_value_heads=8, head_dim=256, vocab_size=256000)),
+    ("gemma-2-27b", "Gemma-2 27B", "google/gemma-2-27b", None,
+     dict(model_type="gemma2", hidden_size=4608, intermediate_size=36864, num_hidden_layers=46,
+          num_attention_heads=32, num_key_value_heads=16, head_dim=128, vocab_size=256000)),
+    # Qwen3: per-head q/k RMSNorm, head_dim 128 whatever the width; the small ones tie embeddings
+    ("qwen3-0.6b", "Qwen3 0.6B", "Qwen/Qwen3-0.6B", "0.6B",
+     dict(model_type="qwen3", hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+          num_attention_heads=16, num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True)),
+    ("qwen3-4b", "Qwen3 4B", "Qwen/Qwen3-4B", "4.0B",
+     dict(model_type="qwen3", hidden_size=2560, intermediate_size=9728, num_hidden_layers=36,
+          num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True)),
+    ("qwen3-8b", "Qwen3 8B", "Qwen/Qwen3-8B", "8.2B",
+     dict(model_type="qwen3", hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+          num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151936)),
+    ("qwen3-14b", "Qwen3 14B", "Qwen/Qwen3-14B", "14.8B",
+     dict(model_type="qwen3", hidden_size=5120, intermediate_size=17408, num_hidden_layers=40,
+          num_attention_heads=40, num_key_value_heads=8, head_dim=128, vocab_size=151936)),
+    ("qwen3-32b", "Qwen3 32B", "Qwen/Qwen3-32B", "32.8B",
+     dict(model_type="qwen3", hidden_size=5120, intermediate_size=25600, num_hidden_layers=64,
+          num_attention_heads=64, num_key_value_heads=8, head_dim=128, vocab_size=151936)),
+    # Qwen3 MoE: 128 fused experts of width 768 per layer, 8 per token
+    ("qwen3-30b-a3b", "Qwen3 30B-A3B (MoE)", "Qwen/Qwen3-30B-A3B", "30.5B, 3.3B active",
+     dict(model_type="qwen3_moe", hidden_size=2048, intermediate_size=6144, moe_intermediate_size=768,
+          num_hidden_layers=48, num_attention_heads=32, num_key_value_heads=4, head_dim=128, num_experts=128,
+          num_experts_per_tok=8, decoder_sparse_step=1, mlp_only_layers=[], vocab_size=151936)),
+    # Gemma 3: q/k norms and four norms per layer; 1B is text-only, the larger ones are multimodal wrappers
+    # whose language model (text_config) is given here alone: the SigLIP vision tower is not counted
+    ("gemma-3-1b", "Gemma-3 1B", "google/gemma-3-1b-pt", None,
+     dict(model_type="gemma3_text", hidden_size=1152, intermediate_size=6912, num_hidden_layers=26,
+          num_attention_heads=4, num_key_value_heads=1, head_dim=256, vocab_size=262144)),
+    ("gemma-3-4b-text", "Gemma-3 4B, language model only (no vision tower)", "google/gemma-3-4b-pt", None,
+     dict(model_type="gemma3_text", hidden_size=2560, intermediate_size=10240, num_hidden_layers=34,
+          num_attention_heads=8, num_key_value_heads=4, head_dim=256, vocab_size=262208)),
+    ("gemma-3-12b-text", "Gemma-3 12B, language model only (no vision tower)", "google/gemma-3-12b-pt", None,
+     dict(model_type="gemma3_text", hidden_size=3840, intermediate_size=15360, num_hidden_layers=48,
+          num_attention_heads=16, num_key_value_heads=8, head_dim=256, vocab_size=262208)),
+    ("gemma-3-27b-text", "Gemma-3 27B, language model only (no vision tower)", "google/gemma-3-27b-pt", None,
+     dict(model_type="gemma3_text", hidden_size=5376, intermediate_size=21504, num_hidden_layers=62,
+          num_attention_heads=32, num_key_value_heads=16, head_dim=128, vocab_size=262208)),
+    # Phi-3.5 / Phi-4: fused qkv_proj and gate_up_proj (peft names them so)
+    ("phi-3.5-mini", "Phi-3.5-mini", "microsoft/Phi-3.5-mini-instruct", "3.8B",
+     dict(model_type="phi3", hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+          num_attention_heads=32, num_key_value_heads=32, vocab_size=32064)),
+    ("phi-4", "Phi-4", "microsoft/phi-4", "14B",
+     dict(model_type="phi3", hidden_size=5120, intermediate_size=17920, num_hidden_layers=40,
+          num_attention_heads=40, num_key_value_heads=10, vocab_size=100352)),
+    # Mistral Small 3 (2501): head_dim 128 with hidden 5120 / 32 heads (160), 131k vocabulary
+    ("mistral-small-24b", "Mistral-Small-24B (2501)", "mistralai/Mistral-Small-24B-Base-2501", "24B",
+     dict(model_type="mistral", hidden_size=5120, intermediate_size=32768, num_hidden_layers=40,
+          num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=131072)),
+    # Mixtral: 8 experts of width 14336, 2 per token
+    ("mixtral-8x7b", "Mixtral-8x7B (MoE)", "mistralai/Mixtral-8x7B-v0.1", "46.7B, 12.9B active",
+     dict(model_type="mixtral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+          num_attention_heads=32, num_key_value_heads=8, num_local_experts=8, num_experts_per_tok=2,
+          vocab_size=32000)),
+    # GPT-OSS: biased attention with sinks, experts with biases stored (E, in, out), 4 per token
+    # (the card's active counts leave the 0.58B input embedding table out)
+    ("gpt-oss-20b", "GPT-OSS 20B (MoE)", "openai/gpt-oss-20b", "21B, 3.6B active without embeddings",
+     dict(model_type="gpt_oss", hidden_size=2880, intermediate_size=2880, num_hidden_layers=24,
+          num_attention_heads=64, num_key_value_heads=8, head_dim=64, num_local_experts=32, num_experts_per_tok=4,
+          vocab_size=201088, attention_bias=True)),
+    ("gpt-oss-120b", "GPT-OSS 120B (MoE)", "openai/gpt-oss-120b", "117B, 5.1B active without embeddings",
+     dict(model_type="gpt_oss", hidden_size=2880, intermediate_size=2880, num_hidden_layers=36,
+          num_attention_heads=64, num_key_value_heads=8, head_dim=64, num_local_experts=128,
+          num_experts_per_tok=4, vocab_size=201088, attention_bias=True)),
+    # OLMo 2: norms after attention and MLP, q/k RMSNorm over the full width
+    ("olmo-2-7b", "OLMo-2 7B (1124)", "allenai/OLMo-2-1124-7B", None,
+     dict(model_type="olmo2", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+          num_attention_heads=32, num_key_value_heads=32, vocab_size=100352)),
+    # SmolLM2: a Llama shape with multi-head attention and tied embeddings
+    ("smollm2-1.7b", "SmolLM2 1.7B", "HuggingFaceTB/SmolLM2-1.7B", "1.7B",
+     dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
+          num_attention_heads=32, num_key_value_heads=32, vocab_size=49152, tie_word_embeddings=True)),
+)
 # --8<-- [end:presets]
+
+
+def _preset(name, display, repo, published, cfg) -> Architecture:
+    return model_from_config(cfg, name=name, display_name=display, source=_hub(repo), published_params=published)
 
 
 # --8<-- [start:total_params]
 def total_params(arch: Architecture) -> int:
     """Every parameter transformers creates for this config (tied embeddings counted once)."""
-    h, v = arch.hidden_size, arch.vocab_size
-    per_layer = arch.norms_per_layer * h
-    if arch.qk_norm:
-        per_layer += 2 * arch.head_dim
-    bias = arch.linear_bias()
-    for name, (d_in, d_out) in arch.linear_shapes().items():
-        per_layer += d_in * d_out + (d_out if bias[name] else 0)
-    embeddings = v * h
-    lm_head = 0 if arch.tie_word_embeddings else v * h
-    final_norm = h
-    return embeddings + arch.num_hidden_layers * per_layer + final_norm + lm_head
+    return sum(r.params for r in arch.records)
 # --8<-- [end:total_params]
 
 
+def active_params(arch: Architecture) -> int:
+    """Parameters one token passes through: all but the routed experts it is not sent to."""
+    return sum(r.active_params for r in arch.records)
+
+
 def quantizable_params(arch: Architecture) -> int:
-    """Weights of the decoder's linear layers (what bitsandbytes stores in 4 bit); biases excluded."""
-    return arch.num_hidden_layers * sum(a * b for a, b in arch.linear_shapes().values())
+    """Weights bitsandbytes stores in 4 bit (see ``nf4.is_4bit``); biases and everything else stay 16-bit."""
+    return sum(r.weight * r.copies for r in arch.records if is_4bit(r, arch.family))
 
 
 def list_models() -> list[str]:
@@ -152,87 +287,123 @@ def get_model(name: Any) -> Architecture:
 
 
 # ---------------------------------------------------------------------------------- config.json
-# model_type -> (default tie_word_embeddings, norms per layer, q/k/v bias, bias key in config, qk_norm)
-_FAMILIES = {
-    "llama": (False, 2, None, "attention_bias", False),
-    "mistral": (False, 2, False, None, False),
-    "qwen2": (False, 2, True, None, False),
-    "qwen3": (False, 2, None, "attention_bias", True),
-    "gemma": (True, 2, None, "attention_bias", False),
-    "gemma2": (True, 4, None, "attention_bias", False),
-}
+SUPPORTED = tuple(FAMILIES)
+_NULLABLE = {"q_lora_rank"}
+_BOOL_KEYS = {"tie_word_embeddings", "attention_bias", "mlp_bias", "qkv_bias", "use_qkv_bias", "qk_layernorm",
+              "use_parallel_residual", "use_qk_norm", "use_bias", "bias", "multi_query", "new_decoder_architecture",
+              "parallel_attn", "add_cross_attention"}
+_LIMITS = {"hidden_size": 1 << 20, "intermediate_size": 1 << 22, "num_hidden_layers": 10_000,
+           "num_attention_heads": 1 << 16, "num_key_value_heads": 1 << 16, "head_dim": 1 << 16, "vocab_size": 1 << 24}
 
 
-def model_from_config(path_or_dict: Any, name: str | None = None) -> Architecture:
-    """An architecture from a Hugging Face ``config.json`` (a path or the parsed dict); read offline."""
+def _read(path_or_dict: Any) -> tuple[dict, str]:
     if isinstance(path_or_dict, dict):
-        cfg = path_or_dict
-        source = "config.json (dict)"
-    elif isinstance(path_or_dict, str) or hasattr(path_or_dict, "__fspath__"):
+        return path_or_dict, "config.json (dict)"
+    if isinstance(path_or_dict, str) or hasattr(path_or_dict, "__fspath__"):
         path = str(path_or_dict)
         try:
             with open(path, encoding="utf-8") as f:
                 cfg = json.load(f)
         except OSError as exc:
             raise LoraCalcError("config", f"cannot read {path}: {exc.strerror or exc}") from None
-        except ValueError as exc:
-            raise LoraCalcError("config", f"{path} is not valid JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise LoraCalcError("config", f"{path} is not valid JSON: {str(exc)[:120]}") from None
         if not isinstance(cfg, dict):
             raise LoraCalcError("config", f"{path} must hold a JSON object")
-        source = path
-    else:
-        raise LoraCalcError("config", "give a path to config.json or its parsed dict")
-    if isinstance(cfg.get("text_config"), dict) and "hidden_size" not in cfg:
-        cfg = cfg["text_config"]
+        return cfg, path
+    raise LoraCalcError("config", "give a path to config.json or its parsed dict")
+
+
+def resolve_config(cfg: dict) -> dict:
+    """The family's keys from ``cfg``, with its config class's defaults and the model's derived values."""
     mt = cfg.get("model_type")
+    sub = [k for k in ("text_config", "vision_config", "audio_config") if isinstance(cfg.get(k), dict)]
+    if sub and mt not in FAMILIES:
+        # a wrapper (LLaVA, Gemma 3, Mistral 3, PaliGemma...): counting its text_config alone would leave
+        # out the vision tower and projector, and the whole is not described here
+        inner = cfg.get("text_config", {}).get("model_type") if "text_config" in sub else None
+        raise LoraCalcError("config.model_type", (
+            f"model_type {mt!r} is a multimodal wrapper ({', '.join(sub)}); loracalc counts decoder-only "
+            f"models, not vision or audio towers: to count the language model alone, pass its text_config"
+            + (f" (model_type {inner!r})" if inner else "") + " as a config of its own"))
     if not isinstance(mt, str) or not mt:
-        raise LoraCalcError("config.model_type", "config.json has no model_type; supported: "
-                            + ", ".join(_FAMILIES))
-    if mt not in _FAMILIES:
+        raise LoraCalcError("config.model_type", "config.json has no model_type; supported: " + ", ".join(SUPPORTED))
+    if mt not in FAMILIES:
         raise LoraCalcError("config.model_type", f"model_type {mt!r} is not supported; supported: "
-                            + ", ".join(_FAMILIES))
-    tied_default, norms, bias_fixed, bias_key, qk_norm = _FAMILIES[mt]
-
-    def need(key: str, lo: int, hi: int) -> int:
-        if key not in cfg or cfg[key] is None:
-            raise LoraCalcError(f"config.{key}", f"config.json lacks {key} (needed for {mt} models)")
-        return as_int(cfg[key], f"config.{key}", lo, hi, key)
-
-    h = need("hidden_size", 1, 1 << 20)
-    i = need("intermediate_size", 1, 1 << 22)
-    layers = need("num_hidden_layers", 1, 10_000)
-    heads = need("num_attention_heads", 1, 1 << 16)
-    vocab = need("vocab_size", 1, 1 << 24)
-    kv = cfg.get("num_key_value_heads")
-    kv = heads if kv is None else as_int(kv, "config.num_key_value_heads", 1, heads, "num_key_value_heads")
-    if heads % kv:
+                            + ", ".join(SUPPORTED))
+    fam = FAMILIES[mt]
+    c: dict[str, Any] = {"model_type": mt}
+    for key, default in fam.defaults.items():
+        spelled = fam.aliases.get(key, key)
+        value = cfg.get(spelled)
+        if value is None:
+            value = cfg.get(key)
+        if key in _NULLABLE and (spelled in cfg or key in cfg):
+            c[key] = value                       # an explicit null means "none of these" (DeepSeek's q_lora_rank)
+            continue
+        for other in KEY_SYNONYMS.get(mt, {}).get(key, ()):
+            if value is None:
+                value = cfg.get(other)
+        c[key] = default if value is None else value
+    for key in list(c):
+        if key in _BOOL_KEYS:
+            if not isinstance(c[key], bool):
+                raise LoraCalcError(f"config.{key}", f"{key} must be true or false (got {c[key]!r})")
+        elif key == "mlp_only_layers":
+            if c[key] is not None and (not isinstance(c[key], list) or not all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in c[key])):
+                raise LoraCalcError("config.mlp_only_layers", "mlp_only_layers must be a list of layer numbers")
+        elif key != "model_type" and c[key] is not None:
+            lo = 0 if key in ("first_k_dense_replace", "n_shared_experts", "q_lora_rank", "num_experts") else 1
+            c[key] = as_int(c[key], f"config.{key}", lo, _LIMITS.get(key, 1 << 24), key)
+    # the sizes themselves must be in the file: a config.json without them is partial, not a default model
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size"):
+        spelled = fam.aliases.get(key, key)
+        given = [cfg.get(k) for k in (spelled, key, *KEY_SYNONYMS.get(mt, {}).get(key, ()))]
+        if key in fam.defaults and fam.defaults[key] is not None and all(v is None for v in given):
+            raise LoraCalcError(f"config.{spelled}", f"config.json lacks {spelled} (needed for {mt} models)")
+    h, heads = c["hidden_size"], c["num_attention_heads"]
+    if fam.head_dim == "hidden" or c.get("head_dim") is None:
+        if h % heads:
+            raise LoraCalcError("config.head_dim", f"hidden_size ({h}) must be a multiple of num_attention_heads "
+                                                   f"({heads}) when {mt} derives head_dim from them")
+        c["head_dim"] = h // heads
+    if c.get("num_key_value_heads") is None:
+        c["num_key_value_heads"] = heads
+    if fam.act_key:
+        act = cfg.get(fam.act_key)
+        c["_act"] = act if isinstance(act, str) else fam.act_default
+    if fam.derive:
+        fam.derive(c)
+    kv = c["num_key_value_heads"]
+    if kv > heads or heads % kv:
         raise LoraCalcError("config.num_key_value_heads",
                             f"num_key_value_heads ({kv}) must divide num_attention_heads ({heads})")
-    hd = cfg.get("head_dim")
-    if hd is None:
-        if h % heads:
-            raise LoraCalcError("config.head_dim", f"config.json lacks head_dim and hidden_size ({h}) is not "
-                                                   f"a multiple of num_attention_heads ({heads})")
-        hd = h // heads
-    else:
-        hd = as_int(hd, "config.head_dim", 1, 1 << 16, "head_dim")
-    tied = cfg.get("tie_word_embeddings", tied_default)
-    if not isinstance(tied, bool):
-        raise LoraCalcError("config.tie_word_embeddings", f"tie_word_embeddings must be true or false (got {tied!r})")
-    if bias_fixed is not None:
-        attn_bias, o_bias = bias_fixed, False
-    else:
-        attn_bias = bool(cfg.get(bias_key, False))
-        o_bias = attn_bias
-    mlp_bias = bool(cfg.get("mlp_bias", False)) if mt == "llama" else False
-    label = name or cfg.get("_name_or_path") or f"{mt} from config.json"
-    arch = Architecture(
-        name=str(label), display_name=str(label), source=source, model_type=mt, hidden_size=h,
-        intermediate_size=i, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
-        head_dim=hd, vocab_size=vocab, tie_word_embeddings=tied, attention_bias=attn_bias, o_proj_bias=o_bias,
-        mlp_bias=mlp_bias, norms_per_layer=norms, qk_norm=qk_norm,
-        attn_softcap=mt == "gemma2" and cfg.get("attn_logit_softcapping", 50.0) is not None,
-        final_softcap=mt == "gemma2" and cfg.get("final_logit_softcapping", 30.0) is not None)
+    if c.get("intermediate_size") is None:
+        raise LoraCalcError("config.intermediate_size", f"config.json lacks intermediate_size (needed for {mt})")
+    if fam.moe:
+        k = c[fam.moe.top_k]
+        if k is None:
+            raise LoraCalcError(f"config.{fam.moe.top_k}", f"config.json lacks {fam.moe.top_k}, the experts each "
+                                                           f"token passes through (needed for {mt} models)")
+        if k > c[fam.moe.experts]:
+            raise LoraCalcError(f"config.{fam.moe.top_k}", f"{fam.moe.top_k} ({k}) cannot exceed the number of "
+                                                           f"experts ({c[fam.moe.experts]})")
+    if fam.refuse:
+        why = fam.refuse(c)
+        if why:
+            raise LoraCalcError("config", why)
+    return c
+
+
+def model_from_config(path_or_dict: Any, name: str | None = None, display_name: str | None = None,
+                      source: str | None = None, published_params: str | None = None) -> Architecture:
+    """An architecture from a Hugging Face ``config.json`` (a path or the parsed dict); read offline."""
+    cfg, where = _read(path_or_dict)
+    c = resolve_config(cfg)
+    label = name or cfg.get("_name_or_path") or f"{c['model_type']} from config.json"
+    arch = Architecture(name=str(label), display_name=str(display_name or label), source=source or where,
+                        config=c, published_params=published_params, raw_config=dict(cfg))
     _check_size(arch, "config")
     return arch
 
@@ -242,6 +413,9 @@ def _check_size(arch: Architecture, field: str) -> None:
     if n > MAX_PARAMS:
         raise LoraCalcError(field, f"the model would have {n:,} parameters; loracalc handles up to "
                                    f"{MAX_PARAMS:,} (100T)")
+
+
+PRESETS: dict[str, Architecture] = {p[0]: _preset(*p) for p in _PRESETS}
 
 
 # ------------------------------------------------------------------------------- a bare size
@@ -256,20 +430,20 @@ def model_from_param_count(n: Any) -> Architecture:
     widths = list(range(256, 1024, 128)) + list(range(1024, 131072 + 1, 1024))
     for h in widths:
         heads = h // 128
-        kv = min(8, heads)
-        i = max(512, int(round(3.5 * h / 256)) * 256)
-        # Llama-3.2 ties embeddings at 1B and 3B; the larger models do not
-        base = _llama("approx", "", "", h, i, 1, heads, kv, 128256, head_dim=128, tied=h <= 3072)
-        per_layer = total_params(replace(base, num_hidden_layers=2)) - total_params(base)
-        fixed = total_params(base) - per_layer
+        cfg = dict(model_type="llama", hidden_size=h, intermediate_size=max(512, int(round(3.5 * h / 256)) * 256),
+                   num_attention_heads=heads, num_key_value_heads=min(8, heads), head_dim=128, vocab_size=128256,
+                   # Llama-3.2 ties embeddings at 1B and 3B; the larger models do not
+                   tie_word_embeddings=h <= 3072)
+        one = total_params(model_from_config({**cfg, "num_hidden_layers": 1}))
+        per_layer = total_params(model_from_config({**cfg, "num_hidden_layers": 2})) - one
+        fixed = one - per_layer
         layers = max(1, round((target - fixed) / per_layer))
-        arch = replace(base, num_hidden_layers=layers)
-        err = abs(total_params(arch) - target)
+        err = abs(fixed + layers * per_layer - target)
         aspect = abs(math.log(h / (128 * layers)))  # prefer Llama-like depth for width
         score = (err / target > 0.02, aspect if err / target <= 0.02 else err)
         if best is None or score < best[0]:
-            best = (score, arch)
-    arch = best[1]
+            best = (score, {**cfg, "num_hidden_layers": layers})
+    arch = model_from_config(best[1])
     label = f"~{_short(target)} parameters (approximate, Llama-3 shape)"
     return replace(arch, name=f"approx-{target}", display_name=label,
                    source="approximate: Llama-3.1 shape rules scaled to the given parameter count",

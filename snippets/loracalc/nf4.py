@@ -11,6 +11,7 @@ from statistics import NormalDist
 from typing import Any, Sequence
 
 from .errors import LoraCalcError, as_bool, as_int
+from .families import is_4bit
 from .models import get_model, quantizable_params, total_params
 
 # bitsandbytes' create_normal_map uses this offset: the outermost quantile sits halfway between
@@ -129,12 +130,11 @@ DYNAMIC_MAP_BYTES = 256 * 4   # bitsandbytes' 8-bit code table for the absmax va
 
 
 def storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) -> int:
-    """Bytes of every 4-bit linear weight of a model (decoder linears; biases stay 16-bit)."""
+    """Bytes of every 4-bit weight of a model (see ``is_4bit``; biases stay 16-bit)."""
     arch = get_model(model)
     bs = as_int(block_size, "block_size", 16, 4096, "block size")
     dq = as_bool(double_quant, "double_quant")
-    per_layer = sum(tensor_storage_bytes(a * b, bs, dq) for a, b in arch.linear_shapes().values())
-    return arch.num_hidden_layers * per_layer
+    return sum(tensor_storage_bytes(r.weight, bs, dq) * r.copies for r in arch.records if is_4bit(r, arch.family))
 
 
 def weight_storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) -> int:

@@ -9,44 +9,132 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LoraCalcError, as_choice, as_int
-from .models import LINEAR_MODULES, Architecture, get_model, quantizable_params, total_params  # noqa: F401
+from .families import Record
+from .models import (LINEAR_MODULES, Architecture, active_params, get_model,  # noqa: F401
+                     quantizable_params, total_params)
 
 MAX_RANK = 65536
 
 _SHORT = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
           "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
-_GROUPS = {"all-linear": LINEAR_MODULES, "all": LINEAR_MODULES,
-           "attention": ("q_proj", "k_proj", "v_proj", "o_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
+ALL_LINEAR = ("all-linear", "all")
+_GROUPS = {"attention": ("attention",), "mlp": ("mlp", "shared_expert")}
 
 
-def parse_targets(targets: Any) -> tuple[str, ...]:
-    """``"q,v"`` / ``"q_proj v_proj"`` / ``"all-linear"`` / a list -> module names in layer order."""
+def _words(targets: Any) -> list[str]:
     if isinstance(targets, str):
-        text = targets.strip().lower()
-        if text in _GROUPS:
-            return tuple(_GROUPS[text])
-        parts = [p for p in text.replace(",", " ").split() if p]
+        parts = [p for p in targets.strip().lower().replace(",", " ").split() if p]
     elif isinstance(targets, (list, tuple, set, frozenset)):
         parts = []
         for p in targets:
             if not isinstance(p, str):
                 raise LoraCalcError("targets", f"target names must be strings (got {p!r})")
-            parts.append(p.strip().lower())
+            if p.strip():
+                parts.append(p.strip().lower())
     else:
         raise LoraCalcError("targets", "targets must be 'all-linear' or module names such as 'q,v'")
     if not parts:
         raise LoraCalcError("targets", "no target modules given: use 'all-linear' or names such as 'q,v'")
-    chosen = set()
-    allowed = ", ".join(list(_SHORT) + list(LINEAR_MODULES) + list(_GROUPS))
+    return parts
+
+
+def _known_names(arch: Architecture) -> list[str]:
+    """Names a reader may target in this family: peft's own matching by module name."""
+    names = [r.name for r in arch.records if r.kind in ("linear", "conv1d", "embedding")]
+    if "lm_head" not in names:
+        names.append("lm_head")
+    moe = arch.family.moe
+    if moe and moe.peft_names and arch.is_moe:
+        names += [old for old, _ in moe.peft_names]
+    return list(dict.fromkeys(names))
+
+
+def parse_targets(targets: Any, model: Any = None) -> tuple[str, ...]:
+    """``"q,v"`` / ``"q_proj v_proj"`` / ``"all-linear"`` / a list -> module names, as peft would be given them.
+
+    ``all-linear`` stays one word (peft resolves it against the model); short names (q, k, v, o, gate, up,
+    down) become the ``*_proj`` name when the family has it. Names the family lacks are refused.
+    """
+    arch = get_model(model) if model is not None else get_model("llama-3.1-8b")
+    parts = _words(targets)
+    if len(parts) == 1 and parts[0] in ALL_LINEAR:
+        return ("all-linear",)
+    known = _known_names(arch)
+    chosen: list[str] = []
     for p in parts:
+        if p in ALL_LINEAR:
+            raise LoraCalcError("targets", "all-linear cannot be combined with other names")
         if p in _GROUPS:
-            chosen.update(_GROUPS[p])
+            chosen += [r.name for r in arch.layer_linears() if r.role in _GROUPS[p]]
             continue
-        name = _SHORT.get(p, p)
-        if name not in LINEAR_MODULES:
-            raise LoraCalcError("targets", f"unknown target module {p!r}; allowed: {allowed}")
-        chosen.add(name)
-    return tuple(m for m in LINEAR_MODULES if m in chosen)
+        name = p if p in known else _SHORT.get(p, p)
+        if name not in known:
+            raise LoraCalcError("targets", f"{arch.model_type} has no module {p!r}; its names: "
+                                           + ", ".join(known) + ", or all-linear, attention, mlp")
+        chosen.append(name)
+    order = {n: i for i, n in enumerate(known)}
+    return tuple(sorted(dict.fromkeys(chosen), key=lambda n: order[n]))
+
+
+def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tuple[Record, int]], list[str]]:
+    """(record, rank multiplier) for every tensor peft 0.21 adapts, and notes where its choice surprises.
+
+    Reproduces ``tuners_utils._maybe_include_all_linear_layers`` (every nn.Linear and Conv1D except the output
+    embedding) and, for families whose experts transformers 5 fused into 3-D parameters, peft's v4->v5 mapping
+    (``utils/transformers_weight_conversion.py``): the old expert names become parameter targets, the two
+    halves of gate_up_proj together at twice the rank, and modules sharing those names are no longer targeted.
+    """
+    moe = arch.family.moe
+    mapping = dict(moe.peft_names) if (moe and moe.peft_names) else {}
+    lin = arch.layer_linears()
+    notes: list[str] = []
+    if targets == ("all-linear",):
+        if not mapping:
+            if moe and arch.is_moe:
+                notes.append("peft 0.21's all-linear adapts only nn.Linear modules here: the router and the fused "
+                             "experts are left out")
+            return [(r, 1) for r in lin], notes
+        names = set(r.name for r in lin) | set(mapping)
+    else:
+        names = set(targets)
+    out: list[tuple[Record, int]] = []
+    params = {mapping[n] for n in names if n in mapping}
+    if mapping:
+        halves = [n for n, v in mapping.items() if v == "gate_up"]
+        got = [n for n in halves if n in names]
+        if got and len(got) < len(halves):
+            raise LoraCalcError("targets", f"peft cannot target {', '.join(got)} without "
+                                           f"{', '.join(n for n in halves if n not in got)}: they are fused into "
+                                           "gate_up_proj in transformers 5")
+    for r in arch.records:
+        if r.kind == "router" and "router" in params:
+            out.append((r, 1))
+        elif r.kind == "experts" and r.name == "gate_up_proj" and "gate_up" in params:
+            out.append((r, 2))
+        elif r.kind == "experts" and r.name == "down_proj" and "down" in params:
+            out.append((r, 1))
+        elif r.name in names and r.name not in mapping and r.kind not in ("experts", "param"):
+            # fused expert weights and bare parameters are not modules: peft's name matching skips them
+            if r.kind in ("linear", "conv1d", "embedding"):
+                out.append((r, 1))
+            else:
+                raise LoraCalcError("targets", f"{r.name} is a {r.kind} module in {arch.model_type}; peft adapts only "
+                                               "Linear, Conv1D and Embedding modules")
+    if "lm_head" in names and not any(r.name == "lm_head" and r.weight for r, _ in out):
+        h, V = arch.hidden_size, arch.vocab_size
+        out = [x for x in out if x[0].name != "lm_head"]
+        out.append((Record("lm_head", "head", "linear", h, V, V * h), 1))
+    if mapping and arch.is_moe:
+        skipped = sorted({r.name for r in lin if r.name in mapping and (targets == ("all-linear",) or r.name in names)})
+        adapted = sorted({("router " + r.name) if r.kind == "router" else f"experts.{r.name}" for r, _ in out
+                          if r.kind in ("router", "experts")})
+        if adapted:
+            notes.append(f"peft 0.21 maps {', '.join(sorted(set(mapping) & names))} onto the fused experts and "
+                         f"router: it adapts {', '.join(adapted)}"
+                         + (" (gate_up_proj at twice the rank)" if "gate_up" in params else "")
+                         + (f", and no longer the Linear modules named {', '.join(skipped)} (shared experts, dense "
+                            "layers)" if skipped else ""))
+    return out, notes
 
 
 # --8<-- [start:lora_params]
@@ -80,17 +168,20 @@ def adapter_file_bytes(lora_param_count: Any, dtype: str = "bf16") -> int:
 
 @dataclass(frozen=True)
 class ModuleCount:
-    """One targeted linear layer of a decoder layer."""
+    """One adapted module (or fused parameter) and how many copies of it the model holds."""
 
     name: str
     d_in: int
     d_out: int
-    frozen_params: int       # weight (+ bias) of the base layer
-    lora_params: int         # rank * (d_in + d_out)
+    frozen_params: int       # weight (+ bias) of one copy of the base module
+    lora_params: int         # LoRA parameters of one copy: rank * (d_in + d_out) (x experts when fused)
+    copies: int = 1          # layers that hold it
+    kind: str = "linear"     # linear | conv1d | embedding | router | experts
+    rank: int = 0            # the rank peft gives it (twice the rank for a fused gate_up_proj)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "d_in": self.d_in, "d_out": self.d_out,
-                "frozen_params": self.frozen_params, "lora_params": self.lora_params}
+        return {"name": self.name, "d_in": self.d_in, "d_out": self.d_out, "frozen_params": self.frozen_params,
+                "lora_params": self.lora_params, "copies": self.copies, "kind": self.kind, "rank": self.rank}
 
 
 @dataclass(frozen=True)
@@ -100,10 +191,13 @@ class ParamCount:
     targets: tuple[str, ...]
     total_params: int
     lora_params: int
-    lora_params_per_layer: int
+    lora_params_per_layer: int   # one layer holding one copy of every adapted module
     num_layers: int
     per_module: tuple[ModuleCount, ...] = field(default_factory=tuple)
     approximate: bool = False
+    active_params: int = 0       # parameters one token passes through (differs from total for MoE)
+    notes: tuple[str, ...] = ()
+    requested: tuple[str, ...] = ()   # the targets as given to peft ("all-linear" or module names)
 
     @property
     def trainable_percent(self) -> float:
@@ -112,29 +206,29 @@ class ParamCount:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "rank": self.rank, "targets": list(self.targets),
-                "total_params": self.total_params, "lora_params": self.lora_params,
+                "total_params": self.total_params, "active_params": self.active_params,
+                "lora_params": self.lora_params,
                 "lora_params_per_layer": self.lora_params_per_layer, "num_layers": self.num_layers,
                 "trainable_percent": self.trainable_percent, "approximate": self.approximate,
-                "per_module": [m.to_dict() for m in self.per_module]}
+                "per_module": [m.to_dict() for m in self.per_module], "notes": list(self.notes),
+                "requested_targets": list(self.requested)}
 
 
 def count_params(model: Any, rank: Any = 8, targets: Any = "q,v") -> ParamCount:
-    """Total and LoRA parameter counts for ``model`` (a preset name or an Architecture)."""
+    """Total and LoRA parameter counts for ``model`` (a preset name or an Architecture), as peft counts them."""
     arch = get_model(model)
     r = as_int(rank, "rank", 1, MAX_RANK, "rank")
-    names = parse_targets(targets)
-    shapes = arch.linear_shapes()
-    bias = arch.linear_bias()
+    names = parse_targets(targets, arch)
+    chosen, notes = lora_targets(arch, names)
     mods = []
-    for name in names:
-        d_in, d_out = shapes[name]
-        if r > min(d_in, d_out):
-            raise LoraCalcError("rank", f"rank must be from 1 to {min(d_in, d_out):,} for {name} "
-                                        f"({d_in:,} -> {d_out:,}) of {arch.display_name} (got {r:,})")
-        mods.append(ModuleCount(name, d_in, d_out, d_in * d_out + (d_out if bias[name] else 0),
-                                lora_params(d_in, d_out, r)))
-    per_layer = sum(m.lora_params for m in mods)
-    return ParamCount(model=arch.name, rank=r, targets=names, total_params=total_params(arch),
-                      lora_params=per_layer * arch.num_hidden_layers, lora_params_per_layer=per_layer,
-                      num_layers=arch.num_hidden_layers, per_module=tuple(mods), approximate=arch.approximate)
-
+    for rec, mult in chosen:
+        per_copy = (rec.experts or 1) * lora_params(rec.d_in, rec.d_out, r * mult)
+        label = f"experts.{rec.name}" if rec.kind == "experts" else rec.name
+        mods.append(ModuleCount(label, rec.d_in, rec.d_out, rec.weight + rec.bias, per_copy, rec.copies, rec.kind, r * mult))
+    total_lora = sum(m.lora_params * m.copies for m in mods)
+    per_layer = sum(m.lora_params for m in mods if m.kind != "embedding" and m.name != "lm_head")
+    adapted = tuple(dict.fromkeys(m.name for m in mods))
+    return ParamCount(model=arch.name, rank=r, targets=adapted, requested=names, total_params=total_params(arch),
+                      lora_params=total_lora, lora_params_per_layer=per_layer,
+                      num_layers=arch.num_hidden_layers, per_module=tuple(mods), approximate=arch.approximate,
+                      active_params=active_params(arch), notes=tuple(notes))

@@ -8,16 +8,11 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def hf_config(arch):
-    """A transformers config holding the preset's published config.json values."""
+    """A transformers config holding the architecture's config.json values (the preset's published ones)."""
     from transformers import AutoConfig
 
-    kw = dict(hidden_size=arch.hidden_size, intermediate_size=arch.intermediate_size,
-              num_hidden_layers=arch.num_hidden_layers, num_attention_heads=arch.num_attention_heads,
-              num_key_value_heads=arch.num_key_value_heads, head_dim=arch.head_dim, vocab_size=arch.vocab_size,
-              tie_word_embeddings=arch.tie_word_embeddings)
-    if arch.model_type == "llama":
-        kw.update(attention_bias=arch.attention_bias, mlp_bias=arch.mlp_bias)
-    return AutoConfig.for_model(arch.model_type, **kw)
+    raw = {k: v for k, v in arch.raw_config.items() if k != "model_type"}
+    return AutoConfig.for_model(arch.model_type, **raw)
 
 
 def meta_model(arch):

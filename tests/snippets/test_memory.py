@@ -93,7 +93,7 @@ def test_logits_grow_with_vocabulary():
     (dict(loss_chunks=0), "loss_chunks"), (dict(activation_offload="sometimes"), "activation_offload"), (dict(optimizer="adam"), "optimizer"), (dict(attention="flash3"), "attention"),
     (dict(batch_size=0), "batch_size"), (dict(batch_size=-2), "batch_size"), (dict(batch_size=1.5), "batch_size"),
     (dict(seq_len=float("nan")), "seq_len"), (dict(seq_len=float("inf")), "seq_len"), (dict(seq_len="long"), "seq_len"),
-    (dict(rank=0), "rank"), (dict(targets="lm_head"), "targets"), (dict(gradient_checkpointing="maybe"),
+    (dict(rank=0), "rank"), (dict(targets="no_such_proj"), "targets"), (dict(gradient_checkpointing="maybe"),
                                                                       "gradient_checkpointing"),
 ])
 def test_bad_settings(kw, field):

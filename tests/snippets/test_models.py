@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-
 import pytest
 
 import loracalc
@@ -18,7 +16,8 @@ def test_config_written_by_transformers_round_trips(preset, tmp_path):
     """A family's config.json as transformers writes it -> the same parameter count as its model."""
     from .hf import hf_config, meta_model, total_params
 
-    arch = replace(loracalc.get_model(preset), **TINY, head_dim=16)
+    raw = {**loracalc.get_model(preset).raw_config, **TINY, "head_dim": 16}
+    arch = model_from_config(raw)
     path = tmp_path / "config.json"
     hf_config(arch).to_json_file(str(path))
     parsed = model_from_config(path)
@@ -31,10 +30,9 @@ def test_config_written_by_transformers_round_trips(preset, tmp_path):
 def test_llama_bias_flags(tmp_path):
     from .hf import meta_model, total_params
 
-    arch = replace(loracalc.get_model("llama-3.2-1b"), **TINY, head_dim=16, attention_bias=True,
-                   o_proj_bias=True, mlp_bias=True)
     cfg = {"model_type": "llama", **TINY, "attention_bias": True, "mlp_bias": True, "tie_word_embeddings": True}
-    assert loracalc.total_params(model_from_config(cfg)) == total_params(meta_model(arch))
+    arch = model_from_config(cfg)
+    assert loracalc.total_params(arch) == total_params(meta_model(arch))
 
 
 def test_every_preset_names_its_source():
@@ -46,8 +44,10 @@ def test_every_preset_names_its_source():
 
 @pytest.mark.parametrize("cfg, field", [
     ({}, "config.model_type"),
-    ({"model_type": "gpt2"}, "config.model_type"),
-    ({"model_type": "llama", "hidden_size": 64}, "config.intermediate_size"),
+    ({"model_type": "t5"}, "config.model_type"),
+    ({"model_type": "llava", "text_config": {"model_type": "llama"}, "vision_config": {}}, "config.model_type"),
+    ({"model_type": "gpt2"}, "config.n_embd"),
+    ({"model_type": "llama", "hidden_size": 64}, "config.num_hidden_layers"),
     ({"model_type": "llama", **TINY, "num_key_value_heads": 3}, "config.num_key_value_heads"),
     ({"model_type": "llama", **TINY, "hidden_size": -5}, "config.hidden_size"),
     ({"model_type": "llama", **TINY, "vocab_size": "many"}, "config.vocab_size"),
@@ -91,3 +91,25 @@ def test_bad_param_count(n):
     with pytest.raises(LoraCalcError) as e:
         model_from_param_count(n)
     assert e.value.field == "params"
+
+
+@pytest.mark.parametrize("name", [n for n in loracalc.list_models() if loracalc.get_model(n).published_params])
+def test_preset_totals_match_the_model_card(name):
+    """The card's count (as printed there, e.g. "30.5B, 3.3B active") to its last digit, or 5% for a bare "14B"."""
+    import re
+
+    arch = loracalc.get_model(name)
+    text = arch.published_params
+    figures = re.findall(r"([0-9.]+)B", text)
+    ours = [loracalc.total_params(arch) / 1e9]
+    if "active" in text:
+        active = loracalc.models.active_params(arch)
+        if "without embeddings" in text:
+            active -= arch.vocab_size * arch.hidden_size
+        ours.append(active / 1e9)
+    for printed, got in zip(figures, ours):
+        pub = float(printed)
+        decimals = len(printed.split(".")[1]) if "." in printed else 0
+        # cards round or cut off (Qwen3-30B-A3B: 3.353B active is printed 3.3B): one unit of the last digit
+        tol = 10 ** -decimals if decimals else 0.05 * pub
+        assert abs(got - pub) <= tol, (name, printed, got)

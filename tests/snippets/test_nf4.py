@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+import loracalc
 from loracalc import LoraCalcError, nf4
 
 # FACTS.md: bitsandbytes get_4bit_type("nf4"), to 7 decimals
@@ -103,3 +104,49 @@ def test_storage_equals_what_bitsandbytes_stores(double_quant, tmp_path):
     assert stored == nf4.storage_bytes(arch, 64, double_quant)
     # get_memory_footprint counts the packed weights but not the quant_state statistics (FACTS.md)
     assert model.get_memory_footprint() < nf4.weight_storage_bytes(arch, 64, double_quant)
+
+
+# ------------------------------------------------------------ which tensors load_in_4bit quantizes, per family
+BNB_SHAPES = {
+    "llama": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=1, vocab_size=128),
+    "gpt2": dict(n_embd=128, n_head=2, n_layer=1, vocab_size=128, n_positions=64),
+    "falcon": dict(hidden_size=128, num_attention_heads=2, num_hidden_layers=1, vocab_size=128),
+    "phi3": dict(hidden_size=128, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                 vocab_size=128, pad_token_id=0),
+    "mixtral": dict(hidden_size=128, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                    num_key_value_heads=1, vocab_size=128, num_local_experts=2),
+    "qwen2_moe": dict(hidden_size=128, intermediate_size=128, moe_intermediate_size=64,
+                      shared_expert_intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=1, vocab_size=128, num_experts=2, num_experts_per_tok=1),
+    "gpt_oss": dict(hidden_size=128, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                    num_key_value_heads=1, head_dim=64, vocab_size=128, num_local_experts=2, num_experts_per_tok=1),
+    "deepseek_v3": dict(hidden_size=128, intermediate_size=128, moe_intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=2, num_key_value_heads=2, vocab_size=128, n_routed_experts=2,
+                        n_shared_experts=1, num_experts_per_tok=1, first_k_dense_replace=1, q_lora_rank=64,
+                        kv_lora_rank=64, qk_rope_head_dim=64, qk_nope_head_dim=64, v_head_dim=64, n_group=1,
+                        topk_group=1),
+    "gemma3_text": dict(hidden_size=128, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
+                        num_key_value_heads=1, head_dim=64, vocab_size=128),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", sorted(BNB_SHAPES))
+def test_4bit_weights_are_what_bitsandbytes_quantizes(model_type, tmp_path):
+    """Load a tiny random model with load_in_4bit on CPU (inputs in multiples of 64, as bitsandbytes' CPU path
+    needs) and compare the weights it stored in 4 bit with the engine's: fused experts, routers, embeddings
+    and the output layer stay 16-bit; Falcon's FalconLinear is left alone entirely."""
+    import torch
+    import bitsandbytes as bnb
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+
+    kw = BNB_SHAPES[model_type]
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **kw)).save_pretrained(tmp_path)
+    q = AutoModelForCausalLM.from_pretrained(
+        tmp_path, device_map="cpu", quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16))
+    four_bit = sum(m.in_features * m.out_features for m in q.modules() if isinstance(m, bnb.nn.Linear4bit))
+    arch = loracalc.model_from_config({"model_type": model_type, **kw})
+    assert loracalc.models.quantizable_params(arch) == four_bit

@@ -115,7 +115,7 @@ def test_pasted_config_counts_like_the_preset():
     ({"rank": ""}, "rank"), ({"rank": "-3"}, "rank"), ({"rank": "abc"}, "rank"),
     ({"batch_size": "0"}, "batch_size"), ({"batch_size": "1.5"}, "batch_size"), ({"batch_size": "nan"}, "batch_size"),
     ({"seq_len": ""}, "seq_len"), ({"seq_len": "-2048"}, "seq_len"), ({"seq_len": "1e400"}, "seq_len"),
-    ({"method": "prompting"}, "method"), ({"targets": "embed_tokens"}, "targets"),
+    ({"method": "prompting"}, "method"), ({"targets": "x_proj"}, "targets"),
     ({"optimizer": "lion"}, "optimizer"), ({"attention": "ring"}, "attention"), ({"gpu": "tpu-v5"}, "gpu"),
     ({"model": "gpt-5"}, "model"), ({"recipe": "axolotl"}, "recipe"), ({"loss": "focal"}, "loss"),
     ({"activation_offload": "maybe"}, "activation_offload"), ({"dora": "2"}, "dora"),

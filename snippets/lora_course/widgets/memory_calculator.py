@@ -19,6 +19,7 @@ from typing import Any
 
 import loracalc
 from loracalc import sharding
+from loracalc.cli import params_text
 
 from .. import measured
 from . import _common as c
@@ -127,6 +128,8 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "max_batch": (c.fmt_int(mb) if mb else "none (batch 1 does not fit)"),
         "max_seq": (c.fmt_int(ms) if ms else "none"),
         "json": json.dumps(est.to_dict(), indent=2),
+        # what `loracalc params --config config.json --rank R --targets T` prints, for any family
+        "params_text": params_text(arch, s["rank"], s["targets"]),
         "measured": measured_html(arch, s, total),
     }
     out.update(multi_gpu(est, arch, g, s, gpus, strategy, offload))

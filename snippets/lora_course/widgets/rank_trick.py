@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import loracalc
+from loracalc.cli import params_text
 
 from . import _common as c
 from .registry import widget
@@ -123,9 +124,13 @@ def matrices_svg(d: int, r: int) -> str:
 
 # ------------------------------------------------------------------ the whole model
 @widget("model_lora")
-def model_lora(model: str = "llama-3.1-8b", rank: str = "16", targets: str = "all-linear",
+def model_lora(model: str = "llama-3.1-8b", rank: str = "16", targets: str = "all-linear", config: str = "",
                **_: Any) -> dict[str, Any]:
-    arch = c.preset(model, "llama-3.1-8b")
+    if c.text(model) == "config":       # a pasted config.json, read by the same path as the memory calculator
+        from .memory_calculator import _model
+        arch = _model("config", config)
+    else:
+        arch = c.preset(model, "llama-3.1-8b")
     r_val = c.integer(rank, "rank", R_MIN, R_MAX, "rank")
     t = c.choice(targets, "targets", TARGET_CHOICES)
     counts = loracalc.count_params(arch, rank=r_val, targets=t)
@@ -139,6 +144,8 @@ def model_lora(model: str = "llama-3.1-8b", rank: str = "16", targets: str = "al
         "adapter_bf16": c.fmt_bytes(loracalc.adapter_file_bytes(lora, dtype="bf16")),
         "adapter_fp32": c.fmt_bytes(loracalc.adapter_file_bytes(lora, dtype="fp32")),
         "modules_table": _modules_table(counts, arch),
+        # what `loracalc params --config config.json --rank R --targets T` prints
+        "params_text": params_text(arch, r_val, t),
         "announce": (f"{arch.display_name}, rank {r_val}: {c.fmt_int(lora)} trainable parameters, "
                      f"{c.fmt_pct(counts.trainable_percent)} of the model."),
     }
@@ -151,7 +158,7 @@ def _modules_table(counts, arch) -> str:
             f"<tr><th scope=\"row\"><code>{c.esc(m.name)}</code></th>"
             f"<td>{c.fmt_int(m.d_in)} → {c.fmt_int(m.d_out)}</td>"
             f"<td>{c.fmt_int(m.lora_params)}</td></tr>")
-    return ("<table class=\"lc-table\"><caption>Adapter per decoder layer "
+    return ("<table class=\"lc-table\"><caption>Adapter per copy of each module "
             f"({c.fmt_int(arch.num_hidden_layers)} layers)</caption>"
             "<thead><tr><th scope=\"col\">module</th><th scope=\"col\">d<sub>in</sub> → d<sub>out</sub></th>"
             "<th scope=\"col\">LoRA params</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")

@@ -1,0 +1,113 @@
+"""loracalc's activation estimate against the bytes autograd saves, for a tiny random model of each family.
+
+    PYTHONPATH=snippets OMP_NUM_THREADS=1 .venv/bin/python scripts/family_activation_check.py [--methods lora,full]
+
+One training step on CPU in bf16 per family x method x checkpointing (batch 2, 64 tokens, fused attention,
+rank 8 on all-linear), measured with the memory probe's saved-tensor tracker (gpu_labs/memory_measure.py:
+``saved_tensors_hooks``, each storage counted once at its peak). Writes
+``snippets/lora_course/data/family_activation_check.json``; a few minutes on two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "snippets", "lora_course", "data", "family_activation_check.json")
+
+# one small shape per family (hidden 128: bitsandbytes' CPU path needs inputs in multiples of 64)
+_BASE = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=512)
+SHAPES = {
+    "llama": _BASE, "mistral": _BASE, "qwen2": _BASE, "granite": _BASE, "olmo": _BASE, "olmo2": _BASE,
+    "cohere": _BASE, "starcoder2": _BASE, "phi3": dict(_BASE, pad_token_id=0),
+    "qwen3": dict(_BASE, head_dim=32), "gemma": dict(_BASE, head_dim=32), "gemma3_text": dict(_BASE, head_dim=32),
+    "gemma2": dict(_BASE, head_dim=32),
+    "stablelm": dict(_BASE, num_key_value_heads=4), "phi": dict(_BASE, num_key_value_heads=4),
+    "gpt2": dict(n_embd=128, n_head=4, n_layer=2, vocab_size=512, n_positions=128),
+    "gpt_neox": dict(_BASE, num_key_value_heads=None),
+    "falcon": dict(hidden_size=128, num_attention_heads=4, num_hidden_layers=2, vocab_size=512),
+    "mixtral": dict(_BASE, num_local_experts=4, num_experts_per_tok=2),
+    "qwen2_moe": dict(_BASE, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
+                      shared_expert_intermediate_size=128),
+    "qwen3_moe": dict(_BASE, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64),
+    "gpt_oss": dict(_BASE, head_dim=32, num_local_experts=4, num_experts_per_tok=2),
+    "deepseek_v2": dict(_BASE, num_key_value_heads=4, n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2,
+                        moe_intermediate_size=64, first_k_dense_replace=1, q_lora_rank=64, kv_lora_rank=64,
+                        qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=32, n_group=1, topk_group=1),
+    "deepseek_v3": dict(_BASE, num_key_value_heads=4, n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2,
+                        moe_intermediate_size=64, first_k_dense_replace=1, q_lora_rank=64, kv_lora_rank=64,
+                        qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=32, n_group=1, topk_group=1),
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", default="lora,full", help="comma-separated: lora, full, qlora")
+    ap.add_argument("--families", default="", help="comma-separated model_types (default: all)")
+    args = ap.parse_args()
+    sys.path[:0] = [os.path.join(ROOT, "snippets"), os.path.join(ROOT, "gpu_labs")]
+    import torch
+
+    import loracalc
+    import memory_measure as mm
+    from loracalc.memory import activation_bytes
+    torch.set_num_threads(1)
+    rows, t0 = [], time.time()
+    families = [f for f in (args.families.split(",") if args.families else SHAPES) if f]
+    for mt in families:
+        cfg = {"model_type": mt, "max_position_embeddings": 256,
+               **{k: v for k, v in SHAPES[mt].items() if v is not None}}
+        if mt in ("gpt2", "falcon"):
+            cfg.pop("max_position_embeddings")
+        arch = loracalc.model_from_config(cfg, name=mt)
+        for method in args.methods.split(","):
+            for gc in (False, True):
+                # GPT-OSS has no SDPA path in transformers (its attention sinks), and Gemma-2 soft-caps its
+                # attention scores, which only the eager path does: eager for both
+                attention = "eager" if mt in ("gpt_oss", "gemma2") else "sdpa"
+                run = mm.RunSpec(method=method, rank=8, targets="all-linear", batch_size=2, seq_len=64,
+                                 gradient_checkpointing=gc, attention=attention)
+                row = {"model_type": mt, "method": method, "gradient_checkpointing": gc, "attention": attention}
+                try:
+                    model = mm.build_model(dict(cfg), run)
+                    measured = mm.measure_cpu(model, run, arch.vocab_size)["saved_for_backward_peak_bytes"]
+                    del model
+                except Exception as exc:          # a family transformers or peft cannot train this way on CPU
+                    row.update(error=f"{type(exc).__name__}: {str(exc)[:160]}")
+                    rows.append(row)
+                    print(mt, method, gc, "ERROR", row["error"], flush=True)
+                    continue
+                est = activation_bytes(arch, method, 8, ("all-linear",), 2, 64, gc, attention)["saved_total"]
+                row.update(estimated_bytes=est, measured_bytes=measured,
+                           error_percent=round(100 * (est - measured) / measured, 1))
+                rows.append(row)
+                print(f"{mt:12} {method:5} gc={'on ' if gc else 'off'} est {est:>10,} measured {measured:>10,} "
+                      f"{row['error_percent']:+6.1f}%  ({time.time() - t0:.0f} s)", flush=True)
+    import peft
+    import transformers
+    data = {"generated_by": "scripts/family_activation_check.py",
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                         "peft": peft.__version__},
+            "settings": {"batch_size": 2, "seq_len": 64, "rank": 8, "targets": "all-linear", "attention": "sdpa",
+                         "dtype": "bf16"},
+            "shapes": SHAPES, "rows": rows}
+    if args.families and os.path.exists(OUT):
+        # a partial run replaces only its own families' rows in the record
+        with open(OUT, encoding="utf-8") as f:
+            old = json.load(f)
+        data["rows"] = [r for r in old["rows"] if r["model_type"] not in families] + rows
+    with open(OUT, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    print("wrote", os.path.relpath(OUT, ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,449 @@
+"""Model families as data: one spec per transformers ``model_type``, one generic walker.
+
+A ``Family`` says which config keys a family reads (with its config class's defaults), how the model class
+derives the values a config leaves out, and how each decoder layer is built: attention kind and the real
+module names, biases, q/k norms, the MLP (gated, fused gate_up, plain, or mixture-of-experts), norms,
+embeddings. ``walk(family, config)`` turns a spec and a resolved config into tensor ``Record`` s; every count
+loracalc reports (total and active parameters, LoRA, 4-bit storage, activations) is a sum over them.
+
+Defaults were read from the config classes and model classes of transformers 5.24 (``models/<type>/``);
+``tests/snippets/test_families.py`` builds each family with transformers on the meta device to check them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# norm kinds: parameters per normalised width
+RMS = "rms"               # weight only (RMSNorm, Cohere's LayerNorm)
+LN = "ln"                 # weight and bias (nn.LayerNorm)
+NO_PARAMS = "none"        # OLMo's LayerNorm has no learnable parameters
+
+# ----------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Record:
+    """One kind of tensor-holding module, with how many copies the model has.
+
+    kind: ``linear`` (nn.Linear), ``conv1d`` (GPT-2's Conv1D, weight stored in x out), ``experts`` (one fused
+    3-D parameter holding every routed expert), ``router`` (a custom module holding a 2-D weight), ``norm``,
+    ``embedding``, ``param`` (a bare parameter such as GPT-OSS's attention sinks).
+    """
+
+    name: str                 # the module's own name (q_proj) or, for a fused parameter, its parameter name
+    role: str                 # attention | mlp | shared_expert | experts | router | norm | embedding | head
+    kind: str
+    d_in: int = 0             # linear-like: input width
+    d_out: int = 0            # linear-like: output width
+    weight: int = 0           # weight entries of one copy (all experts for a fused parameter)
+    bias: int = 0             # bias entries of one copy
+    copies: int = 1           # layers that hold it
+    experts: int = 0          # routed experts in one fused parameter
+    top_k: int = 0            # experts a token passes through (routed records)
+    path: str = ""            # where it sits in a layer, e.g. "mlp.shared_expert"
+
+    @property
+    def params(self) -> int:
+        return (self.weight + self.bias) * self.copies
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token passes through: a top_k share of a fused expert parameter."""
+        if self.kind == "experts":
+            return (self.weight + self.bias) * self.top_k // self.experts * self.copies
+        return self.params
+
+
+# --------------------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class MoE:
+    """Routed experts (fused 3-D parameters in transformers 5), an optional shared expert, dense layers."""
+
+    experts: str                          # config key: routed experts per MoE layer
+    top_k: str                            # config key: experts per token
+    width: str                            # config key: one expert's intermediate width
+    router: str = "gate"                  # module name of the router
+    router_bias: bool = False
+    expert_bias: bool = False             # GPT-OSS keeps a bias per expert
+    in_first: bool = False                # GPT-OSS stores gate_up as (E, hidden, 2i), the others (E, 2i, hidden)
+    shared: str | None = None             # module name of the shared expert(s), if any
+    shared_width: Callable[[dict], int] | None = None
+    shared_gate: str | None = None        # Qwen2-MoE gates its shared expert with a Linear(hidden, 1)
+    sparse_layer: Callable[[dict, int], bool] = lambda c, i: True
+    # peft 0.21 maps v4 expert names onto the fused parameters for some families
+    # (utils/transformers_weight_conversion.py): old name -> "router" | "gate_up" | "down"
+    peft_names: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Family:
+    model_type: str
+    defaults: dict[str, Any]              # config key -> config class default (None: derived by the model)
+    aliases: dict[str, str] = field(default_factory=dict)    # canonical key -> key in this config.json
+    # head_dim: "config" honours a config head_dim (else hidden / heads); "hidden" always hidden / heads
+    head_dim: str = "config"
+    attention: str = "separate"           # separate (q,k,v,o) | fused (one qkv module) | mla
+    names: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")   # fused: (qkv, o)
+    qkv_bias: bool | str = False          # a constant, or the config key that decides it
+    o_bias: bool | str = False
+    qk_norm: str | None = None            # head | width | head_ln | heads_ln | heads
+    qk_norm_key: str | None = None        # config key that switches the q/k norms on (None: always there)
+    qk_norm_names: tuple[str, str] = ("q_norm", "k_norm")
+    sinks: bool = False                   # a learned per-head attention sink (GPT-OSS)
+    mlp: str = "gated"                    # gated | gated_fused | plain
+    mlp_names: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
+    mlp_bias: bool | str = False
+    layout: str = "linear"                # linear | conv1d
+    norm: str = RMS
+    layer_norms: tuple[str, ...] | Callable[[dict], tuple[str, ...]] = ("input_layernorm",
+                                                                          "post_attention_layernorm")
+    final_norm: str = "norm"
+    embed: str = "embed_tokens"
+    positions: str | None = None          # config key of a learned position table (GPT-2)
+    lm_head_bias: bool = False
+    moe: MoE | None = None
+    derive: Callable[[dict], None] | None = None     # fill derived values into the resolved config
+    refuse: Callable[[dict], str | None] | None = None   # a structure this spec does not describe
+    # bitsandbytes (through transformers 5.24's load_in_4bit) replaces this family's linear modules with 4-bit
+    # ones; measured on CPU: Falcon's FalconLinear stays 16-bit (tests/snippets/test_nf4.py measures it)
+    bnb_4bit: bool = True
+    act_key: str | None = None            # config key naming the MLP's activation function
+    act_default: str = "silu"
+    notes: str = ""
+
+
+# i-wide tensors an activation keeps for backward besides its input: one fused kernel keeps nothing more;
+# GPT-2's "gelu_new" is Python arithmetic (0.5 x (1 + tanh(...))): two more, as measured on Phi-1-shaped
+# and GPT-2-shaped models with saved_tensors_hooks (scripts/family_activation_check.py)
+ACTIVATION_SAVES = {"gelu_new": 2, "gelu_fast": 2}
+
+
+def _flag(c: dict, v: bool | str) -> bool:
+    return bool(c[v]) if isinstance(v, str) else bool(v)
+
+
+# --------------------------------------------------------------------------------------- walker
+
+
+def walk(fam: Family, c: dict) -> tuple[Record, ...]:
+    """Tensor records of a decoder-only model built from the resolved config ``c``."""
+    h, L, V = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
+    heads, kv, hd = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+    out: list[Record] = []
+    conv = fam.layout == "conv1d"
+
+    def lin(name, d_in, d_out, bias, role, copies=L, path=""):
+        if copies:
+            out.append(Record(name, role, "conv1d" if conv else "linear", d_in, d_out, d_in * d_out,
+                              d_out if bias else 0, copies, path=path))
+
+    def norm(name, width, copies=L, kind=None, path=""):
+        kind = kind or fam.norm
+        if copies and kind != NO_PARAMS:
+            out.append(Record(name, "norm", "norm", weight=width, bias=width if kind == LN else 0, copies=copies,
+                              path=path))
+
+    # embeddings
+    out.append(Record(fam.embed, "embedding", "embedding", V, h, V * h))
+    if fam.positions:
+        out.append(Record("wpe", "embedding", "embedding", c[fam.positions], h, c[fam.positions] * h))
+    # attention
+    if fam.attention == "mla":
+        qk_head = c["qk_nope_head_dim"] + c["qk_rope_head_dim"]
+        ab = _flag(c, "attention_bias")
+        if c.get("q_lora_rank"):
+            lin("q_a_proj", h, c["q_lora_rank"], ab, "attention", path="self_attn")
+            norm("q_a_layernorm", c["q_lora_rank"], kind=RMS, path="self_attn")
+            lin("q_b_proj", c["q_lora_rank"], heads * qk_head, False, "attention", path="self_attn")
+        else:
+            lin("q_proj", h, heads * qk_head, False, "attention", path="self_attn")
+        lin("kv_a_proj_with_mqa", h, c["kv_lora_rank"] + c["qk_rope_head_dim"], ab, "attention", path="self_attn")
+        norm("kv_a_layernorm", c["kv_lora_rank"], kind=RMS, path="self_attn")
+        lin("kv_b_proj", c["kv_lora_rank"], heads * (c["qk_nope_head_dim"] + c["v_head_dim"]), False, "attention",
+            path="self_attn")
+        lin("o_proj", heads * c["v_head_dim"], h, ab, "attention", path="self_attn")
+    else:
+        qd, kvd = heads * hd, kv * hd
+        qb, ob = _flag(c, fam.qkv_bias), _flag(c, fam.o_bias)
+        if fam.attention == "fused":
+            lin(fam.names[0], h, c.get("_qkv_width", qd + 2 * kvd), qb, "attention", path="self_attn")
+            lin(fam.names[1], c.get("_o_in", qd), h, ob, "attention", path="self_attn")
+        else:
+            q, k, v, o = fam.names
+            lin(q, h, qd, qb, "attention", path="self_attn")
+            lin(k, h, kvd, qb, "attention", path="self_attn")
+            lin(v, h, kvd, qb, "attention", path="self_attn")
+            lin(o, qd, h, ob, "attention", path="self_attn")
+        if fam.qk_norm and (fam.qk_norm_key is None or c.get(fam.qk_norm_key)):
+            qn, kn = fam.qk_norm_names
+            if fam.qk_norm == "head":            # one RMSNorm over head_dim, shared by the heads
+                norm(qn, hd, kind=RMS, path="self_attn"), norm(kn, hd, kind=RMS, path="self_attn")
+            elif fam.qk_norm == "width":         # OLMo-2: over all heads at once
+                norm(qn, qd, kind=RMS, path="self_attn"), norm(kn, kvd, kind=RMS, path="self_attn")
+            elif fam.qk_norm == "head_ln":       # Phi: LayerNorm(hidden // heads) with bias
+                norm(qn, h // heads, kind=LN, path="self_attn"), norm(kn, h // heads, kind=LN, path="self_attn")
+            elif fam.qk_norm == "heads_ln":      # StableLM: one bias-free LayerNorm per head
+                norm(qn, qd, kind=RMS, path="self_attn"), norm(kn, kvd, kind=RMS, path="self_attn")
+            elif fam.qk_norm == "heads":         # Cohere: a weight of shape (heads, head_dim)
+                norm(qn, qd, kind=RMS, path="self_attn"), norm(kn, kvd, kind=RMS, path="self_attn")
+        if fam.sinks:
+            out.append(Record("sinks", "attention", "param", weight=heads, copies=L, path="self_attn"))
+    # MLP
+    moe = fam.moe
+    sparse = sum(1 for i in range(L) if moe.sparse_layer(c, i)) if moe else 0
+    dense = L - sparse
+    mb = _flag(c, fam.mlp_bias)
+    i_dense = c["intermediate_size"]
+    if fam.mlp == "gated":
+        g, u, d = fam.mlp_names
+        lin(g, h, i_dense, mb, "mlp", dense, "mlp"), lin(u, h, i_dense, mb, "mlp", dense, "mlp")
+        lin(d, i_dense, h, mb, "mlp", dense, "mlp")
+    elif fam.mlp == "gated_fused":
+        gu, d = fam.mlp_names
+        lin(gu, h, 2 * i_dense, mb, "mlp", dense, "mlp"), lin(d, i_dense, h, mb, "mlp", dense, "mlp")
+    else:
+        up, d = fam.mlp_names
+        lin(up, h, i_dense, mb, "mlp", dense, "mlp"), lin(d, i_dense, h, mb, "mlp", dense, "mlp")
+    if moe and sparse:
+        E, k, w = c[moe.experts], c[moe.top_k] or 0, c[moe.width]
+        out.append(Record(moe.router, "router", "router", h, E, E * h, E if moe.router_bias else 0, sparse,
+                          path="mlp"))
+        gu_in, gu_out = (h, 2 * w) if moe.in_first else (2 * w, h)
+        dn_in, dn_out = (w, h) if moe.in_first else (h, w)
+        eb = moe.expert_bias
+        out.append(Record("gate_up_proj", "experts", "experts", gu_in, gu_out, E * 2 * w * h,
+                          E * 2 * w if eb else 0, sparse, E, k, "mlp.experts"))
+        out.append(Record("down_proj", "experts", "experts", dn_in, dn_out, E * w * h, E * h if eb else 0,
+                          sparse, E, k, "mlp.experts"))
+        if moe.shared:
+            sw = moe.shared_width(c)
+            if sw:
+                g, u, d = fam.mlp_names
+                p = "mlp." + moe.shared
+                lin(g, h, sw, mb, "shared_expert", sparse, p), lin(u, h, sw, mb, "shared_expert", sparse, p)
+                lin(d, sw, h, mb, "shared_expert", sparse, p)
+        if moe.shared_gate:
+            lin(moe.shared_gate, h, 1, False, "shared_expert", sparse, "mlp")
+    # norms
+    names = fam.layer_norms(c) if callable(fam.layer_norms) else fam.layer_norms
+    for n in names:
+        norm(n, h)
+    norm(fam.final_norm, h, copies=1)
+    # output layer: its own weight unless tied to the input embedding (then counted once, above)
+    if not c["tie_word_embeddings"]:
+        out.append(Record("lm_head", "head", "linear", h, V, V * h, V if fam.lm_head_bias else 0))
+    elif fam.lm_head_bias:
+        out.append(Record("lm_head", "head", "linear", h, V, 0, V))     # the bias is not tied
+    return tuple(r for r in out if r.copies)
+
+
+def is_4bit(record, family=None) -> bool:
+    """Whether ``load_in_4bit`` stores this tensor in 4 bit: the weight of a decoder layer's nn.Linear or Conv1D.
+
+    Measured with bitsandbytes 0.50 + transformers 5.24 on CPU (tests/snippets/test_nf4.py): the output layer,
+    embeddings, norms, biases, routers (custom modules) and fused 3-D expert parameters stay 16-bit, and so
+    does every linear of a family whose spec says ``bnb_4bit=False`` (Falcon).
+    """
+    if family is not None and not family.bnb_4bit:
+        return False
+    return record.kind in ("linear", "conv1d") and record.role != "head" and record.weight > 0
+
+
+# ------------------------------------------------------------------------------------ families
+
+def _QWEN_SPARSE(c: dict, i: int) -> bool:
+    # Qwen2-MoE / Qwen3-MoE: a layer is sparse unless listed in mlp_only_layers, every decoder_sparse_step-th
+    return (i not in (c["mlp_only_layers"] or []) and c["num_experts"] > 0
+            and (i + 1) % c["decoder_sparse_step"] == 0)
+
+
+def _falcon(c: dict) -> None:
+    h, heads = c["hidden_size"], c["num_attention_heads"]
+    hd = h // heads
+    c["head_dim"] = hd
+    kvh = c["num_kv_heads"] if c["num_kv_heads"] is not None else heads
+    if c["new_decoder_architecture"]:
+        c["num_key_value_heads"], c["_qkv_width"] = kvh, (2 * kvh + heads) * hd
+    elif c["multi_query"]:
+        c["num_key_value_heads"], c["_qkv_width"] = 1, h + 2 * hd
+    else:
+        c["num_key_value_heads"], c["_qkv_width"] = heads, 3 * h
+    c["_o_in"] = h
+    if c["ffn_hidden_size"] is None:
+        c["ffn_hidden_size"] = 4 * h
+    c["intermediate_size"] = c["ffn_hidden_size"]
+    if c["num_ln_in_parallel_attn"] is None and c["new_decoder_architecture"]:
+        c["num_ln_in_parallel_attn"] = 2
+
+
+def _falcon_norms(c: dict) -> tuple[str, ...]:
+    if not c["parallel_attn"]:
+        return ("input_layernorm", "post_attention_layernorm")
+    if c["num_ln_in_parallel_attn"] == 2:
+        return ("ln_attn", "ln_mlp")
+    return ("input_layernorm",)
+
+
+def _gpt2(c: dict) -> None:
+    if c.get("n_inner") is None:
+        c["n_inner"] = 4 * c["hidden_size"]
+    c["intermediate_size"] = c["n_inner"]
+    c["_qkv_width"] = 3 * c["hidden_size"]
+
+
+def _gpt2_refuse(c: dict) -> str | None:
+    if c.get("add_cross_attention"):
+        return "add_cross_attention adds cross-attention layers that loracalc does not count"
+    return None
+
+
+def _phi3(c: dict) -> None:
+    c["_qkv_width"] = (c["num_attention_heads"] + 2 * c["num_key_value_heads"]) * c["head_dim"]
+
+
+def _neox(c: dict) -> None:
+    c["_qkv_width"] = 3 * c["hidden_size"]
+    c["_o_in"] = c["hidden_size"]
+
+
+def _stablelm(c: dict) -> None:
+    c["_o_in"] = c["hidden_size"]
+
+
+def _deepseek(c: dict) -> None:
+    c["head_dim"] = c["qk_rope_head_dim"]
+
+
+_MLA_KEYS = {"q_lora_rank": 1536, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
+             "v_head_dim": 128}
+_CORE = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+         "num_key_value_heads", "head_dim", "tie_word_embeddings")
+
+
+def _d(vocab, h, i, layers, heads, kv, hd, tied, **extra) -> dict:
+    return dict(zip(_CORE, (vocab, h, i, layers, heads, kv, hd, tied)), **extra)
+
+
+# --8<-- [start:families]
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (
+    Family("llama", _d(32000, 4096, 11008, 32, 32, None, None, False, attention_bias=False, mlp_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias"),
+    Family("mistral", _d(32000, 4096, 14336, 32, 32, 8, None, False)),
+    Family("mixtral", _d(32000, 4096, 14336, 32, 32, 8, None, False, num_local_experts=8, num_experts_per_tok=2),
+           moe=MoE("num_local_experts", "num_experts_per_tok", "intermediate_size",
+                   peft_names=(("gate", "router"), ("w1", "gate_up"), ("w3", "gate_up"), ("w2", "down")))),
+    Family("qwen2", _d(151936, 4096, 22016, 32, 32, 32, None, False), qkv_bias=True),
+    Family("qwen2_moe", _d(151936, 2048, 5632, 24, 16, 16, None, False, qkv_bias=True, decoder_sparse_step=1,
+                           moe_intermediate_size=1408, shared_expert_intermediate_size=5632, num_experts_per_tok=4,
+                           num_experts=60, mlp_only_layers=None),
+           qkv_bias="qkv_bias",
+           moe=MoE("num_experts", "num_experts_per_tok", "moe_intermediate_size", shared="shared_expert",
+                   shared_width=lambda c: c["shared_expert_intermediate_size"], shared_gate="shared_expert_gate",
+                   sparse_layer=_QWEN_SPARSE)),
+    Family("qwen3", _d(151936, 4096, 22016, 32, 32, 32, 128, False, attention_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head"),
+    Family("qwen3_moe", _d(151936, 2048, 6144, 24, 32, 4, None, False, attention_bias=False, decoder_sparse_step=1,
+                           moe_intermediate_size=768, num_experts_per_tok=8, num_experts=128, mlp_only_layers=None),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head",
+           moe=MoE("num_experts", "num_experts_per_tok", "moe_intermediate_size", sparse_layer=_QWEN_SPARSE,
+                   peft_names=(("gate", "router"), ("gate_proj", "gate_up"), ("up_proj", "gate_up"),
+                               ("down_proj", "down")))),
+    Family("gemma", _d(256000, 3072, 24576, 28, 16, 16, 256, True, attention_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias"),
+    Family("gemma2", _d(256000, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias",
+           layer_norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                        "post_feedforward_layernorm")),
+    Family("gemma3_text", _d(262208, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head",
+           layer_norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                        "post_feedforward_layernorm")),
+    Family("phi", _d(51200, 2048, 8192, 24, 32, None, None, False, qk_layernorm=False),
+           names=("q_proj", "k_proj", "v_proj", "dense"), qkv_bias=True, o_bias=True,
+           qk_norm="head_ln", qk_norm_key="qk_layernorm", qk_norm_names=("q_layernorm", "k_layernorm"),
+           mlp="plain", mlp_names=("fc1", "fc2"), mlp_bias=True, norm=LN, layer_norms=("input_layernorm",),
+           final_norm="final_layernorm", lm_head_bias=True, act_key="hidden_act", act_default="gelu_new"),
+    Family("phi3", _d(32064, 3072, 8192, 32, 32, None, None, False),
+           attention="fused", names=("qkv_proj", "o_proj"), mlp="gated_fused", mlp_names=("gate_up_proj", "down_proj"),
+           derive=_phi3),
+    Family("olmo", _d(50304, 4096, 11008, 32, 32, None, None, False, attention_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", norm=NO_PARAMS),
+    Family("olmo2", _d(50304, 4096, 11008, 32, 32, None, None, False, attention_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="width",
+           layer_norms=("post_attention_layernorm", "post_feedforward_layernorm")),
+    Family("granite", _d(32000, 4096, 11008, 32, 32, None, None, False, attention_bias=False, mlp_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias"),
+    Family("cohere", _d(256000, 8192, 22528, 40, 64, None, None, True, attention_bias=False, use_qk_norm=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="heads", qk_norm_key="use_qk_norm",
+           layer_norms=("input_layernorm",)),
+    Family("stablelm", _d(50304, 2560, 6912, 32, 32, 32, None, False, use_qkv_bias=False, qk_layernorm=False,
+                          use_parallel_residual=False),
+           head_dim="hidden", qkv_bias="use_qkv_bias", qk_norm="heads_ln", qk_norm_key="qk_layernorm",
+           qk_norm_names=("q_layernorm", "k_layernorm"), norm=LN, derive=_stablelm,
+           layer_norms=lambda c: ("input_layernorm",) if c["use_parallel_residual"]
+           else ("input_layernorm", "post_attention_layernorm")),
+    Family("gpt2", _d(50257, 768, None, 12, 12, None, None, True, n_positions=1024, n_inner=None,
+                      add_cross_attention=False),
+           aliases={"hidden_size": "n_embd", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head"},
+           head_dim="hidden", attention="fused", names=("c_attn", "c_proj"), qkv_bias=True, o_bias=True,
+           mlp="plain", mlp_names=("c_fc", "c_proj"), mlp_bias=True, layout="conv1d", norm=LN,
+           layer_norms=("ln_1", "ln_2"), final_norm="ln_f", embed="wte", positions="n_positions", derive=_gpt2,
+           refuse=_gpt2_refuse, act_key="activation_function", act_default="gelu_new"),
+    Family("gpt_neox", _d(50432, 6144, 24576, 44, 64, None, None, False, attention_bias=True),
+           head_dim="hidden", attention="fused", names=("query_key_value", "dense"), qkv_bias="attention_bias",
+           o_bias="attention_bias", mlp="plain", mlp_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias=True,
+           norm=LN, final_norm="final_layer_norm", embed="embed_in", derive=_neox),
+    Family("falcon", _d(65024, 4544, None, 32, 71, None, None, True, num_kv_heads=None,
+                        new_decoder_architecture=False, multi_query=True, parallel_attn=True, bias=False,
+                        ffn_hidden_size=None, num_ln_in_parallel_attn=None),
+           head_dim="hidden", attention="fused", names=("query_key_value", "dense"), qkv_bias="bias",
+           o_bias="bias", mlp="plain", mlp_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias="bias", norm=LN,
+           layer_norms=_falcon_norms, final_norm="ln_f", embed="word_embeddings", derive=_falcon, bnb_4bit=False),
+    Family("starcoder2", _d(49152, 3072, 12288, 30, 24, 2, None, True, use_bias=True),
+           qkv_bias="use_bias", o_bias="use_bias", mlp="plain", mlp_names=("c_fc", "c_proj"), mlp_bias="use_bias",
+           norm=LN),
+    Family("deepseek_v2", _d(102400, 4096, 11008, 32, 32, None, None, False, attention_bias=False, mlp_bias=False,
+                             first_k_dense_replace=0, n_routed_experts=64, n_shared_experts=2,
+                             num_experts_per_tok=None, moe_intermediate_size=1407, **_MLA_KEYS),
+           attention="mla", mlp_bias="mlp_bias", derive=_deepseek,
+           moe=MoE("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", shared="shared_experts",
+                   shared_width=lambda c: c["moe_intermediate_size"] * (c["n_shared_experts"] or 0),
+                   sparse_layer=lambda c, i: i >= c["first_k_dense_replace"],
+                   peft_names=(("gate", "router"), ("gate_proj", "gate_up"), ("up_proj", "gate_up"),
+                               ("down_proj", "down")))),
+    Family("deepseek_v3", _d(129280, 7168, 18432, 61, 128, 128, None, False, attention_bias=False,
+                             first_k_dense_replace=3, n_routed_experts=256, n_shared_experts=1,
+                             num_experts_per_tok=8, moe_intermediate_size=2048, **_MLA_KEYS),
+           attention="mla", derive=_deepseek,
+           moe=MoE("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", shared="shared_experts",
+                   shared_width=lambda c: c["moe_intermediate_size"] * (c["n_shared_experts"] or 0),
+                   sparse_layer=lambda c, i: i >= c["first_k_dense_replace"],
+                   peft_names=(("gate", "router"), ("gate_proj", "gate_up"), ("up_proj", "gate_up"),
+                               ("down_proj", "down")))),
+    Family("gpt_oss", _d(201088, 2880, 2880, 36, 64, 8, 64, False, attention_bias=True, num_local_experts=128,
+                         num_experts_per_tok=4),
+           qkv_bias="attention_bias", o_bias="attention_bias", sinks=True,
+           moe=MoE("num_local_experts", "num_experts_per_tok", "intermediate_size", router="router",
+                   router_bias=True, expert_bias=True, in_first=True, sparse_layer=lambda c, i: True)),
+)}
+# --8<-- [end:families]
+
+# activation_bytes within 10% of the bytes autograd saved (saved_tensors_hooks) on a tiny random model of the
+# family, for LoRA and full fine-tuning with and without checkpointing (scripts/family_activation_check.py,
+# data in snippets/lora_course/data/family_activation_check.json; tests/snippets/test_families.py keeps the
+# two in step). The others' activation term is a rough estimate, and the output says so.
+ACTIVATIONS_CHECKED = frozenset({"llama", "mistral", "qwen2", "granite", "olmo", "qwen3", "gemma", "gemma2",
+                                 "gemma3_text", "stablelm", "phi", "gpt_neox", "mixtral", "qwen2_moe", "qwen3_moe"})
+
+# transformers' attribute_map: another spelling of a key that some config.json files use
+KEY_SYNONYMS = {
+    "mixtral": {"num_local_experts": ("num_experts",)},
+    "qwen3_moe": {"num_experts": ("num_local_experts",)},
+    "deepseek_v2": {"n_routed_experts": ("num_experts",)},
+    "deepseek_v3": {"n_routed_experts": ("num_local_experts",)},
+    "gpt_oss": {"num_local_experts": ("num_experts",)},
+    "falcon": {"hidden_size": ("n_embed",)},     # FalconConfig still reads the older spelling
+}

@@ -1,0 +1,113 @@
+"""Config variants for every supported model_type, as keyword arguments to transformers' config classes.
+
+Each variant is a small sparse dict (what a config.json might hold); keys left out take the config class's
+default, which is what the engine must reproduce. Sizes are small so a meta-device build takes milliseconds.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+
+# Shapes shared by most families: (hidden, heads, kv heads, intermediate); odd sizes on purpose
+SHAPES = [(64, 4, 4, 160), (96, 6, 2, 200), (128, 8, 1, 352), (120, 5, 5, 100), (64, 8, 2, 96)]
+
+# config classes whose num_key_value_heads default is None (= heads); the others have a fixed default
+DEFAULT_KV = {"mistral": 8, "qwen2": 32, "qwen3": 32, "gemma": 16, "gemma2": 4, "gemma3_text": 4, "stablelm": 32,
+              "starcoder2": 2}
+_LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "granite",
+               "cohere", "starcoder2", "phi3", "stablelm")
+_BIAS_KEYS = {"llama": ("attention_bias", "mlp_bias"), "qwen3": ("attention_bias",), "gemma": ("attention_bias",),
+              "gemma2": ("attention_bias",), "gemma3_text": ("attention_bias",), "olmo": ("attention_bias",),
+              "olmo2": ("attention_bias",), "granite": ("attention_bias", "mlp_bias"), "cohere": ("attention_bias",),
+              "starcoder2": ("use_bias",), "stablelm": ("use_qkv_bias",), "qwen2_moe": ("qkv_bias",),
+              "qwen3_moe": ("attention_bias",), "gpt_oss": ("attention_bias",), "gpt_neox": ("attention_bias",),
+              "falcon": ("bias",), "deepseek_v2": ("attention_bias", "mlp_bias"), "deepseek_v3": ("attention_bias",)}
+_SWITCHES = {"cohere": ("use_qk_norm",), "stablelm": ("qk_layernorm", "use_parallel_residual"),
+             "phi": ("qk_layernorm",)}
+
+
+def variants(model_type: str, n: int = 12, seed: int = 0) -> list[dict]:
+    """Up to ``n`` sparse configs for ``model_type``: the class defaults first (scaled down), then varied shapes."""
+    rng = random.Random(f"{model_type}-{seed}")
+    out: list[dict] = []
+    for k in range(n):
+        h, heads, kv, inter = SHAPES[k % len(SHAPES)]
+        layers = rng.choice([1, 2, 3])
+        vocab = rng.choice([100, 257, 512])
+        c: dict = {}
+        if model_type in _LLAMA_LIKE:
+            c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+                     num_hidden_layers=layers, vocab_size=vocab)
+            if model_type == "stablelm":
+                c["num_key_value_heads"] = kv if k % 2 else heads
+            if k % 3 == 1 and DEFAULT_KV.get(model_type) is None:
+                c.pop("num_key_value_heads")          # the class default: as many as the heads
+            if k % 4 == 2 and model_type != "stablelm":
+                c["head_dim"] = rng.choice([8, 16, 24])
+            if k % 4 == 3 and model_type not in ("stablelm",):
+                c.pop("head_dim", None)
+        elif model_type == "phi":
+            c = dict(hidden_size=h, num_attention_heads=heads, intermediate_size=inter, num_hidden_layers=layers,
+                     vocab_size=vocab)
+            if k % 2:
+                c["num_key_value_heads"] = kv
+        elif model_type == "gpt2":
+            c = dict(n_embd=h, n_head=heads, n_layer=layers, vocab_size=vocab, n_positions=rng.choice([32, 64]))
+            if k % 2:
+                c["n_inner"] = inter
+        elif model_type == "gpt_neox":
+            c = dict(hidden_size=h, num_attention_heads=heads, intermediate_size=inter, num_hidden_layers=layers,
+                     vocab_size=vocab)
+        elif model_type == "falcon":
+            c = dict(hidden_size=h, num_attention_heads=heads, num_hidden_layers=layers, vocab_size=vocab)
+            mode = k % 4
+            c["new_decoder_architecture"] = mode == 1
+            c["multi_query"] = mode in (0, 3)
+            if mode == 1:
+                c["num_kv_heads"] = kv
+            if mode == 2:
+                c["parallel_attn"] = False
+            if k % 3 == 0:
+                c["ffn_hidden_size"] = inter
+        elif model_type in ("mixtral", "gpt_oss"):
+            c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+                     num_hidden_layers=layers, vocab_size=vocab, num_local_experts=rng.choice([2, 4, 8]),
+                     num_experts_per_tok=rng.choice([1, 2]))
+            if model_type == "gpt_oss":
+                c["head_dim"] = rng.choice([8, 16])
+        elif model_type in ("qwen2_moe", "qwen3_moe"):
+            c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+                     num_hidden_layers=layers + 1, vocab_size=vocab, num_experts=rng.choice([2, 4, 6]),
+                     num_experts_per_tok=rng.choice([1, 2]), moe_intermediate_size=rng.choice([32, 48]))
+            if model_type == "qwen2_moe":
+                c["shared_expert_intermediate_size"] = rng.choice([64, 96])
+            if k % 3 == 1:
+                c["mlp_only_layers"] = [0]
+            if k % 3 == 2:
+                c["decoder_sparse_step"] = 2
+            if model_type == "qwen3_moe" and k % 2:
+                c["head_dim"] = 16
+        elif model_type in ("deepseek_v2", "deepseek_v3"):
+            c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=inter,
+                     num_hidden_layers=layers + 1, vocab_size=vocab, n_routed_experts=rng.choice([2, 4]),
+                     n_shared_experts=rng.choice([1, 2]), num_experts_per_tok=2, moe_intermediate_size=32,
+                     first_k_dense_replace=rng.choice([0, 1]), q_lora_rank=rng.choice([None, 24]),
+                     kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=rng.choice([8, 16]), v_head_dim=8,
+                     n_group=1, topk_group=1)
+        if model_type == "phi3":
+            c["pad_token_id"] = 0             # the class default (32000) must lie inside the vocabulary
+        for key in _BIAS_KEYS.get(model_type, ()):
+            if rng.random() < 0.5:
+                c[key] = rng.random() < 0.5
+        for key in _SWITCHES.get(model_type, ()):
+            if rng.random() < 0.5:
+                c[key] = rng.random() < 0.5
+        if rng.random() < 0.5:
+            c["tie_word_embeddings"] = rng.random() < 0.5
+        out.append(c)
+    return out
+
+
+TARGET_SETS = {
+    "llama_like": ["all-linear", ["q_proj", "v_proj"], ["o_proj", "down_proj"], ["lm_head", "embed_tokens"]],
+}
