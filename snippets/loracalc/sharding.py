@@ -124,7 +124,7 @@ def _share(nbytes: int, n: int) -> int:
 def layer_sizes(arch, settings: dict) -> dict[str, int]:
     """Parameters of one decoder layer and of the root group (embeddings, final norm, lm_head), from the
     same walker that counts the whole model: a copy of the architecture with no layers is the root."""
-    root = total_params(replace(arch, num_hidden_layers=0))
+    root = total_params(replace(arch, config={**arch.config, "num_hidden_layers": 0}))
     per_layer = (total_params(arch) - root) // arch.num_hidden_layers
     q_layer = quantizable_params(arch) // arch.num_hidden_layers
     lora_layer = count_params(arch, rank=settings["rank"], targets=settings["targets"]).lora_params_per_layer
