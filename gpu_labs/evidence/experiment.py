@@ -1,21 +1,28 @@
-"""Does LoRA get most of full fine-tuning's gain with a tiny fraction of the parameters? Measure it.
+"""Does LoRA get most of full fine-tuning's gain with a tiny fraction of the parameters, and at what cost
+in forgetting? Measure it, with every learning rate searched for rather than carried over.
 
 A small Llama-shaped model (transformers' LlamaConfig, randomly initialised) is pretrained briefly on
 a generated corpus (gpu_labs/evidence/data.py), then fine-tuned on a task it never saw (rewrite a
-sentence as a record `group=..;region=..`) with full fine-tuning, LoRA at ranks 1-64 on q,v and on every
-linear layer, and QLoRA (NF4 base). Same data and steps for all; each method family gets its learning
-rate from a small sweep. Three seeds per configuration. Then the low-rank check: the singular values of
-full fine-tuning's weight change, next to a Gaussian matrix of the same shape.
+sentence as a record `group=..;region=..`). A *cell* is one method at one rank under one way of setting
+lora_alpha: full fine-tuning; LoRA on q,v at r = 1, 8, 64 with fixed alpha, alpha = 2r and rsLoRA; LoRA
+on every linear layer; DoRA; PiSSA; QLoRA (NF4 base) at two ranks (Settings.cells). Every cell searches
+its own learning rate on the validation split (seed 0, widened while the best is at an edge), then runs
+three seeds at the chosen rate, scored on a separate test split: exact match first, loss second, and
+the loss on held-out pretraining text before and after (forgetting). Then the low-rank check: the
+singular values of full fine-tuning's weight change, next to a Gaussian matrix of the same shape.
 
 Run (CPU is enough, no download; HF_HUB_OFFLINE=1 is set for you):
 
-    .venv/bin/python gpu_labs/evidence/experiment.py --quick   # ~1-2 min on 2 cores, 4 configs, 1 seed
-    .venv/bin/python gpu_labs/evidence/experiment.py           # ~10 min on 2 cores, everything
+    .venv/bin/python gpu_labs/evidence/experiment.py --quick   # ~1.5 min on 2 idle cores: 5 cells, seed 0
+    .venv/bin/python gpu_labs/evidence/experiment.py --progress runs/evidence/progress.jsonl --resume \
+        --base-dir runs/evidence/base --deadline 14:05        # everything; ~50 min on 2 busy cores
 
-The full run writes snippets/lora_course/data/evidence.json (the site renders it) and the plots in
-docs/assets/evidence/. --quick writes runs/evidence/quick.json unless --out says otherwise; its runs are
-exactly the full run's seed-0 runs, so the two must agree (tests/evidence checks that).
-Memory: well under 1 GB; each worker process uses one thread.
+The full run writes snippets/lora_course/data/evidence.json (the site renders it; the plots come from
+plots.py). --quick writes runs/evidence/quick.json unless --out says otherwise; it runs each of its
+cells at the rate the saved run chose, so its runs repeat the saved seed-0 runs (tests/evidence checks
+that). --progress keeps every finished run, so --resume continues a stopped run; --deadline stops
+starting runs at a UTC time and summarizes what finished (the cells' order is their priority).
+Memory: well under 1 GB per worker; each worker process uses one thread.
 """
 from __future__ import annotations
 
