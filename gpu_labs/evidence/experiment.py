@@ -86,6 +86,7 @@ class Settings:
     quick_cells: tuple = (("full", None, None), ("lora_qv", 8, "fixed"), ("lora_qv", 64, "rslora"),
                           ("dora_qv", 8, "fixed"), ("pissa_qv", 8, "fixed"))
     seeds: tuple = (0, 1, 2)         # fine-tuning seeds (LoRA init and batch order); the base is shared
+    seeds_first: tuple = ("full", "lora_qv_r8_fixed")  # cells whose extra seeds run before other cells' searches
     # Learning-rate search per cell (seed 0, lowest validation loss wins): lr_points rates lr_step apart
     # around the method's centre, widened by one rate while the best is at an edge.
     lr_points: int = 5
@@ -517,9 +518,10 @@ def run_search(cells: list[dict], s: Settings, base_dir: Path, workers: int, log
             queue.append(job)
 
     def pump(pool):
-        # The cells' order is their priority: a cell's extra seeds run before the next cell's sweep, so a run
-        # cut short by the deadline loses whole cells at the end of the list, not the seeds of every cell.
-        queue.sort(key=lambda j: (priority[j["cell"]], j["seed"] != s.seeds[0]))
+        # Every cell's search comes first, in the cells' order (their priority), then the extra seeds; the
+        # cells named in Settings.seeds_first get theirs right after their own search. A run cut short by
+        # the deadline thus keeps a chosen rate for as many cells as it can, and intervals where they matter most.
+        queue.sort(key=lambda j: (j["seed"] != s.seeds[0] and j["cell"] not in s.seeds_first, priority[j["cell"]]))
         while queue and len(pending) < workers:
             if deadline and time.time() > deadline:
                 log(f"  deadline passed: {len(queue)} queued runs dropped")
@@ -575,6 +577,8 @@ def run_search(cells: list[dict], s: Settings, base_dir: Path, workers: int, log
         st["cell"]["lr"] = st["chosen"]
         st["cell"]["lr_tried"] = sorted(st["tried"])
         st["cell"]["widened"] = st["widened"]
+        # A search the deadline cut before its first grid was done has no honest choice to report.
+        st["cell"]["searched"] = bool(fixed_lrs) or len(st["tried"]) >= s.lr_points
     return runs
 
 
@@ -719,6 +723,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="reuse the runs already in --progress")
     parser.add_argument("--base-dir", type=Path, help="keep the pretrained base here (reused if it is there)")
     parser.add_argument("--deadline", metavar="HH:MM", help="UTC time after which no new run starts")
+    parser.add_argument("--earlier", type=Path, metavar="JSON",
+                        help="with --resume: a JSON list of the earlier invocations ({command, wall_seconds}) whose "
+                             "runs this one reuses; recorded with this one, and their times added to wall_seconds")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers: must be 1 or more")
@@ -748,7 +755,12 @@ def main(argv=None) -> int:
     # A private folder by default: a shared scratch folder may be cleaned under us.
     base_dir = args.base_dir or Path(tempfile.mkdtemp(prefix="lora-evidence-base-"))
     base_file = base_dir / "base.json"
-    if args.base_dir and base_file.is_file() and json.loads(base_file.read_text())["settings"] == dataclasses.asdict(s):
+    # The base depends on these settings only; a changed cell list or search may reuse it.
+    base_keys = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "tie_embeddings", "pretrain_steps",
+                 "pretrain_batch", "pretrain_lr", "seq_len", "data_seed")
+    made_with = {k: dataclasses.asdict(s)[k] for k in base_keys}
+    if args.base_dir and base_file.is_file() and all(
+            json.loads(base_file.read_text())["settings"].get(k) == v for k, v in made_with.items()):
         base = json.loads(base_file.read_text())["base"]
         log(f"reusing the base in {base_dir}")
     else:
@@ -782,7 +794,8 @@ def main(argv=None) -> int:
     progress = Progress(args.progress, args.resume)
     log(f"{len(cells)} cells: " + ", ".join(c["name"] for c in cells))
     runs = run_search(cells, s, base_dir, args.workers, log, progress, fixed, deadline)
-    cells = [c for c in cells if c["lr"] is not None]  # a cell the deadline never reached
+    cut_short = [{"name": c["name"], "rates_tried": c["lr_tried"]} for c in cells if c["lr_tried"] and not c["searched"]]
+    cells = [c for c in cells if c["searched"]]  # the deadline never reached these, or cut their first grid
 
     summary = summarize(cells, runs, base, s)
     chosen_full = [r for r in runs if r["cell"] == "full" and r["lr"] == next(c["lr"] for c in cells if c["name"] == "full")]
@@ -800,11 +813,16 @@ def main(argv=None) -> int:
         "baselines": baselines(s),
         "cells": summary,
         "lr_by_rank": lr_by_rank(summary),
+        "cut_short": cut_short,
         "runs": [{k: r[k] for k in ("cell", "lr", "seed", "val_loss", "val_exact", "test_loss", "test_exact",
                                     "forget_after", "train_seconds")} for r in runs],
         "spectra": summarize_spectra(chosen_full, s) if chosen_full else None,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
+    this = {"command": result["command"], "wall_seconds": result["wall_seconds"]}
+    earlier = json.loads(args.earlier.read_text()) if args.earlier else []
+    result["invocations"] = earlier + [this]
+    result["wall_seconds"] = round(sum(i["wall_seconds"] for i in result["invocations"]), 1)
     fo = result["baselines"]["format_only"]
     full = next(c for c in summary if c["name"] == "full")
     fo["gain_fraction"] = (base["task_test_loss"] - fo["loss"]) / (base["task_test_loss"] - full["test_loss"]["mean"])
