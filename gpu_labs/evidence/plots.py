@@ -97,7 +97,9 @@ def lr_vs_rank(result, theme, plt):
     ax.set_xticks(ranks)
     ax.set_xticklabels([str(r) for r in ranks])
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(plain_log_labels())
+    ticks = sorted({p[1] for pts in result["lr_by_rank"].values() for p in pts} | {full["lr"]})
+    ax.set_yticks(ticks, [f"{t:.2g}" for t in ticks])  # the grid points themselves, plainly written
+    ax.yaxis.set_minor_formatter(plain_log_labels(minor=True))
     ax.set_xlabel("LoRA rank r (q,v)")
     ax.set_ylabel("best learning rate (validation loss)")
     ax.set_title("Best learning rate against rank, per scaling scheme (r = 8 is shared;\n"
