@@ -90,14 +90,14 @@ def lr_vs_rank(result, theme, plt):
                 ax.plot([r * nudge[scheme]], [lr], marker="o", ms=12, mfc="none", color=color, ls="none")
     full = next(c for c in result["cells"] if c["name"] == "full")
     ax.axhline(full["lr"], color=theme["full"], ls=":", lw=1.2)
-    ax.annotate("full fine-tuning's rate", (1, full["lr"]), xytext=(2, 4), textcoords="offset points", fontsize=8,
-                color=theme["text"])
+    ax.annotate(f"full fine-tuning's rate, {full['lr']:.2g}", (1, full["lr"]), xytext=(2, 4), textcoords="offset points",
+                fontsize=8, color=theme["text"])
     ax.set_xscale("log", base=2)
     ranks = sorted({p[0] for pts in result["lr_by_rank"].values() for p in pts})
     ax.set_xticks(ranks)
     ax.set_xticklabels([str(r) for r in ranks])
     ax.set_yscale("log")
-    ticks = sorted({p[1] for pts in result["lr_by_rank"].values() for p in pts} | {full["lr"]})
+    ticks = sorted({p[1] for pts in result["lr_by_rank"].values() for p in pts})
     ax.set_yticks(ticks, [f"{t:.2g}" for t in ticks])  # the grid points themselves, plainly written
     ax.yaxis.set_minor_formatter(plain_log_labels(minor=True))
     ax.set_xlabel("LoRA rank r (q,v)")
