@@ -599,3 +599,11 @@ def r64_2r_at_r8_rate() -> str:
     return (f"at r = 8's rate, {lr_text(r8)}, its validation loss was {a['val_loss']:.3f} and its exact match "
             f"{percent(a['test_exact'])}; at its own best, {lr_text(own['lr'])}, {b['val_loss']:.3f} and "
             f"{percent(b['test_exact'])} (seed 0)")
+
+
+@figure("evidence_below_mode_cells")
+def below_mode_cells() -> str:
+    """Cells whose mean exact match does not beat always writing the most common record."""
+    mode = results()["baselines"]["most_common_answer"]["test_exact_match"]
+    low = [f"{label(c)} ({percent(c['exact_match']['mean'])})" for c in cells() if c["exact_match"]["mean"] <= mode]
+    return "no cell" if not low else "; ".join(low)
