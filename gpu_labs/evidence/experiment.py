@@ -62,14 +62,14 @@ class Settings:
     seq_len: int = 48                # tokens per pretraining sequence (about three lines)
     data_seed: int = 0               # the corpus, the task split and the base model's init
     # Fine-tuning on the new task: identical for every method.
-    ft_steps: int = 100              # short on purpose, so methods that learn slower show it
-    ft_batch: int = 32               # examples per step (a step of this tiny model costs about the same at 16)
+    ft_steps: int = 100              # short: the whole grid had to fit in under an hour on two shared cores
+    ft_batch: int = 32               # examples per step
     n_task_train: int = 2000         # distinct training prompts (100 x 32 = 3200 examples: 1.6 epochs)
     n_task_val: int = 256            # held-out prompts that choose each cell's learning rate
     n_task_test: int = 256           # other held-out prompts, used only to report the chosen runs
     n_heldout_seqs: int = 64         # held-out pretraining sequences (seq_len tokens): the forgetting yardstick
     warmup_steps: int = 5            # linear warmup, then cosine to zero
-    eval_every: int = 50             # validation points on the loss curves (each costs about 3 steps)
+    eval_every: int = 50             # validation points on the loss curves (each is a forward pass over n_task_val)
     # LoRA's update is scaled by alpha / r (rsLoRA: alpha / sqrt(r)). Three ways to set alpha across ranks,
     # chosen so that all three give the same scale, 2, at r = 8 (where the old run tuned its rate):
     fixed_alpha: float = 16.0        # the LoRA paper's: one alpha for every rank
