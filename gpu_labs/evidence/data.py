@@ -169,22 +169,37 @@ def build_tokenizer() -> WordTokenizer:
     return WordTokenizer(words)
 
 
-def make_datasets(seed: int, n_pretrain: int, n_task_train: int, n_task_val: int):
-    """The pretraining lines and the task's train/validation splits (disjoint prompts)."""
+def make_datasets(seed: int, n_pretrain: int, n_task_train: int, n_task_val: int, n_task_test: int = 0):
+    """The pretraining lines and the task's train, validation and test splits (pairwise disjoint prompts).
+
+    Validation picks each method's learning rate; test is touched only to report the chosen runs, so the
+    reported numbers are not flattered by the choice.
+    """
     rng = random.Random(seed)
     pretrain = [pretraining_line(rng) for _ in range(n_pretrain)]
-    seen, train, val = set(), [], []
-    while len(val) < n_task_val:
-        prompt, target = task_example(rng)
-        if prompt not in seen:
-            seen.add(prompt)
-            val.append((prompt, target))
-    while len(train) < n_task_train:
-        prompt, target = task_example(rng)
-        if prompt not in seen:
-            seen.add(prompt)
-            train.append((prompt, target))
+    seen = set()
+
+    def draw(n):
+        out = []
+        while len(out) < n:
+            prompt, target = task_example(rng)
+            if prompt not in seen:
+                seen.add(prompt)
+                out.append((prompt, target))
+        return out
+
+    val = draw(n_task_val)
+    train = draw(n_task_train)
+    test = draw(n_task_test)  # drawn last, so the other two splits are the same whatever its size
+    if n_task_test:
+        return pretrain, train, val, test
     return pretrain, train, val
+
+
+def heldout_pretraining(seed: int, n_lines: int) -> list[str]:
+    """Pretraining-distribution text the base never trained on (its own seed): the yardstick for forgetting."""
+    rng = random.Random(f"heldout-{seed}")
+    return [pretraining_line(rng) for _ in range(n_lines)]
 
 
 if __name__ == "__main__":

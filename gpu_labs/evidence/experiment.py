@@ -1,21 +1,28 @@
-"""Does LoRA get most of full fine-tuning's gain with a tiny fraction of the parameters? Measure it.
+"""Does LoRA get most of full fine-tuning's gain with a tiny fraction of the parameters, and at what cost
+in forgetting? Measure it, with every learning rate searched for rather than carried over.
 
 A small Llama-shaped model (transformers' LlamaConfig, randomly initialised) is pretrained briefly on
 a generated corpus (gpu_labs/evidence/data.py), then fine-tuned on a task it never saw (rewrite a
-sentence as a record `group=..;region=..`) with full fine-tuning, LoRA at ranks 1-64 on q,v and on every
-linear layer, and QLoRA (NF4 base). Same data and steps for all; each method family gets its learning
-rate from a small sweep. Three seeds per configuration. Then the low-rank check: the singular values of
-full fine-tuning's weight change, next to a Gaussian matrix of the same shape.
+sentence as a record `group=..;region=..`). A *cell* is one method at one rank under one way of setting
+lora_alpha: full fine-tuning; LoRA on q,v at r = 1, 8, 64 with fixed alpha, alpha = 2r and rsLoRA; LoRA
+on every linear layer; DoRA; PiSSA; QLoRA (NF4 base) at two ranks (Settings.cells). Every cell searches
+its own learning rate on the validation split (seed 0, widened while the best is at an edge), then runs
+three seeds at the chosen rate, scored on a separate test split: exact match first, loss second, and
+the loss on held-out pretraining text before and after (forgetting). Then the low-rank check: the
+singular values of full fine-tuning's weight change, next to a Gaussian matrix of the same shape.
 
 Run (CPU is enough, no download; HF_HUB_OFFLINE=1 is set for you):
 
-    .venv/bin/python gpu_labs/evidence/experiment.py --quick   # ~1-2 min on 2 cores, 4 configs, 1 seed
-    .venv/bin/python gpu_labs/evidence/experiment.py           # ~10 min on 2 cores, everything
+    .venv/bin/python gpu_labs/evidence/experiment.py --quick   # ~1.5 min on 2 idle cores: 5 cells, seed 0
+    .venv/bin/python gpu_labs/evidence/experiment.py --progress runs/evidence/progress.jsonl --resume \
+        --base-dir runs/evidence/base --deadline 14:05        # everything; ~50 min on 2 busy cores
 
-The full run writes snippets/lora_course/data/evidence.json (the site renders it) and the plots in
-docs/assets/evidence/. --quick writes runs/evidence/quick.json unless --out says otherwise; its runs are
-exactly the full run's seed-0 runs, so the two must agree (tests/evidence checks that).
-Memory: well under 1 GB; each worker process uses one thread.
+The full run writes snippets/lora_course/data/evidence.json (the site renders it; the plots come from
+plots.py). --quick writes runs/evidence/quick.json unless --out says otherwise; it runs each of its
+cells at the rate the saved run chose, so its runs repeat the saved seed-0 runs (tests/evidence checks
+that). --progress keeps every finished run, so --resume continues a stopped run; --deadline stops
+starting runs at a UTC time and summarizes what finished (the cells' order is their priority).
+Memory: well under 1 GB per worker; each worker process uses one thread.
 """
 from __future__ import annotations
 
@@ -55,32 +62,44 @@ class Settings:
     seq_len: int = 48                # tokens per pretraining sequence (about three lines)
     data_seed: int = 0               # the corpus, the task split and the base model's init
     # Fine-tuning on the new task: identical for every method.
-    ft_steps: int = 200              # short on purpose, so methods that learn slower show it
-    ft_batch: int = 16               # examples per step
-    n_task_train: int = 2000         # distinct training prompts (200 x 16 = 3200 examples: 1.6 epochs)
-    n_task_val: int = 256            # held-out prompts for loss and exact match
-    warmup_steps: int = 10           # linear warmup, then cosine to zero
-    eval_every: int = 25             # validation points on the loss curves (each costs about 5 steps)
-    lora_alpha_over_r: float = 2.0   # lora_alpha = 2 r, so alpha / r (the update's scale) is the same at every rank
-    qlora_rank: int = 8              # peft's default r
-    ranks: tuple = (1, 2, 4, 8, 16, 64)
+    ft_steps: int = 100              # short: the whole grid had to fit in under an hour on two shared cores
+    ft_batch: int = 32               # examples per step
+    n_task_train: int = 2000         # distinct training prompts (100 x 32 = 3200 examples: 1.6 epochs)
+    n_task_val: int = 256            # held-out prompts that choose each cell's learning rate
+    n_task_test: int = 256           # other held-out prompts, used only to report the chosen runs
+    n_heldout_seqs: int = 64         # held-out pretraining sequences (seq_len tokens): the forgetting yardstick
+    warmup_steps: int = 5            # linear warmup, then cosine to zero
+    eval_every: int = 50             # validation points on the loss curves (each is a forward pass over n_task_val)
+    # LoRA's update is scaled by alpha / r (rsLoRA: alpha / sqrt(r)). Three ways to set alpha across ranks,
+    # chosen so that all three give the same scale, 2, at r = 8 (where the old run tuned its rate):
+    fixed_alpha: float = 16.0        # the LoRA paper's: one alpha for every rank
+    alpha_over_r: float = 2.0        # lora_alpha = 2 r: the scale is 2 at every rank (the first run's choice)
+    rslora_alpha: float = 5.657      # rsLoRA: 2 * sqrt(8), so alpha / sqrt(8) = 2
+    # Cells: (method, rank, scaling scheme); each gets its own learning-rate search. The schemes coincide at
+    # r = 8, so r = 8 runs once ("fixed") and stands for all three.
+    # The order is the priority when time runs short (--deadline).
+    cells: tuple = (("full", None, None), ("lora_qv", 8, "fixed"),
+                    ("lora_qv", 1, "fixed"), ("lora_qv", 1, "2r"), ("lora_qv", 1, "rslora"),
+                    ("lora_qv", 64, "fixed"), ("lora_qv", 64, "2r"), ("lora_qv", 64, "rslora"),
+                    ("dora_qv", 8, "fixed"), ("pissa_qv", 8, "fixed"), ("lora_all", 8, "fixed"),
+                    ("qlora_qv", 64, "fixed"), ("qlora_qv", 1, "fixed"))
+    quick_cells: tuple = (("full", None, None), ("lora_qv", 8, "fixed"), ("lora_qv", 64, "rslora"),
+                          ("dora_qv", 8, "fixed"), ("pissa_qv", 8, "fixed"))
     seeds: tuple = (0, 1, 2)         # fine-tuning seeds (LoRA init and batch order); the base is shared
-    # Learning rates: each family's sweep runs at r=8, seed 0; the best final validation loss wins.
-    lr_grid: tuple = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
-    # Fallbacks: --quick takes the saved sweep's rates from evidence.json; the full run logs its own next to these.
-    default_lr: dict = field(default_factory=lambda: {
-        "full": 1e-3, "lora_qv": 3e-2, "lora_all": 3e-3, "qlora_qv": 3e-2})
+    seeds_first: tuple = ("full", "lora_qv_r8_fixed")  # cells whose extra seeds run before other cells' searches
+    # Learning-rate search per cell (seed 0, lowest validation loss wins): lr_points rates lr_step apart
+    # around the method's centre, widened by one rate while the best is at an edge.
+    lr_points: int = 5
+    lr_step: float = 3.1623          # sqrt(10): two rates per decade
+    lr_centre: dict = field(default_factory=lambda: {
+        "full": 3e-3, "lora_qv": 1e-2, "lora_all": 3e-3, "dora_qv": 1e-2, "qlora_qv": 1e-2, "pissa_qv": 3e-3})
+    max_widen: int = 3
+    lr_bounds: tuple = (1e-5, 1.0)
+    # --quick takes each cell's rate from the saved full run; these apply where it has none.
+    quick_lr: dict = field(default_factory=lambda: {
+        "full": 3e-3, "lora_qv": 3e-2, "lora_all": 3e-3, "dora_qv": 3e-2, "qlora_qv": 3e-2, "pissa_qv": 3e-3})
     energy_ranks: tuple = (1, 2, 4, 8, 16, 32, 64, 128)  # r at which the update's energy share is reported
 # --8<-- [end:settings]
-
-
-FAMILY_LABEL = {"full": "full fine-tuning", "lora_qv": "LoRA on q,v", "lora_all": "LoRA on all linear",
-                "qlora_qv": "QLoRA (NF4) on q,v"}
-TARGETS = {"lora_qv": ["q_proj", "v_proj"], "qlora_qv": ["q_proj", "v_proj"], "lora_all": "all-linear"}
-
-
-def job_name(family: str, rank: int | None) -> str:
-    return "full" if family == "full" else f"{family}_r{rank}"
 
 
 # --- the base model ---------------------------------------------------------------------------
@@ -163,16 +182,36 @@ def pretrain_base(s: Settings, out_dir: Path, log) -> dict:
 
 # --- one fine-tuning run ----------------------------------------------------------------------
 
-def load_for_method(base_dir: Path, family: str, rank: int | None, s: Settings):
+# Methods as data: what each one adapts and how. "quant" loads the base in NF4 (QLoRA), "use_dora" splits
+# each adapted weight into magnitude and direction (DoRA), "init" replaces peft's default A/B init.
+METHODS = {
+    "full": {"label": "full fine-tuning"},
+    "lora_qv": {"label": "LoRA q,v", "targets": ["q_proj", "v_proj"]},
+    "lora_all": {"label": "LoRA all-linear", "targets": "all-linear"},
+    "dora_qv": {"label": "DoRA q,v", "targets": ["q_proj", "v_proj"], "use_dora": True},
+    "qlora_qv": {"label": "QLoRA (NF4) q,v", "targets": ["q_proj", "v_proj"], "quant": "nf4"},
+    "pissa_qv": {"label": "PiSSA q,v", "targets": ["q_proj", "v_proj"], "init": "pissa"},
+}
+SCHEME_LABEL = {"fixed": "fixed α (LoRA paper)", "2r": "α = 2r", "rslora": "rsLoRA (α/√r)"}
+
+
+def lora_alpha(s: "Settings", scheme: str, rank: int) -> float:
+    """lora_alpha for a scaling scheme. All three give the update scale 2 at r = 8, so they differ only
+    away from r = 8: fixed alpha scales the update by 16/r, alpha = 2r by 2, rsLoRA by 5.66/sqrt(r)."""
+    return {"fixed": s.fixed_alpha, "2r": s.alpha_over_r * rank, "rslora": s.rslora_alpha}[scheme]
+
+
+def load_for_method(base_dir: Path, method: str, rank: int | None, scheme: str | None, s: Settings):
     """The base model, set up for one method. Returns the model to train."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    if family == "full":
+    spec = METHODS[method]
+    if "targets" not in spec:
         return AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if family == "qlora_qv":
+    if spec.get("quant") == "nf4":
         # --8<-- [start:qlora]
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                  bnb_4bit_compute_dtype=torch.float32)  # fp32 compute: only the storage differs
@@ -183,11 +222,15 @@ def load_for_method(base_dir: Path, family: str, rank: int | None, s: Settings):
         model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     # --8<-- [start:lora]
     config = LoraConfig(
-        r=rank, lora_alpha=s.lora_alpha_over_r * rank,  # same alpha / r at every rank
-        target_modules=TARGETS[family],                   # ["q_proj", "v_proj"] or "all-linear"
+        r=rank,
+        lora_alpha=lora_alpha(s, scheme, rank),      # fixed 16, or 2r, or 5.66 with rsLoRA's alpha/sqrt(r)
+        use_rslora=scheme == "rslora",
+        use_dora=spec.get("use_dora", False),
+        init_lora_weights=spec.get("init", True),    # True: peft's default (Kaiming A, B = 0); "pissa": top-r SVD
+        target_modules=spec["targets"],              # ["q_proj", "v_proj"] or "all-linear"
         lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, config)  # freezes the base; B = 0, so training starts at the base model
+    model = get_peft_model(model, config)  # freezes the base; starts at the base model (B = 0; PiSSA: W - BA + BA)
     # --8<-- [end:lora]
     return model
 
@@ -247,6 +290,17 @@ def evaluate(model, ids, labels) -> tuple[float, float]:
 # --8<-- [end:evaluate]
 
 
+def pretraining_loss(model, ids) -> float:
+    """Mean next-token loss on held-out pretraining text: how much of the old skill is left."""
+    import torch
+    with torch.no_grad():
+        return model(input_ids=ids, labels=ids).loss.item()
+
+
+def cell_name(method: str, rank: int | None, scheme: str | None) -> str:
+    return "full" if rank is None else f"{method}_r{rank}_{scheme}"
+
+
 def finetune(job: dict) -> dict:
     """Fine-tune the saved base with one method, learning rate and seed. Runs in a worker process."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -254,26 +308,29 @@ def finetune(job: dict) -> dict:
     import torch
     quiet()
     s = Settings(**job["settings"])
-    family, rank, lr, seed = job["family"], job["rank"], job["lr"], job["seed"]
+    method, rank, scheme, lr, seed = job["method"], job["rank"], job["scheme"], job["lr"], job["seed"]
     tok = data.build_tokenizer()
-    _, train, val = data.make_datasets(s.data_seed, 0, s.n_task_train, s.n_task_val)
-    length = 2 + max(len(p) + len(t) for p, t in train + val)
+    _, train, val, test = data.make_datasets(s.data_seed, 0, s.n_task_train, s.n_task_val, s.n_task_test)
+    length = 2 + max(len(p) + len(t) for p, t in train + val + test)
     train_ids, train_labels = encode_task(tok, train, length)
     val_ids, val_labels = encode_task(tok, val, length)
+    test_ids, test_labels = encode_task(tok, test, length)
+    heldout = pack_corpus(tok, data.heldout_pretraining(s.data_seed, 40 * s.n_heldout_seqs), s.seq_len)[: s.n_heldout_seqs]
 
     torch.manual_seed(seed)  # LoRA's A init and the batch order
-    model = load_for_method(Path(job["base_dir"]), family, rank, s)
+    model = load_for_method(Path(job["base_dir"]), method, rank, scheme, s)
     model.train()  # from_pretrained returns eval mode; see the note in the loop on why it stays in train mode
     total = sum(p.numel() for p in model.parameters())
-    if family == "qlora_qv":  # a packed parameter holds two 4-bit weights per byte
+    if METHODS[method].get("quant"):  # a packed parameter holds two 4-bit weights per byte
         total = model.get_nb_trainable_parameters()[1]
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in trainable)
     memory = memory_accounting(model)
     memory["saved_for_backward"] = saved_for_backward_bytes(model, train_ids[: s.ft_batch], train_labels[: s.ft_batch])
     base_weights = None
-    if family == "full" and job.get("spectra"):
+    if method == "full" and job.get("spectra"):
         base_weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.dim() == 2}
+    forget_before = pretraining_loss(model, heldout)
 
     # --8<-- [start:train_loop]
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
@@ -298,20 +355,26 @@ def finetune(job: dict) -> dict:
         seconds += time.perf_counter() - t0
         train_curve.append(loss.item())
     # --8<-- [end:train_loop]
+    test_loss, test_exact = evaluate(model, test_ids, test_labels)
+    forget_after = pretraining_loss(model, heldout)
+
+    def finite(x):  # a diverged run reports inf, which JSON cannot carry; None marks it
+        return x if math.isfinite(x) else None
 
     result = {
-        "name": job_name(family, rank), "family": family, "rank": rank, "lr": lr, "seed": seed,
+        "cell": cell_name(method, rank, scheme), "method": method, "rank": rank, "scheme": scheme,
+        "lr": lr, "seed": seed,
         "trainable_params": n_trainable, "total_params": total,
         "trainable_percent": 100.0 * n_trainable / total,
-        "val_loss": curve[-1][1], "exact_match": curve[-1][2], "start_loss": curve[0][1],
+        "val_loss": finite(curve[-1][1]), "val_exact": curve[-1][2], "start_loss": finite(curve[0][1]),
+        "test_loss": finite(test_loss), "test_exact": test_exact,
+        "forget_before": finite(forget_before), "forget_after": finite(forget_after),
         "train_seconds": seconds, "ms_per_step": 1000 * seconds / s.ft_steps, "memory_bytes": memory,
-        "val_curve": [[st, round(lo, 4), round(em, 4)] for st, lo, em in curve],
-        "train_curve": [[i, round(sum(train_curve[i:i + 5]) / len(train_curve[i:i + 5]), 4)]
-                        for i in range(0, len(train_curve), 5)],
+        "val_curve": [[st, finite(round(lo, 4)), round(em, 4)] for st, lo, em in curve],
     }
     if base_weights is not None:
         result["spectra"] = update_spectra(model, base_weights, s, seed)
-        result["greedy_check"] = greedy_check(model, tok, val[:8])
+        result["greedy_check"] = greedy_check(model, tok, test[:8])
     return result
 
 
@@ -374,74 +437,216 @@ def quiet() -> None:
 
 # --- the plan ---------------------------------------------------------------------------------
 
-def sweep_jobs(s: Settings, families) -> list[dict]:
-    rank = {"full": None, "lora_qv": 8, "lora_all": 8, "qlora_qv": s.qlora_rank}
-    return [{"family": f, "rank": rank[f], "lr": lr, "seed": 0, "spectra": f == "full"}
-            for f in families for lr in s.lr_grid]
+# --8<-- [start:lr_search]
+def lr_grid(centre: float, points: int, step: float) -> list[float]:
+    """`points` log-spaced rates around `centre`, `step` apart (a factor), rounded to 3 significant digits."""
+    half = (points - 1) / 2
+    return [float(f"{centre * step ** (i - half):.3g}") for i in range(points)]
 
 
-def main_jobs(s: Settings, lrs: dict, quick: bool) -> list[dict]:
-    if quick:
-        configs = [("full", None), ("lora_qv", 1), ("lora_qv", 8), ("lora_all", 8)]
-        seeds = (0,)
-    else:
-        configs = [("full", None)] + [(f, r) for f in ("lora_qv", "lora_all") for r in s.ranks]
-        configs.append(("qlora_qv", s.qlora_rank))
-        seeds = s.seeds
-    return [{"family": f, "rank": r, "lr": lrs[f], "seed": seed, "spectra": f == "full"}
-            for f, r in configs for seed in seeds]
+def next_rates(tried: dict, step: float, bounds: tuple, widened: int, max_widen: int) -> list[float]:
+    """The rates still to try for one cell, given {rate: validation loss} so far (None: diverged).
+
+    The search is done when the best rate has a tried neighbour on both sides; while it sits at an edge
+    of the tried range, one more rate beyond that edge is tried (up to `max_widen` times, within `bounds`).
+    """
+    def score(lr):
+        return math.inf if tried[lr] is None else tried[lr]
+
+    rates = sorted(tried)
+    best = min(rates, key=score)
+    if widened >= max_widen or not math.isfinite(score(best)):
+        return []
+    if best == rates[0] and best / step >= bounds[0]:
+        return [float(f"{best / step:.3g}")]
+    if best == rates[-1] and best * step <= bounds[1]:
+        return [float(f"{best * step:.3g}")]
+    return []
 
 
-def run_jobs(jobs: list[dict], s: Settings, base_dir: Path, workers: int, log) -> list[dict]:
+def best_rate(tried: dict) -> float:
+    return min(tried, key=lambda lr: math.inf if tried[lr] is None else tried[lr])
+# --8<-- [end:lr_search]
+
+
+def plan_cells(s: Settings, quick: bool) -> list[dict]:
+    cells = s.quick_cells if quick else s.cells
+    return [{"name": cell_name(m, r, sc), "method": m, "rank": r, "scheme": sc} for m, r, sc in cells]
+
+
+class Progress:
+    """Every finished run is appended to a JSON-lines file, so a stopped run can resume where it was."""
+
+    def __init__(self, path: Path | None, resume: bool):
+        self.path, self.done = path, {}
+        if path and resume and path.is_file():
+            for line in path.read_text().splitlines():
+                run = json.loads(line)
+                self.done[(run["cell"], run["lr"], run["seed"])] = run
+        elif path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+    def add(self, run: dict) -> None:
+        if self.path:
+            with self.path.open("a") as f:
+                f.write(json.dumps(run) + "\n")
+
+
+def run_search(cells: list[dict], s: Settings, base_dir: Path, workers: int, log, progress: Progress,
+               fixed_lrs: dict | None, deadline: float | None = None) -> list[dict]:
+    """Per cell: a learning-rate sweep at seed 0 (widened while the best is at an edge), then the other seeds
+    at the rate with the lowest validation loss. With `fixed_lrs` (quick mode) each cell runs only that rate.
+
+    Jobs wait in a local queue (sweeps before extra seeds) and go to `workers` processes one at a time, so no
+    cell waits for another's round. After `deadline` (time.time()) nothing new starts; running jobs finish, and
+    each cell keeps what it has (fewer seeds, a sweep that may still be at its edge; the summary says so)."""
+    import concurrent.futures as cf
     import multiprocessing as mp
-    payload = [dict(job, settings=dataclasses.asdict(s), base_dir=str(base_dir)) for job in jobs]
-    results = []
-    # Longest first, so the two workers finish together.
-    order = sorted(range(len(payload)), key=lambda i: payload[i]["family"] not in ("full", "qlora_qv"))
-    with mp.get_context("spawn").Pool(workers) as pool:
-        for done, res in enumerate(pool.imap_unordered(finetune, [payload[i] for i in order]), 1):
-            log(f"  [{done}/{len(jobs)}] {res['name']:<14} lr {res['lr']:<7g} seed {res['seed']}  "
-                f"val loss {res['val_loss']:.4f}  exact {res['exact_match']:.3f}  {res['train_seconds']:.1f}s")
-            results.append(res)
-    return results
+    settings = dataclasses.asdict(s)
+    state = {c["name"]: {"cell": c, "tried": {}, "widened": 0, "waiting": 0, "chosen": None} for c in cells}
+    runs, ready, pending, queue = [], [], {}, []
+
+    def submit(cell, lr, seed):
+        job = dict(cell=cell["name"], method=cell["method"], rank=cell["rank"], scheme=cell["scheme"], lr=lr,
+                   seed=seed, spectra=cell["method"] == "full", settings=settings, base_dir=str(base_dir))
+        state[cell["name"]]["waiting"] += 1
+        key = (cell["name"], lr, seed)
+        if key in progress.done:
+            ready.append((job, progress.done[key]))
+        else:
+            queue.append(job)
+
+    def pump(pool):
+        # Every cell's search comes first, in the cells' order (their priority), then the extra seeds; the
+        # cells named in Settings.seeds_first get theirs right after their own search. A run cut short by
+        # the deadline thus keeps a chosen rate for as many cells as it can, and intervals where they matter most.
+        queue.sort(key=lambda j: (j["seed"] != s.seeds[0] and j["cell"] not in s.seeds_first, priority[j["cell"]]))
+        while queue and len(pending) < workers:
+            if deadline and time.time() > deadline:
+                log(f"  deadline passed: {len(queue)} queued runs dropped")
+                queue.clear()
+                return
+            job = queue.pop(0)
+            pending[pool.submit(finetune, job)] = job
+
+    def finished(job, res):
+        runs.append(res)
+        st = state[res["cell"]]
+        st["waiting"] -= 1
+        val = "diverged" if res["val_loss"] is None else f"{res['val_loss']:.4f}"
+        log(f"  [{len(runs)} done, {len(queue) + len(pending)} to go] {res['cell']:<22} lr {res['lr']:<8g} "
+            f"seed {res['seed']}  val {val}  test exact {res['test_exact']:.3f}  {res['train_seconds']:.0f}s")
+        if res["seed"] != s.seeds[0] or st["chosen"] is not None:
+            return
+        st["tried"][res["lr"]] = res["val_loss"]
+        if st["waiting"]:
+            return  # the rest of this round is still running
+        more = [] if fixed_lrs else next_rates(st["tried"], s.lr_step, tuple(s.lr_bounds), st["widened"], s.max_widen)
+        if more:
+            st["widened"] += 1
+            for lr in more:
+                submit(st["cell"], lr, s.seeds[0])
+        else:
+            st["chosen"] = best_rate(st["tried"])
+            for seed in s.seeds[1:] if not fixed_lrs else ():
+                submit(st["cell"], st["chosen"], seed)
+
+    priority = {c["name"]: i for i, c in enumerate(cells)}
+    for cell in cells:
+        rates = [fixed_lrs[cell["name"]]] if fixed_lrs else lr_grid(s.lr_centre[cell["method"]], s.lr_points,
+                                                                    s.lr_step)
+        for lr in rates:
+            submit(cell, lr, s.seeds[0])
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        while True:
+            while ready:
+                finished(*ready.pop(0))
+            pump(pool)
+            if not pending:
+                break
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                job = pending.pop(fut)
+                res = fut.result()
+                progress.add(res)
+                finished(job, res)
+    for st in state.values():
+        if st["chosen"] is None and st["tried"]:
+            st["chosen"] = best_rate(st["tried"])  # cut short by the deadline
+        st["cell"]["lr"] = st["chosen"]
+        st["cell"]["lr_tried"] = sorted(st["tried"])
+        st["cell"]["widened"] = st["widened"]
+        # A search the deadline cut before its first grid was done has no honest choice to report.
+        st["cell"]["searched"] = bool(fixed_lrs) or len(st["tried"]) >= s.lr_points
+    return runs
 
 
-def summarize(runs: list[dict], base_loss: float) -> list[dict]:
-    """Mean and spread over seeds per configuration, with the fraction of full fine-tuning's gain."""
-    groups: dict[str, list[dict]] = {}
-    for r in runs:
-        groups.setdefault(r["name"], []).append(r)
-    full_loss = sum(r["val_loss"] for r in groups["full"]) / len(groups["full"])
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}  # Student t, two-sided 95%, by degrees of freedom
 
-    def stats(values):
-        mean = sum(values) / len(values)
-        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-        return {"mean": mean, "std": sd, "min": min(values), "max": max(values), "values": values}
 
+def stats(values: list) -> dict:
+    """Mean, sample standard deviation, range and a 95% t-interval over seeds (None values: diverged)."""
+    values = [v for v in values if v is not None]
+    n = len(values)
+    if not n:
+        return {"mean": None, "std": None, "min": None, "max": None, "ci95": None, "n": 0, "values": []}
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    half = T95[n - 1] * sd / math.sqrt(n) if n > 1 else 0.0
+    return {"mean": mean, "std": sd, "min": min(values), "max": max(values), "ci95": [mean - half, mean + half],
+            "n": n, "values": values}
+
+
+def summarize(cells: list[dict], runs: list[dict], base: dict, s: Settings) -> list[dict]:
+    """Per cell: the chosen rate's runs (all seeds) summarized, next to the sweep it came from."""
+    full = [r for r in runs if r["cell"] == "full" and r["lr"] == next(c["lr"] for c in cells if c["name"] == "full")]
+    full_test = sum(r["test_loss"] for r in full) / len(full) if full else None
     out = []
-    for name, rs in groups.items():
-        rs.sort(key=lambda r: r["seed"])
-        first = rs[0]
-        steps = [pt[0] for pt in first["val_curve"]]
-        mean_curve = [[st, round(sum(r["val_curve"][i][1] for r in rs) / len(rs), 4),
-                       round(sum(r["val_curve"][i][2] for r in rs) / len(rs), 4)] for i, st in enumerate(steps)]
-        out.append({
-            "name": name, "family": first["family"], "rank": first["rank"], "lr": first["lr"],
-            "seeds": [r["seed"] for r in rs],
+    for cell in cells:
+        mine = sorted((r for r in runs if r["cell"] == cell["name"] and r["lr"] == cell["lr"]), key=lambda r: r["seed"])
+        sweep = sorted((r for r in runs if r["cell"] == cell["name"] and r["seed"] == s.seeds[0]), key=lambda r: r["lr"])
+        first = mine[0]
+        mean_curve = [[pt[0], round(sum(r["val_curve"][i][1] for r in mine) / len(mine), 4),
+                       round(sum(r["val_curve"][i][2] for r in mine) / len(mine), 4)]
+                      for i, pt in enumerate(first["val_curve"])]
+        best_i = [r["lr"] for r in sweep].index(cell["lr"])
+        summary = dict(cell)
+        summary.update({
+            "label": METHODS[cell["method"]]["label"],
+            "at_edge": best_i in (0, len(sweep) - 1),
+            "sweep": [{"lr": r["lr"], "val_loss": r["val_loss"], "val_exact": r["val_exact"]} for r in sweep],
+            "seeds": [r["seed"] for r in mine],
             "trainable_params": first["trainable_params"], "total_params": first["total_params"],
             "trainable_percent": first["trainable_percent"],
-            "val_loss": stats([r["val_loss"] for r in rs]),
-            "exact_match": stats([r["exact_match"] for r in rs]),
-            "gain_fraction": stats([(base_loss - r["val_loss"]) / (base_loss - full_loss) for r in rs]),
+            "val_loss": stats([r["val_loss"] for r in mine]),
+            "test_loss": stats([r["test_loss"] for r in mine]),
+            "exact_match": stats([r["test_exact"] for r in mine]),
+            "gain_fraction": stats([(base["task_test_loss"] - r["test_loss"]) / (base["task_test_loss"] - full_test)
+                                    if r["test_loss"] is not None and full_test is not None else None for r in mine]),
+            "forget_before": stats([r["forget_before"] for r in mine]),
+            "forget_after": stats([r["forget_after"] for r in mine]),
+            "forgetting": stats([r["forget_after"] - base["heldout_pretrain_loss"]
+                                 if r["forget_after"] is not None else None for r in mine]),
             "start_loss": first["start_loss"],
-            "train_seconds": stats([r["train_seconds"] for r in rs]),
-            "ms_per_step": stats([r["ms_per_step"] for r in rs]),
+            "train_seconds": stats([r["train_seconds"] for r in mine]),
+            "ms_per_step": stats([r["ms_per_step"] for r in mine]),
             "memory_bytes": first["memory_bytes"],
             "val_curve": mean_curve,
-            "train_curve": first["train_curve"],
         })
-    order = {"full": 0, "lora_qv": 1, "lora_all": 2, "qlora_qv": 3}
-    out.sort(key=lambda c: (order[c["family"]], c["rank"] or 0))
+        out.append(summary)
+    return out
+
+
+def lr_by_rank(cells: list[dict], method: str = "lora_qv") -> dict:
+    """The chosen rate against rank, per scaling scheme. At r = 8 all schemes give the same update scale, so
+    the one r = 8 cell (run once, under "fixed") is every scheme's point there."""
+    out = {}
+    for scheme in SCHEME_LABEL:
+        pts = [[c["rank"], c["lr"], c["at_edge"]] for c in cells
+               if c["method"] == method and (c["scheme"] == scheme or c["rank"] == 8)]
+        if len({p[0] for p in pts}) > 1:
+            out[scheme] = sorted(pts)
     return out
 
 
@@ -469,20 +674,19 @@ def summarize_spectra(full_runs: list[dict], s: Settings) -> dict:
             "greedy_check": [r["greedy_check"] for r in full_runs]}
 
 
-def annotate(result: dict) -> dict:
-    """Figures derived from the task's definition alone (no training): the loss of a model that writes the
-    record's format perfectly and guesses both facts from their base rates, and the fraction of full
-    fine-tuning's loss gain that such a model would already score."""
+def baselines(s: Settings) -> dict:
+    """Scores that need no training. Loss: a model that writes the record's format perfectly and guesses both
+    facts from their base rates. Exact match: always writing the training set's most common record, and (by the
+    generator's odds) always writing the most common group and region."""
+    from collections import Counter
     ent = data.fact_entropy_nats()
-    loss = (ent["group"] + ent["region"]) / ent["tokens_per_record"]
-    base = result["base"]["task_val_loss"]
-    full = next(c for c in result["configs"] if c["name"] == "full")["val_loss"]["mean"]
-    result["format_only"] = {"val_loss": loss, "gain_fraction": (base - loss) / (base - full),
-                             "group_entropy": ent["group"], "region_entropy": ent["region"],
-                             "tokens_per_record": ent["tokens_per_record"],
-                             # always writing the most common group and region: exact match by luck alone
-                             "mode_exact_match": ent["mode_exact_match"]}
-    return result
+    _, train, _, test = data.make_datasets(s.data_seed, 0, s.n_task_train, s.n_task_val, s.n_task_test)
+    answer, _ = Counter(t for _, t in train).most_common(1)[0]
+    return {"format_only": {"loss": (ent["group"] + ent["region"]) / ent["tokens_per_record"],
+                            "group_entropy": ent["group"], "region_entropy": ent["region"],
+                            "tokens_per_record": ent["tokens_per_record"]},
+            "most_common_answer": {"answer": answer, "test_exact_match": sum(t == answer for _, t in test) / len(test),
+                                   "expected_exact_match": ent["mode_exact_match"]}}
 
 
 def library_versions() -> dict:
@@ -497,24 +701,45 @@ def library_versions() -> dict:
     return versions
 
 
+def write_atomically(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(round_floats(obj), indent=1) + "\n")
+    tmp.replace(path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="4 configurations, seed 0, default learning rates, no sweep (~1-2 min)")
+                        help="a few cells, seed 0, each at the saved run's chosen rate, no sweep (< 2 min idle)")
     parser.add_argument("--out", type=Path, help=f"results JSON (default: {DEFAULT_OUT.relative_to(REPO)}, "
                         f"or {QUICK_OUT.relative_to(REPO)} with --quick)")
-    parser.add_argument("--annotate", type=Path, metavar="RESULTS",
-                        help="only recompute the derived (training-free) figures of an existing results file")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one thread each")
     parser.add_argument("--lrs-from", type=Path, default=DEFAULT_OUT,
-                        help="--quick takes each family's learning rate from this results file (the full run's "
-                             "sweep), so its runs repeat the full run's seed-0 runs; defaults apply if it is missing")
+                        help="--quick takes each cell's rate from this results file (the full run's choice), so its "
+                             "runs repeat the full run's seed-0 runs; Settings.quick_lr applies where it has none")
+    parser.add_argument("--progress", type=Path, help="append each finished run here (JSON lines)")
+    parser.add_argument("--resume", action="store_true", help="reuse the runs already in --progress")
+    parser.add_argument("--base-dir", type=Path, help="keep the pretrained base here (reused if it is there)")
+    parser.add_argument("--deadline", metavar="HH:MM", help="UTC time after which no new run starts")
+    parser.add_argument("--earlier", type=Path, metavar="JSON",
+                        help="with --resume: a JSON list of the earlier invocations ({command, wall_seconds}) whose "
+                             "runs this one reuses; recorded with this one, and their times added to wall_seconds")
     args = parser.parse_args(argv)
-    if args.annotate:
-        args.annotate.write_text(json.dumps(round_floats(annotate(json.loads(args.annotate.read_text()))),
-                                            indent=1) + "\n")
-        return 0
+    if args.workers < 1:
+        parser.error("--workers: must be 1 or more")
+    if args.resume and not args.progress:
+        parser.error("--resume: needs --progress FILE")
+    deadline = None
+    if args.deadline:
+        import datetime as dt
+        try:
+            hh, mm = (int(x) for x in args.deadline.split(":"))
+            now = dt.datetime.now(dt.timezone.utc)
+            deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+        except ValueError:
+            parser.error("--deadline: a UTC time as HH:MM, e.g. 14:05")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     started = time.perf_counter()
@@ -525,76 +750,92 @@ def main(argv=None) -> int:
     set_threads()
     quiet()
     s = Settings()
+    import shutil
     import tempfile
-    # A private folder: the base is rebuilt every run, and a shared scratch folder may be cleaned under us.
-    base_dir = Path(tempfile.mkdtemp(prefix="lora-evidence-base-"))
-    log("pretraining the base model")
-    base = pretrain_base(s, base_dir, log)
+    # A private folder by default: a shared scratch folder may be cleaned under us.
+    base_dir = args.base_dir or Path(tempfile.mkdtemp(prefix="lora-evidence-base-"))
+    base_file = base_dir / "base.json"
+    # The base depends on these settings only; a changed cell list or search may reuse it.
+    base_keys = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "tie_embeddings", "pretrain_steps",
+                 "pretrain_batch", "pretrain_lr", "seq_len", "data_seed")
+    made_with = {k: dataclasses.asdict(s)[k] for k in base_keys}
+    if args.base_dir and base_file.is_file() and all(
+            json.loads(base_file.read_text())["settings"].get(k) == v for k, v in made_with.items()):
+        base = json.loads(base_file.read_text())["base"]
+        log(f"reusing the base in {base_dir}")
+    else:
+        log("pretraining the base model")
+        base = pretrain_base(s, base_dir, log)
+        base_file.write_text(json.dumps({"settings": dataclasses.asdict(s), "base": base}))
     log(f"base: {base['params']:,} parameters, final pretraining loss {base['final_loss']:.3f}")
 
     import torch
     from transformers import AutoModelForCausalLM
     tok = data.build_tokenizer()
-    _, train, val = data.make_datasets(s.data_seed, 0, s.n_task_train, s.n_task_val)
-    length = 2 + max(len(p) + len(t) for p, t in train + val)
+    _, train, val, test = data.make_datasets(s.data_seed, 0, s.n_task_train, s.n_task_val, s.n_task_test)
+    length = 2 + max(len(p) + len(t) for p, t in train + val + test)
+    heldout = pack_corpus(tok, data.heldout_pretraining(s.data_seed, 40 * s.n_heldout_seqs), s.seq_len)[: s.n_heldout_seqs]
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
-    base_loss, base_exact = evaluate(model, *encode_task(tok, val, length))
+    base["task_val_loss"], base["task_val_exact_match"] = evaluate(model, *encode_task(tok, val, length))
+    base["task_test_loss"], base["task_test_exact_match"] = evaluate(model, *encode_task(tok, test, length))
+    base["heldout_pretrain_loss"] = pretraining_loss(model, heldout)
     del model
-    log(f"base model on the new task: val loss {base_loss:.4f}, exact match {base_exact:.3f}")
+    log(f"base model on the new task: test loss {base['task_test_loss']:.4f}, exact match "
+        f"{base['task_test_exact_match']:.3f}; held-out pretraining loss {base['heldout_pretrain_loss']:.4f}")
 
-    sweep = []
-    lrs = dict(s.default_lr)
-    if args.quick and args.lrs_from and args.lrs_from.is_file():
-        lrs.update(json.loads(args.lrs_from.read_text())["learning_rates"])
-        log(f"learning rates from {args.lrs_from.name}: {lrs}")
-    if not args.quick:
-        log(f"learning-rate sweep at r=8, seed 0: {len(s.lr_grid) * 4} runs")
-        sweep = run_jobs(sweep_jobs(s, list(FAMILY_LABEL)), s, base_dir, args.workers, log)
-        for family in FAMILY_LABEL:
-            best = min((r for r in sweep if r["family"] == family), key=lambda r: r["val_loss"])
-            lrs[family] = best["lr"]
-        log(f"chosen learning rates: {lrs} (defaults in Settings: {s.default_lr})")
+    cells = plan_cells(s, args.quick)
+    fixed = None
+    if args.quick:
+        saved = {}
+        if args.lrs_from and args.lrs_from.is_file():
+            saved = {c["name"]: c["lr"] for c in json.loads(args.lrs_from.read_text()).get("cells", [])}
+        fixed = {c["name"]: saved.get(c["name"], s.quick_lr[c["method"]]) for c in cells}
+        log(f"rates (from {args.lrs_from.name if saved else 'Settings.quick_lr'}): {fixed}")
+    progress = Progress(args.progress, args.resume)
+    log(f"{len(cells)} cells: " + ", ".join(c["name"] for c in cells))
+    runs = run_search(cells, s, base_dir, args.workers, log, progress, fixed, deadline)
+    cut_short = [{"name": c["name"], "rates_tried": c["lr_tried"]} for c in cells if c["lr_tried"] and not c["searched"]]
+    cells = [c for c in cells if c["searched"]]  # the deadline never reached these, or cut their first grid
 
-    jobs = main_jobs(s, lrs, args.quick)
-    # The sweep already ran r=8 (and full FT) with seed 0 at the chosen rates: reuse those runs.
-    reuse = {(r["family"], r["rank"], r["lr"], r["seed"]): r for r in sweep}
-    todo = [j for j in jobs if (j["family"], j["rank"], j["lr"], j["seed"]) not in reuse]
-    log(f"main grid: {len(jobs)} runs ({len(jobs) - len(todo)} reused from the sweep)")
-    runs = run_jobs(todo, s, base_dir, args.workers, log)
-    runs += [reuse[(j["family"], j["rank"], j["lr"], j["seed"])] for j in jobs if j not in todo]
-
-    configs = summarize(runs, base_loss)
-    spectra = summarize_spectra([r for r in runs if r["family"] == "full"], s)
+    summary = summarize(cells, runs, base, s)
+    chosen_full = [r for r in runs if r["cell"] == "full" and r["lr"] == next(c["lr"] for c in cells if c["name"] == "full")]
     result = {
-        "schema": 1,
+        "schema": 2,
         "mode": "quick" if args.quick else "full",
+        "command": " ".join(["python gpu_labs/evidence/experiment.py", *(sys.argv[1:] if argv is None else argv)]),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(s).items()},
         "library_versions": library_versions(),
         "threads_per_worker": 1, "workers": args.workers,
-        "task": {"example_prompt": val[0][0], "example_target": val[0][1], "train_examples": len(train),
-                 "val_examples": len(val), "vocab_size": len(tok)},
-        "base": dict(base, task_val_loss=base_loss, task_exact_match=base_exact),
-        "learning_rates": lrs,
-        "lr_sweep": [{"family": r["family"], "rank": r["rank"], "lr": r["lr"], "val_loss": r["val_loss"],
-                      "exact_match": r["exact_match"]} for r in sorted(sweep, key=lambda r: (r["family"], r["lr"]))],
-        "configs": configs,
-        "spectra": spectra,
+        "task": {"example_prompt": test[0][0], "example_target": test[0][1], "train_examples": len(train),
+                 "val_examples": len(val), "test_examples": len(test), "vocab_size": len(tok),
+                 "heldout_pretrain_sequences": len(heldout)},
+        "base": base,
+        "baselines": baselines(s),
+        "cells": summary,
+        "lr_by_rank": lr_by_rank(summary),
+        "cut_short": cut_short,
+        "runs": [{k: r[k] for k in ("cell", "lr", "seed", "val_loss", "val_exact", "test_loss", "test_exact",
+                                    "forget_after", "train_seconds")} for r in runs],
+        "spectra": summarize_spectra(chosen_full, s) if chosen_full else None,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    annotate(result)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(round_floats(result), indent=1) + "\n")
-    tmp.replace(out)
+    this = {"command": result["command"], "wall_seconds": result["wall_seconds"]}
+    earlier = json.loads(args.earlier.read_text()) if args.earlier else []
+    result["invocations"] = earlier + [this]
+    result["wall_seconds"] = round(sum(i["wall_seconds"] for i in result["invocations"]), 1)
+    fo = result["baselines"]["format_only"]
+    full = next(c for c in summary if c["name"] == "full")
+    fo["gain_fraction"] = (base["task_test_loss"] - fo["loss"]) / (base["task_test_loss"] - full["test_loss"]["mean"])
+    write_atomically(out, result)
     log(f"wrote {out}")
-    for c in configs:
-        log(f"  {c['name']:<14} {c['trainable_percent']:8.3f}% trainable  val loss {c['val_loss']['mean']:.4f}"
-            f" ± {c['val_loss']['std']:.4f}  exact {c['exact_match']['mean']:.3f}  "
-            f"gain {c['gain_fraction']['mean']:.3f}")
+    for c in summary:
+        log(f"  {c['name']:<22} lr {c['lr']:<8g}{' (edge)' if c['at_edge'] else '       '} exact "
+            f"{c['exact_match']['mean']:.3f} [{c['exact_match']['ci95'][0]:.3f}, {c['exact_match']['ci95'][1]:.3f}]"
+            f"  test loss {c['test_loss']['mean']:.4f}  forgetting {c['forgetting']['mean']:+.4f}")
     if not args.quick:
         log("plots: .venv/bin/python gpu_labs/evidence/plots.py")
-    import shutil
-    shutil.rmtree(base_dir, ignore_errors=True)
+    if not args.base_dir:
+        shutil.rmtree(base_dir, ignore_errors=True)
     log(f"done in {time.perf_counter() - started:.0f}s")
     return 0
 

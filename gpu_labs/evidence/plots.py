@@ -21,15 +21,27 @@ DEFAULT_OUT = REPO / "docs" / "assets" / "evidence"
 THEMES = {
     "light": {"text": "#333333", "grid": "#d9d9d9", "full": "#1a1a1a", "qlora": "#c0392b", "random": "#8c8c8c",
               "ranks": ["#440154", "#3b528b", "#21918c", "#27a35a", "#8a9a00", "#c77c00"],
-              "families": {"full": "#1a1a1a", "lora_qv": "#2a6fdb", "lora_all": "#1e8f4e", "qlora_qv": "#c0392b"}},
+              "families": {"full": "#1a1a1a", "lora_qv": "#2a6fdb", "lora_all": "#1e8f4e", "qlora_qv": "#c0392b",
+                           "dora_qv": "#8e44ad", "pissa_qv": "#b9770e"}},
     "dark": {"text": "#e0e0e0", "grid": "#4a4a4a", "full": "#f2f2f2", "qlora": "#ff8a80", "random": "#9e9e9e",
              "ranks": ["#b57bff", "#7f9cff", "#4fc3d9", "#3ddc97", "#a5e05a", "#f2e55c"],
-             "families": {"full": "#f2f2f2", "lora_qv": "#7fb0ff", "lora_all": "#5fd38d", "qlora_qv": "#ff8a80"}},
+             "families": {"full": "#f2f2f2", "lora_qv": "#7fb0ff", "lora_all": "#5fd38d", "qlora_qv": "#ff8a80",
+                           "dora_qv": "#d7a6f0", "pissa_qv": "#f5c26b"}},
 }
 KIND_LABEL = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
               "down_proj": "down"}
-FAMILY_LABEL = {"full": "full fine-tuning", "lora_qv": "LoRA on q,v", "lora_all": "LoRA on all linear",
-                "qlora_qv": "QLoRA (NF4) on q,v"}
+SCHEME_LABEL = {"fixed": "fixed α = 16 (LoRA paper)", "2r": "α = 2r", "rslora": "rsLoRA (α = 5.66, scale α/√r)"}
+SCHEME_SHORT = {"fixed": "fixed α", "2r": "α = 2r", "rslora": "rsLoRA"}
+SCHEME_COLOR = {"fixed": "lora_qv", "2r": "qlora_qv", "rslora": "lora_all"}  # reuse the theme's three hues
+METHOD_COLOR = {"full": "full", "lora_qv": "lora_qv", "lora_all": "lora_all", "qlora_qv": "qlora_qv",
+                "dora_qv": "dora_qv", "pissa_qv": "pissa_qv"}
+
+
+def cell_label(c) -> str:
+    if c["rank"] is None:
+        return c["label"]
+    text = f"{c['label']} r={c['rank']}"
+    return text if c["rank"] == 8 else f"{text}, {SCHEME_SHORT[c['scheme']]}"
 
 
 def style(plt, theme: dict) -> None:
@@ -57,75 +69,121 @@ def plain_log_labels(minor: bool = False):
     return FuncFormatter(fmt)
 
 
-def configs(result, family):
-    return [c for c in result["configs"] if c["family"] == family]
+def clipped(stat):
+    """Mean and the distance to its 95% interval's ends, clipped to [0, 1] (the interval is over seeds)."""
+    m = stat["mean"]
+    lo, hi = stat["ci95"] if stat["n"] > 1 else (m, m)
+    return m, max(0.0, m - max(0.0, lo)), max(0.0, min(1.0, hi) - m)
 
 
-def loss_curves(result, theme, plt):
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6.2), sharex=True)
-    full = configs(result, "full")[0]
-    for col, family in enumerate(("lora_qv", "lora_all")):
-        for c, color in zip(configs(result, family), theme["ranks"]):
-            steps = [p[0] for p in c["val_curve"]]
-            axes[0, col].plot(steps, [p[1] for p in c["val_curve"]], color=color, lw=1.6, label=f"r={c['rank']}")
-            axes[1, col].plot(steps, [p[2] for p in c["val_curve"]], color=color, lw=1.6)
-        for row, idx in ((0, 1), (1, 2)):
-            axes[row, col].plot([p[0] for p in full["val_curve"]], [p[idx] for p in full["val_curve"]],
-                                color=theme["full"], lw=2.2, ls="-", label="full fine-tuning" if row == 0 else None)
-        if family == "lora_qv":
-            for q in configs(result, "qlora_qv"):
-                axes[0, col].plot([p[0] for p in q["val_curve"]], [p[1] for p in q["val_curve"]], color=theme["qlora"],
-                                  lw=1.6, ls="--", label=f"QLoRA r={q['rank']}")
-                axes[1, col].plot([p[0] for p in q["val_curve"]], [p[2] for p in q["val_curve"]], color=theme["qlora"],
-                                  lw=1.6, ls="--")
-        axes[0, col].set_title(FAMILY_LABEL[family])
-        axes[0, col].set_yscale("log")
-        axes[0, col].yaxis.set_major_formatter(plain_log_labels())
-        axes[0, col].yaxis.set_minor_formatter(plain_log_labels(minor=True))
-        axes[1, col].set_ylim(-0.02, 1.02)
-        axes[1, col].set_xlabel("fine-tuning step")
-        axes[0, col].legend(fontsize=8, ncol=2)
-    axes[0, 0].set_ylabel("validation loss (log scale)")
-    axes[1, 0].set_ylabel("exact match")
-    fig.suptitle("Validation loss and exact match during fine-tuning (mean of seeds)", color=theme["text"])
+def lr_vs_rank(result, theme, plt):
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    # Rates come from a grid, so schemes often pick the same one: a small sideways nudge keeps each visible.
+    nudge = {"fixed": 0.92, "2r": 1.0, "rslora": 1.087}
+    for scheme, pts in result["lr_by_rank"].items():
+        color = theme["families"][SCHEME_COLOR[scheme]]
+        ranks = [p[0] * nudge[scheme] for p in pts]
+        rates = [p[1] for p in pts]
+        ax.plot(ranks, rates, color=color, marker="o", ms=6, lw=1.8, label=SCHEME_LABEL[scheme])
+        for r, lr, edge in pts:
+            if edge:  # still at the edge of its search: the true best may lie beyond
+                ax.plot([r * nudge[scheme]], [lr], marker="o", ms=12, mfc="none", color=color, ls="none")
+    full = next(c for c in result["cells"] if c["name"] == "full")
+    ax.axhline(full["lr"], color=theme["full"], ls=":", lw=1.2)
+    ax.annotate(f"full fine-tuning's rate, {full['lr']:.2g}", (1, full["lr"]), xytext=(2, 4), textcoords="offset points",
+                fontsize=8, color=theme["text"])
+    ax.set_xscale("log", base=2)
+    ranks = sorted({p[0] for pts in result["lr_by_rank"].values() for p in pts})
+    ax.set_xticks(ranks)
+    ax.set_xticklabels([str(r) for r in ranks])
+    ax.set_yscale("log")
+    ticks = sorted({p[1] for pts in result["lr_by_rank"].values() for p in pts})
+    ax.set_yticks(ticks, [f"{t:.2g}" for t in ticks])  # the grid points themselves, plainly written
+    ax.yaxis.set_minor_formatter(plain_log_labels(minor=True))
+    ax.set_xlabel("LoRA rank r (q,v)")
+    ax.set_ylabel("best learning rate (validation loss)")
+    ax.set_title("Best learning rate against rank, per scaling scheme (r = 8 is shared;\n"
+                 "open ring: still at the edge of its search)", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def gain_vs_params(result, theme, plt):
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    for family in ("lora_qv", "lora_all", "qlora_qv", "full"):
-        cs = configs(result, family)
-        x = [c["trainable_percent"] for c in cs]
-        color = theme["families"][family]
-        for ax, key in ((axes[0], "gain_fraction"), (axes[1], "exact_match")):
-            y = [c[key]["mean"] for c in cs]
-            err = [[c[key]["mean"] - c[key]["min"] for c in cs], [c[key]["max"] - c[key]["mean"] for c in cs]]
-            marker = {"full": "s", "qlora_qv": "D"}.get(family, "o")
-            ax.errorbar(x, y, yerr=err, color=color, marker=marker, ms=5, lw=1.4, capsize=3,
-                        ls="-" if family.startswith("lora") else "none", label=FAMILY_LABEL[family])
-            if family.startswith("lora"):
-                for c in cs:
-                    ax.annotate(f"{c['rank']}", (c["trainable_percent"], c[key]["mean"]), fontsize=7,
-                                xytext=(3, -10 if family == "lora_qv" else 5), textcoords="offset points",
-                                color=color)
-    ref = result.get("format_only")
-    if ref:
-        axes[0].axhline(ref["gain_fraction"], color=theme["random"], ls="--", lw=1.2)
-        axes[0].annotate("format right, facts guessed from base rates", (0.3, ref["gain_fraction"]), fontsize=7.5,
-                         xytext=(0, 4), textcoords="offset points", color=theme["text"])
-        axes[1].axhline(ref["mode_exact_match"], color=theme["random"], ls="--", lw=1.2)
-        axes[1].annotate("always the most common group and region", (0.3, ref["mode_exact_match"]), fontsize=7.5,
-                         xytext=(0, -11), textcoords="offset points", color=theme["text"])
-    axes[0].set_ylabel("fraction of full fine-tuning's loss gain")
-    axes[1].set_ylabel("exact match on held-out prompts")
+def lr_search(result, theme, plt):
+    fig, axes = plt.subplots(1, 2, figsize=(9.4, 3.9), sharey=True)
+    dashes = {1: ":", 8: "-", 64: "--"}
+    for c in result["cells"]:
+        pts = [p for p in c["sweep"] if p["val_loss"] is not None]
+        x, y = [p["lr"] for p in pts], [p["val_loss"] for p in pts]
+        if c["method"] == "lora_qv":
+            ax, color = axes[0], theme["families"][SCHEME_COLOR[c["scheme"]]] if c["rank"] != 8 else theme["full"]
+            style_ = dashes.get(c["rank"], "-")
+        else:
+            ax, color, style_ = axes[1], theme["families"][METHOD_COLOR[c["method"]]], "-" if c["rank"] != 1 else ":"
+        ax.plot(x, y, color=color, ls=style_, marker="o", ms=3.5, lw=1.4, label=cell_label(c))
+        chosen = [p for p in pts if p["lr"] == c["lr"]]
+        if chosen:
+            ax.plot([c["lr"]], [chosen[0]["val_loss"]], marker="*", ms=11, color=color, ls="none")
     for ax in axes:
         ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters (% of the model, log scale)")
-    axes[1].set_ylim(-0.02, 1.05)
-    axes[0].legend(fontsize=8, loc="upper left")
-    fig.suptitle("What each method recovers, against what it trains (numbers on points: rank; bars: seed range)",
-                 color=theme["text"], fontsize=10)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain_log_labels())
+        ax.yaxis.set_minor_formatter(plain_log_labels(minor=True))
+        ax.set_xlabel("peak learning rate (AdamW, cosine)")
+        ax.legend(fontsize=7)
+    axes[0].set_title("LoRA q,v: ranks 1 (dotted), 8, 64 (dashed)", fontsize=9)
+    axes[1].set_title("other methods", fontsize=9)
+    axes[0].set_ylabel("final validation loss (seed 0, log)")
+    fig.suptitle("Every cell's learning-rate search (star: the chosen rate)", color=theme["text"], fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def exact_match(result, theme, plt):
+    cs = result["cells"]
+    fig, ax = plt.subplots(figsize=(7.4, 0.32 * len(cs) + 1.4))
+    for i, c in enumerate(cs):
+        m, lo, hi = clipped(c["exact_match"])
+        color = theme["families"][METHOD_COLOR[c["method"]]]
+        ax.errorbar([m], [i], xerr=[[lo], [hi]], color=color, marker="s" if c["rank"] is None else "o", ms=5,
+                    capsize=3, lw=1.4)
+    base = result["baselines"]["most_common_answer"]["test_exact_match"]
+    ax.axvline(base, color=theme["random"], ls="--", lw=1.2)
+    ax.annotate("always the most common record", (base, -0.9), xytext=(4, 0), textcoords="offset points",
+                fontsize=7.5, color=theme["text"], va="center")
+    ax.set_ylim(len(cs) - 0.5, -1.3)  # inverted: the first cell on top, the label above it
+    ax.set_yticks(range(len(cs)))
+    ax.set_yticklabels([cell_label(c) for c in cs], fontsize=8)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("exact match on the test prompts (mean of seeds, 95% interval)")
+    ax.set_title("What each cell learned, at its own best learning rate", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def learn_forget(result, theme, plt):
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    before = result["base"]["heldout_pretrain_loss"]
+    for c in result["cells"]:
+        color = theme["families"][METHOD_COLOR[c["method"]]]
+        # The search's runs (seed 0, every rate): how much forgetting depends on the rate, not just the method.
+        sweep = sorted((r for r in result["runs"] if r["cell"] == c["name"] and r["seed"] == 0
+                        and r["forget_after"] is not None), key=lambda r: r["lr"])
+        ax.plot([r["forget_after"] - before for r in sweep], [r["test_exact"] for r in sweep], color=color, lw=0.6,
+                alpha=0.45, marker=".", ms=4)
+        f, e = c["forgetting"], c["exact_match"]
+        m, lo, hi = clipped(e)
+        f_half = (f["ci95"][1] - f["mean"]) if f["n"] > 1 else 0.0
+        ax.errorbar([f["mean"]], [m], xerr=[[f_half], [f_half]], yerr=[[lo], [hi]], color=color, lw=1.0, capsize=2,
+                    marker="s" if c["rank"] is None else "o", ms=5)
+        short = "full FT" if c["rank"] is None else f"{c['method'].split('_')[0]} r{c['rank']}" + (
+            "" if c["rank"] == 8 or c["method"] != "lora_qv" else f" {SCHEME_SHORT[c['scheme']]}")
+        ax.annotate(short, (f["mean"], m), xytext=(4, 3), textcoords="offset points", fontsize=6.5, color=color)
+    ax.set_xlabel("forgetting: held-out pretraining loss after minus before (nats)")
+    ax.set_ylabel("exact match on the new task (test)")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_title("Learning against forgetting: chosen rates (bars: 95% over seeds),\n"
+                 "faint: every rate each search tried (seed 0)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -158,39 +216,8 @@ def energy(result, theme, plt):
     return fig
 
 
-def lr_sweep(result, theme, plt):
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    sweep = result["lr_sweep"]
-    for family in FAMILY_LABEL:
-        rows = sorted((r for r in sweep if r["family"] == family), key=lambda r: r["lr"])
-        if not rows:
-            continue
-        color = theme["families"][family]
-        label = FAMILY_LABEL[family] + ("" if family == "full" else f" (r={rows[0]['rank']})")
-        axes[0].plot([r["lr"] for r in rows], [r["val_loss"] for r in rows], color=color, marker="o", ms=4, lw=1.5,
-                     label=label)
-        axes[1].plot([r["lr"] for r in rows], [r["exact_match"] for r in rows], color=color, marker="o", ms=4, lw=1.5)
-        best = result["learning_rates"][family]
-        pick = [r for r in rows if r["lr"] == best]
-        if pick:
-            axes[0].plot([best], [pick[0]["val_loss"]], marker="*", ms=13, color=color, ls="none")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("peak learning rate (AdamW, cosine schedule)")
-    axes[0].set_yscale("log")
-    axes[0].yaxis.set_major_formatter(plain_log_labels())
-    axes[0].yaxis.set_minor_formatter(plain_log_labels(minor=True))
-    axes[0].set_ylabel("final validation loss (log)")
-    axes[1].set_ylabel("exact match")
-    axes[1].set_ylim(-0.02, 1.05)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Learning-rate sweep (seed 0; star: the rate each method then used)", color=theme["text"],
-                 fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-FIGURES = {"loss-curves": loss_curves, "gain-vs-params": gain_vs_params, "energy": energy, "lr-sweep": lr_sweep}
+FIGURES = {"lr-vs-rank": lr_vs_rank, "lr-search": lr_search, "exact-match": exact_match, "learn-forget": learn_forget,
+           "energy": energy}
 
 
 def make_all(result: dict, out_dir: Path, png_dir: Path | None = None) -> list[Path]:

@@ -1,11 +1,16 @@
-"""Figures and tables from the saved evidence experiment (``data/evidence.json``).
+"""Figures and tables from the saved evidence experiment (``data/evidence.json``, schema 2).
 
 The experiment itself is ``gpu_labs/evidence/experiment.py`` (torch + peft); this module only reads its
 results, with the standard library, so the page's prose quotes the saved numbers and nothing else.
+
+A *cell* is one method at one rank under one LoRA scaling scheme (``lora_qv_r64_rslora``); each cell got
+its own learning-rate search on the validation split, and its summary covers the chosen rate's seeds,
+scored on the test split.
 """
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,8 +18,8 @@ from .registry import figure, table
 
 DATA = Path(__file__).resolve().parent / "data" / "evidence.json"
 
-METHOD_LABEL = {"full": "full fine-tuning", "lora_qv": "LoRA q,v", "lora_all": "LoRA all-linear",
-                "qlora_qv": "QLoRA (NF4) q,v"}
+SCHEME_LABEL = {"fixed": "fixed α = 16 (LoRA paper)", "2r": "α = 2r", "rslora": "rsLoRA, α = 5.66"}
+SCHEME_SHORT = {"fixed": "fixed α", "2r": "α = 2r", "rslora": "rsLoRA"}
 
 
 @lru_cache(maxsize=1)
@@ -23,30 +28,53 @@ def results() -> dict:
     return json.loads(DATA.read_text(encoding="utf-8"))
 
 
-def config(name: str) -> dict:
-    """One configuration's summary over seeds, e.g. ``"lora_qv_r8"`` or ``"full"``."""
-    for c in results()["configs"]:
+def cells() -> list[dict]:
+    return results()["cells"]
+
+
+def cell(name: str) -> dict:
+    """One cell's summary over seeds, e.g. ``"lora_qv_r8_fixed"`` or ``"full"``."""
+    for c in cells():
         if c["name"] == name:
             return c
-    raise KeyError(f"no configuration {name!r} in evidence.json")
+    raise KeyError(f"no cell {name!r} in evidence.json")
+
+
+def has(name: str) -> bool:
+    return any(c["name"] == name for c in cells())
 
 
 def percent(x: float, digits: int = 0) -> str:
     return f"{100 * x:.{digits}f}%"
 
 
-def trainable(name: str) -> str:
-    p = config(name)["trainable_percent"]
-    return f"{p:.2f}%" if p >= 0.1 else f"{p:.3f}%"
+def interval(stat: dict, fmt) -> str:
+    """Mean with its 95% interval over seeds, e.g. ``41% (35–47%)``; one seed: the mean alone."""
+    if stat["n"] < 2:
+        return f"{fmt(stat['mean'])} (1 seed)"
+    lo, hi = stat["ci95"]
+    return f"{fmt(stat['mean'])} ({fmt(lo)} to {fmt(hi)})"
 
 
-def kib(n: float) -> str:
-    return f"{n / 1024:,.0f} KiB"
+def pct_interval(stat: dict) -> str:
+    """Exact match as percentages; the interval is clipped to 0-100% (a t-interval over three seeds can
+    cross the ends, and no rate can)."""
+    if stat["n"] < 2:
+        return f"{percent(stat['mean'])} (1 seed)"
+    lo, hi = (min(1.0, max(0.0, v)) for v in stat["ci95"])
+    return f"{percent(stat['mean'])} ({percent(lo)}–{percent(hi)})"
 
 
-def spread(stat: dict, fmt) -> str:
-    """Mean with the range over seeds, e.g. ``0.93 (0.91-0.95)``."""
-    return f"{fmt(stat['mean'])} ({fmt(stat['min'])}–{fmt(stat['max'])})"
+def label(c: dict) -> str:
+    """``LoRA q,v r=64, rsLoRA``; at r = 8 the schemes coincide, so no scheme is named."""
+    if c["rank"] is None:
+        return c["label"]
+    text = f"{c['label']} r={c['rank']}"
+    return text if c["rank"] == 8 else f"{text}, {SCHEME_SHORT[c['scheme']]}"
+
+
+def lr_text(x: float) -> str:
+    return f"{x:.2g}"
 
 
 def energy_at(rank: int, which: str = "update") -> float:
@@ -57,74 +85,40 @@ def energy_at(rank: int, which: str = "update") -> float:
     return sum(k[which][i] for k in kinds) / len(kinds)
 
 
-# --- inline figures -------------------------------------------------------------------------------
-
-def _gain(name):
-    return lambda: f"{config(name)['gain_fraction']['mean']:.2f}"
+def kib(n: float) -> str:
+    return f"{n / 1024:,.0f} KiB"
 
 
-def _exact(name):
-    return lambda: percent(config(name)["exact_match"]["mean"])
+def best_lr(scheme: str, rank: int, method: str = "lora_qv") -> float:
+    """The chosen rate of a LoRA cell; at r = 8 every scheme shares the one cell."""
+    for r, lr, _edge in results()["lr_by_rank"][scheme]:
+        if r == rank:
+            return lr
+    raise KeyError(f"no {method} cell at r={rank} under {scheme}")
 
 
-def _trainable(name):
-    return lambda: trainable(name)
+# --- setup ----------------------------------------------------------------------------------------
+
+def _setting(key, fmt=str):
+    return lambda: fmt(results()["settings"][key])
 
 
-for _name in ("lora_qv_r1", "lora_qv_r8", "lora_qv_r64", "lora_all_r1", "lora_all_r8", "lora_all_r64", "qlora_qv_r8",
-              "full"):
-    _short = (_name.replace("qlora_qv_", "qlora_") if _name.startswith("qlora")
-              else _name.replace("lora_qv_", "qv_").replace("lora_all_", "all_"))
-    figure(f"evidence_{_short}_gain_fraction")(_gain(_name))
-    figure(f"evidence_{_short}_exact_match")(_exact(_name))
-    figure(f"evidence_{_short}_trainable_percent")(_trainable(_name))
+for _key in ("ft_steps", "ft_batch", "n_task_train", "lr_points", "max_widen", "hidden_size", "num_layers",
+             "intermediate_size", "num_heads"):
+    figure(f"evidence_{_key}")(_setting(_key))
+figure("evidence_pretrain_steps")(_setting("pretrain_steps", lambda v: f"{v:,}"))
+figure("evidence_fixed_alpha")(_setting("fixed_alpha", lambda v: f"{v:g}"))
+figure("evidence_rslora_alpha")(_setting("rslora_alpha", lambda v: f"{v:.2f}"))
 
 
-@figure("evidence_r8_gain_fraction")
-def r8_gain_fraction() -> str:
-    return _gain("lora_qv_r8")()
-
-
-@figure("evidence_r8_gain_range")
-def r8_gain_range() -> str:
-    g = config("lora_qv_r8")["gain_fraction"]
-    return f"{g['min']:.3f}–{g['max']:.3f}"
-
-
-@figure("evidence_min_lora_gain_fraction")
-def min_lora_gain_fraction() -> str:
-    return f"{min(c['gain_fraction']['mean'] for c in results()['configs'] if 'lora' in c['family']):.2f}"
-
-
-@figure("evidence_best_lora_exact_match")
-def best_lora_exact_match() -> str:
-    best = max((c for c in results()["configs"] if c["family"] != "full"), key=lambda c: c["exact_match"]["mean"])
-    return f"{percent(best['exact_match']['mean'])} ({METHOD_LABEL[best['family']]}, r={best['rank']})"
+@figure("evidence_seeds")
+def seeds() -> str:
+    return str(len(results()["settings"]["seeds"]))
 
 
 @figure("evidence_total_params")
 def total_params() -> str:
     return f"{results()['base']['params']:,}"
-
-
-@figure("evidence_base_loss")
-def base_loss() -> str:
-    return f"{results()['base']['task_val_loss']:.2f}"
-
-
-@figure("evidence_full_loss")
-def full_loss() -> str:
-    return f"{config('full')['val_loss']['mean']:.3f}"
-
-
-@figure("evidence_r8_loss")
-def r8_loss() -> str:
-    return f"{config('lora_qv_r8')['val_loss']['mean']:.3f}"
-
-
-@figure("evidence_pretrain_steps")
-def pretrain_steps() -> str:
-    return f"{results()['settings']['pretrain_steps']:,}"
 
 
 @figure("evidence_pretrain_tokens")
@@ -137,35 +131,260 @@ def vocab_size() -> str:
     return str(results()["task"]["vocab_size"])
 
 
-@figure("evidence_ft_steps")
-def ft_steps() -> str:
-    return str(results()["settings"]["ft_steps"])
-
-
-@figure("evidence_ft_batch")
-def ft_batch() -> str:
-    return str(results()["settings"]["ft_batch"])
-
-
-@figure("evidence_seeds")
-def seeds() -> str:
-    return str(len(results()["settings"]["seeds"]))
-
-
 @figure("evidence_example")
 def example() -> str:
     t = results()["task"]
     return f"`{t['example_prompt']}{t['example_target']}`"
 
 
-@figure("evidence_lr_grid")
-def lr_grid() -> str:
-    return ", ".join(f"{x:g}" for x in results()["settings"]["lr_grid"])
+@figure("evidence_val_examples")
+def val_examples() -> str:
+    return str(results()["task"]["val_examples"])
 
 
-for _fam in ("full", "lora_qv", "lora_all", "qlora_qv"):
-    figure(f"evidence_lr_{_fam}")(lambda _f=_fam: f"{results()['learning_rates'][_f]:g}")
+@figure("evidence_test_examples")
+def test_examples() -> str:
+    return str(results()["task"]["test_examples"])
 
+
+@figure("evidence_heldout_tokens")
+def heldout_tokens() -> str:
+    t, s = results()["task"], results()["settings"]
+    return f"{t['heldout_pretrain_sequences'] * s['seq_len']:,}"
+
+
+METHOD_NAME = {"full": "full fine-tuning", "lora_qv": "LoRA q,v", "lora_all": "LoRA all-linear", "dora_qv": "DoRA q,v",
+               "qlora_qv": "QLoRA (NF4) q,v", "pissa_qv": "PiSSA q,v"}
+
+
+def _planned_label(method, rank, scheme) -> str:
+    if rank is None:
+        return METHOD_NAME[method]
+    return f"{METHOD_NAME[method]} r={rank}" + ("" if rank == 8 else f", {SCHEME_SHORT[scheme]}")
+
+
+@figure("evidence_cells_not_run")
+def cells_not_run() -> str:
+    """Planned cells (Settings.cells) that the run's deadline left out, or "none"."""
+    present = {c["name"] for c in cells()}
+    cut = {c["name"]: len(c["rates_tried"]) for c in results().get("cut_short", [])}
+    missing = []
+    for m, r, sc in results()["settings"]["cells"]:
+        name = "full" if r is None else f"{m}_r{r}_{sc}"
+        if name in cut:
+            missing.append(f"{_planned_label(m, r, sc)} (its search stopped after {cut[name]} rates)")
+        elif name not in present:
+            missing.append(_planned_label(m, r, sc))
+    return "none" if not missing else "; ".join(missing)
+
+
+@figure("evidence_cells_one_seed")
+def cells_one_seed() -> str:
+    """Cells that got only the search's seed before the deadline (no interval), or "none"."""
+    one = [label(c) for c in cells() if c["exact_match"]["n"] < 2]
+    return "none" if not one else "; ".join(one)
+
+
+@figure("evidence_cell_count")
+def cell_count() -> str:
+    return str(len(cells()))
+
+
+@figure("evidence_run_count")
+def run_count() -> str:
+    return str(len(results()["runs"]))
+
+
+@figure("evidence_median_run_seconds")
+def median_run_seconds() -> str:
+    """Median training time of one fine-tuning run (steps only, evaluation excluded), on the busy machine."""
+    times = sorted(r["train_seconds"] for r in results()["runs"])
+    return f"{times[len(times) // 2]:.0f}"
+
+
+@figure("evidence_lr_step")
+def lr_step() -> str:
+    return f"{results()['settings']['lr_step']:.2f}"
+
+
+@figure("evidence_wall_minutes")
+def wall_minutes() -> str:
+    return f"{results()['wall_seconds'] / 60:.0f}"
+
+
+@figure("evidence_workers")
+def workers() -> str:
+    return str(results()["workers"])
+
+
+@figure("evidence_command")
+def command() -> str:
+    """The command(s) that produced the file: a resumed run lists each invocation with its wall time."""
+    calls = results().get("invocations") or [{"command": results()["command"], "wall_seconds": results()["wall_seconds"]}]
+    return "; then ".join(f"`{c['command']}` ({c['wall_seconds'] / 60:.0f} min)" for c in calls)
+
+
+@figure("evidence_versions")
+def versions() -> str:
+    v = results()["library_versions"]
+    return ", ".join(f"{k} {v[k]}" for k in ("python", "torch", "transformers", "peft", "bitsandbytes") if k in v)
+
+
+# --- baselines ------------------------------------------------------------------------------------
+
+@figure("evidence_base_test_loss")
+def base_test_loss() -> str:
+    return f"{results()['base']['task_test_loss']:.2f}"
+
+
+@figure("evidence_base_exact_match")
+def base_exact_match() -> str:
+    return percent(results()["base"]["task_test_exact_match"])
+
+
+@figure("evidence_mode_answer")
+def mode_answer() -> str:
+    return f"`{results()['baselines']['most_common_answer']['answer']}`"
+
+
+@figure("evidence_mode_exact_match")
+def mode_exact_match() -> str:
+    return percent(results()["baselines"]["most_common_answer"]["test_exact_match"], 1)
+
+
+@figure("evidence_mode_expected_exact_match")
+def mode_expected_exact_match() -> str:
+    return percent(results()["baselines"]["most_common_answer"]["expected_exact_match"], 1)
+
+
+@figure("evidence_format_only_loss")
+def format_only_loss() -> str:
+    return f"{results()['baselines']['format_only']['loss']:.2f}"
+
+
+@figure("evidence_format_only_gain_fraction")
+def format_only_gain_fraction() -> str:
+    return f"{results()['baselines']['format_only']['gain_fraction']:.2f}"
+
+
+# --- headline results -----------------------------------------------------------------------------
+
+def _exact(name):
+    return lambda: pct_interval(cell(name)["exact_match"])
+
+
+def _gain(name):
+    return lambda: interval(cell(name)["gain_fraction"], lambda x: f"{x:.2f}")
+
+
+def _trainable(name):
+    return lambda: f"{cell(name)['trainable_percent']:.2f}%"
+
+
+def _forgetting(name):
+    return lambda: interval(cell(name)["forgetting"], lambda x: f"{x:+.2f}")
+
+
+def _lr(name):
+    return lambda: lr_text(cell(name)["lr"])
+
+
+_SHORT = {"full": "full", "lora_qv_r8_fixed": "qv_r8", "lora_all_r8_fixed": "all_r8", "dora_qv_r8_fixed": "dora_r8",
+          "pissa_qv_r8_fixed": "pissa_r8", "qlora_qv_r1_fixed": "qlora_r1", "qlora_qv_r64_fixed": "qlora_r64"}
+for _name, _short in _SHORT.items():
+    figure(f"evidence_{_short}_exact_match")(_exact(_name))
+    figure(f"evidence_{_short}_gain_fraction")(_gain(_name))
+    figure(f"evidence_{_short}_trainable_percent")(_trainable(_name))
+    figure(f"evidence_{_short}_forgetting")(_forgetting(_name))
+    figure(f"evidence_{_short}_lr")(_lr(_name))
+
+
+@figure("evidence_best_lora_cell")
+def best_lora_cell() -> str:
+    """The LoRA-family cell with the highest mean exact match, and its score."""
+    best = max((c for c in cells() if c["rank"] is not None), key=lambda c: c["exact_match"]["mean"])
+    return f"{label(best)}: {pct_interval(best['exact_match'])}"
+
+
+@figure("evidence_lora_exact_range")
+def lora_exact_range() -> str:
+    """Lowest and highest mean exact match over every adapter cell."""
+    means = [c["exact_match"]["mean"] for c in cells() if c["rank"] is not None]
+    return f"{percent(min(means))} to {percent(max(means))}"
+
+
+@figure("evidence_full_forget_after")
+def full_forget_after() -> str:
+    return f"{cell('full')['forget_after']['mean']:.2f}"
+
+
+@figure("evidence_base_heldout_loss")
+def base_heldout_loss() -> str:
+    return f"{results()['base']['heldout_pretrain_loss']:.2f}"
+
+
+@figure("evidence_lora_forgetting_range")
+def lora_forgetting_range() -> str:
+    """Smallest and largest mean forgetting over the adapter cells (change in held-out pretraining loss)."""
+    vals = [c["forgetting"]["mean"] for c in cells() if c["rank"] is not None]
+    return f"{min(vals):+.2f} to {max(vals):+.2f}"
+
+
+@figure("evidence_qlora_forget_note")
+def qlora_forget_note() -> str:
+    """What quantizing alone does to the held-out loss (the NF4 base before training), when QLoRA ran."""
+    q = [c for c in cells() if c["method"] == "qlora_qv"]
+    if not q:
+        return "No QLoRA cell was reached, so what quantizing alone costs the old text is not measured here."
+    return (f"The NF4 base starts at {q[0]['forget_before']['mean']:.3f} before any training, so part of QLoRA's "
+            f"figure is the cost of quantizing, not of fine-tuning.")
+
+
+@figure("evidence_learn_forget_verdict")
+def learn_forget_verdict() -> str:
+    """Which adapter cells both learned less and forgot less than full fine-tuning (means over seeds)."""
+    full = cell("full")
+    lora = [c for c in cells() if c["rank"] is not None]
+    both = [c for c in lora if c["exact_match"]["mean"] < full["exact_match"]["mean"]
+            and c["forgetting"]["mean"] < full["forgetting"]["mean"]]
+    return f"{len(both)} of the {len(lora)} adapter cells"
+
+
+# --- learning rate against rank -------------------------------------------------------------------
+
+@figure("evidence_lr_vs_rank_sentence")
+def lr_vs_rank_sentence() -> str:
+    """Per scheme, the chosen rates at r = 1, 8 and 64 and how far they move, in one sentence each."""
+    parts = []
+    for scheme, pts in results()["lr_by_rank"].items():
+        rates = {r: lr for r, lr, _ in pts}
+        lo, hi = min(rates.values()), max(rates.values())
+        steps = round(math.log(hi / lo) / math.log(results()["settings"]["lr_step"]))
+        move = "the same rate at every rank" if steps == 0 else (
+            f"{steps} grid step{'s' if steps > 1 else ''} apart (a factor of {hi / lo:.2g})")
+        listed = ", ".join(f"{lr_text(lr)} at r={r}" for r, lr in sorted(rates.items()))
+        parts.append(f"{SCHEME_LABEL[scheme]}: {listed}, {move}")
+    return "; ".join(parts) + "."
+
+
+@figure("evidence_edge_cells")
+def edge_cells() -> str:
+    """Cells whose chosen rate was still at an edge of what was tried after widening (none is the hope)."""
+    edge = [label(c) for c in cells() if c["at_edge"]]
+    return "no cell" if not edge else ", ".join(edge)
+
+
+@figure("evidence_widened_cells")
+def widened_cells() -> str:
+    return str(sum(1 for c in cells() if c["widened"]))
+
+
+@figure("evidence_full_to_lora_lr_ratio")
+def full_to_lora_lr_ratio() -> str:
+    return f"{cell('lora_qv_r8_fixed')['lr'] / cell('full')['lr']:.0f}"
+
+
+# --- costs and the low-rank check -----------------------------------------------------------------
 
 @figure("evidence_energy_top8_update")
 def energy_top8_update() -> str:
@@ -192,64 +411,72 @@ def energy_top16_update() -> str:
     return percent(energy_at(16))
 
 
-@figure("evidence_memory_full")
-def memory_full() -> str:
-    return kib(config("full")["memory_bytes"]["total"])
-
-
-@figure("evidence_memory_r8")
-def memory_r8() -> str:
-    return kib(config("lora_qv_r8")["memory_bytes"]["total"])
-
-
-@figure("evidence_memory_qlora")
-def memory_qlora() -> str:
-    return kib(config("qlora_qv_r8")["memory_bytes"]["total"])
-
-
 @figure("evidence_greedy_check")
 def greedy_check() -> str:
     checks = results()["spectra"]["greedy_check"]
     return f"{sum(c['agree'] for c in checks)} of {sum(c['examples'] for c in checks)}"
 
 
-@figure("evidence_wall_minutes")
-def wall_minutes() -> str:
-    return f"{results()['wall_seconds'] / 60:.0f}"
-
-
-@figure("evidence_versions")
-def versions() -> str:
-    v = results()["library_versions"]
-    return ", ".join(f"{k} {v[k]}" for k in ("python", "torch", "transformers", "peft", "bitsandbytes") if k in v)
-
-
 # --- tables ---------------------------------------------------------------------------------------
 
 @table("evidence_results")
 def results_table() -> str:
-    """One row per method: what it trains and what it reaches (means, seed ranges in brackets)."""
-    rows = ["| method | r | trainable params | learning rate | val loss | exact match | fraction of full FT's loss gain |",
+    """One row per cell: what it trains, the rate it got, and what it reaches on the test split."""
+    rows = ["| cell | trainable | learning rate | exact match (test) | test loss | fraction of full FT's loss gain "
+            "| forgetting (Δ pretraining loss) |",
             "|---|---|---|---|---|---|---|"]
-    for c in results()["configs"]:
+    for c in cells():
         rows.append(
-            f"| {METHOD_LABEL[c['family']]} | {c['rank'] or '–'} | {c['trainable_params']:,} ({trainable(c['name'])}) "
-            f"| {c['lr']:g} | {spread(c['val_loss'], lambda x: f'{x:.3f}')} "
-            f"| {spread(c['exact_match'], lambda x: f'{100 * x:.0f}%')} "
-            f"| {spread(c['gain_fraction'], lambda x: f'{x:.3f}')} |")
+            f"| {label(c)} | {c['trainable_params']:,} ({c['trainable_percent']:.2f}%) | {lr_text(c['lr'])} "
+            f"| {pct_interval(c['exact_match'])} | {interval(c['test_loss'], lambda x: f'{x:.3f}')} "
+            f"| {interval(c['gain_fraction'], lambda x: f'{x:.2f}')} "
+            f"| {interval(c['forgetting'], lambda x: f'{x:+.2f}')} |")
+    return "\n".join(rows)
+
+
+@table("evidence_lr_search")
+def lr_search_table() -> str:
+    """Every cell's search at seed 0: validation loss at each rate tried, the chosen one in bold."""
+    rows = ["| cell | rates tried (validation loss; **chosen**) | widened | chosen at an edge? |", "|---|---|---|---|"]
+    for c in cells():
+        tried = []
+        for point in c["sweep"]:
+            loss = "diverged" if point["val_loss"] is None else f"{point['val_loss']:.3f}"
+            text = f"{lr_text(point['lr'])}: {loss}"
+            tried.append(f"**{text}**" if point["lr"] == c["lr"] else text)
+        rows.append(f"| {label(c)} | {' · '.join(tried)} | {c['widened']}× | {'yes' if c['at_edge'] else 'no'} |")
+    return "\n".join(rows)
+
+
+@table("evidence_lr_by_rank")
+def lr_by_rank_table() -> str:
+    """Chosen rate per scheme and rank (LoRA on q,v)."""
+    by = results()["lr_by_rank"]
+    ranks = sorted({r for pts in by.values() for r, _, _ in pts})
+    rows = ["| scheme | " + " | ".join(f"r = {r}" for r in ranks) + " | update scale at r = 1 / 8 / 64 |",
+            "|---|" + "---|" * len(ranks) + "---|"]
+    s = results()["settings"]
+    scale = {"fixed": lambda r: s["fixed_alpha"] / r, "2r": lambda r: s["alpha_over_r"],
+             "rslora": lambda r: s["rslora_alpha"] / math.sqrt(r)}
+    for scheme, pts in by.items():
+        rates = {r: lr for r, lr, _ in pts}
+        cells_ = " | ".join(lr_text(rates[r]) if r in rates else "–" for r in ranks)
+        scales = " / ".join(f"{scale[scheme](r):.3g}" for r in (1, 8, 64))
+        rows.append(f"| {SCHEME_LABEL[scheme]} | {cells_} | {scales} |")
     return "\n".join(rows)
 
 
 @table("evidence_costs")
 def costs_table() -> str:
-    """One row per method: training state in bytes, activations kept for backward, time per step."""
-    rows = ["| method | r | weights | gradients | AdamW state | total | saved for backward | ms / step |",
-            "|---|---|---|---|---|---|---|---|"]
-    for c in results()["configs"]:
+    """One row per cell: training state in bytes, activations kept for backward, time per step."""
+    rows = ["| cell | weights | gradients | AdamW state | total | saved for backward | ms / step |",
+            "|---|---|---|---|---|---|---|"]
+    for c in cells():
+        if c["rank"] is not None and c["rank"] != 8 and c["method"] == "lora_qv" and c["scheme"] != "fixed":
+            continue  # the scheme changes only a scalar: same bytes as the fixed-alpha cell
         m = c["memory_bytes"]
-        rows.append(f"| {METHOD_LABEL[c['family']]} | {c['rank'] or '–'} | {kib(m['weights'])} | {kib(m['grads'])} "
-                    f"| {kib(m['optimizer'])} | {kib(m['total'])} | {kib(m['saved_for_backward'])} "
-                    f"| {c['ms_per_step']['mean']:.0f} |")
+        rows.append(f"| {label(c)} | {kib(m['weights'])} | {kib(m['grads'])} | {kib(m['optimizer'])} "
+                    f"| {kib(m['total'])} | {kib(m['saved_for_backward'])} | {c['ms_per_step']['mean']:.0f} |")
     return "\n".join(rows)
 
 
@@ -261,58 +488,122 @@ def energy_table() -> str:
     head = " | ".join(f"top {r}: ΔW / random" for r in shown)
     rows = [f"| matrix | shape | {head} | ‖ΔW‖ / ‖W‖ |", "|---|---|" + "---|" * len(shown) + "---|"]
     for kind, k in sp["kinds"].items():
-        cells = " | ".join(f"{percent(k['update'][sp['ranks'].index(r)])} / {percent(k['random'][sp['ranks'].index(r)])}"
-                           for r in shown)
-        rows.append(f"| `{kind}` | {k['shape'][0]}×{k['shape'][1]} | {cells} | {k['relative_change']:.2f} |")
+        cells_ = " | ".join(f"{percent(k['update'][sp['ranks'].index(r)])} / {percent(k['random'][sp['ranks'].index(r)])}"
+                            for r in shown)
+        rows.append(f"| `{kind}` | {k['shape'][0]}×{k['shape'][1]} | {cells_} | {k['relative_change']:.2f} |")
     return "\n".join(rows)
 
 
-@table("evidence_lr_sweep")
-def lr_sweep_table() -> str:
-    """Final validation loss (and exact match) for each method family and learning rate, seed 0."""
-    sweep = results()["lr_sweep"]
-    grid = results()["settings"]["lr_grid"]
-    rows = ["| method (rank) | " + " | ".join(f"{x:g}" for x in grid) + " |", "|---|" + "---|" * len(grid)]
-    for fam, label in METHOD_LABEL.items():
-        cells = []
-        for lr in grid:
-            hit = [r for r in sweep if r["family"] == fam and r["lr"] == lr]
-            if not hit:
-                cells.append("–")
-                continue
-            text = f"{hit[0]['val_loss']:.3f} ({100 * hit[0]['exact_match']:.0f}%)"
-            cells.append(f"**{text}**" if results()["learning_rates"][fam] == lr else text)
-        rank = next((r["rank"] for r in sweep if r["family"] == fam), None)
-        rows.append(f"| {label}{f' ({rank})' if rank else ''} | " + " | ".join(cells) + " |")
+@table("evidence_forgetting_by_rate")
+def forgetting_by_rate_table() -> str:
+    """Seed-0 runs of full fine-tuning and LoRA r=8 at every rate their searches tried: what each rate
+    learned (validation loss, test exact match) and forgot (change in held-out pretraining loss)."""
+    r = results()
+    before = r["base"]["heldout_pretrain_loss"]
+    rows = ["| cell | learning rate | validation loss | exact match (test) | forgetting |", "|---|---|---|---|---|"]
+    for name in ("full", "lora_qv_r8_fixed"):
+        if not has(name):
+            continue
+        chosen = cell(name)["lr"]
+        for run in sorted((x for x in r["runs"] if x["cell"] == name and x["seed"] == 0), key=lambda x: x["lr"]):
+            mark = " (chosen)" if run["lr"] == chosen else ""
+            val = "diverged" if run["val_loss"] is None else f"{run['val_loss']:.3f}"
+            forget = "–" if run["forget_after"] is None else f"{run['forget_after'] - before:+.2f}"
+            rows.append(f"| {label(cell(name))} | {lr_text(run['lr'])}{mark} | {val} | {percent(run['test_exact'])} "
+                        f"| {forget} |")
     return "\n".join(rows)
 
 
-@figure("evidence_format_only_loss")
-def format_only_loss() -> str:
-    return f"{results()['format_only']['val_loss']:.2f}"
+@figure("evidence_full_forgetting_choice")
+def full_forgetting_choice() -> str:
+    """Full fine-tuning's chosen rate against the least-forgetting rate whose validation loss was within 10%
+    of the chosen one (seed 0): how much forgetting the validation-loss choice left on the table."""
+    r = results()
+    before = r["base"]["heldout_pretrain_loss"]
+    sweep = [x for x in r["runs"] if x["cell"] == "full" and x["seed"] == 0 and x["val_loss"] is not None]
+    chosen = next(x for x in sweep if x["lr"] == cell("full")["lr"])
+    near = [x for x in sweep if x["val_loss"] <= 1.1 * chosen["val_loss"] and x["lr"] != chosen["lr"]]
+    if not near:
+        return (f"no other rate came within 10% of the chosen rate's validation loss, so the search offered no "
+                f"cheaper choice")
+    alt = min(near, key=lambda x: x["forget_after"])
+
+    def describe(x):
+        return (f"at {lr_text(x['lr'])} its validation loss was {x['val_loss']:.3f}, exact match "
+                f"{percent(x['test_exact'])}, and the held-out pretraining loss rose by {x['forget_after'] - before:.2f}")
+    return f"{describe(chosen)}; {describe(alt)}"
 
 
-@figure("evidence_format_only_gain_fraction")
-def format_only_gain_fraction() -> str:
-    return f"{results()['format_only']['gain_fraction']:.2f}"
+def _grid_steps(a: float, b: float) -> int:
+    return round(abs(math.log(a / b)) / math.log(results()["settings"]["lr_step"]))
 
 
-@figure("evidence_lr_note")
-def lr_note() -> str:
-    """The sweep's outcome in one sentence (which rate each family picked, and LoRA's over full FT's)."""
-    lrs = results()["learning_rates"]
-    ratio = lrs["lora_qv"] / lrs["full"]
-    relation = (f"{ratio:g} times the full fine-tuning rate" if ratio > 1 else
-                "the same as full fine-tuning" if ratio == 1 else f"{1 / ratio:g} times lower than full fine-tuning")
-    return (f"Full fine-tuning did best at {lrs['full']:g}; LoRA on q,v at {lrs['lora_qv']:g} ({relation}), "
-            f"LoRA on every linear layer at {lrs['lora_all']:g} and QLoRA at {lrs['qlora_qv']:g}.")
+@figure("evidence_old_claim_verdict")
+def old_claim_verdict() -> str:
+    """The first run's assumption tested: under alpha = 2r, is the best rate at r = 1 and r = 64 the one at r = 8?"""
+    pts = {r: lr for r, lr, _ in results()["lr_by_rank"].get("2r", [])}
+    if 8 not in pts or len(pts) < 2:
+        return "the run did not reach the α = 2r cells, so the assumption stays untested"
+    parts = []
+    for r in sorted(k for k in pts if k != 8):
+        steps = _grid_steps(pts[r], pts[8])
+        where = "the same grid point" if steps == 0 else (
+            f"{steps} grid step{'s' if steps > 1 else ''} {'lower' if pts[r] < pts[8] else 'higher'}")
+        parts.append(f"at r = {r} it was {lr_text(pts[r])}, {where}")
+    return f"under α = 2r the best rate at r = 8 was {lr_text(pts[8])}; " + "; ".join(parts)
 
 
-@figure("evidence_mode_exact_match")
-def mode_exact_match() -> str:
-    return percent(results()["format_only"]["mode_exact_match"])
+@figure("evidence_r8_vs_full_overlap")
+def r8_vs_full_overlap() -> str:
+    """Whether the 95% intervals of LoRA r=8 and full fine-tuning's exact match overlap (so no difference shown)."""
+    a, b = cell("lora_qv_r8_fixed")["exact_match"], cell("full")["exact_match"]
+    if a["n"] < 2 or b["n"] < 2:
+        return "with a single seed on one side there is no interval to compare"
+    overlap = a["ci95"][0] <= b["ci95"][1] and b["ci95"][0] <= a["ci95"][1]
+    gap = b["mean"] - a["mean"]
+    if overlap:
+        return (f"the two intervals overlap: full fine-tuning's mean is {100 * gap:.0f} points "
+                f"{'higher' if gap > 0 else 'lower'}, but three seeds do not show that the two differ")
+    return f"the two intervals do not overlap: full fine-tuning is {100 * gap:.0f} points {'ahead' if gap > 0 else 'behind'}"
 
 
-@figure("evidence_val_examples")
-def val_examples() -> str:
-    return str(results()["task"]["val_examples"])
+@figure("evidence_full_forgets_most")
+def full_forgets_most() -> str:
+    """How many adapter cells forgot less than full fine-tuning at their chosen rates (means over seeds)."""
+    full = cell("full")["forgetting"]["mean"]
+    lora = [c for c in cells() if c["rank"] is not None]
+    less = sum(1 for c in lora if c["forgetting"]["mean"] < full)
+    return f"{less} of the {len(lora)} adapter cells"
+
+
+@figure("evidence_gain_range")
+def gain_range() -> str:
+    """Lowest and highest mean fraction of full fine-tuning's loss gain over the adapter cells."""
+    vals = [c["gain_fraction"]["mean"] for c in cells() if c["rank"] is not None]
+    return f"{min(vals):.2f} to {max(vals):.2f}"
+
+
+@figure("evidence_r64_2r_at_r8_rate")
+def r64_2r_at_r8_rate() -> str:
+    """The first run's confound, measured: LoRA r=64 under alpha = 2r at r=8's rate against its own best (seed 0)."""
+    if not (has("lora_qv_r64_2r") and has("lora_qv_r8_fixed")):
+        return "the run did not reach that cell"
+    own, r8 = cell("lora_qv_r64_2r"), cell("lora_qv_r8_fixed")["lr"]
+    pts = {p["lr"]: p for p in own["sweep"]}
+    if r8 not in pts:
+        return "its search did not try r = 8's rate"
+    if r8 == own["lr"]:
+        return f"its own search chose r = 8's rate, {lr_text(r8)}"
+    runs = {x["lr"]: x for x in results()["runs"] if x["cell"] == own["name"] and x["seed"] == 0}
+    a, b = runs[r8], runs[own["lr"]]
+    return (f"at r = 8's rate, {lr_text(r8)}, its validation loss was {a['val_loss']:.3f} and its exact match "
+            f"{percent(a['test_exact'])}; at its own best, {lr_text(own['lr'])}, {b['val_loss']:.3f} and "
+            f"{percent(b['test_exact'])} (seed 0)")
+
+
+@figure("evidence_below_mode_cells")
+def below_mode_cells() -> str:
+    """Cells whose mean exact match does not beat always writing the most common record."""
+    mode = results()["baselines"]["most_common_answer"]["test_exact_match"]
+    low = [f"{label(c)} ({percent(c['exact_match']['mean'])})" for c in cells() if c["exact_match"]["mean"] <= mode]
+    return "no cell" if not low else "; ".join(low)
