@@ -4,6 +4,7 @@ and shards the batches, and a step sees the same examples as one process with tw
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -24,10 +25,17 @@ def results(out):
     return [row["loss"] for row in log], final["probe_loss"]["adapter"]
 
 
+def free_port() -> int:
+    # the OS picks a port nobody holds, so two test runs (or another developer's) never collide on a fixed one
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_gloo_processes_match_one_process(tiny_model, tmp_path):
     two = tmp_path / "two"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29533", str(LABS / "qlora_finetune.py"), *common(tiny_model),
+                           "--master_port", str(free_port()), str(LABS / "qlora_finetune.py"), *common(tiny_model),
                            "--grad-accum", "3", "--output-dir", str(two)],
                           cwd=REPO, env=lab_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,13 @@ PROBE = ROOT / "gpu_labs" / "memory_probe.py"
 
 
 def test_help_is_instant():
-    t = time.time()
-    p = subprocess.run([sys.executable, str(PROBE), "--help"], capture_output=True, text=True, timeout=30)
+    # instant means the heavy libraries stay unimported; a wall-clock bound would flake on a loaded machine
+    p = subprocess.run([sys.executable, "-X", "importtime", str(PROBE), "--help"], capture_output=True, text=True,
+                       timeout=120)
     assert p.returncode == 0 and "--activation-check" in p.stdout
-    assert time.time() - t < 5
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in p.stderr.splitlines() if "|" in line}
+    assert "argparse" in imported                     # the import log is there
+    assert not imported & {"torch", "transformers", "peft", "bitsandbytes"}
 
 
 @pytest.mark.slow
@@ -38,7 +40,7 @@ def test_probe_tiny_grid_writes_predicted_and_measured(tmp_path):
         # a real measurement, so the estimate is checked, not copied: the parts the estimate models exactly
         assert r["predicted"]["gradient_bytes"] == r["measured"]["gradient_bytes"]
         assert r["predicted"]["optimizer_state_bytes"] == r["measured"]["optimizer_state_bytes"]
-        assert abs(r["error_percent"]) < 10
+        assert abs(r["error_percent"]) < 2      # the recorded grid's worst was 1.16%
 
 
 def _env():
