@@ -1,0 +1,465 @@
+"""Mutation testing of the numbers engine (a benchmark-style script, not a test): plant one small bug at
+a time in ``snippets/loracalc/*.py`` and count how many the fast tests catch.
+
+    /work/main/.venv/bin/python benchmarks/mutation.py --sample 200          # a stratified sample
+    /work/main/.venv/bin/python benchmarks/mutation.py --list                # every mutant, nothing run
+    /work/main/.venv/bin/python benchmarks/mutation.py --rerun benchmarks/mutation_report.json
+                                                                             # only the last survivors
+    options: --modules memory,nf4  --jobs 2  --timeout 120  --seed 0  --output FILE
+
+How it works. The engine's modules are found on disk (every ``snippets/loracalc/*.py`` but the package's
+``__init__`` and ``__main__``), parsed with ``ast`` and walked; each mutation point yields one mutant:
+
+* constants: an int n becomes n+1 and n-1 (0 -> 1, 1 -> 0 and 2), a float x becomes x/2 (0.0 -> 1.0),
+  True <-> False;
+* arithmetic: + <-> -, * -> /, / -> *, // -> /, % -> //, ** -> *, << <-> >>, & <-> |;
+  a term of a sum or difference dropped (``a + b`` -> ``a`` and -> ``b``); unary minus dropped;
+* comparisons: < <-> <=, > <-> >=, == <-> !=, in <-> not in, is <-> is not;
+* boolean: and <-> or, ``not x`` -> ``x``, a condition that is not a comparison negated (if, ternary);
+* dropped statements: an augmented assignment (``x += term``) or a bare call (``add(...)``,
+  ``notes.append(...)``) becomes ``pass``.
+
+Docstrings, strings, f-strings (labels and formula text) and the arguments of ``raise`` (error messages)
+are not mutated: the tests check messages by field, not by wording. A mutant is identified by its module,
+enclosing function, the source it replaces and the replacement, never by a line number, so the list of
+equivalent mutants below survives edits elsewhere in the engine.
+
+Each mutant is written into a temporary copy of the tree (the real files are never touched), and the
+fast tests that read the engine (tests/snippets, tests/widgets, tests/content; plain-pytest markers) run
+there with ``-x -q -p no:cacheprovider`` and a per-mutant timeout, cheap files first so a caught mutant
+costs a few seconds. A mutant is killed when the run fails (a failing test, an import error, or the
+timeout); it survives when every test passes. The score is killed / (run - equivalent), per module and
+in total, written with the survivors to ``benchmarks/mutation_report.json``.
+
+Equivalent mutants (no test can tell them apart from the engine, because the behaviour is the same) are
+listed in ``EQUIVALENT`` with the reason; they are run anyway and reported apart.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures as cf
+import copy
+import datetime as dt
+import hashlib
+import json
+import os
+import queue
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "snippets" / "loracalc"
+TEST_DIRS = ("tests/snippets", "tests/widgets", "tests/content")
+DEFAULT_OUT = ROOT / "benchmarks" / "mutation_report.json"
+SKIP_MODULES = {"__init__.py", "__main__.py"}
+# files whose tests import the heavy libraries (or start subprocesses) run after the pure-Python ones
+HEAVY = re.compile(r"^\s*(import|from)\s+(torch|peft|transformers|bitsandbytes|hypothesis|subprocess)\b|"
+                   r"importorskip\(|from \.hf import", re.M)
+COPY_IGNORE = shutil.ignore_patterns(".git", "node_modules", "site", "site-offline", ".venv", "__pycache__",
+                                     ".hypothesis", ".pytest_cache", "runs", "*.egg-info", "build")
+
+# Mutants that behave exactly like the engine. Key: "module:function:original -> replacement" (the id's
+# readable part, see Mutant.key); value: why no test can catch it.
+EQUIVALENT: dict[str, str] = {
+}
+
+
+@dataclass
+class Mutant:
+    module: str          # file name, e.g. memory.py
+    function: str        # enclosing def (dotted), or <module>
+    kind: str            # constant, arithmetic, drop-term, comparison, boolean, negate, drop-statement
+    line: int            # where it is today (for reading the report; not part of the identity)
+    original: str
+    replacement: str
+    start: int           # byte offsets of the replaced source
+    end: int
+    occurrence: int = 0  # the same key more than once in one function
+
+    @property
+    def key(self) -> str:
+        return f"{self.module}:{self.function}:{self.original} -> {self.replacement}"
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha1(f"{self.key}#{self.occurrence}".encode()).hexdigest()[:10]
+
+
+# ------------------------------------------------------------------------------------ generation
+_BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,
+               ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult, ast.LShift: ast.RShift, ast.RShift: ast.LShift,
+               ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd}
+_CMP_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+             ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+
+
+def _constant_variants(v):
+    if isinstance(v, bool):
+        return [not v]
+    if isinstance(v, int):
+        return {0: [1], 1: [0, 2]}.get(v, [v + 1, v - 1])
+    if isinstance(v, float):
+        return [1.0] if v == 0 else [v / 2]
+    return []
+
+
+class _Collector(ast.NodeVisitor):
+    def __init__(self, module: str, source: bytes):
+        self.module, self.source = module, source
+        self.line_starts = [0]
+        for line in source.splitlines(keepends=True):
+            self.line_starts.append(self.line_starts[-1] + len(line))
+        self.stack: list[str] = []
+        self.out: list[Mutant] = []
+
+    # -- helpers
+    def _span(self, node) -> tuple[int, int]:
+        return (self.line_starts[node.lineno - 1] + node.col_offset,
+                self.line_starts[node.end_lineno - 1] + node.end_col_offset)
+
+    def _text(self, node) -> str:
+        a, b = self._span(node)
+        return " ".join(self.source[a:b].decode("utf-8").split())
+
+    def _add(self, node, kind: str, replacement: str, whole=None):
+        target = whole or node
+        a, b = self._span(target)
+        self.out.append(Mutant(self.module, ".".join(self.stack) or "<module>", kind, target.lineno,
+                               self._text(target), replacement, a, b))
+
+    @staticmethod
+    def _expr(node) -> str:
+        return "(" + ast.unparse(node) + ")"
+
+    # -- scopes and what is never mutated
+    def visit_FunctionDef(self, node):
+        self.stack.append(node.name)
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+            body = body[1:]                                   # the docstring
+        for d in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
+            self.visit(d)
+        for stmt in body:
+            self.visit(stmt)
+        self.stack.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node):
+        self.stack.append(node.name)
+        for stmt in node.body:
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                continue
+            self.visit(stmt)
+        self.stack.pop()
+
+    def visit_Expr(self, node):
+        if isinstance(node.value, ast.Constant):
+            return                                            # a docstring or a bare string
+        if isinstance(node.value, ast.Call):
+            self._add(node, "drop-statement", "pass")
+        self.generic_visit(node)
+
+    def visit_Raise(self, node):
+        return                                                # error messages
+
+    def visit_JoinedStr(self, node):
+        return                                                # labels and formula text
+
+    def visit_ImportFrom(self, node):
+        return
+
+    def visit_AnnAssign(self, node):
+        if node.value is not None:
+            self.visit(node.value)                            # not the annotation
+
+    def visit_arg(self, node):
+        return
+
+    def visit_Subscript(self, node):
+        self.visit(node.value)
+        if not isinstance(node.slice, ast.Constant) or not isinstance(node.slice.value, str):
+            self.visit(node.slice)
+
+    # -- mutation points
+    def visit_Constant(self, node):
+        for v in _constant_variants(node.value):
+            self._add(node, "constant", repr(v))
+
+    def visit_UnaryOp(self, node):
+        if isinstance(node.op, ast.Not):
+            self._add(node, "boolean", self._expr(node.operand))
+        elif isinstance(node.op, ast.USub) and not isinstance(node.operand, ast.Constant):
+            self._add(node, "arithmetic", self._expr(node.operand))
+        self.generic_visit(node)
+
+    def visit_BinOp(self, node):
+        swap = _BINOP_SWAP.get(type(node.op))
+        if swap:
+            self._add(node, "arithmetic", self._expr(ast.BinOp(node.left, swap(), node.right)))
+        if isinstance(node.op, (ast.Add, ast.Sub)):
+            self._add(node, "drop-term", self._expr(node.left))
+            self._add(node, "drop-term", self._expr(node.right))
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node):
+        self._add(node, "drop-statement", "pass")
+        swap = _BINOP_SWAP.get(type(node.op))
+        if swap:
+            new = ast.AugAssign(node.target, swap(), node.value)
+            self._add(node, "arithmetic", ast.unparse(new))
+        self.generic_visit(node)
+
+    def visit_Compare(self, node):
+        for k, op in enumerate(node.ops):
+            swap = _CMP_SWAP.get(type(op))
+            if swap:
+                ops = list(node.ops)
+                ops[k] = swap()
+                self._add(node, "comparison", self._expr(ast.Compare(node.left, ops, node.comparators)))
+        self.generic_visit(node)
+
+    def visit_BoolOp(self, node):
+        other = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        self._add(node, "boolean", self._expr(ast.BoolOp(other, node.values)))
+        self.generic_visit(node)
+
+    def _negate_test(self, test):
+        if not isinstance(test, (ast.Compare, ast.BoolOp)) and not (
+                isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)):
+            self._add(test, "negate", "(not " + self._expr(test) + ")")
+
+    def visit_If(self, node):
+        self._negate_test(node.test)
+        self.generic_visit(node)
+
+    def visit_IfExp(self, node):
+        self._negate_test(node.test)
+        self.generic_visit(node)
+
+
+def engine_modules(names=None) -> list[Path]:
+    mods = sorted(p for p in ENGINE.glob("*.py") if p.name not in SKIP_MODULES)
+    if names:
+        wanted = {n if n.endswith(".py") else n + ".py" for n in names}
+        mods = [p for p in mods if p.name in wanted]
+    return mods
+
+
+def apply(source: bytes, m: Mutant) -> bytes:
+    return source[:m.start] + m.replacement.encode() + source[m.end:]
+
+
+def generate(path: Path) -> list[Mutant]:
+    source = path.read_bytes()
+    tree = ast.parse(source)
+    col = _Collector(path.name, source)
+    col.visit(tree)
+    original = ast.dump(tree)
+    out, seen = [], {}
+    for m in col.out:
+        try:
+            mutated = ast.parse(apply(source, m))
+        except SyntaxError:
+            continue
+        if ast.dump(mutated) == original:
+            continue                                          # a no-op after parsing
+        m.occurrence = seen.get(m.key, 0)
+        seen[m.key] = m.occurrence + 1
+        out.append(m)
+    return out
+
+
+def sample(mutants: list[Mutant], n: int | None, seed: int) -> list[Mutant]:
+    """A sample stratified by module (each module in proportion, at least a few each)."""
+    if not n or n >= len(mutants):
+        return mutants
+    rng = random.Random(seed)
+    by_mod: dict[str, list[Mutant]] = {}
+    for m in mutants:
+        by_mod.setdefault(m.module, []).append(m)
+    picked = []
+    for mod, ms in sorted(by_mod.items()):
+        k = min(len(ms), max(5, round(n * len(ms) / len(mutants))))
+        picked += rng.sample(ms, k)
+    return picked
+
+
+# --------------------------------------------------------------------------------------- running
+def ordered_tests(root: Path) -> list[str]:
+    files = sorted(p for d in TEST_DIRS for p in (root / d).glob("test_*.py"))
+    light = [p for p in files if not HEAVY.search(p.read_text(encoding="utf-8"))]
+    heavy = [p for p in files if p not in light]
+    return [str(p.relative_to(root)) for p in light + heavy]
+
+
+def pytest_cmd(tests: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0", *tests]
+
+
+def run_tests(workdir: Path, tests: list[str], timeout: float) -> tuple[str, float, str]:
+    """('passed' | 'failed' | 'timeout', seconds, the last lines of output)."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(workdir / "snippets")}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(pytest_cmd(tests), cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)                   # pytest and anything it started
+        proc.communicate()
+        return "timeout", time.monotonic() - t0, ""
+    tail = "\n".join(out.strip().splitlines()[-3:])
+    return ("passed" if proc.returncode == 0 else "failed"), time.monotonic() - t0, tail
+
+
+def make_copy() -> Path:
+    dest = Path(tempfile.mkdtemp(prefix="loracalc-mutants-")) / "tree"
+    shutil.copytree(ROOT, dest, ignore=COPY_IGNORE, symlinks=True)
+    return dest
+
+
+def failing_test(tail: str) -> str:
+    hit = re.search(r"(FAILED|ERROR) (\S+)", tail)
+    return hit.group(2) if hit else tail.splitlines()[-1] if tail else ""
+
+
+def _write_progress(output: str, results: list[dict]) -> None:
+    # results so far, one JSON line each, so a long run can be watched and is not lost if stopped
+    with open(str(output) + ".partial", "w", encoding="utf-8") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--modules", type=lambda s: [x for x in s.split(",") if x], default=None,
+                   help="engine modules to mutate (default: every snippets/loracalc/*.py)")
+    p.add_argument("--sample", type=int, default=None, help="run a stratified sample of this many mutants")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--jobs", type=int, default=1, help="mutants run at once (the machine is shared: 1 or 2)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per mutant (default: 4x the unmutated run, at least 60)")
+    p.add_argument("--rerun", default=None, help="a previous report: run only its survivors again")
+    p.add_argument("--list", action="store_true", help="print the mutants and exit")
+    p.add_argument("--output", default=str(DEFAULT_OUT), help="where the JSON report goes")
+    args = p.parse_args(argv)
+
+    mods = engine_modules(args.modules)
+    everything = [m for path in mods for m in generate(path)]
+    generated = {path.name: 0 for path in mods}
+    for m in everything:
+        generated[m.module] += 1
+    carried = []
+    if args.rerun:
+        # the survivors run again; the previous run's killed mutants are carried over (adding tests cannot
+        # revive them), so the report stays the whole sample
+        prev = json.loads(Path(args.rerun).read_text())
+        ids = {s["id"] for s in prev.get("survivors", [])} | {s["id"] for s in prev.get("equivalent", [])}
+        chosen = [m for m in everything if m.id in ids]
+        known = {m.id for m in everything}
+        carried = [{**r, "status": "timeout" if r.get("timeout") else "killed", "carried_over": True}
+                   for r in prev.get("killed", []) if r["id"] in known]
+    else:
+        chosen = sample(everything, args.sample, args.seed)
+    if args.list:
+        for m in chosen:
+            print(f"{m.id} {m.module}:{m.line} {m.function} [{m.kind}] {m.original} -> {m.replacement}")
+        print(f"{len(chosen)} of {len(everything)} mutants", file=sys.stderr)
+        return 0
+
+    copies: queue.Queue[Path] = queue.Queue()
+    for _ in range(max(1, args.jobs)):
+        copies.put(make_copy())
+    first = copies.get()
+    tests = ordered_tests(first)
+    status, base_s, tail = run_tests(first, tests, timeout=1800)
+    copies.put(first)
+    if status != "passed":
+        print(f"the unmutated tree fails its tests; fix that first:\n{tail}", file=sys.stderr)
+        return 1
+    timeout = args.timeout or max(60.0, 4 * base_s)
+    print(f"unmutated run: {base_s:.1f} s; {len(chosen)} of {len(everything)} mutants, timeout {timeout:.0f} s",
+          file=sys.stderr)
+
+    def one(m: Mutant) -> dict:
+        tree = copies.get()
+        target = tree / "snippets" / "loracalc" / m.module
+        original = target.read_bytes()
+        try:
+            target.write_bytes(apply(original, m))
+            status, secs, tail = run_tests(tree, tests, timeout)
+        finally:
+            target.write_bytes(original)
+            copies.put(tree)
+        return {**{k: v for k, v in asdict(m).items() if k not in ("start", "end", "occurrence")}, "id": m.id,
+                "key": m.key, "status": "survived" if status == "passed" else ("timeout" if status == "timeout"
+                                                                               else "killed"),
+                "seconds": round(secs, 1), "killed_by": "" if status == "passed" else failing_test(tail)}
+
+    results, t0 = list(carried), time.monotonic()
+    with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for k, r in enumerate(pool.map(one, chosen), 1):
+            results.append(r)
+            _write_progress(args.output, results)
+            print(f"[{k}/{len(chosen)}] {r['status']:8} {r['module']}:{r['line']} {r['original']} -> "
+                  f"{r['replacement']}  ({r['seconds']} s)", file=sys.stderr, flush=True)
+    while not copies.empty():
+        shutil.rmtree(copies.get().parent, ignore_errors=True)
+
+    modules = {}
+    for name in generated:
+        rs = [r for r in results if r["module"] == name]
+        eq = [r for r in rs if r["status"] == "survived" and r["key"] in EQUIVALENT]
+        killed = [r for r in rs if r["status"] in ("killed", "timeout")]
+        live = [r for r in rs if r["status"] == "survived" and r["key"] not in EQUIVALENT]
+        scored = len(killed) + len(live)
+        modules[name] = {"generated": generated[name], "run": len(rs), "killed": len(killed),
+                         "timeout": sum(r["status"] == "timeout" for r in rs), "survived": len(live),
+                         "equivalent": len(eq),
+                         "score_percent": round(100 * len(killed) / scored, 1) if scored else None}
+    tot_k = sum(m["killed"] for m in modules.values())
+    tot_s = sum(m["survived"] for m in modules.values())
+    report = {
+        "generated_by": "benchmarks/mutation.py", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0], "tests": tests, "command": " ".join(pytest_cmd(["<tests>"])[1:]),
+        "seed": args.seed, "sample": args.sample, "rerun_of": args.rerun, "timeout_s": timeout,
+        "unmutated_run_s": round(base_s, 1), "wall_s": round(time.monotonic() - t0, 1),
+        "total": {"generated": len(everything), "run": len(results), "killed": tot_k, "survived": tot_s,
+                  "equivalent": sum(m["equivalent"] for m in modules.values()),
+                  "score_percent": round(100 * tot_k / (tot_k + tot_s), 1) if tot_k + tot_s else None},
+        "modules": modules,
+        "survivors": [r for r in results if r["status"] == "survived" and r["key"] not in EQUIVALENT],
+        "equivalent": [{**r, "why": EQUIVALENT[r["key"]]} for r in results
+                       if r["status"] == "survived" and r["key"] in EQUIVALENT],
+        "killed": [{**{k: r[k] for k in ("id", "module", "function", "kind", "line", "key", "original", "replacement",
+                                          "killed_by", "seconds")}, "timeout": r["status"] == "timeout"}
+                   for r in results if r["status"] != "survived"],
+    }
+    out = Path(args.output)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\n{'module':12} {'run':>5} {'killed':>7} {'survived':>9} {'equiv':>6} {'score':>7}")
+    for name, s in modules.items():
+        score = f"{s['score_percent']:.1f}%" if s["score_percent"] is not None else "-"
+        print(f"{name:12} {s['run']:5} {s['killed']:7} {s['survived']:9} {s['equivalent']:6} {score:>7}")
+    t = report["total"]
+    print(f"{'total':12} {t['run']:5} {t['killed']:7} {t['survived']:9} {t['equivalent']:6} "
+          f"{t['score_percent'] if t['score_percent'] is not None else '-'}%")
+    for r in report["survivors"]:
+        print(f"survived {r['id']} {r['module']}:{r['line']} {r['function']}: {r['original']} -> {r['replacement']}")
+    print(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
