@@ -19,15 +19,15 @@ How it works. The engine's modules are found on disk (every ``snippets/loracalc/
 * dropped statements: an augmented assignment (``x += term``) or a bare call (``add(...)``,
   ``notes.append(...)``) becomes ``pass``.
 
-Docstrings, strings, f-strings (labels and formula text) and the arguments of ``raise`` (error messages)
+Docstrings, strings, f-strings, joined text (labels, formula text, URLs) and the arguments of ``raise`` (error messages)
 are not mutated: the tests check messages by field, not by wording. A mutant is identified by its module,
 enclosing function, the source it replaces and the replacement, never by a line number, so the list of
 equivalent mutants below survives edits elsewhere in the engine.
 
 Each mutant is written into a temporary copy of the tree (the real files are never touched), and the
 fast tests that read the engine (tests/snippets, tests/widgets, tests/content; plain-pytest markers) run
-there with ``-x -q -p no:cacheprovider`` and a per-mutant timeout, cheap files first so a caught mutant
-costs a few seconds. A mutant is killed when the run fails (a failing test, an import error, or the
+there with ``-x -q -p no:cacheprovider`` and a per-mutant timeout, the module's own test files first,
+then pure-Python ones, then those importing torch, so a caught mutant costs a few seconds. A mutant is killed when the run fails (a failing test, an import error, or the
 timeout); it survives when every test passes. The score is killed / (run - equivalent), per module and
 in total, written with the survivors to ``benchmarks/mutation_report.json``.
 
@@ -202,7 +202,14 @@ class _Collector(ast.NodeVisitor):
             self._add(node, "arithmetic", self._expr(node.operand))
         self.generic_visit(node)
 
+    @staticmethod
+    def _is_text(node) -> bool:
+        return isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str))
+
     def visit_BinOp(self, node):
+        if self._is_text(node.left) or self._is_text(node.right):
+            self.generic_visit(node)                          # joining text (labels, URLs) is not arithmetic
+            return
         swap = _BINOP_SWAP.get(type(node.op))
         if swap:
             self._add(node, "arithmetic", self._expr(ast.BinOp(node.left, swap(), node.right)))
@@ -295,11 +302,15 @@ def sample(mutants: list[Mutant], n: int | None, seed: int) -> list[Mutant]:
 
 
 # --------------------------------------------------------------------------------------- running
-def ordered_tests(root: Path) -> list[str]:
+def ordered_tests(root: Path, module: str | None = None) -> list[str]:
+    """The fast engine tests, the mutated module's own test files first (test_memory.py for memory.py), then
+    the pure-Python files, then those that import torch and friends: a caught mutant stops early (-x)."""
     files = sorted(p for d in TEST_DIRS for p in (root / d).glob("test_*.py"))
-    light = [p for p in files if not HEAVY.search(p.read_text(encoding="utf-8"))]
-    heavy = [p for p in files if p not in light]
-    return [str(p.relative_to(root)) for p in light + heavy]
+    own = [p for p in files if module and Path(module).stem in p.stem]
+    rest = [p for p in files if p not in own]
+    light = [p for p in rest if not HEAVY.search(p.read_text(encoding="utf-8"))]
+    heavy = [p for p in rest if p not in light]
+    return [str(p.relative_to(root)) for p in own + light + heavy]
 
 
 def pytest_cmd(tests: list[str]) -> list[str]:
@@ -313,14 +324,29 @@ def run_tests(workdir: Path, tests: list[str], timeout: float) -> tuple[str, flo
     t0 = time.monotonic()
     proc = subprocess.Popen(pytest_cmd(tests), cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
+    RUNNING.add(proc.pid)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)                   # pytest and anything it started
         proc.communicate()
         return "timeout", time.monotonic() - t0, ""
+    finally:
+        RUNNING.discard(proc.pid)
     tail = "\n".join(out.strip().splitlines()[-3:])
     return ("passed" if proc.returncode == 0 else "failed"), time.monotonic() - t0, tail
+
+
+RUNNING: set[int] = set()     # process groups of the test runs in flight, ended if this script is stopped
+
+
+def _stop_children(*_):
+    for pid in list(RUNNING):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    raise SystemExit(130)
 
 
 def make_copy() -> Path:
@@ -378,6 +404,8 @@ def main(argv=None) -> int:
         print(f"{len(chosen)} of {len(everything)} mutants", file=sys.stderr)
         return 0
 
+    signal.signal(signal.SIGTERM, _stop_children)
+    signal.signal(signal.SIGINT, _stop_children)
     copies: queue.Queue[Path] = queue.Queue()
     for _ in range(max(1, args.jobs)):
         copies.put(make_copy())
@@ -398,7 +426,7 @@ def main(argv=None) -> int:
         original = target.read_bytes()
         try:
             target.write_bytes(apply(original, m))
-            status, secs, tail = run_tests(tree, tests, timeout)
+            status, secs, tail = run_tests(tree, ordered_tests(tree, m.module), timeout)
         finally:
             target.write_bytes(original)
             copies.put(tree)

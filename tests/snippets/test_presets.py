@@ -1,0 +1,30 @@
+"""Preset shapes hold what every published config.json in the catalog holds, so a mistyped value shows.
+
+The Hub cannot be reached from the tests, so the values themselves are checked where a source is at hand
+(test_params.py: FACTS.md's counts for the Llama presets); here, structure true of every real checkpoint:
+widths are multiples of 64 (bitsandbytes' CPU 4-bit path needs input widths divisible by its block of 64,
+FACTS.md), heads are 64, 128 or 256 wide, and the query heads split evenly over the key/value heads.
+"""
+from __future__ import annotations
+
+import pytest
+
+import loracalc
+
+
+@pytest.mark.parametrize("name", loracalc.list_models())
+def test_preset_shape_is_that_of_a_real_checkpoint(name):
+    a = loracalc.get_model(name)
+    for width in (a.hidden_size, a.intermediate_size, a.vocab_size):
+        assert width % 64 == 0, (name, width)
+    assert a.head_dim in (64, 128, 256)
+    assert a.num_attention_heads % a.num_key_value_heads == 0
+    assert a.num_key_value_heads <= a.num_attention_heads
+    assert (a.num_attention_heads * a.head_dim) % 128 == 0
+    assert 1 <= a.num_hidden_layers <= 200
+
+
+def test_presets_name_distinct_models():
+    shapes = {(a.hidden_size, a.intermediate_size, a.num_hidden_layers, a.vocab_size)
+              for a in map(loracalc.get_model, loracalc.list_models())}
+    assert len(shapes) == len(loracalc.list_models())
