@@ -378,6 +378,8 @@ def main(argv=None) -> int:
                    help="seconds per mutant (default: 4x the unmutated run, at least 60)")
     p.add_argument("--rerun", default=None, help="a previous report: run only its survivors again")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
+    p.add_argument("--summarize", default=None,
+                   help="write the report from a run's REPORT.partial (one result per line), e.g. after stopping it")
     p.add_argument("--output", default=str(DEFAULT_OUT), help="where the JSON report goes")
     args = p.parse_args(argv)
 
@@ -398,6 +400,12 @@ def main(argv=None) -> int:
                    for r in prev.get("killed", []) if r["id"] in known]
     else:
         chosen = sample(everything, args.sample, args.seed)
+    if args.summarize:
+        results = [json.loads(line) for line in Path(args.summarize).read_text().splitlines() if line.strip()]
+        write_report(results, generated, len(everything), {"seed": args.seed, "sample": args.sample,
+                     "summarized_from": args.summarize, "command": " ".join(pytest_cmd(["<tests>"])[1:])},
+                     Path(args.output))
+        return 0
     if args.list:
         for m in chosen:
             print(f"{m.id} {m.module}:{m.line} {m.function} [{m.kind}] {m.original} -> {m.replacement}")
@@ -436,6 +444,8 @@ def main(argv=None) -> int:
                 "seconds": round(secs, 1), "killed_by": "" if status == "passed" else failing_test(tail)}
 
     results, t0 = list(carried), time.monotonic()
+    meta = {"tests": tests, "command": " ".join(pytest_cmd(["<tests>"])[1:]), "seed": args.seed, "sample": args.sample,
+            "rerun_of": args.rerun, "timeout_s": timeout, "unmutated_run_s": round(base_s, 1)}
     with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for k, r in enumerate(pool.map(one, chosen), 1):
             results.append(r)
@@ -445,6 +455,16 @@ def main(argv=None) -> int:
     while not copies.empty():
         shutil.rmtree(copies.get().parent, ignore_errors=True)
 
+    write_report(results, generated, len(everything), meta | {"wall_s": round(time.monotonic() - t0, 1)},
+                 Path(args.output))
+    return 0
+
+
+def write_report(results: list[dict], generated: dict, n_generated: int, meta: dict, out: Path) -> dict:
+    """Score per module (killed / (killed + non-equivalent survivors)), survivors, equivalents, killed."""
+    for r in results:                     # EQUIVALENT may have grown since the run: classify again
+        if r["status"] == "equivalent":
+            r["status"] = "survived"
     modules = {}
     for name in generated:
         rs = [r for r in results if r["module"] == name]
@@ -460,10 +480,8 @@ def main(argv=None) -> int:
     tot_s = sum(m["survived"] for m in modules.values())
     report = {
         "generated_by": "benchmarks/mutation.py", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0], "tests": tests, "command": " ".join(pytest_cmd(["<tests>"])[1:]),
-        "seed": args.seed, "sample": args.sample, "rerun_of": args.rerun, "timeout_s": timeout,
-        "unmutated_run_s": round(base_s, 1), "wall_s": round(time.monotonic() - t0, 1),
-        "total": {"generated": len(everything), "run": len(results), "killed": tot_k, "survived": tot_s,
+        "python": sys.version.split()[0], **meta,
+        "total": {"generated": n_generated, "run": len(results), "killed": tot_k, "survived": tot_s,
                   "equivalent": sum(m["equivalent"] for m in modules.values()),
                   "score_percent": round(100 * tot_k / (tot_k + tot_s), 1) if tot_k + tot_s else None},
         "modules": modules,
@@ -474,7 +492,6 @@ def main(argv=None) -> int:
                                           "killed_by", "seconds")}, "timeout": r["status"] == "timeout"}
                    for r in results if r["status"] != "survived"],
     }
-    out = Path(args.output)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\n{'module':12} {'run':>5} {'killed':>7} {'survived':>9} {'equiv':>6} {'score':>7}")
     for name, s in modules.items():
@@ -486,7 +503,7 @@ def main(argv=None) -> int:
     for r in report["survivors"]:
         print(f"survived {r['id']} {r['module']}:{r['line']} {r['function']}: {r['original']} -> {r['replacement']}")
     print(f"report: {out}")
-    return 0
+    return report
 
 
 if __name__ == "__main__":
