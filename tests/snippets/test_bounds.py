@@ -160,3 +160,14 @@ def test_as_float_edges():
         with pytest.raises(LoraCalcError) as e:
             as_float(beyond, "p", 0, 1)
         assert e.value.field == "p" and "0 to 1" in e.value.message
+
+
+def test_as_bool_takes_zero_and_one_only_among_numbers():
+    from loracalc.errors import as_bool
+    assert as_bool(0, "gc") is False and as_bool(1, "gc") is True
+    for bad in (2, -1, 0.5, None, [True]):
+        with pytest.raises(LoraCalcError) as e:
+            as_bool(bad, "gc")
+        assert e.value.field == "gc"
+    for word, value in (("ON", True), (" yes ", True), ("1", True), ("off", False), ("No", False), ("", False)):
+        assert as_bool(word, "gc") is value

@@ -28,3 +28,15 @@ def test_presets_name_distinct_models():
     shapes = {(a.hidden_size, a.intermediate_size, a.num_hidden_layers, a.vocab_size)
               for a in map(loracalc.get_model, loracalc.list_models())}
     assert len(shapes) == len(loracalc.list_models())
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-0.5b", "gemma-2-2b"])
+def test_biased_and_gemma_presets_against_peft(name):
+    """In the fast set beside Llama-3.2-1B: q/k/v bias (Qwen2), four norms per layer, a head width set apart
+    and tied embeddings (Gemma-2), counted by transformers and peft on the meta device."""
+    from .hf import meta_model, peft_counts, total_params
+    arch = loracalc.get_model(name)
+    model = meta_model(arch)
+    assert total_params(model) == loracalc.total_params(arch)
+    trainable, _ = peft_counts(model, 16, "all-linear")          # one wrap here; every rank in the slow set
+    assert trainable == loracalc.count_params(arch, 16, "all-linear").lora_params
