@@ -377,6 +377,9 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per mutant (default: 4x the unmutated run, at least 60)")
     p.add_argument("--rerun", default=None, help="a previous report: run only its survivors again")
+    p.add_argument("--tests", type=lambda s: [x for x in s.split(",") if x], default=None,
+                   help="with --rerun: only these test files (the ones added since; a mutant they kill is killed "
+                        "by the whole set, and one they miss had already passed every other test)")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
     p.add_argument("--summarize", default=None,
                    help="write the report from a run's REPORT.partial (one result per line), e.g. after stopping it")
@@ -418,7 +421,7 @@ def main(argv=None) -> int:
     for _ in range(max(1, args.jobs)):
         copies.put(make_copy())
     first = copies.get()
-    tests = ordered_tests(first)
+    tests = args.tests or ordered_tests(first)
     status, base_s, tail = run_tests(first, tests, timeout=1800)
     copies.put(first)
     if status != "passed":
@@ -434,7 +437,7 @@ def main(argv=None) -> int:
         original = target.read_bytes()
         try:
             target.write_bytes(apply(original, m))
-            status, secs, tail = run_tests(tree, ordered_tests(tree, m.module), timeout)
+            status, secs, tail = run_tests(tree, args.tests or ordered_tests(tree, m.module), timeout)
         finally:
             target.write_bytes(original)
             copies.put(tree)
@@ -444,7 +447,7 @@ def main(argv=None) -> int:
                 "seconds": round(secs, 1), "killed_by": "" if status == "passed" else failing_test(tail)}
 
     results, t0 = list(carried), time.monotonic()
-    meta = {"tests": tests, "command": " ".join(pytest_cmd(["<tests>"])[1:]), "seed": args.seed, "sample": args.sample,
+    meta = {"tests": tests, "rerun_tests": args.tests, "command": " ".join(pytest_cmd(["<tests>"])[1:]), "seed": args.seed, "sample": args.sample,
             "rerun_of": args.rerun, "timeout_s": timeout, "unmutated_run_s": round(base_s, 1)}
     with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for k, r in enumerate(pool.map(one, chosen), 1):
