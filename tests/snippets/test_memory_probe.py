@@ -48,14 +48,14 @@ def _env():
     return {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
 
 
-def test_shipped_activation_check_is_within_ten_percent():
+def test_shipped_activation_check_covers_the_grid():
     """The committed activation check (written by the probe) covers the grid the issue asks for."""
     data = json.loads((ROOT / "snippets/lora_course/data/activation_check.json").read_text())
     rows = data["rows"]
     assert {r["method"] for r in rows} == {"full", "lora", "qlora"}
     assert {r["gradient_checkpointing"] for r in rows} == {True, False}
     assert len({r["batch_size"] for r in rows}) > 1 and len({r["seq_len"] for r in rows}) > 1
-    assert all(abs(r["error_percent"]) <= 10 for r in rows)
+    assert all(abs(r["error_percent"]) <= 1.5 for r in rows)   # recomputed against the engine in test_recorded.py
     assert data["versions"]["torch"] and data["date"]
 
 
