@@ -40,3 +40,24 @@ def test_unknown_gpu(bad):
     with pytest.raises(LoraCalcError) as e:
         loracalc.get_gpu(bad)
     assert e.value.field == "gpu"
+
+
+@pytest.mark.parametrize("model, seq_len", [("llama-3.2-1b", 1024), ("llama-3.1-8b", 1024), ("qwen2.5-14b", 1024),
+                                            ("llama-3.1-70b", 1024), ("llama-3.1-70b", 4096)])
+def test_largest_batch_and_sequence_are_the_last_that_fit(model, seq_len):
+    """Across the catalog: the search's answer fits and one more does not (0 when even 1 does not fit)."""
+    from loracalc import estimate_memory, max_batch_size, max_seq_len
+    from loracalc.memory import MAX_BATCH, MAX_SEQ
+    seen = set()
+    for g in loracalc.list_gpus():
+        for method in ("qlora", "lora"):
+            for key, search, top in (("batch_size", max_batch_size, MAX_BATCH), ("seq_len", max_seq_len, MAX_SEQ)):
+                best = search(model, g, method=method, seq_len=seq_len) if key == "batch_size" else \
+                    search(model, g, method=method)
+                kw = {"method": method, **({"seq_len": seq_len} if key == "batch_size" else {})}
+                fit = lambda v: estimate_memory(model, **{**kw, key: v}).total_bytes <= g.memory_bytes  # noqa: E731
+                assert best == 0 and not fit(1) or fit(best) and (best == top or not fit(best + 1)), \
+                    (g.name, method, key, best)
+                seen.add(min(best, 3))
+    if (model, seq_len) == ("llama-3.1-70b", 4096):
+        assert {0, 1} <= seen          # the edges of the search: nothing fits, and exactly one fits
