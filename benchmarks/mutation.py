@@ -298,6 +298,7 @@ def sample(mutants: list[Mutant], n: int | None, seed: int) -> list[Mutant]:
     for mod, ms in sorted(by_mod.items()):
         k = min(len(ms), max(5, round(n * len(ms) / len(mutants))))
         picked += rng.sample(ms, k)
+    rng.shuffle(picked)                   # modules interleaved: a run stopped early still covers each of them
     return picked
 
 
@@ -338,6 +339,7 @@ def run_tests(workdir: Path, tests: list[str], timeout: float) -> tuple[str, flo
 
 
 RUNNING: set[int] = set()     # process groups of the test runs in flight, ended if this script is stopped
+COPIES: list[Path] = []       # temporary trees, removed at the end or when stopped
 
 
 def _stop_children(*_):
@@ -346,12 +348,15 @@ def _stop_children(*_):
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    for tree in COPIES:
+        shutil.rmtree(tree.parent, ignore_errors=True)
     raise SystemExit(130)
 
 
 def make_copy() -> Path:
     dest = Path(tempfile.mkdtemp(prefix="loracalc-mutants-")) / "tree"
     shutil.copytree(ROOT, dest, ignore=COPY_IGNORE, symlinks=True)
+    COPIES.append(dest)
     return dest
 
 
