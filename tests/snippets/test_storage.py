@@ -35,18 +35,21 @@ def test_tensor_storage_equals_bitsandbytes(n, double_quant):
     assert nf4.tensor_storage_bytes(n, 64, double_quant) == bnb_stored_bytes(n, double_quant)
 
 
-# Llama-2-70B's published config.json (meta-llama/Llama-2-70b-hf): hidden 8192, MLP 28672, 64 heads of 128,
-# 8 key/value heads, 80 layers; FACTS.md: 68,976,648,192 parameters in all.
-L2_70B_LINEARS = [(8192, 8192), (8192, 1024), (8192, 1024), (8192, 8192), (8192, 28672), (8192, 28672),
-                  (28672, 8192)]
-L2_70B_LAYERS, L2_70B_PARAMS = 80, 68_976_648_192
+# Llama-2-70B's and Llama-3.1-70B's published config.json (meta-llama/Llama-2-70b-hf, meta-llama/Llama-3.1-70B):
+# hidden 8192, MLP 28672, 64 heads of 128, 8 key/value heads, 80 layers (the vocabularies differ);
+# FACTS.md: 68,976,648,192 and 70,553,706,496 parameters in all, and about 36.4 and 39.5 GB in NF4.
+LLAMA_70B_LINEARS = [(8192, 8192), (8192, 1024), (8192, 1024), (8192, 8192), (8192, 28672), (8192, 28672),
+                     (28672, 8192)]
+LLAMA_70B_LAYERS = 80
+LLAMA_70B = {"llama-2-70b": (68_976_648_192, 36.4), "llama-3.1-70b": (70_553_706_496, 39.5)}
 
 
+@pytest.mark.parametrize("model", sorted(LLAMA_70B))
 @pytest.mark.parametrize("double_quant", [True, False])
-def test_llama_2_70b_weights_to_the_byte(double_quant):
+def test_llama_70b_weights_to_the_byte(model, double_quant):
     """bitsandbytes' bytes per weight tensor are affine in its size when the size is a whole number of
     second-level blocks (64 x 256 values), as every 70B linear is: measured at two such sizes, extended to
-    each 70B shape, summed over 80 layers; the rest of the 68.98B parameters stay in bf16 (FACTS.md)."""
+    each 70B shape, summed over 80 layers; the rest of the parameters stay in bf16 (FACTS.md)."""
     unit = 64 * 256
     small, large = bnb_stored_bytes(unit * 4, double_quant), bnb_stored_bytes(unit * 12, double_quant)
     per_value = (large - small) / (unit * 8)
@@ -56,15 +59,16 @@ def test_llama_2_70b_weights_to_the_byte(double_quant):
         assert n % unit == 0
         return round(fixed + per_value * n)
 
-    four_bit = L2_70B_LAYERS * sum(stored(a * b) for a, b in L2_70B_LINEARS)
-    sixteen_bit = 2 * (L2_70B_PARAMS - L2_70B_LAYERS * sum(a * b for a, b in L2_70B_LINEARS))
-    b = estimate_memory("llama-2-70b", method="qlora", double_quant=double_quant, **NO_ACT).breakdown
+    params, facts_gb = LLAMA_70B[model]
+    four_bit = LLAMA_70B_LAYERS * sum(stored(a * b) for a, b in LLAMA_70B_LINEARS)
+    sixteen_bit = 2 * (params - LLAMA_70B_LAYERS * sum(a * b for a, b in LLAMA_70B_LINEARS))
+    b = estimate_memory(model, method="qlora", double_quant=double_quant, **NO_ACT).breakdown
     assert b["weights_4bit"] == four_bit
     assert b["weights_16bit"] == sixteen_bit
     assert b["kbit_upcast"] == sixteen_bit          # prepare_model_for_kbit_training: bf16 -> fp32, +2 B each
-    assert nf4.weight_storage_bytes("llama-2-70b", 64, double_quant) == four_bit + sixteen_bit
+    assert nf4.weight_storage_bytes(model, 64, double_quant) == four_bit + sixteen_bit
     if double_quant:
-        assert (four_bit + sixteen_bit) / 1e9 == pytest.approx(36.4, abs=0.05)    # FACTS.md: about 36.4 GB
+        assert (four_bit + sixteen_bit) / 1e9 == pytest.approx(facts_gb, abs=0.05)
 
 
 def _state_bytes_per_value(opt_cls, dtype, n=4096 * 5, **kw):
