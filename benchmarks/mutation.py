@@ -67,8 +67,8 @@ HEAVY = re.compile(r"^\s*(import|from)\s+(torch|peft|transformers|bitsandbytes|h
 COPY_IGNORE = shutil.ignore_patterns(".git", "node_modules", "site", "site-offline", ".venv", "__pycache__",
                                      ".hypothesis", ".pytest_cache", "runs", "*.egg-info", "build")
 
-# Mutants that behave exactly like the engine. Key: "module:function:original -> replacement" (the id's
-# readable part, see Mutant.key); value: why no test can catch it.
+# Mutants that behave exactly like the engine. Key: "module:function:original -> replacement", with "#k" for
+# the k-th mutant that reads the same in that function (0 first); value: why no test can catch it.
 EQUIVALENT: dict[str, str] = {
 }
 
@@ -412,7 +412,7 @@ def main(argv=None) -> int:
         results = [json.loads(line) for line in Path(args.summarize).read_text().splitlines() if line.strip()]
         write_report(results, generated, len(everything), {"seed": args.seed, "sample": args.sample,
                      "summarized_from": args.summarize, "command": " ".join(pytest_cmd(["<tests>"])[1:])},
-                     Path(args.output))
+                     Path(args.output), everything)
         return 0
     if args.list:
         for m in chosen:
@@ -446,7 +446,7 @@ def main(argv=None) -> int:
         finally:
             target.write_bytes(original)
             copies.put(tree)
-        return {**{k: v for k, v in asdict(m).items() if k not in ("start", "end", "occurrence")}, "id": m.id,
+        return {**{k: v for k, v in asdict(m).items() if k not in ("start", "end")}, "id": m.id,
                 "key": m.key, "status": "survived" if status == "passed" else ("timeout" if status == "timeout"
                                                                                else "killed"),
                 "seconds": round(secs, 1), "killed_by": "" if status == "passed" else failing_test(tail)}
@@ -464,21 +464,29 @@ def main(argv=None) -> int:
         shutil.rmtree(copies.get().parent, ignore_errors=True)
 
     write_report(results, generated, len(everything), meta | {"wall_s": round(time.monotonic() - t0, 1)},
-                 Path(args.output))
+                 Path(args.output), everything)
     return 0
 
 
-def write_report(results: list[dict], generated: dict, n_generated: int, meta: dict, out: Path) -> dict:
+def why_equivalent(r: dict) -> str | None:
+    """EQUIVALENT's reason for a result: by "key#occurrence" (the k-th same-looking mutant in that function),
+    else by the key alone."""
+    return EQUIVALENT.get(f"{r['key']}#{r.get('occurrence', 0)}") or EQUIVALENT.get(r["key"])
+
+
+def write_report(results: list[dict], generated: dict, n_generated: int, meta: dict, out: Path,
+                 mutants: list[Mutant] = ()) -> dict:
     """Score per module (killed / (killed + non-equivalent survivors)), survivors, equivalents, killed."""
-    for r in results:                     # EQUIVALENT may have grown since the run: classify again
-        if r["status"] == "equivalent":
-            r["status"] = "survived"
+    by_id = {m.id: m for m in mutants}
+    for r in results:
+        if "occurrence" not in r and r["id"] in by_id:
+            r["occurrence"] = by_id[r["id"]].occurrence
     modules = {}
     for name in generated:
         rs = [r for r in results if r["module"] == name]
-        eq = [r for r in rs if r["status"] == "survived" and r["key"] in EQUIVALENT]
+        eq = [r for r in rs if r["status"] == "survived" and why_equivalent(r)]
         killed = [r for r in rs if r["status"] in ("killed", "timeout")]
-        live = [r for r in rs if r["status"] == "survived" and r["key"] not in EQUIVALENT]
+        live = [r for r in rs if r["status"] == "survived" and not why_equivalent(r)]
         scored = len(killed) + len(live)
         modules[name] = {"generated": generated[name], "run": len(rs), "killed": len(killed),
                          "timeout": sum(r["status"] == "timeout" for r in rs), "survived": len(live),
@@ -493,9 +501,9 @@ def write_report(results: list[dict], generated: dict, n_generated: int, meta: d
                   "equivalent": sum(m["equivalent"] for m in modules.values()),
                   "score_percent": round(100 * tot_k / (tot_k + tot_s), 1) if tot_k + tot_s else None},
         "modules": modules,
-        "survivors": [r for r in results if r["status"] == "survived" and r["key"] not in EQUIVALENT],
-        "equivalent": [{**r, "why": EQUIVALENT[r["key"]]} for r in results
-                       if r["status"] == "survived" and r["key"] in EQUIVALENT],
+        "survivors": [r for r in results if r["status"] == "survived" and not why_equivalent(r)],
+        "equivalent": [{**r, "why": why_equivalent(r)} for r in results
+                       if r["status"] == "survived" and why_equivalent(r)],
         "killed": [{**{k: r[k] for k in ("id", "module", "function", "kind", "line", "key", "original", "replacement",
                                           "killed_by", "seconds")}, "timeout": r["status"] == "timeout"}
                    for r in results if r["status"] != "survived"],

@@ -61,3 +61,16 @@ def test_largest_batch_and_sequence_are_the_last_that_fit(model, seq_len):
                 seen.add(min(best, 3))
     if (model, seq_len) == ("llama-3.1-70b", 4096):
         assert {0, 1} <= seen          # the edges of the search: nothing fits, and exactly one fits
+
+
+def test_an_estimate_exactly_the_size_of_the_gpu_fits():
+    """A GPU holding exactly the estimate's bytes fits it: the search's answer is that batch, not one less."""
+    from fractions import Fraction
+
+    from loracalc import estimate_memory, max_batch_size
+    from loracalc.gpus import GPU
+    total = estimate_memory("llama-3.1-8b", batch_size=3, seq_len=1024).total_bytes
+    exact = GPU("exact", "a GPU of exactly that size", Fraction(total, 10**9), True, "https://example.org/")
+    assert exact.memory_bytes == total
+    assert max_batch_size("llama-3.1-8b", exact, seq_len=1024) == 3
+    assert headroom_bytes(total, exact) == 0
