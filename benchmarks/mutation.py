@@ -76,6 +76,9 @@ EQUIVALENT: dict[str, str] = {
         "json.dumps(allow_nan=True) prints the same text: the engine's outputs are finite (inputs are validated; "
         "the property tests in tests/snippets/test_properties.py find no NaN), so nothing is ever written "
         "differently",
+    "models.py:model_from_param_count:err / target > 0.02 -> (err / target >= 0.02)":
+        "differs only when a candidate misses the target by exactly 2.000...% as a float, which no parameter "
+        "count reaches (both sides of the tie would give a model within 2% anyway)",
     "fit.py:_largest:1 -> 2#2":
         "the doubling search's first step: starting at 2 instead of 1 probes other batch sizes on the way, but "
         "the bisection that follows covers every value between the last fit and the first miss, so the answer "
@@ -84,7 +87,19 @@ EQUIVALENT: dict[str, str] = {
 
 # Survivors that change behaviour but that no honest test here can catch, with the reason (still counted as
 # survivors in the score).
+_BOUND = ("an input bound moved: tests/snippets/test_bounds.py reads each range from the error message and "
+          "checks both edges, so a bound changed on purpose moves the test with it; the bound itself is a "
+          "choice of the engine with no outside source to pin it to")
 EXPLAINED: dict[str, str] = {
+    "models.py:model_from_config:24 -> 23": _BOUND,
+    "models.py:model_from_config:24 -> 25": _BOUND,
+    "params.py:square_lora_params:20 -> 19": _BOUND,
+    "params.py:square_lora_params:20 -> 21": _BOUND,
+    "memory.py:activation_bytes:8 -> 7":
+        "one byte per token (the int64 labels the loss keeps) in a head of about 50 kB per token: below the "
+        "resolution of the recorded measurements (their error without checkpointing is up to 0.068%)",
+    "memory.py:activation_bytes:8 -> 9":
+        "one byte per token in a head of about 50 kB per token: below the measurements' resolution",
 }
 
 
