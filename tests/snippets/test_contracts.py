@@ -64,6 +64,11 @@ def test_approximate_shape_follows_its_documented_rules(n):
     """model_from_param_count's docstring: head_dim 128, 8 kv heads, 128k vocabulary, MLP width about 3.5x
     hidden rounded to 256, tied embeddings up to hidden 3072 (as Llama-3.2 1B and 3B)."""
     a = loracalc.model_from_param_count(n)
+    sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+             "head_dim", "vocab_size")
+    assert all(type(getattr(a, k)) is int for k in sizes)        # counts of things are whole numbers
+    assert type(loracalc.total_params(a)) is int
+    assert type(loracalc.count_params(a, 8, "all-linear").lora_params) is int
     assert a.head_dim == 128 and a.num_attention_heads * 128 == a.hidden_size
     assert a.num_key_value_heads == min(8, a.num_attention_heads) and a.vocab_size == 128256
     assert a.intermediate_size % 256 == 0 and abs(a.intermediate_size - 3.5 * a.hidden_size) <= 128 or \
