@@ -16,9 +16,13 @@ def table(text: str) -> tuple[list[tuple[int, int]], list[str]]:
     lines = text.splitlines()
     k = next(i for i, line in enumerate(lines) if line and set(line) <= {"-", " "})
     spans = [(m.start(), m.end()) for m in re.finditer(r"-+", lines[k])]
-    body = [line for line in lines[k + 1:] if line.strip()]
-    end = next((i for i, line in enumerate(body) if not line.startswith(lines[k - 1][:1]) and ":" in line), None)
-    return spans, [lines[k - 1]] + body[:end]
+    body = []
+    for line in lines[k + 1:]:
+        if not line.strip():
+            break                              # the table ends at the first blank line
+        body.append(line)
+    assert len(body) >= 3
+    return spans, [lines[k - 1]] + body
 
 
 def check_alignment(text: str, numeric_columns: set[int]):
