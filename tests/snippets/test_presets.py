@@ -43,3 +43,22 @@ def test_biased_and_gemma_presets_against_peft(name):
     assert total_params(model) == loracalc.total_params(arch)
     trainable, _ = peft_counts(model, 16, "all-linear")          # one wrap here; every rank in the slow set
     assert trainable == loracalc.count_params(arch, 16, "all-linear").lora_params
+
+
+@pytest.mark.parametrize("name", loracalc.list_models())
+def test_preset_is_what_its_config_json_means(name):
+    """A preset read back through model_from_config from its own sizes gives the same architecture: the
+    structure (norms, biases, soft-caps, q/k norms) is the family's, not typed again per preset. Tied
+    embeddings: left out where transformers' family default ties them (Gemma's checkpoints have no separate
+    output embedding), so a preset that unties a Gemma shows."""
+    from dataclasses import replace
+
+    from transformers import AutoConfig
+    a = loracalc.get_model(name)
+    cfg = {"model_type": a.model_type, "hidden_size": a.hidden_size, "intermediate_size": a.intermediate_size,
+           "num_hidden_layers": a.num_hidden_layers, "num_attention_heads": a.num_attention_heads,
+           "num_key_value_heads": a.num_key_value_heads, "head_dim": a.head_dim, "vocab_size": a.vocab_size}
+    if not AutoConfig.for_model(a.model_type).tie_word_embeddings:
+        cfg["tie_word_embeddings"] = a.tie_word_embeddings
+    parsed = loracalc.model_from_config(cfg)
+    assert replace(parsed, name=a.name, display_name=a.display_name, source=a.source) == a

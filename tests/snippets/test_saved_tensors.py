@@ -36,11 +36,11 @@ def measured(cfg: dict, method: str, attention="sdpa", lora_dropout=0.0) -> int:
     return mm.measure_cpu(model, run, cfg["vocab_size"])["saved_for_backward_peak_bytes"]
 
 
-def estimated(cfg: dict, method: str, attention="sdpa", lora_dropout=0.0) -> int:
+def estimated(cfg: dict, method: str, attention="sdpa", lora_dropout=0.0, part="saved_total") -> int:
     arch = loracalc.model_from_config({k: v for k, v in cfg.items() if k != "max_position_embeddings"})
     return activation_bytes(arch, method=method, rank=8, targets=loracalc.parse_targets("all-linear"),
                             batch_size=BATCH, seq_len=SEQ, gradient_checkpointing=False, attention=attention,
-                            lora_dropout=lora_dropout)["saved_total"]
+                            lora_dropout=lora_dropout)[part]
 
 
 @pytest.mark.parametrize("cfg, method, attention", [(TINY, "lora", "sdpa"), (TINY, "full", "sdpa"),
@@ -54,6 +54,11 @@ def test_logits_and_loss_bytes_per_vocabulary_entry(cfg, method, attention):
     est = estimated(wide, method, attention) - estimated(cfg, method, attention)
     assert meas > 0
     assert est == pytest.approx(meas, rel=0.005)
+    if not cfg.get("final_logit_softcapping", cfg["model_type"] == "gemma2"):
+        # no soft-cap: every vocabulary-sized tensor kept is the loss's fp32 logits, the part reported apart
+        logits = estimated(wide, method, attention, part="logits_saved") - \
+            estimated(cfg, method, attention, part="logits_saved")
+        assert logits == pytest.approx(meas, rel=0.005)
 
 
 @pytest.mark.parametrize("cfg, attention", [(TINY, "sdpa"), (GEMMA2, "eager")], ids=["llama", "gemma2"])
