@@ -5,10 +5,12 @@ what the parameters, gradients and optimizer state really took (torch 2.13, tran
 bitsandbytes 0.50 on CPU). These tests ignore the estimate written beside each measurement and ask the
 engine again, so an engine change that moves a term fails here at once, not at the next probe run.
 
-Tolerances sit just above the worst error measured when the data was recorded:
-* without gradient checkpointing the estimate matched within 0.068%: allowed 0.1%;
-* with checkpointing (autograd keeps a few small tensors per recomputed layer the model leaves out)
-  within 1.16%: allowed 1.5%.
+Tolerances sit just above the error measured when the data was recorded, row by row: the estimate may miss
+each measurement by at most 1.25 times the bytes it missed by then, plus 32 bytes. Without gradient
+checkpointing that is a few bytes for LoRA and QLoRA on Llama and Qwen shapes (the engine leaves out only
+8 B per token in full fine-tuning, the embedding's int64 token ids, and up to 36 B per token on Gemma-2);
+with checkpointing up to 1.16% (a few small tensors per recomputed layer). So an engine change that moves
+any term by more than that fails, and one that brings the estimate closer passes.
 """
 from __future__ import annotations
 
@@ -24,7 +26,12 @@ DATA = Path(__file__).resolve().parents[2] / "snippets" / "lora_course" / "data"
 ACTIVATION = json.loads((DATA / "activation_check.json").read_text())
 PROBE = json.loads((DATA / "measured_memory.json").read_text())
 
-REL_TOL = {False: 0.001, True: 0.015}     # keyed by gradient checkpointing
+REL_TOL = {False: 0.001, True: 0.015}     # the probe's sums, keyed by gradient checkpointing
+
+
+def tolerance_bytes(recorded_estimate: int, measured: int) -> float:
+    """How far the engine may be from a measurement now: no farther than when it was recorded, with room."""
+    return 1.25 * abs(recorded_estimate - measured) + 32
 
 
 def _row_id(r: dict) -> str:
@@ -48,7 +55,8 @@ def test_activation_bytes_recomputed_against_autograd(row):
                            targets=loracalc.parse_targets(ACTIVATION["targets"]), batch_size=row["batch_size"],
                            seq_len=row["seq_len"], gradient_checkpointing=row["gradient_checkpointing"],
                            attention=row["attention"])["saved_total"]
-    assert est == pytest.approx(row["measured_bytes"], rel=REL_TOL[row["gradient_checkpointing"]])
+    assert abs(est - row["measured_bytes"]) <= tolerance_bytes(row["estimated_bytes"], row["measured_bytes"]), \
+        (est, row["measured_bytes"])
 
 
 def _probe_id(r: dict) -> str:
@@ -75,6 +83,7 @@ def test_memory_probe_recomputed(rec):
                              batch_size=s["batch_size"], seq_len=s["seq_len"],
                              gradient_checkpointing=s["gradient_checkpointing"],
                              attention=s["attention"])["saved_total"]
+    want = measured["saved_for_backward_peak_bytes"]
+    assert abs(saved - want) <= tolerance_bytes(rec["predicted"]["saved_for_backward_peak_bytes"], want)
     tol = REL_TOL[s["gradient_checkpointing"]]
-    assert saved == pytest.approx(measured["saved_for_backward_peak_bytes"], rel=tol)
     assert weights + grads + est["optimizer"] + saved == pytest.approx(measured["peak_bytes"], rel=tol)
