@@ -83,3 +83,14 @@ def test_approximate_shape_ties_embeddings_at_hidden_3072():
     """Llama-3.2-3B's own count gives its own width, where the rule still ties the embeddings."""
     a = loracalc.model_from_param_count(loracalc.total_params(loracalc.get_model("llama-3.2-3b")))
     assert a.hidden_size == 3072 and a.tie_word_embeddings
+
+
+def test_comparison_formats_are_what_they_say():
+    """int4: symmetric integers -7..7 scaled by absmax/7 (15 evenly spaced levels with an exact zero);
+    FP4 has 15 distinct values too (bitsandbytes stores +0 and -0), NF4 16."""
+    from loracalc import nf4
+    ints = nf4.INT4_LEVELS
+    assert len(ints) == 15 and ints[0] == -1 and ints[-1] == 1 and 0 in ints
+    assert all(b - a == pytest.approx(1 / 7) for a, b in zip(ints, ints[1:]))
+    assert len(nf4.FP4_LEVELS) == 15 and nf4.FP4_LEVELS == sorted(-v for v in nf4.FP4_LEVELS)
+    assert len(nf4.code_book()) == 16
