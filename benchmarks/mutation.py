@@ -76,6 +76,10 @@ EQUIVALENT: dict[str, str] = {
         "json.dumps(allow_nan=True) prints the same text: the engine's outputs are finite (inputs are validated; "
         "the property tests in tests/snippets/test_properties.py find no NaN), so nothing is ever written "
         "differently",
+    "models.py:model_from_param_count:h <= 3072 -> (h <= 3073)":
+        "every candidate width is a multiple of 128, so no width lies between 3072 and 3073",
+    "models.py:model_from_param_count:3072 -> 3073":
+        "every candidate width is a multiple of 128, so no width lies between 3072 and 3073",
     "models.py:model_from_param_count:err / target > 0.02 -> (err / target >= 0.02)":
         "differs only when a candidate misses the target by exactly 2.000...% as a float, which no parameter "
         "count reaches (both sides of the tie would give a model within 2% anyway)",
@@ -95,11 +99,9 @@ EXPLAINED: dict[str, str] = {
     "models.py:model_from_config:24 -> 25": _BOUND,
     "params.py:square_lora_params:20 -> 19": _BOUND,
     "params.py:square_lora_params:20 -> 21": _BOUND,
-    "memory.py:activation_bytes:8 -> 7":
-        "one byte per token (the int64 labels the loss keeps) in a head of about 50 kB per token: below the "
-        "resolution of the recorded measurements (their error without checkpointing is up to 0.068%)",
-    "memory.py:activation_bytes:8 -> 9":
-        "one byte per token in a head of about 50 kB per token: below the measurements' resolution",
+    "memory.py:estimate_memory:0.99 -> 0.495": _BOUND,
+    "models.py:<module>:12 -> 11": _BOUND + " (MAX_PARAMS, 100T)",
+    "models.py:<module>:12 -> 13": _BOUND + " (MAX_PARAMS, 100T)",
 }
 
 
