@@ -76,6 +76,10 @@ EQUIVALENT: dict[str, str] = {
         "json.dumps(allow_nan=True) prints the same text: the engine's outputs are finite (inputs are validated; "
         "the property tests in tests/snippets/test_properties.py find no NaN), so nothing is ever written "
         "differently",
+    "models.py:model_from_param_count:err / target -> (err * target)#0":
+        "the first element of the score: every candidate then counts as 'not within 2%', but the second element "
+        "still ranks those within 2% by their depth-for-width (a few units) ahead of the rest (their error, "
+        "over 2% of at least 10M parameters), so the same shape wins",
     "models.py:model_from_param_count:h <= 3072 -> (h <= 3073)":
         "every candidate width is a multiple of 128, so no width lies between 3072 and 3073",
     "models.py:model_from_param_count:3072 -> 3073":
@@ -102,6 +106,10 @@ EXPLAINED: dict[str, str] = {
     "memory.py:estimate_memory:0.99 -> 0.495": _BOUND,
     "models.py:<module>:12 -> 11": _BOUND + " (MAX_PARAMS, 100T)",
     "models.py:<module>:12 -> 13": _BOUND + " (MAX_PARAMS, 100T)",
+    "models.py:<module>:28 -> 29#0":
+        "Llama-3.2-3B's layer count (28) typed one higher: no test here can see a preset's layer count without "
+        "its published config.json or a parameter count to the unit (FACTS.md has those for five Llama presets, "
+        "where the same mutant is caught); the shape checks catch its widths, heads and kv heads",
 }
 
 
@@ -442,8 +450,12 @@ def main(argv=None) -> int:
         chosen = sample(everything, args.sample, args.seed)
     if args.summarize:
         results = [json.loads(line) for line in Path(args.summarize).read_text().splitlines() if line.strip()]
-        write_report(results, generated, len(everything), {"seed": args.seed, "sample": args.sample,
-                     "summarized_from": args.summarize, "command": " ".join(pytest_cmd(["<tests>"])[1:])},
+        meta = {"seed": args.seed, "sample": args.sample, "command": " ".join(pytest_cmd(["<tests>"])[1:])}
+        if Path(args.output).exists():        # the run's own facts, when the report being redone has them
+            old = json.loads(Path(args.output).read_text())
+            meta |= {k: old[k] for k in ("tests", "rerun_tests", "rerun_of", "timeout_s", "unmutated_run_s", "wall_s",
+                                         "seed", "sample") if k in old}
+        write_report(results, generated, len(everything), meta | {"summarized_from": args.summarize},
                      Path(args.output), everything)
         return 0
     if args.list:
