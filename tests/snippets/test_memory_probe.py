@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,13 @@ PROBE = ROOT / "gpu_labs" / "memory_probe.py"
 
 
 def test_help_is_instant():
-    t = time.time()
-    p = subprocess.run([sys.executable, str(PROBE), "--help"], capture_output=True, text=True, timeout=30)
+    # instant means the heavy libraries stay unimported; a wall-clock bound would flake on a loaded machine
+    p = subprocess.run([sys.executable, "-X", "importtime", str(PROBE), "--help"], capture_output=True, text=True,
+                       timeout=120)
     assert p.returncode == 0 and "--activation-check" in p.stdout
-    assert time.time() - t < 5
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in p.stderr.splitlines() if "|" in line}
+    assert "argparse" in imported                     # the import log is there
+    assert not imported & {"torch", "transformers", "peft", "bitsandbytes"}
 
 
 @pytest.mark.slow
@@ -38,7 +40,7 @@ def test_probe_tiny_grid_writes_predicted_and_measured(tmp_path):
         # a real measurement, so the estimate is checked, not copied: the parts the estimate models exactly
         assert r["predicted"]["gradient_bytes"] == r["measured"]["gradient_bytes"]
         assert r["predicted"]["optimizer_state_bytes"] == r["measured"]["optimizer_state_bytes"]
-        assert abs(r["error_percent"]) < 10
+        assert abs(r["error_percent"]) < 2      # the recorded grid's worst was 1.16%
 
 
 def _env():
@@ -46,14 +48,14 @@ def _env():
     return {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
 
 
-def test_shipped_activation_check_is_within_ten_percent():
+def test_shipped_activation_check_covers_the_grid():
     """The committed activation check (written by the probe) covers the grid the issue asks for."""
     data = json.loads((ROOT / "snippets/lora_course/data/activation_check.json").read_text())
     rows = data["rows"]
     assert {r["method"] for r in rows} == {"full", "lora", "qlora"}
     assert {r["gradient_checkpointing"] for r in rows} == {True, False}
     assert len({r["batch_size"] for r in rows}) > 1 and len({r["seq_len"] for r in rows}) > 1
-    assert all(abs(r["error_percent"]) <= 10 for r in rows)
+    assert all(abs(r["error_percent"]) <= 1.5 for r in rows)   # recomputed against the engine in test_recorded.py
     assert data["versions"]["torch"] and data["date"]
 
 
