@@ -124,14 +124,20 @@ def predict(arch, run, device: str) -> dict:
                                    gradient_checkpointing=run.gradient_checkpointing, optimizer=run.optimizer,
                                    attention=run.attention, precision="bf16", cuda_overhead=False)
     b = est.breakdown
-    weights = sum(b.get(k, 0) for k in ("weights", "weights_4bit", "weights_16bit", "kbit_upcast", "adapter"))
-    grads = b.get("gradients", 0) + b.get("adapter_grads", 0)
+
+    def part(*keys) -> int:
+        # whether alive at the step's peak or not: the CPU probe counts each part at its own largest
+        return sum(t.bytes for t in est.terms + est.off_peak + est.host if t.key in keys)
+
+    weights = part("weights", "weights_4bit", "weights_16bit", "kbit_upcast", "adapter")
+    grads = part("gradients", "adapter_grads")
+    optimizer = part("optimizer", "optimizer_paged")
     saved = activation_bytes(arch, run.method, run.rank, loracalc.parse_targets(run.targets), run.batch_size,
                              run.seq_len, run.gradient_checkpointing, run.attention)["saved_total"]
-    out = {"parameter_bytes": weights, "gradient_bytes": grads, "optimizer_state_bytes": b["optimizer"],
+    out = {"parameter_bytes": weights, "gradient_bytes": grads, "optimizer_state_bytes": optimizer,
            "saved_for_backward_peak_bytes": saved, "total_bytes": est.total_bytes, "breakdown": b}
     # CPU: the four parts; GPU: the allocator's peak, which the estimate without the CUDA context models
-    out["peak_bytes"] = (weights + grads + b["optimizer"] + saved) if device == "cpu" else est.total_bytes
+    out["peak_bytes"] = (weights + grads + optimizer + saved) if device == "cpu" else est.allocated_peak_bytes
     return out
 # --8<-- [end:predict]
 
