@@ -502,8 +502,12 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
               + " and the head", kept_card + act["head_other"],
               f"{kept_on_card if offload else L} layers x {s * h:,} B x {T:,} tokens"
               + (f" ({L - kept_on_card} more layers in CPU memory)" if offload else "") + " + the final norm and head")
+        # activation_bytes leaves out 4h per token when the stream is fp32 (the recomputed layer's first norm
+        # saves the kept input itself) and adds the merged experts per layer: the text says the same
+        per_tok = act["per_layer_per_token"] - (4 * h if s == 4 else 0)
+        merged = act["merged_experts_per_layer"]
         piece("recomputed", "Activations of the layer being recomputed in backward", recomputed,
-              f"{act['per_layer_per_token']:,} B/token x {T:,} tokens")
+              f"{per_tok:,} B/token x {T:,} tokens" + (f" + {merged:,} B (merged experts)" if merged else ""))
     else:
         moved = act["layers"] - act["layers"] * kept_on_card // L if offload else 0
         piece("activations", "Activations saved for backward" + (" (offloaded to CPU)" if offload else ""),
