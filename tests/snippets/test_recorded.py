@@ -73,12 +73,22 @@ def test_memory_probe_recomputed(rec):
     est = loracalc.estimate_memory(arch, method=s["method"], rank=s["rank"], targets=s["targets"],
                                    batch_size=s["batch_size"], seq_len=s["seq_len"],
                                    gradient_checkpointing=s["gradient_checkpointing"], optimizer=s["optimizer"],
-                                   attention=s["attention"], precision="bf16", cuda_overhead=False).breakdown
-    weights = sum(est.get(k, 0) for k in ("weights", "weights_4bit", "weights_16bit", "kbit_upcast", "adapter"))
-    grads = est.get("gradients", 0) + est.get("adapter_grads", 0)
+                                   attention=s["attention"], precision="bf16", cuda_overhead=False)
+
+    def part(key: str) -> int:
+        # the probe measured each part at its own largest, so a part counts whether the engine puts it at the
+        # step's peak (terms) or beside it (off_peak: the gradients, alive only at the end of backward)
+        try:
+            return est.term(key).bytes
+        except KeyError:
+            return 0
+
+    assert not est.host                       # nothing offloaded in these runs: every part is on the card
+    weights = sum(part(k) for k in ("weights", "weights_4bit", "weights_16bit", "kbit_upcast", "adapter"))
+    grads = part("gradients") + part("adapter_grads")
     assert weights == measured["parameter_bytes"]
     assert grads == measured["gradient_bytes"]
-    assert est["optimizer"] == measured["optimizer_state_bytes"]
+    assert part("optimizer") == measured["optimizer_state_bytes"]
     saved = activation_bytes(arch, method=s["method"], rank=s["rank"], targets=tuple(s["targets"]),
                              batch_size=s["batch_size"], seq_len=s["seq_len"],
                              gradient_checkpointing=s["gradient_checkpointing"],
@@ -86,4 +96,6 @@ def test_memory_probe_recomputed(rec):
     want = measured["saved_for_backward_peak_bytes"]
     assert abs(saved - want) <= tolerance_bytes(rec["predicted"]["saved_for_backward_peak_bytes"], want)
     tol = REL_TOL[s["gradient_checkpointing"]]
-    assert weights + grads + est["optimizer"] + saved == pytest.approx(measured["peak_bytes"], rel=tol)
+    # the probe's CPU "peak" is the sum of those four parts (memory_probe.py's measure), not one moment's total,
+    # so it is compared with the same four parts of the engine, not with est.allocated_peak_bytes
+    assert weights + grads + part("optimizer") + saved == pytest.approx(measured["peak_bytes"], rel=tol)
