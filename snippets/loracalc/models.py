@@ -438,6 +438,9 @@ def model_from_param_count(n: Any) -> Architecture:
         per_layer = total_params(model_from_config({**cfg, "num_hidden_layers": 2})) - one
         fixed = one - per_layer
         layers = max(1, round((target - fixed) / per_layer))
+        # rounding up at the top of the range would build a model over the size limit the input was checked
+        # against (100T gave 100.013T and a "config" refusal): stay at or under it
+        layers = max(1, min(layers, (MAX_PARAMS - fixed) // per_layer))
         err = abs(fixed + layers * per_layer - target)
         aspect = abs(math.log(h / (128 * layers)))  # prefer Llama-like depth for width
         score = (err / target > 0.02, aspect if err / target <= 0.02 else err)

@@ -33,7 +33,13 @@ def test_dtype_bytes_are_torch_element_sizes(dtype):
 def test_target_groups_inside_a_list():
     assert parse_targets("q,mlp") == ("q_proj", "gate_proj", "up_proj", "down_proj")
     assert parse_targets(["attention", "down"]) == ("q_proj", "k_proj", "v_proj", "o_proj", "down_proj")
-    assert parse_targets("ALL") == loracalc.models.LINEAR_MODULES
+    # "all" is peft's all-linear: one word peft resolves against the model (which then also takes a fused
+    # qkv_proj, or an expert's parameters), never a fixed list of Llama names
+    assert parse_targets("ALL") == ("all-linear",) == parse_targets(" all-linear ")
+    with pytest.raises(LoraCalcError) as e:
+        parse_targets("all,q")
+    assert e.value.field == "targets"
+    assert parse_targets("attention", "phi-3.5-mini") == ("qkv_proj", "o_proj")
 
 
 def test_square_lora_width_edges():

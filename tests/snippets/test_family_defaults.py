@@ -16,17 +16,10 @@ SIZES = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_att
 FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"]
 OPTIONAL = ["tie_word_embeddings", "num_key_value_heads", "head_dim"]
 
-# Defaults transformers 5 fills in that loracalc does not follow yet (reported in issue 19; the family
-# specs being reworked in models.py own the fix). strict: the mark fails as soon as the engine is right.
-KNOWN_WRONG = {
-    ("mistral", "num_key_value_heads"): "MistralConfig defaults to 8 key/value heads, not one per head",
-    ("qwen2", "num_key_value_heads"): "Qwen2Config defaults to 32 key/value heads",
-    ("qwen3", "num_key_value_heads"): "Qwen3Config defaults to 32 key/value heads",
-    ("gemma", "num_key_value_heads"): "GemmaConfig defaults to 16 key/value heads",
-    ("qwen3", "head_dim"): "Qwen3Config defaults head_dim to 128, not hidden_size // heads",
-    ("gemma", "head_dim"): "GemmaConfig defaults head_dim to 256",
-    ("gemma2", "head_dim"): "Gemma2Config defaults head_dim to 256",
-}
+# Families whose config class defaults num_key_value_heads to more than SIZES' 4 heads (Mistral 8, Qwen2 and
+# Qwen3 32, Gemma 16; Llama and Gemma-2 give one per query head): the missing-key case is checked with 32
+# heads, which all of these divide; the refusal at 4 heads has its own test below.
+HEADS_FOR_KV_DEFAULT = 32
 
 
 def _transformers_count(cfg: dict) -> int:
@@ -41,15 +34,36 @@ def _transformers_count(cfg: dict) -> int:
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("missing", OPTIONAL)
-def test_missing_key_means_the_family_default(family, missing, request):
-    if (family, missing) in KNOWN_WRONG:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_WRONG[family, missing]))
+def test_missing_key_means_the_family_default(family, missing):
     cfg = {"model_type": family, **{k: v for k, v in SIZES.items() if k != missing}}
+    if missing == "num_key_value_heads":
+        cfg["num_attention_heads"] = HEADS_FOR_KV_DEFAULT
     try:
         want = _transformers_count(cfg)
     except Exception as err:  # noqa: BLE001 - transformers' own default makes no valid model at these sizes
         pytest.skip(f"transformers cannot build {family} without {missing}: {err}")
-    assert loracalc.total_params(loracalc.model_from_config(cfg)) == want
+    arch = loracalc.model_from_config(cfg)
+    assert loracalc.total_params(arch) == want
+    from transformers import AutoConfig
+    hf = AutoConfig.for_model(**cfg)
+    assert arch.num_key_value_heads == (hf.num_key_value_heads or hf.num_attention_heads)
+    assert arch.head_dim == (getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_default_kv_heads_that_cannot_group_the_heads_are_refused(family):
+    """With 4 query heads, a default of 8, 16 or 32 key/value heads leaves no whole group of query heads per
+    key/value head (transformers' num_key_value_groups = 4 // 8 = 0): the engine names the field instead of
+    counting a model that cannot attend. Where the family's default divides the heads, the model is read."""
+    from transformers import AutoConfig
+    cfg = {"model_type": family, **{k: v for k, v in SIZES.items() if k != "num_key_value_heads"}}
+    kv = AutoConfig.for_model(**cfg).num_key_value_heads or SIZES["num_attention_heads"]
+    if SIZES["num_attention_heads"] % kv == 0:
+        assert loracalc.model_from_config(cfg).num_key_value_heads == kv
+        return
+    with pytest.raises(loracalc.LoraCalcError) as e:
+        loracalc.model_from_config(cfg)
+    assert e.value.field == "config.num_key_value_heads" and f"({kv})" in e.value.message
 
 
 @pytest.mark.parametrize("family", FAMILIES)
