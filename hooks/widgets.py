@@ -140,10 +140,32 @@ def _plain_toc(items) -> None:
         _plain_toc(item.children)
 
 
+# The smallest text a diagram draws (diagrams.css: .lc-small) and the least it may render at on a phone.
+DIAGRAM_SMALLEST_PX = 13
+READABLE_PX = 11
+
+
+def diagram_min_widths(html: str) -> str:
+    """Give each ``svg.lc-diagram`` a minimum drawn width (CSS ``--lc-min-w``) at which its smallest text
+    stays READABLE_PX or more; narrower screens scroll the figure sideways instead of shrinking it."""
+    if "lc-diagram" not in html:
+        return html
+    soup = BeautifulSoup(html, "html.parser")
+    for svg in soup.select("svg.lc-diagram"):
+        try:
+            width = float((svg.get("viewbox") or svg.get("viewBox") or "").split()[2])
+        except (IndexError, ValueError):
+            continue
+        min_px = -(-width * READABLE_PX // DIAGRAM_SMALLEST_PX)  # ceiling
+        style = svg.get("style", "").rstrip("; ")
+        svg["style"] = (style + "; " if style else "") + f"--lc-min-w: {int(min_px)}px"
+    return str(soup)
+
+
 def on_page_content(html: str, page, config, files) -> str:
     if page.toc:
         _plain_toc(page.toc)
-    return prerender(html, page.file.src_uri)
+    return diagram_min_widths(prerender(html, page.file.src_uri))
 
 
 def _plain_index(index: dict) -> dict:

@@ -677,7 +677,32 @@
     requestAnimationFrame(function () { setTimeout(once, 0); });
   }
 
+  // Long tables in the text fold after a dozen rows, with a button to show them all (the rows stay in the
+  // HTML, so search, print and screen readers' table navigation still have every row once unfolded).
+  var FOLD_ROWS = 24;
+  function foldLongTables() {
+    document.querySelectorAll(".md-typeset table:not([class]):not([data-folded])").forEach(function (table) {
+      var rows = table.tBodies.length ? table.tBodies[0].rows.length : 0;
+      table.dataset.folded = "";
+      if (rows <= FOLD_ROWS) return;
+      table.classList.add("lc-folded");
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "md-button lc-fold-button";
+      button.textContent = "Show all " + rows + " rows";
+      button.setAttribute("aria-expanded", "false");
+      button.addEventListener("click", function () {
+        var folded = table.classList.toggle("lc-folded");
+        button.textContent = folded ? "Show all " + rows + " rows" : "Show the first 12 rows only";
+        button.setAttribute("aria-expanded", folded ? "false" : "true");
+      });
+      var box = table.closest(".md-typeset__scrollwrap") || table;
+      box.after(button);
+    });
+  }
+
   function attachPage() {
+    foldLongTables();
     var widgets = document.querySelectorAll("[data-widget]");
     var runnables = document.querySelectorAll("[data-runnable]");
     if (!widgets.length && !runnables.length) {
