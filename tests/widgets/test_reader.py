@@ -57,9 +57,11 @@ def _verdicts():
 
 
 def _dimmed(page, name, key):
+    """Is output KEY visibly marked as not current: faded (pending) or struck through (stale)?"""
     el = widget(page, name).locator(f'[data-output="{key}"]').first
-    page.wait_for_timeout(350)  # past the pending dim's delay
-    return float(el.evaluate("e => getComputedStyle(e).opacity")) < 0.5
+    page.wait_for_timeout(350)  # past the pending fade's delay
+    return el.evaluate("""e => { const s = getComputedStyle(e);
+        return parseFloat(s.opacity) < 0.5 || s.textDecorationLine.includes('line-through'); }""")
 
 
 def test_input_during_loading_is_marked_pending_never_shown_as_current(wpage, site_url):
@@ -124,7 +126,7 @@ def test_bad_or_empty_input_marks_the_last_result_stale(wpage, site_url, name, p
     wpage.wait_for_function("(w) => w.dataset.state === 'stale'", arg=w.element_handle(), timeout=15_000)
     note = w.locator("[data-state-note]").first.inner_text()
     assert note.startswith("Not updated:") and result["message"] in note
-    key = w.locator("[data-output]").first.get_attribute("data-output")
+    key = w.locator("[data-output]:not([data-html])").first.get_attribute("data-output")
     assert _dimmed(wpage, name, key)
     # a valid value brings it back to current
     good = {"batch_size": "2", "seq_len": "1024", "d": "1024", "block_size": "128"}[field]

@@ -86,6 +86,11 @@ def rank_trick(d: str = "4096", r: str = "8", preset: str = "custom", _changed: 
     }
 
 
+# The home page's rank slider: the same function under its own name, so that a page (or a test) looking for
+# "the rank-trick widget" finds the full one on its page, not the slider on the home page.
+widget("rank_slider")(rank_trick)
+
+
 def matrices_svg(d: int, r: int) -> str:
     """W (d x d), B (d x r) and A (r x d) side by side at one scale; thin factors keep a visible width."""
     side = 180.0            # drawn size of d
