@@ -285,9 +285,9 @@
       if (!(el.name in values)) return;
       var v = String(values[el.name]);
       var type = (el.type || "").toLowerCase();
-      if (type === "radio") el.checked = el.value === v;
-      else if (type === "checkbox") el.checked = v !== "";
-      else el.value = v;
+      if (type === "radio") { if (el.checked !== (el.value === v)) el.checked = el.value === v; }
+      else if (type === "checkbox") { if (el.checked !== (v !== "")) el.checked = v !== ""; }
+      else if (el.value !== v) el.value = v; // an unchanged field is left alone (caret, selection)
     });
   }
 
@@ -395,13 +395,15 @@
   }
 
   function markState(widget, state, text) {
-    widget.dataset.state = state;
+    if (widget.dataset.state !== state) widget.dataset.state = state;
     var note = stateNote(widget);
     if (note.textContent !== (text || "")) note.textContent = text || "";
     if (state === "current") widget.removeAttribute("aria-busy");
     else if (state === "pending") widget.setAttribute("aria-busy", "true");
     else widget.removeAttribute("aria-busy");
   }
+
+  var PENDING_AFTER_MS = 120;
 
   function pendingText() {
     if (bridge.state === "ready" && bridge.running > 0) return "Waiting for the running code example to finish (or Stop it)\u2026 the numbers below are for the previous inputs.";
@@ -438,13 +440,26 @@
         else markState(widget, "stale", "Not updated: Python is not running here (" + bridge.reason + "). The numbers below are for the inputs the page was built with.");
         return Promise.resolve();
       }
-      markState(widget, "pending", pendingText());
+      // Waiting on a loading or busy Python: marked at once. A ready Python answers within a frame or two, so
+      // the mark waits PENDING_AFTER_MS (no flicker, and no restyling of the widget for every keystroke).
+      clearTimeout(me.pendingTimer);
+      if (bridge.state === "ready" && !bridge.running) {
+        me.pendingTimer = setTimeout(function () { if (seq === me.seq) markState(widget, "pending", pendingText()); }, PENDING_AFTER_MS);
+      } else {
+        markState(widget, "pending", pendingText());
+      }
       return call(name, inputs).then(function (result) {
+        clearTimeout(me.pendingTimer);
         if (seq !== me.seq) return;
         if (result.ok) {
           var set = result.outputs._set;   // form values Python chose (e.g. d from a model preset)
           if (restore) writeInputs(widget, restore);
-          if (set && typeof set === "object") writeInputs(widget, set);
+          if (set && typeof set === "object") {
+            // never rewrite the field the reader is typing in (a preset switching to Custom still shows)
+            var others = {};
+            Object.keys(set).forEach(function (k) { if (k !== changed) others[k] = set[k]; });
+            writeInputs(widget, others);
+          }
           showError(widget, null, "");
           moveSliders(widget, Object.assign({}, inputs, set || {}));
           placeOutputs(widget, result.outputs);
@@ -467,6 +482,7 @@
           announce(widget, result.message);
         }
       }).catch(function (error) {
+        clearTimeout(me.pendingTimer);
         if (seq !== me.seq) return;
         if (error.restarted) return update(extra, restore, changed); // the worker was restarted under us: once more
         if (error.message === "python-unavailable") return update(extra, restore, changed); // now marks it stale
