@@ -10,9 +10,17 @@ fails the build.
 Runnable blocks: a fence written ```` ```{.python .runnable} ```` is wrapped in ``<div class="lc-runnable">``
 with an output area; ``assets/js/widgets.js`` turns it into an editor with a Run button once Python is ready.
 Other code blocks are not touched.
+
+Each prerendered widget also carries ``data-rendered-for`` (the inputs its outputs are for), so the page can
+tell when the form shows other inputs (a shared link, a browser restoring a form) and mark the outputs pending.
+
+Table of contents and search: inline math in a heading (``## Rank $r$``) reaches the TOC and the search
+index as raw TeX (``Rank \\(r\\)``); both get a plain-text version (``Rank r``, ``Alpha α``) instead.
 """
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -98,6 +106,7 @@ def prerender(html: str, where: str = "<page>") -> str:
                               f"{result.get('field') or '-'}: {result.get('message')}")
         fill_outputs(soup, widget, result["outputs"])
         widget["data-prerendered"] = ""
+        widget["data-rendered-for"] = json.dumps(form_inputs(widget), sort_keys=True)
     for block in soup.select("div.runnable.highlight"):
         wrapper = soup.new_tag("div", attrs={"class": "lc-runnable", "data-runnable": ""})
         block.wrap(wrapper)
@@ -109,5 +118,79 @@ def prerender(html: str, where: str = "<page>") -> str:
     return str(soup)
 
 
+# ---------------------------------------------------------------- TeX in headings -> plain text
+_TEX_SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ", "Delta": "Δ", "delta": "δ", "lambda": "λ", "eta": "η",
+                "theta": "θ", "sigma": "σ", "times": "×", "cdot": "·", "approx": "≈", "le": "≤", "ge": "≥",
+                "to": "→", "rightarrow": "→", "sqrt": "√", "top": "ᵀ"}
+_INLINE_TEX = re.compile(r"\\\((.+?)\\\)")  # arithmatex (generic) writes inline math as \( ... \)
+
+
+def tex_to_text(tex: str) -> str:
+    """Simple inline TeX as reading text: ``\\alpha`` -> α, ``W_{0}`` -> W0, braces dropped."""
+    out = re.sub(r"\\([A-Za-z]+)", lambda m: _TEX_SYMBOLS.get(m.group(1), m.group(1)), tex)
+    out = re.sub(r"\\frac\s*", "", out)
+    return re.sub(r"[{}_^]", "", out).replace("\\,", " ").strip()
+
+
+def plain_math(text: str) -> str:
+    """Every inline TeX span of TEXT (``\\(...\\)``) replaced by ``tex_to_text`` of it."""
+    return _INLINE_TEX.sub(lambda m: tex_to_text(m.group(1)), text)
+
+
+def _plain_toc(items) -> None:
+    for item in items:
+        item.title = plain_math(item.title)
+        _plain_toc(item.children)
+
+
+# The smallest text a diagram draws (diagrams.css: .lc-small) and the least it may render at on a phone.
+DIAGRAM_SMALLEST_PX = 13
+READABLE_PX = 11
+
+
+def diagram_min_widths(html: str) -> str:
+    """Give each ``svg.lc-diagram`` a minimum drawn width (CSS ``--lc-min-w``) at which its smallest text
+    stays READABLE_PX or more; narrower screens scroll the figure sideways instead of shrinking it."""
+    if "lc-diagram" not in html:
+        return html
+    soup = BeautifulSoup(html, "html.parser")
+    for svg in soup.select("svg.lc-diagram"):
+        try:
+            width = float((svg.get("viewbox") or svg.get("viewBox") or "").split()[2])
+        except (IndexError, ValueError):
+            continue
+        min_px = -(-width * READABLE_PX // DIAGRAM_SMALLEST_PX)  # ceiling
+        style = svg.get("style", "").rstrip("; ")
+        svg["style"] = (style + "; " if style else "") + f"--lc-min-w: {int(min_px)}px"
+    return str(soup)
+
+
 def on_page_content(html: str, page, config, files) -> str:
-    return prerender(html, page.file.src_uri)
+    if page.toc:
+        _plain_toc(page.toc)
+    return diagram_min_widths(prerender(html, page.file.src_uri))
+
+
+def _plain_index(index: dict) -> dict:
+    for doc in index.get("docs", []):
+        for key in ("title", "text"):
+            if isinstance(doc.get(key), str):
+                doc[key] = plain_math(doc[key])
+    return index
+
+
+def on_post_build(config) -> None:
+    """The search index (and the offline build's copy of it in a script) without raw TeX."""
+    site = Path(config["site_dir"]) / "search"
+    as_json = site / "search_index.json"
+    if as_json.exists():
+        as_json.write_text(json.dumps(_plain_index(json.loads(as_json.read_text())), ensure_ascii=False))
+    as_js = site / "search_index.js"
+    if as_js.exists():
+        text = as_js.read_text()
+        head, sep, body = text.partition("=")
+        try:
+            data = json.loads(body.strip().rstrip(";"))
+        except ValueError:
+            return  # not the shape this hook knows; left as it is
+        as_js.write_text(head + sep + " " + json.dumps(_plain_index(data), ensure_ascii=False) + ";")

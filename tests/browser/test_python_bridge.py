@@ -155,9 +155,18 @@ def test_file_url_shows_prerendered_numbers_and_how_to(page, built_site):
     widget = page.locator('[data-widget="rank_trick"]')
     want = call("rank_trick", {"preset": "custom", "d": "4096", "r": "8"})["outputs"]
     assert widget.locator('[data-output="full_params"]').text_content() == want["full_params"]
-    assert page.text_content(".lc-py-status") == "Python: failed"
+    # read from disk nothing is broken: a calm badge and an info box that says what works and how to get more
+    assert page.text_content(".lc-py-status") == "Python: off (read from a file)"
+    assert page.get_attribute(".lc-py-status", "data-state") == "off"
+    assert "info" in page.get_attribute(".lc-py-notice", "class").split()
     notice = page.text_content(".lc-py-notice")
     assert "file://" in notice and "scripts/serve" in notice
+    assert "Every number on this page is correct for the inputs shown" in notice
+    # an input changed here cannot be computed: the outputs are marked as for the built-in inputs
+    widget.locator("#rt-r").fill("64")
+    page.wait_for_function("() => document.querySelector('[data-widget=rank_trick]').dataset.state === 'stale'")
+    assert "Not updated: Python is not running here" in widget.locator("[data-state-note]").first.text_content()
+    assert widget.locator('[data-output="full_params"]').text_content() == want["full_params"]
 
 
 def test_a_broken_saved_state_is_ignored(context, site_url, built_site):

@@ -80,7 +80,7 @@ def test_run_code_captures_stdout_value_and_traceback():
     from lora_course.widgets import run_code
 
     res = run_code("print('hi')\n6 * 7")
-    assert res == {"stdout": "hi\n", "value": "42", "error": None}
+    assert res == {"stdout": "hi\n", "hidden_lines": 0, "value": "42", "error": None}
     res = run_code("x = 1\n1 / 0")
     assert res["error"].splitlines()[-1] == "ZeroDivisionError: division by zero"
     assert 'File "<example>", line 2' in res["error"]

@@ -18,7 +18,8 @@ NUMERIC = st.one_of(
 )
 
 FIELDS = {
-    "rank_trick": {"d": NUMERIC, "r": NUMERIC, "preset": st.sampled_from(["custom", "llama-3.1-8b", "x", ""])},
+    "rank_trick": {"d": NUMERIC, "r": NUMERIC, "preset": st.sampled_from(["custom", "llama-3.1-8b", "x", ""]),
+                   "_changed": st.sampled_from(["", "d", "r", "preset"])},
     "model_lora": {"model": st.sampled_from(["llama-3.1-8b", "llama-3.2-1b", "nope", ""]), "rank": NUMERIC,
                    "targets": st.sampled_from(["q,v", "all-linear", "q,k,v,o", "xyz", ""])},
     "memory_calculator": {"model": st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "config", "zz"]),

@@ -23,6 +23,8 @@
     startedAt: null,        // page time when the first worker was created
     readyAt: null,          // page time (ms since navigation start) when Python first became ready
     restarts: 0,
+    restarting: false,      // a fresh worker is loading after a Stop or a time limit
+    running: 0,             // runnable examples in flight (widget calls wait behind them in the worker)
   };
 
   function setState(state, reason) {
@@ -64,6 +66,7 @@
       if (msg.type === "ready") {
         bridge.readyMs = msg.ms;
         if (bridge.readyAt === null) bridge.readyAt = performance.now(); // first ready of this visit
+        bridge.restarting = false;
         setState("ready");
         keepPythonOffline();
       } else if (msg.type === "failed") {
@@ -127,6 +130,7 @@
     if (bridge.worker) bridge.worker.terminate();
     bridge.worker = null;
     bridge.restarts += 1;
+    bridge.restarting = true;
     var pending = bridge.pending;
     bridge.pending = new Map();
     setState("idle");
@@ -144,10 +148,17 @@
     return post({ kind: "call", name: name, kwargs: kwargs || {} }, 0);
   }
 
-  /** run(source) -> Promise of {stdout, value, error}; rejects with err.timeout after RUN_LIMIT_MS. */
+  /** run(source) -> Promise of {stdout, value, error, hidden_lines}; rejects with err.timeout after RUN_LIMIT_MS. */
   function run(source) {
-    return post({ kind: "run", source: source }, RUN_LIMIT_MS);
+    bridge.running += 1;
+    notify();
+    function done() { bridge.running -= 1; notify(); }
+    return post({ kind: "run", source: source }, RUN_LIMIT_MS).then(function (r) { done(); return r; },
+                                                                 function (e) { done(); throw e; });
   }
+
+  // Tell the listeners (badge, run buttons, widgets) that busy/restarting changed, without a state change.
+  function notify() { setState(bridge.state, bridge.reason); }
 
   window.loracalcPython = {
     call: call, run: run, start: startWorker, restart: restartWorker,
@@ -157,12 +168,23 @@
     get readyAt() { return bridge.readyAt; },
     get startedAt() { return bridge.startedAt; },
     get restarts() { return bridge.restarts; },
+    get busy() { return bridge.running > 0; },
+    get restarting() { return bridge.restarting; },
     whenSettled: whenSettled,
     onChange: function (fn) { bridge.listeners.push(fn); },
   };
 
   // ------------------------------------------------------------------ status indicator and notice
   var LABELS = { idle: "Python: loading\u2026", loading: "Python: loading\u2026", ready: "Python: ready", failed: "Python: failed" };
+
+  // What the badge shows: the worker's state, and also whether it is busy with an example, restarting,
+  // or off because the page was opened from a file (not an error: the numbers shown are still right).
+  function badgeState() {
+    if (bridge.state === "failed" && location.protocol === "file:") return ["off", "Python: off (read from a file)"];
+    if (bridge.restarting && bridge.state !== "failed") return ["restarting", "Python: restarting\u2026"];
+    if (bridge.state === "ready" && bridge.running > 0) return ["busy", "Python: busy (running an example)"];
+    return [bridge.state, LABELS[bridge.state]];
+  }
 
   function showStatus() {
     var badge = document.querySelector(".lc-py-status");
@@ -172,24 +194,30 @@
       badge.setAttribute("role", "status");
       document.body.appendChild(badge);
     }
-    badge.dataset.state = bridge.state;
-    badge.textContent = LABELS[bridge.state];
+    var shown = badgeState();
+    badge.dataset.state = shown[0];
+    if (badge.textContent !== shown[1]) badge.textContent = shown[1];
     badge.title = bridge.state === "failed" ? bridge.reason : "The calculators on this page run the module's Python in your browser.";
 
     var first = document.querySelector("[data-widget], [data-runnable]");
     var notice = document.querySelector(".lc-py-notice");
     if (bridge.state === "failed" && first) {
+      var fromFile = location.protocol === "file:";
       if (!notice) {
         notice = document.createElement("div");
-        notice.className = "admonition warning lc-py-notice";
+        // Read from disk nothing is broken: an info box, not a warning.
+        notice.className = "admonition " + (fromFile ? "info" : "warning") + " lc-py-notice";
         first.parentNode.insertBefore(notice, first);
       }
       notice.innerHTML = "";
       var title = document.createElement("p");
       title.className = "admonition-title";
-      title.textContent = "The calculators are not interactive here";
+      title.textContent = fromFile ? "Reading from a file: every number shown is right, the inputs are fixed"
+                                   : "The calculators are not interactive here";
       var body = document.createElement("p");
-      body.append("Python could not start: " + bridge.reason + ". The numbers shown are correct for the default inputs, computed when the site was built. For the interactive version, run ");
+      body.append(fromFile
+        ? "Every number on this page is correct for the inputs shown: it was computed by the module's Python when the site was built. Changing an input has no effect here, because " + bridge.reason + ". For the interactive version, run "
+        : "Python could not start: " + bridge.reason + ". The numbers shown are correct for the default inputs, computed when the site was built. For the interactive version, run ");
       var code = document.createElement("code");
       code.textContent = SERVE_COMMAND;
       body.append(code, " in a copy of the project and open ");
@@ -257,9 +285,9 @@
       if (!(el.name in values)) return;
       var v = String(values[el.name]);
       var type = (el.type || "").toLowerCase();
-      if (type === "radio") el.checked = el.value === v;
-      else if (type === "checkbox") el.checked = v !== "";
-      else el.value = v;
+      if (type === "radio") { if (el.checked !== (el.value === v)) el.checked = el.value === v; }
+      else if (type === "checkbox") { if (el.checked !== (v !== "")) el.checked = v !== ""; }
+      else if (el.value !== v) el.value = v; // an unchanged field is left alone (caret, selection)
     });
   }
 
@@ -346,26 +374,94 @@
     try { localStorage.setItem(key, JSON.stringify(copy)); } catch (e) { /* storage full or blocked */ }
   }
 
+  // ------------------------------------------------------------------ what the outputs stand for
+  // A widget's outputs are always for some inputs. data-state says whether those are the inputs on screen:
+  //   current  the outputs are for the inputs shown;
+  //   pending  an answer for the inputs shown is on its way (Python computing, or still loading);
+  //   stale    the inputs shown are not valid (or Python cannot run here): the outputs are for the last
+  //            valid inputs, dimmed and labelled as such.
+  // The label is one line in the widget (or in its [data-state-note] slot, e.g. a sticky result bar).
+  function stateNote(widget) {
+    var slot = Array.prototype.filter.call(widget.querySelectorAll("[data-state-note]"), function (el) {
+      return el.closest("[data-widget]") === widget;
+    })[0];
+    if (slot) return slot;
+    slot = document.createElement("p");
+    slot.className = "lc-state-note";
+    slot.setAttribute("data-state-note", "");
+    var form = widget.querySelector(":scope > form");
+    if (form) form.after(slot); else widget.prepend(slot);
+    return slot;
+  }
+
+  function markState(widget, state, text) {
+    if (widget.dataset.state !== state) widget.dataset.state = state;
+    var note = stateNote(widget);
+    if (note.textContent !== (text || "")) note.textContent = text || "";
+    if (state === "current") widget.removeAttribute("aria-busy");
+    else if (state === "pending") widget.setAttribute("aria-busy", "true");
+    else widget.removeAttribute("aria-busy");
+  }
+
+  var PENDING_AFTER_MS = 120;
+
+  function pendingText() {
+    if (bridge.state === "ready" && bridge.running > 0) return "Waiting for the running code example to finish (or Stop it)\u2026 the numbers below are for the previous inputs.";
+    if (bridge.state === "ready") return "Computing\u2026";
+    return "Python is loading (a few seconds on a first visit)\u2026 the numbers below are for the previous inputs and update when it is ready.";
+  }
+
   // ------------------------------------------------------------------ one widget
   function attachWidget(widget) {
     if (widget.__lc) return;
     var name = widget.dataset.widget;
-    var me = widget.__lc = { seq: 0 };
+    var me = widget.__lc = { seq: 0, shownFor: null };
+    // The inputs the build prerendered the outputs for (hooks/widgets.py writes them); a browser that
+    // restored other form values on reload makes those outputs stale until Python answers.
+    try { me.shownFor = widget.dataset.renderedFor ? JSON.stringify(JSON.parse(widget.dataset.renderedFor)) : null; } catch (e) { me.shownFor = null; }
+    var defaults = readInputs(widget);
 
-    function update(extra, restore) {
+    function sameAsShown(inputs) {
+      if (me.shownFor === null) return false;
+      var shown = JSON.parse(me.shownFor);
+      return Object.keys(inputs).every(function (k) { return k === "action" || String(inputs[k]) === String(shown[k]); });
+    }
+
+    function update(extra, restore, changed) {
       var inputs = Object.assign(readInputs(widget), restore || {}, extra || {});
+      if (changed) inputs._changed = changed;
       var key = JSON.stringify(inputs);
       if (!extra && !restore && key === me.last) return Promise.resolve(); // "change" after "input": same values
       me.last = extra ? null : key;
       var seq = ++me.seq;
-      widget.setAttribute("aria-busy", "true");
+      if (bridge.state === "failed") {
+        // No Python here: the outputs stay those of the last valid inputs, and say so if the form differs.
+        if (sameAsShown(inputs)) markState(widget, "current", "");
+        else markState(widget, "stale", "Not updated: Python is not running here (" + bridge.reason + "). The numbers below are for the inputs the page was built with.");
+        return Promise.resolve();
+      }
+      // Waiting on a loading or busy Python: marked at once. A ready Python answers within a frame or two, so
+      // the mark waits PENDING_AFTER_MS (no flicker, and no restyling of the widget for every keystroke).
+      clearTimeout(me.pendingTimer);
+      if (bridge.state === "ready" && !bridge.running) {
+        me.pendingTimer = setTimeout(function () { if (seq === me.seq) markState(widget, "pending", pendingText()); }, PENDING_AFTER_MS);
+      } else {
+        markState(widget, "pending", pendingText());
+      }
       return call(name, inputs).then(function (result) {
+        clearTimeout(me.pendingTimer);
         if (seq !== me.seq) return;
-        widget.removeAttribute("aria-busy");
         if (result.ok) {
+          var set = result.outputs._set;   // form values Python chose (e.g. d from a model preset)
           if (restore) writeInputs(widget, restore);
+          if (set && typeof set === "object") {
+            // never rewrite the field the reader is typing in (a preset switching to Custom still shows)
+            var others = {};
+            Object.keys(set).forEach(function (k) { if (k !== changed) others[k] = set[k]; });
+            writeInputs(widget, others);
+          }
           showError(widget, null, "");
-          moveSliders(widget, inputs);
+          moveSliders(widget, Object.assign({}, inputs, set || {}));
           placeOutputs(widget, result.outputs);
           // Python may name inputs to clear (a quiz question reopened): radios unchecked, fields emptied.
           if (Array.isArray(result.outputs.reset_inputs)) {
@@ -373,28 +469,42 @@
             result.outputs.reset_inputs.forEach(function (n) { cleared[n] = ""; });
             writeInputs(widget, cleared);
           }
+          var shown = Object.assign({}, inputs, set || {});
+          delete shown._changed;
+          me.shownFor = JSON.stringify(shown);
+          markState(widget, "current", "");
           widget.dataset.updated = String(Date.now());
           if (!restore) announce(widget, typeof result.outputs.announce === "string" ? result.outputs.announce : "Results updated.");
-          if (widget.hasAttribute("data-url-state") && !restore) saveUrlState(widget, inputs);
+          if (widget.hasAttribute("data-url-state") && !restore) saveUrlState(widget, readInputs(widget));
           if (widget.dataset.persist) save(widget.dataset.persist, readInputs(widget));
-        } else if (restore) {
-          if (widget.dataset.persist) forget(widget.dataset.persist); // a stale or broken saved state is dropped
+        } else if (restore && widget.dataset.persist) {
+          // A stale or broken saved state is dropped, and the form goes back to what the outputs show.
+          forget(widget.dataset.persist);
+          writeInputs(widget, defaults);
+          markState(widget, "current", "");
         } else {
-          showError(widget, result.field, result.message); // the last good outputs stay
+          showError(widget, result.field, result.message);
+          markState(widget, "stale", "Not updated: " + result.message + ". The numbers below are for the last valid inputs.");
           announce(widget, result.message);
         }
       }).catch(function (error) {
+        clearTimeout(me.pendingTimer);
         if (seq !== me.seq) return;
-        widget.removeAttribute("aria-busy");
-        if (error.restarted) return update(extra, restore); // the worker was restarted under us: once more
-        if (restore) return;
-        var text = error.message === "python-unavailable"
-          ? "Python is not running here (" + bridge.reason + "), so results do not update; the numbers shown are for the default inputs."
-          : "Python error: " + error.message;
-        showError(widget, "", text);
+        if (error.restarted) return update(extra, restore, changed); // the worker was restarted under us: once more
+        if (error.message === "python-unavailable") return update(extra, restore, changed); // now marks it stale
+        markState(widget, "stale", "Not updated: Python error: " + error.message);
+        showError(widget, "", "Python error: " + error.message);
       });
     }
     me.update = update;
+
+    // Keep the pending line true while Python loads, restarts or runs an example.
+    bridge.listeners.push(function () {
+      if (widget.dataset.state === "pending") {
+        var note = stateNote(widget), text = pendingText();
+        if (note.textContent !== text) note.textContent = text;
+      }
+    });
 
     // In a widget marked data-choose-with-space (the quiz, where choosing is final), arrow keys move
     // between a group's options without choosing one; Space or a click chooses the focused option.
@@ -409,14 +519,17 @@
         if (next) next.focus();
       });
     }
-    widget.addEventListener("input", function (event) { if (event.target.name) { copyToTypedTwin(widget, event.target); update(); } });
-    widget.addEventListener("change", function (event) { if (event.target.name) update(); });
+    widget.addEventListener("input", function (event) { if (event.target.name) { copyToTypedTwin(widget, event.target); update(null, null, event.target.name); } });
+    widget.addEventListener("change", function (event) { if (event.target.name) update(null, null, event.target.name); });
     widget.addEventListener("click", function (event) {
       var button = event.target.closest("button");
       if (!button || button.closest("[data-widget]") !== widget) return;
       if (button.dataset.copy) {
         var out = widget.querySelector('[data-output="' + button.dataset.copy + '"]');
         copyText(out ? out.textContent : "").then(function (ok) { announce(widget, ok ? "Copied." : "Copy failed: select the text and copy it."); });
+      }
+      if (button.hasAttribute("data-copy-link")) {
+        copyText(location.href).then(function (ok) { announce(widget, ok ? "Link copied." : "Copy failed: copy the address bar."); });
       }
       if (button.dataset.action) {
         var action = button.dataset.action;
@@ -425,13 +538,21 @@
       }
     });
 
-    // Saved state (URL first, then localStorage) is applied only if Python accepts it.
+    // Saved state (URL first, then localStorage) goes into the form at once, so the reader sees their
+    // inputs from the first paint; the outputs are marked pending until Python answers for them.
     var fromUrl = widget.hasAttribute("data-url-state") ? urlState(widget) : null;
     var fromStore = !fromUrl && widget.dataset.persist ? storedState(widget.dataset.persist) : null;
     if (widget.dataset.persist && !fromStore && !fromUrl) {
       try { if (localStorage.getItem(widget.dataset.persist) !== null) forget(widget.dataset.persist); } catch (e) { /* blocked */ }
     }
-    if (fromUrl || fromStore) update(null, fromUrl || fromStore);
+    if (fromUrl || fromStore) {
+      writeInputs(widget, fromUrl || fromStore);
+      update(null, fromUrl || fromStore);
+    } else if (!sameAsShown(readInputs(widget))) {
+      update(); // the browser restored other values into the form (reload): bring the outputs up to date
+    } else {
+      markState(widget, "current", "");
+    }
   }
 
   function copyText(text) {
@@ -475,17 +596,31 @@
     var runButton = document.createElement("button");
     runButton.type = "button";
     runButton.className = "md-button md-button--primary lc-run";
+    // Stop: Pyodide cannot be interrupted without cross-origin isolation, so stopping restarts the worker
+    // (a few seconds); widget calls in flight are retried on the fresh one.
+    var stopButton = document.createElement("button");
+    stopButton.type = "button";
+    stopButton.className = "md-button lc-run-stop";
+    stopButton.textContent = "Stop";
+    stopButton.hidden = true;
     var resetButton = document.createElement("button");
     resetButton.type = "button";
     resetButton.className = "md-button lc-run-reset";
     resetButton.textContent = "Reset code";
-    bar.append(runButton, resetButton);
+    var status = document.createElement("span");
+    status.className = "lc-run-status";
+    status.setAttribute("role", "status");
+    bar.append(runButton, stopButton, resetButton, status);
+    var startedAt = 0, ticker = null;
 
     function sync() {
       var failed = bridge.state === "failed";
+      var running = box.dataset.running === "1";
       box.classList.toggle("lc-runnable--live", !failed);
-      runButton.disabled = bridge.state !== "ready" || box.dataset.running === "1";
-      runButton.textContent = box.dataset.running === "1" ? "Running\u2026" : bridge.state === "ready" ? "Run" : failed ? "Run (Python unavailable)" : "Run (Python loading\u2026)";
+      runButton.disabled = bridge.state !== "ready" || running;
+      runButton.textContent = running ? "Running\u2026" : bridge.state === "ready" ? "Run" : failed ? "Run (Python unavailable)"
+        : bridge.restarting ? "Run (Python restarting\u2026)" : "Run (Python loading\u2026)";
+      stopButton.hidden = !running;
       if (note) note.hidden = !failed;
       if (failed && note) note.textContent = "Runnable example: Python is not available here (" + bridge.reason + ").";
     }
@@ -494,19 +629,38 @@
     bridge.listeners.push(sync);
     sync();
 
+    function tick() {
+      status.textContent = "Running for " + Math.floor((performance.now() - startedAt) / 1000) + " s (stopped at " + RUN_LIMIT_MS / 1000 + " s)";
+    }
+
     resetButton.addEventListener("click", function () { editor.value = original; });
     editor.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); runButton.click(); }
     });
+    stopButton.addEventListener("click", function () {
+      if (box.dataset.running !== "1") return;
+      box.dataset.stopped = "1";
+      restartWorker();
+    });
     runButton.addEventListener("click", function () {
       box.dataset.running = "1";
+      delete box.dataset.stopped;
       sync();
       output.hidden = false;
       output.classList.remove("lc-run-output--error");
       output.textContent = "Running\u2026";
+      startedAt = performance.now();
+      ticker = setInterval(tick, 1000);
       run(editor.value).then(function (result) {
         output.textContent = "";
         if (result.stdout) output.append(result.stdout);
+        if (result.hidden_lines) {
+          var more = document.createElement("span");
+          more.className = "lc-run-more";
+          more.textContent = (result.stdout.endsWith("\n") ? "" : "\n") + "\u2026 " + result.hidden_lines.toLocaleString("en") +
+            " more line" + (result.hidden_lines === 1 ? "" : "s") + " hidden\n";
+          output.append(more);
+        }
         if (result.value !== null && result.value !== undefined) output.append((result.stdout && !result.stdout.endsWith("\n") ? "\n" : "") + result.value + "\n");
         if (result.error) {
           var err = document.createElement("span");
@@ -517,10 +671,14 @@
         if (!result.stdout && result.value == null && !result.error) output.textContent = "(no output)";
       }, function (error) {
         output.classList.add("lc-run-output--error");
-        output.textContent = error.timeout
+        output.textContent = box.dataset.stopped === "1"
+          ? "Stopped by you. Python is restarting (a few seconds); the calculators on this page keep working."
+          : error.timeout
           ? "Stopped: this code ran for more than " + RUN_LIMIT_MS / 1000 + " s, so Python was restarted (a few seconds). The calculators on this page keep working."
           : error.message === "python-unavailable" ? "Python is not available here (" + bridge.reason + ")." : "Python error: " + error.message;
       }).then(function () {
+        clearInterval(ticker);
+        status.textContent = "";
         delete box.dataset.running;
         sync();
       });
@@ -541,7 +699,32 @@
     requestAnimationFrame(function () { setTimeout(once, 0); });
   }
 
+  // Long tables in the text fold after a dozen rows, with a button to show them all (the rows stay in the
+  // HTML, so search, print and screen readers' table navigation still have every row once unfolded).
+  var FOLD_ROWS = 24;
+  function foldLongTables() {
+    document.querySelectorAll(".md-typeset table:not([class]):not([data-folded])").forEach(function (table) {
+      var rows = table.tBodies.length ? table.tBodies[0].rows.length : 0;
+      table.dataset.folded = "";
+      if (rows <= FOLD_ROWS) return;
+      table.classList.add("lc-folded");
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "md-button lc-fold-button";
+      button.textContent = "Show all " + rows + " rows";
+      button.setAttribute("aria-expanded", "false");
+      button.addEventListener("click", function () {
+        var folded = table.classList.toggle("lc-folded");
+        button.textContent = folded ? "Show all " + rows + " rows" : "Show the first 12 rows only";
+        button.setAttribute("aria-expanded", folded ? "false" : "true");
+      });
+      var box = table.closest(".md-typeset__scrollwrap") || table;
+      box.after(button);
+    });
+  }
+
   function attachPage() {
+    foldLongTables();
     var widgets = document.querySelectorAll("[data-widget]");
     var runnables = document.querySelectorAll("[data-runnable]");
     if (!widgets.length && !runnables.length) {

@@ -43,10 +43,30 @@ def call_json(name: str, inputs_json: str) -> str:
 
 
 # ---------------------------------------------------------------- runnable code examples
+# What a run may print onto the page: past these, the rest is counted ("N more lines hidden"), not shown,
+# so a loop that prints 100,000 lines costs the page a short box instead of a 1.8-million-pixel one.
+MAX_OUTPUT_LINES = 200
+MAX_OUTPUT_CHARS = 20_000
+
+
+def cap_output(text: str, max_lines: int = MAX_OUTPUT_LINES, max_chars: int = MAX_OUTPUT_CHARS) -> tuple[str, int]:
+    """TEXT cut to its first MAX_LINES lines (and MAX_CHARS characters); returns (shown, lines hidden)."""
+    lines = text.splitlines(keepends=True)
+    shown = lines[:max_lines]
+    kept = "".join(shown)
+    if len(kept) > max_chars:
+        kept = kept[:max_chars]
+        if not kept.endswith("\n"):
+            kept += "\n"
+    hidden = len(lines) - kept.count("\n") if len(lines) > kept.count("\n") else 0
+    return kept, hidden
+
+
 def run_code(source: str) -> dict[str, Any]:
     """Run a page's code example the way a notebook cell runs.
 
-    Returns ``{"stdout": str, "value": repr of the last expression or None, "error": traceback text or None}``.
+    Returns ``{"stdout": str, "hidden_lines": int, "value": repr of the last expression or None,
+    "error": traceback text or None}``; stdout is capped (``cap_output``) and ``hidden_lines`` counts the rest.
     Each run gets a fresh namespace; the traceback shows only the reader's code (frames named ``<example>``).
     """
     import ast
@@ -73,7 +93,8 @@ def run_code(source: str) -> dict[str, Any]:
         lines += traceback.format_list(frames)
         lines += traceback.format_exception_only(type(exc), exc)
         error = "".join(lines)
-    return {"stdout": out.getvalue(), "value": value, "error": error}
+    stdout, hidden = cap_output(out.getvalue())
+    return {"stdout": stdout, "hidden_lines": hidden, "value": value, "error": error}
 
 
 def run_code_json(source: str) -> str:

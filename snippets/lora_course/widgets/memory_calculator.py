@@ -103,7 +103,6 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       loracalc.estimate_memory(arch, **{**s, "method": m, "dora": s["dora"] and m != "full"}))
                   for m in loracalc.METHODS}
     limit = int(g.memory_bytes)
-    fits = total <= limit
     mb = _largest("batch", arch, g.name, _key(s, "batch_size"))
     ms = _largest("seq", arch, g.name, _key(s, "seq_len"))
     counts = loracalc.count_params(arch, rank=s["rank"], targets=s["targets"])
@@ -122,9 +121,8 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "terms_table": terms_table(est),
         "methods": methods_html(per_method, s["method"]),
         "gpus": gpus_html(total, g.name),
-        "gpu_verdict": (f"Fits on {g.display_name}: {c.fmt_gb(total)} of {c.fmt_gb(limit)}"
-                        if fits else f"Does not fit on {g.display_name}: needs {c.fmt_gb(total)}, "
-                                     f"has {c.fmt_gb(limit)}"),
+        **verdict_outputs(total, limit, g.display_name),
+        "explain": explain(per_method, s),
         "max_batch": (c.fmt_int(mb) if mb else "none (batch 1 does not fit)"),
         "max_seq": (c.fmt_int(ms) if ms else "none"),
         "json": json.dumps(est.to_dict(), indent=2),
@@ -178,6 +176,82 @@ def _fewest(arch, gpu_name: str, strategy: str, flags: tuple, key: tuple):
     return sharding.smallest_gpu_count(arch, gpu_name, strategy, *flags, **settings)
 
 
+# --------------------------------------------------------------------- verdicts
+# Above this share of the card the estimate fits on paper but leaves little for what it leaves out
+# (allocator fragmentation, a longer sample in the batch, a framework's own buffers): "tight".
+TIGHT_SHARE = 0.90
+
+
+def fit_state(total: int, limit: int) -> str:
+    """'fits', 'tight' (over TIGHT_SHARE of the card) or 'no'."""
+    if total > limit:
+        return "no"
+    return "tight" if total > TIGHT_SHARE * limit else "fits"
+
+
+def verdict_outputs(total: int, limit: int, gpu_name: str) -> dict[str, str]:
+    """The verdict line, its state (for the page's colour and icon) and the headroom, in words."""
+    state = fit_state(total, limit)
+    share = f"{c.num(round(100 * total / limit))}%"
+    if state == "no":
+        headroom = f"{c.fmt_gb(total - limit)} short"
+        line = f"Does not fit on {gpu_name}: needs {c.fmt_gb(total)}, has {c.fmt_gb(limit)} ({headroom})"
+        word = "Does not fit"
+    elif state == "tight":
+        headroom = f"{c.fmt_gb(limit - total)} free"
+        line = (f"Tight on {gpu_name}: {c.fmt_gb(total)} of {c.fmt_gb(limit)} ({share}), only {c.fmt_gb(limit - total)} "
+                f"to spare; fragmentation or a longer batch can push it over")
+        word = "Tight"
+    else:
+        headroom = f"{c.fmt_gb(limit - total)} free"
+        line = f"Fits on {gpu_name}: {c.fmt_gb(total)} of {c.fmt_gb(limit)} ({share}), {headroom}"
+        word = "Fits"
+    return {"gpu_verdict": line, "verdict_state": state, "verdict_word": word, "headroom": headroom,
+            "verdict_badge": f'<span class="lc-verdict lc-verdict--{state}">{c.esc(word)}</span>'}
+
+
+# Terms that hold the frozen base model, however a method stores it.
+_WEIGHT_TERMS = {"weights", "weights_4bit", "weights_16bit", "kbit_upcast", "master_weights"}
+
+
+def explain(per_method: dict, s: dict) -> str:
+    """One line when the methods come out in an unexpected order (QLoRA above LoRA, LoRA above full):
+    which terms grew and which shrank, from the engine's own terms; empty otherwise."""
+    order = [("qlora", "lora", "QLoRA", "LoRA"), ("lora", "full", "LoRA", "full fine-tuning")]
+    for low, high, low_name, high_name in order:
+        a, b = per_method[low], per_method[high]
+        if a.total_bytes <= b.total_bytes:
+            continue
+
+        def by_key(est):
+            out: dict[str, tuple[str, float]] = {}
+            for t in est.terms:
+                key = "weights" if t.key in _WEIGHT_TERMS else t.key
+                short = t.label.split(" (")[0].split(",")[0]  # "Activations saved for backward (...)" -> its head
+                label = "the frozen weights" if key == "weights" else "the " + short[:1].lower() + short[1:]
+                old = out.get(key, (label, 0.0))
+                out[key] = (label, old[1] + t.bytes)
+            return out
+
+        ta, tb = by_key(a), by_key(b)
+        diffs = {k: ta.get(k, ("", 0.0))[1] - tb.get(k, ("", 0.0))[1] for k in set(ta) | set(tb)}
+        labels = {k: (ta.get(k) or tb.get(k))[0] for k in diffs}
+        grew = sorted((k for k in diffs if diffs[k] > 0.05e9), key=lambda k: -diffs[k])[:2]
+        shrank = sorted((k for k in diffs if diffs[k] < -0.05e9), key=lambda k: diffs[k])[:1]
+        why = " and ".join(f"{labels[k]} (+{c.fmt_gb(diffs[k])})" for k in grew)
+        line = (f"Why is {low_name} above {high_name} here ({c.fmt_gb(a.total_bytes)} against {c.fmt_gb(b.total_bytes)})? "
+                f"At batch {s['batch_size']} × sequence {s['seq_len']:,} the per-token terms dominate, and {low_name} "
+                f"makes {why} larger")
+        if low == "qlora" and s.get("recipe", "peft") == "peft":
+            line += (" (prepare_model_for_kbit_training turns the embeddings and norms to fp32, so the hidden states "
+                     "kept for the backward pass take 4 bytes a value instead of 2)")
+        if shrank:
+            k = shrank[0]
+            line += f", more than the {c.fmt_gb(-diffs[k])} it saves on {labels[k]}"
+        return line + "."
+    return ""
+
+
 # --------------------------------------------------------------------- pieces of HTML
 def _pct(part: float, whole: float) -> float:
     return 0.0 if whole <= 0 else max(0.0, min(100.0, 100.0 * part / whole))
@@ -226,12 +300,13 @@ def gpus_html(total: int, chosen: str) -> str:
     items = []
     for g in loracalc.list_gpus():
         cap = int(g.memory_bytes)
-        ok = total <= cap
-        cls = "lc-gpu-yes" if ok else "lc-gpu-no"
+        state = fit_state(total, cap)
+        ok = state != "no"
+        cls = {"fits": "lc-gpu-yes", "tight": "lc-gpu-yes lc-gpu-tight", "no": "lc-gpu-no"}[state]
         if g.name == chosen:
             cls += " lc-chosen"
         used = _pct(total, cap)
-        verdict = (f"fits: {c.num(round(100 * total / cap))}% of {c.fmt_gb(cap, 0)}" if ok else
+        verdict = (f"{'tight' if state == 'tight' else 'fits'}: {c.num(round(100 * total / cap))}% of {c.fmt_gb(cap, 0)}" if ok else
                    f"does not fit: {c.fmt_ratio(round(total / cap, 1))} its {c.fmt_gb(cap, 0)}")
         items.append(
             f'<li class="{cls}"><span class="lc-gpu-name">{c.esc(g.display_name)}</span>'

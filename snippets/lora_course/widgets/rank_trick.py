@@ -47,7 +47,11 @@ def _preset_d(preset: str) -> int | None:
 
 # ------------------------------------------------------------------ the square matrix
 @widget("rank_trick")
-def rank_trick(d: str = "4096", r: str = "8", preset: str = "custom", **_: Any) -> dict[str, Any]:
+def rank_trick(d: str = "4096", r: str = "8", preset: str = "custom", _changed: str = "", **_: Any) -> dict[str, Any]:
+    # A typed d is the reader's choice: it switches the preset to Custom (never silently overridden, and
+    # checked like any typed d). Choosing a preset writes its d into the field (the page applies "_set").
+    if c.text(_changed) == "d":
+        preset = "custom"
     pd = _preset_d(preset)
     if pd is None:
         d_val = c.integer(d, "d", D_MIN, D_MAX, "d (hidden size)")
@@ -77,9 +81,15 @@ def rank_trick(d: str = "4096", r: str = "8", preset: str = "custom", **_: Any) 
         "break_even": c.fmt_int(break_even) if break_even == int(break_even) else f"{break_even:,.1f}",
         "verdict": verdict,
         "svg": matrices_svg(d_val, r_val),
+        "_set": {"d": str(d_val), "preset": c.text(preset) or "custom"},
         "announce": (f"d = {d_val:,}, r = {r_val:,}: LoRA trains {c.fmt_int(lora)} numbers against "
                      f"{c.fmt_int(full)} in W, {c.fmt_ratio(ratio)} fewer."),
     }
+
+
+# The home page's rank slider: the same function under its own name, so that a page (or a test) looking for
+# "the rank-trick widget" finds the full one on its page, not the slider on the home page.
+widget("rank_slider")(rank_trick)
 
 
 def matrices_svg(d: int, r: int) -> str:
