@@ -3,6 +3,7 @@
 - A bar under the title: download the .ipynb (mkdocs-jupyter's ``include_source`` copies it beside the page)
   and, when ``extra.notebook_repo`` names a public repository ("OWNER/REPO", branch "main"), open it in
   Colab. A link is not a fetch: nothing here loads from another host.
+- Code cells become focusable, so a keyboard can scroll a long line.
 - nbconvert's template carries a script that would import Mermaid from cdnjs when a notebook has a
   Mermaid diagram; it is removed, so no page can reach another host.
 """
@@ -14,6 +15,9 @@ import re
 
 CDN_SCRIPT = re.compile(r"<script[^>]*>(?:(?!</script>).)*cdnjs\.cloudflare\.com(?:(?!</script>).)*</script>", re.S)
 FIRST_H1_END = re.compile(r"</h1>")
+# nbconvert's code cells scroll sideways (overflow: auto) but cannot take focus: keyboard users could not
+# scroll them. tabindex 0 makes each one a stop, as Material does for its own code blocks.
+CODE_CELL = re.compile(r'<div class="highlight-ipynb')
 
 
 def strip_cdn_scripts(page_html: str) -> str:
@@ -33,7 +37,7 @@ def links_bar(src_path: str, size_bytes: int, repo: str | None) -> str:
 def on_post_page(output: str, page, config) -> str:
     if not page.file.src_uri.endswith(".ipynb"):
         return output
-    output = strip_cdn_scripts(output)
+    output = CODE_CELL.sub('<div tabindex="0" class="highlight-ipynb', strip_cdn_scripts(output))
     repo = (config.get("extra") or {}).get("notebook_repo") or None
     bar = links_bar(page.file.src_uri, os.path.getsize(page.file.abs_src_path), repo)
     return FIRST_H1_END.sub("</h1>" + bar, output, count=1)

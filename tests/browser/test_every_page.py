@@ -27,6 +27,9 @@ def use_every_widget(page) -> int:
                 current = field.input_value()
                 other = next((v for v in values if v != current), current)
                 field.select_option(other)
+                # back to where it was: each choice is tried on its own, so two valid choices never stack into
+                # a combination the engine rightly refuses (full fine-tuning with DoRA, say)
+                field.select_option(current)
             elif kind == "input:radio":
                 group = (w, field.get_attribute("name"))
                 if group in radio_groups or field.evaluate("(el) => !!el.closest('[inert]')"):
