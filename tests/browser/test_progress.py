@@ -23,7 +23,8 @@ def test_core_pages_read_are_counted_marked_and_cleared(page, site_url):
     # instant navigation through the sidebar: the script re-attaches to the new page and sidebar
     page.locator(".md-nav--primary a.md-nav__link[href$='gpu-memory/']").first.click()
     page.wait_for_url("**/gpu-memory/")
-    page.wait_for_function(f"() => document.querySelector('{LABEL}').textContent.includes('2 of')")
+    # null-safe: during instant navigation the sidebar is replaced, and a throwing predicate fails the wait
+    page.wait_for_function(f"() => (document.querySelector('{LABEL}')?.textContent || '').includes('2 of')")
     link = page.locator(".md-nav--primary a.md-nav__link[href$='gpu-memory/']").first
     assert "(read)" in link.inner_text()
     assert page.locator(".md-sidebar--primary progress").evaluate("p => [p.value, p.max]") == [2, total]

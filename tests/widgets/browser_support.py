@@ -91,9 +91,11 @@ def wait_updated(page, name: str, before: str, index: int = 0, timeout: int = 15
         arg=[name, index, before], timeout=timeout)
 
 
-def wait_error(page, name: str, field: str, index: int = 0, timeout: int = 15_000) -> str:
+def wait_error(page, name: str, field: str, index: int = 0, timeout: int = 15_000, containing: str = "") -> str:
+    """The field's error message once shown (and, with `containing`, once it holds that text)."""
     slot = widget(page, name, index).locator(f'[data-error-for="{field}"]')
-    page.wait_for_function("(el) => el.textContent.trim().length > 0", arg=slot.element_handle(), timeout=timeout)
+    page.wait_for_function("([el, part]) => el.textContent.trim().length > 0 && el.textContent.includes(part)",
+                           arg=[slot.element_handle(), containing], timeout=timeout)
     return slot.text_content()
 
 

@@ -29,11 +29,10 @@ CONFIGS = {
 def test_pasted_config_shows_the_terminal_json(wpage, site_url, tmp_path, family):
     name = "memory_calculator"
     open_page(wpage, site_url, "gpu-memory/")
+    set_field(wpage, name, "model", "config")       # opens the config box (empty: the engine asks for a file)
+    wait_error(wpage, name, "config")
     before = stamp(wpage, name)
-    set_field(wpage, name, "config", json.dumps(CONFIGS[family]))   # the preset still chosen: one update
-    wait_updated(wpage, name, before)
-    before = stamp(wpage, name)
-    set_field(wpage, name, "model", "config")                         # now the pasted file counts
+    set_field(wpage, name, "config", json.dumps(CONFIGS[family]))   # now the pasted file counts
     wait_updated(wpage, name, before)
     shown = widget(wpage, name).locator('[data-output="json"]').text_content()
     path = tmp_path / "config.json"
@@ -49,8 +48,9 @@ def test_pasted_config_shows_the_terminal_json(wpage, site_url, tmp_path, family
 def test_pasted_wrapper_config_is_refused_in_one_line(wpage, site_url):
     name = "memory_calculator"
     open_page(wpage, site_url, "gpu-memory/")
+    set_field(wpage, name, "model", "config")       # the config box opens only when chosen
+    wait_error(wpage, name, "config")
     set_field(wpage, name, "config", json.dumps({"model_type": "llava", "text_config": {"model_type": "llama"},
                                                  "vision_config": {}}))
-    set_field(wpage, name, "model", "config")
-    message = wait_error(wpage, name, "config")
+    message = wait_error(wpage, name, "config", containing="multimodal")
     assert "multimodal" in message and "\n" not in message.strip()
