@@ -93,3 +93,9 @@ def test_no_or_unknown_command_is_usage_and_status_2(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("loracalc: error:") and "\n" not in err
+
+
+def test_params_table_aligns_counts_right(capsys):
+    # module | d_in -> d_out | copies | rank | LoRA params / copy | LoRA params: the last four are counts
+    text = out(capsys, "params", "--model", "llama-3.1-8b", "--rank", "16", "--targets", "all-linear")
+    check_alignment(text, {2, 3, 4, 5})

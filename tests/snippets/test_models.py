@@ -113,3 +113,13 @@ def test_preset_totals_match_the_model_card(name):
         # cards round or cut off (Qwen3-30B-A3B: 3.353B active is printed 3.3B): one unit of the last digit
         tol = 10 ** -decimals if decimals else 0.05 * pub
         assert abs(got - pub) <= tol, (name, printed, got)
+
+
+def test_llama_2_13b_total_is_its_checkpoints():
+    # meta-llama/Llama-2-13b-hf model.safetensors.index.json: "total_size": 26031728640 bytes of fp16 weights
+    assert loracalc.total_params(loracalc.get_model("llama-2-13b")) * 2 == 26_031_728_640
+
+
+@pytest.mark.parametrize("count, label", [(7e9, "~7B"), (7e10, "~70B"), (3.5e8, "~350M"), (2e12, "~2T")])
+def test_a_bare_count_is_labelled_with_its_own_size(count, label):
+    assert loracalc.model_from_param_count(count).display_name.startswith(label + " parameters")

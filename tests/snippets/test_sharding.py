@@ -163,3 +163,16 @@ def test_cli_offload_table_shows_host_memory():
 def test_cli_bad_multi_gpu_input_is_one_line_and_status_2(args):
     code, out, err = _cli("memory", *args)
     assert code == 2 and out == "" and err.count("\n") == 1
+
+
+def test_a_gpu_exactly_the_per_gpu_size_fits():
+    # the smallest count is the first whose per-GPU bytes are at most the card's: equal is enough
+    from loracalc.gpus import GPU
+    from loracalc import sharding
+
+    est = estimate_memory("llama-3.1-70b", method="lora")
+    need = shard_estimate(est, "llama-3.1-70b", 4, "full-shard").per_gpu_bytes
+    exact = GPU("exact", "exactly 4 GPUs' worth", 80, True, "test", usable_bytes=need)
+    assert sharding.smallest_gpu_count("llama-3.1-70b", exact, "full-shard", method="lora") == 4
+    smaller = GPU("short", "one byte short", 80, True, "test", usable_bytes=need - 1)
+    assert sharding.smallest_gpu_count("llama-3.1-70b", smaller, "full-shard", method="lora") > 4
