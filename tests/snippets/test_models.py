@@ -123,3 +123,10 @@ def test_llama_2_13b_total_is_its_checkpoints():
 @pytest.mark.parametrize("count, label", [(7e9, "~7B"), (7e10, "~70B"), (3.5e8, "~350M"), (2e12, "~2T")])
 def test_a_bare_count_is_labelled_with_its_own_size(count, label):
     assert loracalc.model_from_param_count(count).display_name.startswith(label + " parameters")
+
+
+def test_an_moe_token_passes_through_top_k_experts():
+    # Qwen3-30B-A3B's config.json: num_experts_per_tok 8, moe_intermediate_size 768, no shared expert; a dense
+    # model's token passes through its whole MLP (Llama-3.1-8B: intermediate_size 14336)
+    assert loracalc.get_model("qwen3-30b-a3b").mlp_width_per_token == 8 * 768
+    assert loracalc.get_model("llama-3.1-8b").mlp_width_per_token == 14336
