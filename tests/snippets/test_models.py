@@ -126,7 +126,8 @@ def test_a_bare_count_is_labelled_with_its_own_size(count, label):
 
 
 def test_an_moe_token_passes_through_top_k_experts():
-    # Qwen3-30B-A3B's config.json: num_experts_per_tok 8, moe_intermediate_size 768, no shared expert; a dense
-    # model's token passes through its whole MLP (Llama-3.1-8B: intermediate_size 14336)
-    assert loracalc.get_model("qwen3-30b-a3b").mlp_width_per_token == 8 * 768
+    # Mixtral-8x7B's config.json: num_experts_per_tok 2, each expert intermediate_size 14336 wide; a dense
+    # model's token passes through its whole MLP (Llama-3.1-8B: intermediate_size 14336). (Qwen3-30B-A3B would
+    # not tell the two apart: 8 x 768 is its config's intermediate_size, 6144.)
+    assert loracalc.get_model("mixtral-8x7b").mlp_width_per_token == 2 * 14336
     assert loracalc.get_model("llama-3.1-8b").mlp_width_per_token == 14336
