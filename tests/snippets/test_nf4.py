@@ -5,6 +5,12 @@ import random
 
 import pytest
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "gpu_labs"))
+from memory_measure import quant_state_tensors, tensor_bytes  # noqa: E402  (stdlib at import; the labs' count)
+
 import loracalc
 from loracalc import LoraCalcError, nf4
 
@@ -86,20 +92,8 @@ def test_storage_equals_what_bitsandbytes_stores(double_quant, tmp_path):
     bnb_cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                  bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=bnb_cfg, device_map={"": "cpu"})
-    stored, seen = 0, set()
-    for p in model.parameters():
-        qs = getattr(p, "quant_state", None)
-        if qs is None:
-            continue
-        tensors = [p.data]
-        while qs is not None:
-            tensors += [t for t in (qs.absmax, qs.offset, qs.code) if t is not None]
-            qs = qs.state2
-        for t in tensors:
-            s = t.untyped_storage()
-            if s.data_ptr() not in seen:
-                seen.add(s.data_ptr())
-                stored += s.nbytes()
+    packed = [p.data for p in model.parameters() if getattr(p, "quant_state", None) is not None]
+    stored = tensor_bytes(packed + quant_state_tensors(model))   # the labs' own count, each storage once
     arch = loracalc.model_from_config({"model_type": "llama", **cfg})
     assert stored == nf4.storage_bytes(arch, 64, double_quant)
     # get_memory_footprint counts the packed weights but not the quant_state statistics (FACTS.md)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "gpu_labs"))
+from memory_measure import tensor_bytes  # noqa: E402  (stdlib at import; the labs' count)
+
 import loracalc
 from loracalc import estimate_memory, nf4
 
@@ -17,16 +23,11 @@ def bnb_stored_bytes(n: int, double_quant: bool, block_size: int = 64) -> int:
     F = pytest.importorskip("bitsandbytes.functional")
     packed, qs = F.quantize_4bit(torch.zeros(n, dtype=torch.bfloat16), blocksize=block_size, quant_type="nf4",
                                  compress_statistics=double_quant)
-    tensors, seen, total = [packed], set(), 0
+    tensors = [packed]
     while qs is not None:
         tensors += [t for t in (qs.absmax, qs.offset, qs.code) if t is not None]
         qs = qs.state2
-    for t in tensors:
-        s = t.untyped_storage()
-        if s.data_ptr() not in seen:
-            seen.add(s.data_ptr())
-            total += s.nbytes()
-    return total
+    return tensor_bytes(tensors)   # the labs' own count: each storage once
 
 
 @pytest.mark.parametrize("double_quant", [True, False])
