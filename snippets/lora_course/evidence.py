@@ -185,6 +185,17 @@ def cells_one_seed() -> str:
     return "none" if not one else "; ".join(one)
 
 
+@figure("evidence_seed_counts")
+def seed_counts() -> str:
+    """How many seeds each cell got at its chosen rate, in words: "3 for every cell", or the counts by cell."""
+    by_n: dict[int, list[str]] = {}
+    for c in cells():
+        by_n.setdefault(c["exact_match"]["n"], []).append(label(c))
+    if len(by_n) == 1:
+        return f"{next(iter(by_n))} for every cell"
+    return "; ".join(f"{n} for {', '.join(names)}" for n, names in sorted(by_n.items(), reverse=True))
+
+
 @figure("evidence_cell_count")
 def cell_count() -> str:
     return str(len(cells()))
