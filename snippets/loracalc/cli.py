@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     hq.add_argument("--quantize-lm-head", dest="quantize_lm_head", action="store_true", default=None,
                     help="quantize the output layer too (LitGPT's default for 8/4-bit)")
     hq.add_argument("--no-quantize-lm-head", dest="quantize_lm_head", action="store_false")
+    m.add_argument("--old-bitsandbytes", dest="old_bitsandbytes", action="store_true",
+                   help="bitsandbytes before 0.43.2 (July 2024), whose 4-bit matmul kept each layer's input for "
+                        "backward (LitGPT pinned 0.42.0 through 2024)")
     m.add_argument("--no-double-quant", dest="double_quant", action="store_false", default=True,
                    help="NF4 without double quantization (LitGPT's bnb.nf4)")
     m.add_argument("--gpu", default=None, help="also report the largest batch and sequence that fit on this GPU "
@@ -180,7 +183,8 @@ def cmd_memory(args) -> Any:
               recipe=args.recipe, loss=args.loss, loss_chunks=args.loss_chunks,
               activation_offload=args.activation_offload, optimizer_in_backward=args.optimizer_in_backward,
               paged_state_on_host=args.paged_state_on_host, dora=args.dora,
-              quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant)
+              quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
+              old_bitsandbytes=args.old_bitsandbytes)
     est = estimate_memory(arch, **kw)
     if args.gpus is not None:
         return _memory_per_gpu(args, arch, kw, est)

@@ -13,6 +13,7 @@ from typing import Any
 from . import nf4
 from .errors import LoraCalcError, as_bool, as_choice, as_float, as_int
 from .gpus import fits
+from .families import is_4bit
 from .models import get_model, quantizable_params, total_params
 from .params import count_params
 
@@ -55,6 +56,11 @@ LOSSES = {
 PAGED_MIN_NUMEL = 100_000   # bitsandbytes pages only state tensors of at least 1e5 values (get_state_buffer)
 OFFLOAD_LAYERS_ON_CARD = 2  # offloading keeps the layer in use and the one being copied on the card
 INT8_SCALE_BYTES = 4        # LLM.int8: one fp32 scale (SCB) per output row beside the int8 weight
+# Copies a quantized weight makes when its backward dequantizes it (bitsandbytes' MatMul4Bit.backward and
+# MatMul8bitLt.backward; torchao's linear_nf4): one in the quant state's dtype, plus a cast copy when that
+# differs from the compute dtype. Lightning's BitsandbytesPrecision (LitGPT) quantizes from fp16
+# (`_quantize_weight`: weight.to(dtype=torch.half)) and computes in bf16, so it makes two.
+DEQUANT_COPIES = {"peft": 1, "qlora-paper": 1, "torchtune": 1, "litgpt": 2}
 
 MAX_BATCH = 1 << 20
 MAX_SEQ = 1 << 24
@@ -315,6 +321,47 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
 # --8<-- [end:losses]
 
 
+def bnb_kept_inputs(arch, method: str, chosen_names: set[str], attention: str, lora_dropout: float,
+                    stream_bytes: int, adapter_bytes: int, old_bitsandbytes: bool) -> tuple[int, int, str]:
+    """Bytes per token and layer of the inputs bitsandbytes' own autograd functions keep on ``ctx`` for backward.
+
+    MatMul8bitLt (LLM.int8, bitsandbytes 0.50 too) keeps its input A in ``ctx.tensors``, and MatMul4Bit did the
+    same before bitsandbytes 0.43.2 (commit 9e75374, #1270, July 2024, "delete useless buffered activation").
+    These references are invisible to ``saved_tensors_hooks``, so activation offloading does not move them.
+    An input counts once per group of modules that read it (q, k and v share one; gate and up another), and
+    not at all where the model keeps it anyway: o_proj's input is fused attention's saved output, and LoRA
+    without dropout in the stream's dtype saves the same tensor for its A.
+    Returns (bytes per token and layer, the same for layer 0 when nothing upstream of it needs a gradient,
+    why): autograd records no node for a matmul whose input needs no gradient, so nothing is kept there.
+    """
+    if method == "lora_8bit" or (method == "qlora" and old_bitsandbytes):
+        fam = arch.family
+        outputs = {fam.names[-1], fam.mlp_names[-1]}
+        lora_shares = lora_dropout == 0 and adapter_bytes == stream_bytes
+        groups: dict[tuple, tuple[int, set, float]] = {}
+        L = arch.num_hidden_layers
+        for r in arch.layer_linears():
+            if not is_4bit(r, fam):
+                continue                                   # bitsandbytes replaces only these modules
+            key = (r.path, r.name if r.name in outputs else "in")
+            width, names, share = groups.get(key, (r.d_in, set(), min(1.0, r.copies / L)))
+            groups[key] = (width, names | {r.name}, share)
+        # layer 0 without checkpointing: nothing upstream needs a gradient, so a group keeps its input only once
+        # an adapter before it (in build order) has made the stream require one
+        total = first_layer = 0.0
+        grad_flows = False
+        for (path, which), (width, names, share) in groups.items():
+            skip = (which == fam.names[-1] and attention == "sdpa") or (lora_shares and bool(names & chosen_names))
+            if not skip:
+                total += stream_bytes * width * share
+                if grad_flows:
+                    first_layer += stream_bytes * width * share
+            grad_flows = grad_flows or bool(names & chosen_names)
+        why = "LLM.int8 keeps" if method == "lora_8bit" else "bitsandbytes < 0.43.2 kept"
+        return int(round(total)), int(round(first_layer)), why
+    return 0, 0, ""
+
+
 def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: Any = "all-linear",
                     batch_size: Any = 1, seq_len: Any = 2048, gradient_checkpointing: Any = True,
                     optimizer: Any = "adamw", attention: Any = "sdpa", precision: Any = "mixed",
@@ -322,7 +369,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                     cuda_overhead: Any = True, recipe: Any = "peft", loss: Any = "full", loss_chunks: Any = 8,
                     activation_offload: Any = False, optimizer_in_backward: Any = False,
                     paged_state_on_host: Any = False, dora: Any = False,
-                    quantize_lm_head: Any = None, adapter_dtype: Any = None) -> MemoryEstimate:
+                    quantize_lm_head: Any = None, adapter_dtype: Any = None,
+                    old_bitsandbytes: Any = False) -> MemoryEstimate:
     """Memory for one training step, as labelled terms (bytes) with their formulas.
 
     Defaults are today's common Hugging Face QLoRA recipe: peft with prepare_model_for_kbit_training, rank
@@ -349,6 +397,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     in_bwd = as_bool(optimizer_in_backward, "optimizer_in_backward")
     on_host = as_bool(paged_state_on_host, "paged_state_on_host")
     use_dora = as_bool(dora, "dora")
+    old_bnb = as_bool(old_bitsandbytes, "old_bitsandbytes")
     q_head = QUANTIZE_LM_HEAD[recipe] if quantize_lm_head is None else as_bool(quantize_lm_head, "quantize_lm_head")
     adapter_b = ADAPTER_BYTES[recipe] if adapter_dtype is None else \
         {"fp32": 4, "bf16": 2}[as_choice(adapter_dtype, "adapter_dtype", ("fp32", "bf16"), "adapter dtype")]
@@ -375,6 +424,9 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     a = 4 if method == "full" and precision == "mixed" else (2 if method == "full" else adapter_b)
     logits_b = 4 if upcast == "all" else 2     # peft's upcast makes lm_head, and so the logits, fp32
     paged = optimizer.startswith("paged")
+    if on_host and not paged:
+        raise LoraCalcError("paged_state_on_host", "only a paged optimizer's state can move to host memory: "
+                                                   "choose paged_adamw or paged_adamw_8bit, or leave it off")
     trainable_tensors: list[int] = []          # sizes of the trainable tensors (paging, optimizer-in-backward)
 
     if method == "full":
@@ -524,16 +576,43 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         piece("dora_activations", "DoRA activations (base and LoRA outputs kept)", dora_tok * n_layers * T,
               f"({a} + {s}) B x {sum(m.d_out for m in counts.per_module):,} output features x {n_layers} "
               f"layer{'s' if n_layers > 1 else ''} x {T:,} tokens")
+    # inputs that bitsandbytes' 8-bit (and old 4-bit) matmul keeps outside autograd's saved tensors
+    chosen_names = {m.name for m in counts.per_module}
+    kept_tok, kept_layer0, kept_why = bnb_kept_inputs(arch, method, chosen_names, attention, dropout, s, a, old_bnb)
+    if kept_tok:
+        n_layers = 1 if gc else L
+        # without checkpointing nothing upstream of layer 0 needs a gradient: its first groups keep nothing
+        skip = 0 if gc else kept_tok - kept_layer0
+        piece("bnb_inputs", f"Layer inputs {kept_why} for backward (outside autograd, not offloaded)",
+              (kept_tok * n_layers - skip) * T, f"({kept_tok:,} B/token x {n_layers} layer{'s' if n_layers > 1 else ''}"
+              + (f" - {skip:,} B/token in layer 0" if skip else "") + f") x {T:,} tokens")
+    # a quantized weight is dequantized whole in its backward: the output layer's (when quantized) while the
+    # loss's tensors are alive; the largest layer matrix's while a checkpointed layer runs backward
+    deq_head = deq_layer = 0
+    if quantized:
+        copies = DEQUANT_COPIES[recipe]
+        if head_q:
+            deq_head = 2 * copies * V * h
+            piece("dequant_head", "Output layer dequantized in its backward (transient)", deq_head,
+                  f"{copies} x 2 B x {V:,} x {h:,}" + (" (fp16 quant state, then a bf16 copy)" if copies > 1 else ""))
+        big_w = max((r.weight for r in arch.layer_linears() if is_4bit(r, arch.family)), default=0)
+        if gc and big_w:
+            deq_layer = 2 * copies * big_w
+            piece("dequant_layer", "Largest layer weight dequantized in backward (transient)", deq_layer,
+                  f"{copies} x 2 B x {big_w:,} entries")
     lb, lf = loss_bytes(loss, V, T, h, logits_b, s, n_chunks, arch.final_softcap, method == "full")
     labels = {"full": "Logits, fp32 log-softmax and its two gradients"}
     piece("logits", labels.get(loss, f"Loss: {LOSSES[loss]}"), lb, lf)
-    moments = {"loss": ["activations", "logits"] + ([] if gc else (["dora_activations"] if use_dora else [])),
+    moments = {"loss": ["activations", "logits"] + ([] if gc else (["dora_activations"] if use_dora else []))
+               + ([] if gc else ["bnb_inputs"]) + ["dequant_head"],
                "end of backward": [grad_key]}
     if gc:
         moments["backward through a recomputed layer"] = ["activations", "recomputed", grad_key] + (
-            ["dora_activations"] if use_dora else [])
+            ["dora_activations"] if use_dora else []) + ["bnb_inputs", "dequant_layer"]
+    moments = {k: [x for x in v if x in dyn] for k, v in moments.items()}
     peak_at = max(moments, key=lambda k: sum(dyn[x].bytes for x in moments[k]))
-    order = ["activations", "recomputed", "dora_activations", "logits", grad_key]
+    order = ["activations", "recomputed", "bnb_inputs", "dora_activations", "logits", "dequant_head",
+             "dequant_layer", grad_key]
     grads_first = [grad_key] + [k for k in order if k != grad_key]
     for k in grads_first:
         if k in dyn and k in moments[peak_at]:
@@ -554,7 +633,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                 "precision": precision, "lora_dropout": dropout, "double_quant": dq, "block_size": bs,
                 "recipe": recipe, "loss": loss, "loss_chunks": n_chunks, "activation_offload": offload,
                 "optimizer_in_backward": in_bwd, "paged_state_on_host": on_host, "dora": use_dora,
-                "quantize_lm_head": q_head, "adapter_dtype": "fp32" if a == 4 else "bf16"}
+                "quantize_lm_head": q_head, "adapter_dtype": "fp32" if a == 4 else "bf16",
+                "old_bitsandbytes": old_bnb}
     if arch.approximate:
         notes.append("model shape approximated from a parameter count")
     return MemoryEstimate(model=arch.name, settings=settings, terms=tuple(terms), approximate=arch.approximate,

@@ -61,6 +61,9 @@ RULES = {
     "optimizer": "optim", "master_weights": "optim",
     "activations": "act", "logits": "act", "recomputed": "act", "dora_activations": "act",
     "activations_offloaded": "act",
+    # inputs bitsandbytes keeps for its own backward, and a weight dequantized whole in backward (after FSDP
+    # gathered it): per micro-batch, or full size, on every GPU
+    "bnb_inputs": "act", "dequant_head": "act", "dequant_layer": "act",
     "cuda_context": "context",
 }
 # --8<-- [end:rules]

@@ -17,7 +17,7 @@ def test_terms_have_key_label_bytes_formula():
     # the terms alive at the peak (here: the loss, before any gradient exists); the rest are listed apart
     assert keys == ["weights_4bit", "weights_16bit", "kbit_upcast", "adapter", "optimizer",
                     "activations", "logits", "cuda_context"]
-    assert {t.key for t in est.off_peak} == {"adapter_grads", "recomputed"}
+    assert {t.key for t in est.off_peak} == {"adapter_grads", "recomputed", "dequant_layer"}
     assert est.allocated_peak_bytes == est.total_bytes - est.breakdown["cuda_context"]
     for t in est.terms:
         assert t.label and t.formula and isinstance(t.bytes, int) and t.bytes >= 0
@@ -130,3 +130,33 @@ def test_approximate_model_is_flagged():
     est = estimate_memory(loracalc.model_from_param_count(7e9))
     assert est.approximate and est.to_dict()["approximate"]
     assert all(math.isfinite(t.bytes) for t in est.terms)
+
+
+# ------------------------------------------------------------------ bitsandbytes' own kept tensors
+def test_old_bitsandbytes_qlora_keeps_what_llm_int8_keeps():
+    """bitsandbytes before 0.43.2 kept A in MatMul4Bit exactly as MatMul8bitLt still does (the 8-bit case is
+    measured on a real model in test_memory_stacks.py): same modules, same stream, so the same bytes."""
+    for model, targets, dropout in (("llama-3.1-8b", "q,v", 0.05), ("qwen3-8b", "all-linear", 0.1),
+                                    ("gemma-3-4b-text", "o", 0.0)):
+        kw = dict(rank=16, targets=targets, lora_dropout=dropout, batch_size=2, seq_len=512)
+        old = loracalc.estimate_memory(model, method="qlora", old_bitsandbytes=True, **kw)
+        int8 = loracalc.estimate_memory(model, method="lora_8bit", **kw)
+        new = loracalc.estimate_memory(model, method="qlora", **kw)
+        assert "bnb_inputs" not in new.breakdown
+        assert old.term("bnb_inputs").bytes == int8.term("bnb_inputs").bytes > 0
+
+
+def test_paged_state_on_host_needs_a_paged_optimizer():
+    with pytest.raises(loracalc.LoraCalcError, match="paged"):
+        loracalc.estimate_memory("llama-3.1-8b", optimizer="adamw", paged_state_on_host=True)
+    est = loracalc.estimate_memory("llama-3.1-8b", optimizer="paged_adamw", paged_state_on_host=True)
+    assert est.host_bytes > 0
+
+
+def test_litgpt_dequantizes_its_quantized_output_layer_twice():
+    """Lightning's BitsandbytesPrecision quantizes from fp16 and computes in bf16: the output layer's backward
+    makes an fp16 and a bf16 copy of the whole (vocab x hidden) matrix; peft's recipe leaves it unquantized."""
+    lit = loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe="litgpt", gradient_checkpointing=False)
+    assert lit.term("dequant_head").bytes == 2 * 2 * 128_256 * 4096
+    peft = loracalc.estimate_memory("llama-3.1-8b", method="qlora", gradient_checkpointing=False)
+    assert "dequant_head" not in {t.key for t in peft.terms + peft.off_peak}

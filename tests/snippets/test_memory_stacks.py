@@ -173,6 +173,105 @@ def test_int8_storage_is_bitsandbytes_linear8bitlt():
     assert INT8_SCALE_BYTES == 4
 
 
+def _kept_outside_autograd(model, ids) -> int:
+    """Bytes bitsandbytes' own autograd functions hold on ``ctx`` (``ctx.A``, ``ctx.tensors``) that no
+    saved-tensor hook sees: walk the graph from the loss and count each storage once, leaving out what
+    autograd saved anyway and the parameters."""
+    import torch
+    import memory_measure as mm
+    tracker = mm.SavedTensorTracker(mm.storage_ptrs(model))
+    with tracker.hooks():
+        loss = model(input_ids=ids, labels=ids).loss
+    saved, params = set(tracker.refs), mm.storage_ptrs(model)
+    kept: dict[int, int] = {}
+    seen, stack = set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for attr in ("A", "tensors"):
+            value = getattr(node, attr, None)
+            for t in value if isinstance(value, (tuple, list)) else [value]:
+                if torch.is_tensor(t):
+                    ptr = t.untyped_storage().data_ptr()
+                    if ptr not in saved and ptr not in params:
+                        kept[ptr] = t.untyped_storage().nbytes()
+        stack.extend(f for f, _ in node.next_functions)
+    return sum(kept.values())
+
+
+@pytest.mark.parametrize("targets, dropout", [("q,v", 0.0), ("q,v", 0.05), ("o", 0.0), ("gate,up,down", 0.1),
+                                              ("all-linear", 0.0)])
+def test_llm_int8_keeps_layer_inputs_outside_autograd(tmp_path, targets, dropout):
+    """bitsandbytes' 8-bit matmul (MatMul8bitFp on CPU, MatMul8bitLt on CUDA) keeps its input on ctx, where
+    saved-tensor hooks (and so activation offloading) never see it. Measured on a real peft LLM.int8 model:
+    the bytes held that way equal the engine's bnb_inputs term, including layer 0, where a matmul whose input
+    needs no gradient records nothing, and the groups whose input LoRA (no dropout) saves anyway."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    torch.set_num_threads(1)
+    cfg = dict(TINY, num_hidden_layers=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg), dtype=torch.bfloat16).save_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+                                                 dtype=torch.bfloat16, device_map={"": "cpu"},
+                                                 attn_implementation="sdpa")
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    names = "all-linear" if targets == "all-linear" else [f"{t}_proj" for t in targets.split(",")]
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=8, lora_dropout=dropout, target_modules=names,
+                                             task_type="CAUSAL_LM"))
+    model.train()
+    b, seq = 2, 32
+    ids = torch.randint(0, cfg["vocab_size"], (b, seq), generator=torch.Generator().manual_seed(0))
+    measured = _kept_outside_autograd(model, ids)
+    arch = loracalc.model_from_config({k: v for k, v in cfg.items() if k != "max_position_embeddings"})
+    est = loracalc.estimate_memory(arch, method="lora_8bit", rank=8, targets=targets, batch_size=b, seq_len=seq,
+                                   gradient_checkpointing=False, lora_dropout=dropout)
+    predicted = {t.key: t.bytes for t in est.terms + est.off_peak}.get("bnb_inputs", 0)
+    assert predicted == measured
+    if targets != "all-linear":
+        assert measured > 0
+
+
+def test_4bit_backward_dequantizes_the_whole_weight(tmp_path):
+    """bitsandbytes' MatMul4Bit.backward dequantizes the packed weight to a full (out, in) tensor in the quant
+    state's dtype: the engine's transient dequant term is that tensor for the largest 4-bit layer weight.
+    Recorded with a dispatch mode over one real backward pass of a peft QLoRA model on CPU."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    import memory_measure as mm
+    torch.set_num_threads(1)
+    cfg = dict(TINY, num_hidden_layers=2, tie_word_embeddings=False)
+    run = mm.RunSpec(method="qlora", rank=8, targets="q,v", batch_size=2, seq_len=24,
+                     gradient_checkpointing=True, attention="sdpa")
+    model = mm.build_model(cfg, run, model_dir=str(tmp_path))
+    ids = torch.randint(0, cfg["vocab_size"], (2, 24), generator=torch.Generator().manual_seed(0))
+    loss = model(input_ids=ids, labels=ids).loss
+    # 48 tokens: no (tokens, width) activation can take a weight's shape
+    made: dict[tuple, int] = {}     # (shape, dtype) -> bytes, for every 2-D tensor an op produced in backward
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if torch.is_tensor(t) and t.dim() == 2:
+                    made[(tuple(t.shape), t.dtype)] = t.numel() * t.element_size()
+            return out
+
+    with Record():
+        loss.backward()
+    arch = loracalc.model_from_config({k: v for k, v in cfg.items() if k != "max_position_embeddings"})
+    weights = {(r.d_out, r.d_in) for r in arch.layer_linears()}
+    dequantized = {key: n for key, n in made.items() if key[0] in weights}
+    # one copy per weight, in the quant state's dtype (bf16 here: the compute dtype, so no cast copy)
+    assert dequantized and {dtype for _, dtype in dequantized} == {torch.bfloat16}
+    est = loracalc.estimate_memory(arch, method="qlora", rank=8, targets="q,v", batch_size=2, seq_len=24)
+    term = {t.key: t.bytes for t in est.terms + est.off_peak}["dequant_layer"]
+    assert term == max(dequantized.values())
+
+
 # ------------------------------------------------------------------ DoRA and offloading on a real model
 TINY = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 512}

@@ -24,7 +24,8 @@ def test_every_term_key_of_the_memory_model_has_a_rule():
     # an unknown key is kept whole (safe), but the keys memory.py produces today should all be known
     for method in ("lora", "qlora", "full", "lora_8bit"):
         for options in ({}, {"dora": True}, {"gradient_checkpointing": False}, {"activation_offload": True},
-                        {"optimizer_in_backward": True}):
+                        {"optimizer_in_backward": True}, {"lora_dropout": 0.1, "old_bitsandbytes": True},
+                        {"recipe": "litgpt", "gradient_checkpointing": False}):
             if method == "full" and options.get("dora"):
                 continue
             est = estimate_memory("llama-3.1-8b", method=method, **options)
