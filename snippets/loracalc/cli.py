@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     hq.add_argument("--quantize-lm-head", dest="quantize_lm_head", action="store_true", default=None,
                     help="quantize the output layer too (LitGPT's default for 8/4-bit)")
     hq.add_argument("--no-quantize-lm-head", dest="quantize_lm_head", action="store_false")
+    ac = m.add_mutually_exclusive_group()
+    ac.add_argument("--autocast", dest="autocast", action="store_true", default=None,
+                    help="train under torch.autocast in bf16 or fp16 (HF Trainer / TRL with bf16=True; the "
+                         "qlora-paper recipe's default): matmuls and attention save 16-bit tensors")
+    ac.add_argument("--no-autocast", dest="autocast", action="store_false")
     m.add_argument("--old-bitsandbytes", dest="old_bitsandbytes", action="store_true",
                    help="bitsandbytes before 0.43.2 (July 2024), whose 4-bit matmul kept each layer's input for "
                         "backward (LitGPT pinned 0.42.0 through 2024)")
@@ -184,7 +189,7 @@ def cmd_memory(args) -> Any:
               activation_offload=args.activation_offload, optimizer_in_backward=args.optimizer_in_backward,
               paged_state_on_host=args.paged_state_on_host, dora=args.dora,
               quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
-              old_bitsandbytes=args.old_bitsandbytes)
+              old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast)
     est = estimate_memory(arch, **kw)
     if args.gpus is not None:
         return _memory_per_gpu(args, arch, kw, est)

@@ -45,6 +45,9 @@ ADAPTER_BYTES = {"peft": 4, "qlora-paper": 2, "torchtune": 2, "litgpt": 2}
 # which non-quantized parameters prepare_model_for_kbit_training leaves in fp32 after the recipe is done
 KBIT_UPCAST = {"peft": "all", "qlora-paper": "norms", "torchtune": "none", "litgpt": "none"}
 QUANTIZE_LM_HEAD = {"peft": False, "qlora-paper": False, "torchtune": False, "litgpt": True}
+# whether the recipe trains under torch.autocast (bf16): qlora.py runs HF Trainer with --bf16; the course's labs,
+# torchtune and LitGPT (bf16-true) do not. HF Trainer / TRL users with bf16=True should set autocast
+AUTOCAST = {"peft": False, "qlora-paper": True, "torchtune": False, "litgpt": False}
 # --8<-- [end:recipes]
 LOSSES = {
     "full": "full logits, fp32 cross-entropy (transformers)",
@@ -152,7 +155,7 @@ def _gb(n: float) -> str:
 def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq_len: int,
                      gradient_checkpointing: bool, attention: str, lora_dropout: float = 0.0,
                      input_requires_grad: bool | None = None, stream_bytes: int | None = None,
-                     adapter_bytes: int = 4) -> dict[str, int]:
+                     adapter_bytes: int = 4, autocast: bool = False, head_weight_copy: int = 0) -> dict[str, int]:
     """Bytes autograd keeps for backward, by part. Per token and layer (s = bytes of the hidden stream:
     2 in a bf16 model, 4 in QLoRA, whose norms and embeddings prepare_model_for_kbit_training made fp32):
 
@@ -168,6 +171,13 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
       the same input), and A's output a*r; dropout makes it a mask and a dropped copy, (a + 1)*d_in.
     With gradient checkpointing only each layer's input s*h is kept, plus one layer recomputed in backward
     (whose first norm saves that same input when the stream is fp32).
+
+    Under autocast (HF Trainer or accelerate with bf16=True) matmuls and fused attention run in bf16: attention
+    saves bf16 q, k, v and output; an adapter's matmul saves a bf16 cast of its input, a new tensor per module
+    unless the input is bf16 already and the adapters are bf16 too (then the group shares it, as above), and
+    with dropout the dropped copy in bf16 plus the mask, 3*d_in; A's output is bf16. A frozen fp32 output layer
+    (peft's upcast) is cast to bf16 for its matmul, and that copy is saved: ``head_weight_copy`` bytes; so are
+    autocast's cached bf16 casts of fp32 adapter weights (per layer, whatever the tokens).
     """
     from .params import lora_targets, parse_targets
     h, i, V = arch.hidden_size, arch.mlp_width_per_token, arch.vocab_size
@@ -194,7 +204,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         norm = 4 * h + 8          # OLMo's parameter-free LayerNorm runs on an fp32 copy of its input
     n_norms = len(fam.layer_norms(arch.config) if callable(fam.layer_norms) else fam.layer_norms)
     if attention == "sdpa":
-        attn = s * (2 * qd + 2 * kvd) + 4 * nh
+        attn = (2 if autocast else s) * (2 * qd + 2 * kvd) + 4 * nh
     else:
         # the softmax runs in fp32; its copy in the stream's dtype is a new tensor unless that is fp32 too
         attn = s * 3 * qd + (4 + (s if s != 4 else 0)) * nh * S
@@ -216,6 +226,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         base_inputs += 2 * s * arch.config[fam.moe.top_k] * h
     lora = 0
     merged = 0     # bytes per layer, independent of tokens: see below
+    cast_weights = 0   # the same, for autocast's bf16 copies of fp32 adapter weights
     if not full:
         names = targets if isinstance(targets, tuple) and targets and targets[0] != "all-linear" \
             else parse_targets(targets if targets else "all-linear", arch)
@@ -233,10 +244,19 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
             d_in = rec.d_in
             share = rec.copies / L if rec.copies < L else 1
             k = rec.top_k / max(1, rec.experts) * rec.experts if rec.kind == "experts" else 1
-            lora += a * rank * mult * k * share
-            if lora_dropout > 0:
+            lora += (2 if autocast else a) * rank * mult * k * share
+            if autocast and a != 2 and rec.kind != "experts":
+                # autocast caches a bf16 cast of each fp32 adapter weight, and the matmul saves it
+                cast_weights += 2 * rank * mult * (rec.d_in + rec.d_out) * rec.copies // L
+            # the dtype of the tensor this module reads: attention's output for o_proj (bf16 under autocast)
+            in_b = 2 if (autocast and rec.role == "attention" and rec.name == fam.names[-1]) else s
+            if autocast and lora_dropout > 0:
+                lora += 3 * d_in * share
+            elif autocast and (in_b != 2 or a != 2):
+                lora += 2 * d_in * share                # autocast's bf16 cast, a new tensor per module
+            elif lora_dropout > 0 and not autocast:
                 lora += (a + 1) * d_in * share
-            elif s != a:
+            elif s != a and not autocast:
                 lora += a * d_in * share                # a separate cast copy per module
             else:
                 group = (rec.path, rec.name if rec.name in outputs else "in")
@@ -252,20 +272,21 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     if input_requires_grad is None:
         input_requires_grad = full or gradient_checkpointing
     first_layer_saving = 0 if input_requires_grad else norm   # nothing upstream of layer 0 needs a gradient
-    head = (norm + (s * h if full else 0)) * T + 4 * V * T + 8 * T + 2 * S * arch.head_dim * s
+    head = (norm + (s * h if full else 0)) * T + 4 * V * T + 8 * T + 2 * S * arch.head_dim * s + head_weight_copy
     if arch.final_softcap:
         head += s * V * T                             # tanh of the logits, in the logits' dtype
     if gradient_checkpointing:
         kept = L * s * h * T
         # an fp32 stream (QLoRA) lets the recomputed layer's first norm save the kept input itself
-        recomputed = (per_layer - (4 * h if s == 4 else 0)) * T + merged
+        recomputed = (per_layer - (4 * h if s == 4 else 0)) * T + merged + cast_weights
         layers = kept + recomputed
         peak = kept + max(head, recomputed)     # the head's tensors are freed before layers recompute
     else:
-        layers = (L * per_layer - first_layer_saving) * T + L * merged
+        layers = (L * per_layer - first_layer_saving) * T + L * (merged + cast_weights)
         peak = layers + head
     return {"per_layer_per_token": per_layer, "layers": layers, "logits_saved": 4 * V * T,
-            "head_other": head - 4 * V * T, "saved_total": peak, "merged_experts_per_layer": merged}
+            "head_other": head - 4 * V * T, "saved_total": peak, "merged_experts_per_layer": merged,
+            "cast_weights_per_layer": cast_weights}
 # --8<-- [end:activations]
 
 
@@ -370,7 +391,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                     activation_offload: Any = False, optimizer_in_backward: Any = False,
                     paged_state_on_host: Any = False, dora: Any = False,
                     quantize_lm_head: Any = None, adapter_dtype: Any = None,
-                    old_bitsandbytes: Any = False) -> MemoryEstimate:
+                    old_bitsandbytes: Any = False, autocast: Any = None) -> MemoryEstimate:
     """Memory for one training step, as labelled terms (bytes) with their formulas.
 
     Defaults are today's common Hugging Face QLoRA recipe: peft with prepare_model_for_kbit_training, rank
@@ -398,6 +419,12 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     on_host = as_bool(paged_state_on_host, "paged_state_on_host")
     use_dora = as_bool(dora, "dora")
     old_bnb = as_bool(old_bitsandbytes, "old_bitsandbytes")
+    ac = AUTOCAST[recipe] if autocast is None else as_bool(autocast, "autocast")
+    if ac and method == "full":
+        if autocast is not None:
+            raise LoraCalcError("autocast", "for full fine-tuning, precision mixed is autocast over fp32 weights: "
+                                            "choose precision mixed or bf16 instead")
+        ac = False
     q_head = QUANTIZE_LM_HEAD[recipe] if quantize_lm_head is None else as_bool(quantize_lm_head, "quantize_lm_head")
     adapter_b = ADAPTER_BYTES[recipe] if adapter_dtype is None else \
         {"fp32": 4, "bf16": 2}[as_choice(adapter_dtype, "adapter_dtype", ("fp32", "bf16"), "adapter dtype")]
@@ -422,7 +449,9 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     upcast = KBIT_UPCAST[recipe] if quantized else "none"
     s = 4 if upcast != "none" else 2           # bytes of the hidden stream (fp32 after peft's upcast)
     a = 4 if method == "full" and precision == "mixed" else (2 if method == "full" else adapter_b)
-    logits_b = 4 if upcast == "all" else 2     # peft's upcast makes lm_head, and so the logits, fp32
+    logits_b = 4 if upcast == "all" and not ac else 2   # peft's upcast makes lm_head, and so the logits, fp32
+    # under autocast an fp32 output layer is cast to bf16 for its matmul, and the copy is saved for backward
+    head_copy = 2 * V * h if (ac and upcast == "all") else 0
     paged = optimizer.startswith("paged")
     if on_host and not paged:
         raise LoraCalcError("paged_state_on_host", "only a paged optimizer's state can move to host memory: "
@@ -534,7 +563,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         piece("adapter_grads", f"LoRA gradients ({'fp32' if a == 4 else 'bf16'})", a * Pl, f"{a} B x {Pl:,} LoRA params")
     grad_key = "gradients" if (in_bwd or method == "full") else "adapter_grads"
     act = activation_bytes(arch, method, counts.rank, counts.requested, b, S, gc, attention, dropout,
-                           stream_bytes=s, adapter_bytes=a)
+                           stream_bytes=s, adapter_bytes=a, autocast=ac, head_weight_copy=head_copy)
     from .families import ACTIVATIONS_CHECKED
     if arch.model_type not in ACTIVATIONS_CHECKED:
         notes.append(f"the activation term is rough for {arch.model_type}: on a tiny model it differed from what "
@@ -557,9 +586,10 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         # activation_bytes leaves out 4h per token when the stream is fp32 (the recomputed layer's first norm
         # saves the kept input itself) and adds the merged experts per layer: the text says the same
         per_tok = act["per_layer_per_token"] - (4 * h if s == 4 else 0)
-        merged = act["merged_experts_per_layer"]
+        merged = act["merged_experts_per_layer"] + act["cast_weights_per_layer"]
         piece("recomputed", "Activations of the layer being recomputed in backward", recomputed,
-              f"{per_tok:,} B/token x {T:,} tokens" + (f" + {merged:,} B (merged experts)" if merged else ""))
+              f"{per_tok:,} B/token x {T:,} tokens" + (f" + {merged:,} B (merged experts or autocast's weight "
+                                                     "copies)" if merged else ""))
     else:
         moved = act["layers"] - act["layers"] * kept_on_card // L if offload else 0
         piece("activations", "Activations saved for backward" + (" (offloaded to CPU)" if offload else ""),
@@ -634,7 +664,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                 "recipe": recipe, "loss": loss, "loss_chunks": n_chunks, "activation_offload": offload,
                 "optimizer_in_backward": in_bwd, "paged_state_on_host": on_host, "dora": use_dora,
                 "quantize_lm_head": q_head, "adapter_dtype": "fp32" if a == 4 else "bf16",
-                "old_bitsandbytes": old_bnb}
+                "old_bitsandbytes": old_bnb, "autocast": ac}
     if arch.approximate:
         notes.append("model shape approximated from a parameter count")
     return MemoryEstimate(model=arch.name, settings=settings, terms=tuple(terms), approximate=arch.approximate,

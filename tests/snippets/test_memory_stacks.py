@@ -346,3 +346,89 @@ def test_offloading_moves_what_checkpointing_keeps_per_layer():
     est = loracalc.estimate_memory(arch, method="lora", rank=8, targets="q,v", batch_size=b, seq_len=s,
                                    activation_offload=True)
     assert est.term("activations_offloaded").bytes == (4 - OFFLOAD_LAYERS_ON_CARD) * per_layer
+
+
+# ------------------------------------------------------------------ autocast (HF Trainer with bf16=True)
+AC_TINY = dict(TINY, tie_word_embeddings=False)
+
+
+def _saved_peak(model, ids, autocast: bool) -> int:
+    import torch
+    import memory_measure as mm
+    tracker = mm.SavedTensorTracker(mm.storage_ptrs(model))
+    with tracker.hooks():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+    return tracker.peak
+
+
+def _qlora_paper_model(model_dir, gc: bool):
+    """The model as artidoro/qlora's qlora.py (get_accelerate_model, --bf16) builds it: 4-bit base in bf16,
+    prepare_model_for_kbit_training, LoRA on every linear layer, then adapters cast to bf16, norms to fp32,
+    embeddings and lm_head to bf16."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft.tuners.lora import LoraLayer
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True,
+                             bnb_4bit_quant_type="nf4")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=bnb, dtype=torch.bfloat16,
+                                                 device_map={"": "cpu"}, attn_implementation="sdpa")
+    model.config.use_cache = False
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
+                                            gradient_checkpointing_kwargs={"use_reentrant": True})
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0,
+                                             bias="none", task_type="CAUSAL_LM"))
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            module.to(torch.bfloat16)
+        if "norm" in name:
+            module.to(torch.float32)
+        if ("lm_head" in name or "embed_tokens" in name) and getattr(module, "weight", None) is not None \
+                and module.weight.dtype == torch.float32:
+            module.to(torch.bfloat16)
+    model.train()
+    return model
+
+
+@pytest.mark.parametrize("recipe, method, gc", [("peft", "lora", False), ("peft", "lora", True),
+                                                 ("peft", "qlora", False), ("peft", "qlora", True),
+                                                 ("qlora-paper", "qlora", False), ("qlora-paper", "qlora", True)])
+def test_autocast_activations_match_saved_tensors(tmp_path, recipe, method, gc):
+    """Under torch.autocast in bf16 (what HF Trainer does with bf16=True, and qlora.py always) attention and
+    the adapters' matmuls save 16-bit tensors: the engine's autocast model against autograd's saved tensors on
+    real peft models, for peft's recipe (LoRA and QLoRA) and the QLoRA paper's script. No dropout: on CPU
+    dropout keeps its mask in the input's dtype (CUDA's fused kernel keeps one byte), which the engine models
+    for the GPU. Tolerance: 0.5% without checkpointing; with it the engine's recomputed-layer model is 1.5%
+    low even without autocast (as measured at this size), so 2.5%."""
+    import torch
+    import memory_measure as mm
+    from loracalc.memory import activation_bytes
+    torch.set_num_threads(1)
+    b, seq = 2, 48
+    ids = torch.randint(0, AC_TINY["vocab_size"], (b, seq), generator=torch.Generator().manual_seed(0))
+    if recipe == "qlora-paper":
+        torch.manual_seed(0)
+        from transformers import AutoConfig, AutoModelForCausalLM
+        AutoModelForCausalLM.from_config(AutoConfig.for_model(**AC_TINY), dtype=torch.bfloat16).save_pretrained(tmp_path)
+        model = _qlora_paper_model(str(tmp_path), gc)
+    else:
+        run = mm.RunSpec(method=method, rank=8, targets="all-linear", batch_size=b, seq_len=seq,
+                         gradient_checkpointing=gc, attention="sdpa")
+        model = mm.build_model(AC_TINY, run, model_dir=str(tmp_path))
+    measured = _saved_peak(model, ids, autocast=True)
+    arch = loracalc.model_from_config({k: v for k, v in AC_TINY.items() if k != "max_position_embeddings"})
+    est = loracalc.estimate_memory(arch, method=method, recipe=recipe, rank=8, targets="all-linear", batch_size=b,
+                                   seq_len=seq, gradient_checkpointing=gc, autocast=True)
+    s = est.settings
+    stream = 4 if method == "qlora" else 2
+    adapter = 2 if s["adapter_dtype"] == "bf16" else 4
+    head_copy = 2 * arch.vocab_size * arch.hidden_size if (recipe == "peft" and method == "qlora") else 0
+    act = activation_bytes(arch, method, 8, loracalc.parse_targets("all-linear"), b, seq, gc, "sdpa",
+                           stream_bytes=stream, adapter_bytes=adapter, autocast=True, head_weight_copy=head_copy)
+    assert act["saved_total"] == pytest.approx(measured, rel=0.025 if gc else 0.005)
+    # and autocast really changes what is saved: the estimate without it is further off
+    plain = activation_bytes(arch, method, 8, loracalc.parse_targets("all-linear"), b, seq, gc, "sdpa",
+                             stream_bytes=stream, adapter_bytes=adapter)
+    assert abs(plain["saved_total"] - measured) > abs(act["saved_total"] - measured)
