@@ -120,6 +120,8 @@ def _hub(repo: str) -> str:
 # --8<-- [start:presets]
 # name, display name, source repository, published parameter count (model card; None where it gives none),
 # and the config.json values that decide the shapes (everything else takes the config class's default).
+# Each was checked against a copy of that config.json (the Hub is out of reach here): the copy's repository,
+# path and commit, and its values, are in tests/snippets/data/preset_sources.json, which the tests compare.
 _PRESETS = (
     # Llama 2: multi-head attention (kv heads = heads) except 70B, 32k vocabulary
     ("llama-2-7b", "Llama-2 7B", "meta-llama/Llama-2-7b-hf", None,
@@ -213,7 +215,8 @@ _PRESETS = (
     ("gemma-3-27b-text", "Gemma-3 27B, language model only (no vision tower)", "google/gemma-3-27b-pt", None,
      dict(model_type="gemma3_text", hidden_size=5376, intermediate_size=21504, num_hidden_layers=62,
           num_attention_heads=32, num_key_value_heads=16, head_dim=128, vocab_size=262208)),
-    # Phi-3.5 / Phi-4: fused qkv_proj and gate_up_proj (peft names them so)
+    # Phi-3.5 / Phi-4: fused qkv_proj and gate_up_proj (peft names them so). No citable copy of Phi-4's
+    # config.json was found to check it against; its total, 14.66B, is within 5% of the card's "14B"
     ("phi-3.5-mini", "Phi-3.5-mini", "microsoft/Phi-3.5-mini-instruct", "3.8B",
      dict(model_type="phi3", hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
           num_attention_heads=32, num_key_value_heads=32, vocab_size=32064)),

@@ -1,12 +1,18 @@
 """Preset shapes hold what every published config.json in the catalog holds, so a mistyped value shows.
 
-The Hub cannot be reached from the tests, so the values themselves are checked where a source is at hand
-(test_params.py: FACTS.md's counts for the Llama presets); here, structure true of every real checkpoint:
+The Hub cannot be reached from the tests, so each preset's values are checked against a copy of its config.json
+found in a public repository or a stored Hub page: data/preset_sources.json names the copy (repository, path,
+commit, or the page) and the shape keys as the copy gives them, and the preset must build the same tensors from
+them (a preset with no copy found says so there). Beside that, structure true of every real checkpoint:
 widths are multiples of 64 (bitsandbytes' CPU 4-bit path needs input widths divisible by its block of 64,
 FACTS.md), heads are a multiple of 32 wide (64, 128 and 256 in most families; Phi-3.5-mini's 3072 / 32 =
 96 in its config.json), and the query heads split evenly over the key/value heads.
 """
 from __future__ import annotations
+
+import json
+import os
+import re
 
 import pytest
 
@@ -70,3 +76,46 @@ def test_preset_is_what_its_config_json_means(name):
     shown = loracalc.model_from_config(a.to_dict()["config"])
     assert shown.config == a.config and shown.records == a.records
     assert loracalc.total_params(shown) == loracalc.total_params(a)
+
+
+# --------------------------------------------------------------- the copy each preset was checked against
+with open(os.path.join(os.path.dirname(__file__), "data", "preset_sources.json"), encoding="utf-8") as _f:
+    SOURCES = json.load(_f)["presets"]
+KINDS = {"copy", "variant", "transcribed", "derived", "partial"}
+CHECKED = [n for n in loracalc.list_models() if "not_found" not in SOURCES.get(n, {})]
+
+
+def test_every_preset_has_a_source_record():
+    """A new preset comes with the copy it was checked against, or a line saying none was found."""
+    assert list(SOURCES) == loracalc.list_models()
+    for name, rec in SOURCES.items():
+        if "not_found" in rec:
+            assert set(rec) == {"not_found"} and len(rec["not_found"]) > 40, name
+            continue
+        at, kind = rec["at"], rec["kind"]
+        assert kind in KINDS, (name, kind)
+        if "url" in at:       # a stored Hub page: a revision or main, never a search link
+            assert re.fullmatch(r"https://huggingface\.co/[\w.-]+/[\w.-]+/(blob|blame)/\w+/config\.json", at["url"]), name
+        else:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+", at["repo"]) and at["path"] and at["entry"], name
+            assert re.fullmatch(r"[0-9a-f]{40}", at["commit"]), name
+        assert rec["config"]["model_type"] == loracalc.get_model(name).model_type, name
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_preset_is_the_copy_it_was_checked_against(name):
+    """Every value the preset types is the copy's, and the keys it leaves to defaults resolve to the copy's too:
+    the preset and the copy build the same tensors. Keys the copy itself leaves out (Gemma 3's text_config lists
+    only what differs from Gemma3TextConfig) take transformers' class defaults, as transformers reading the
+    file would."""
+    from transformers import AutoConfig
+
+    rec, arch = SOURCES[name], loracalc.get_model(name)
+    cfg = dict(rec["config"])
+    if rec.get("class_defaults"):
+        cls = AutoConfig.for_model(cfg["model_type"])
+        cfg.update({k: getattr(cls, k) for k in rec["class_defaults"]})
+    typed = {k: v for k, v in arch.raw_config.items() if k in cfg and v != cfg[k]}
+    assert not typed, (name, typed, {k: cfg[k] for k in typed})
+    copy = loracalc.model_from_config(cfg)
+    assert copy.config == arch.config and copy.records == arch.records
