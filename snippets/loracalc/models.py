@@ -359,8 +359,10 @@ def resolve_config(cfg: dict) -> dict:
         elif key != "model_type" and c[key] is not None:
             lo = 0 if key in ("first_k_dense_replace", "n_shared_experts", "q_lora_rank", "num_experts") else 1
             c[key] = as_int(c[key], f"config.{key}", lo, _LIMITS.get(key, 1 << 24), key)
-    # the sizes themselves must be in the file: a config.json without them is partial, not a default model
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size"):
+    # the width and depth must be in the file: without them it describes no model in particular. Every other key
+    # may be left out, as Google's Gemma-3 text_config leaves out its heads and vocabulary: transformers then
+    # takes the config class's default, and so does loracalc
+    for key in ("hidden_size", "num_hidden_layers"):
         spelled = fam.aliases.get(key, key)
         given = [cfg.get(k) for k in (spelled, key, *KEY_SYNONYMS.get(mt, {}).get(key, ()))]
         if key in fam.defaults and fam.defaults[key] is not None and all(v is None for v in given):

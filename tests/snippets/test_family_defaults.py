@@ -85,3 +85,54 @@ def test_bias_keys(family, bias):
     except Exception as err:  # noqa: BLE001
         pytest.skip(f"transformers cannot build {family} with these keys: {err}")
     assert loracalc.total_params(loracalc.model_from_config(cfg)) == want
+
+
+# Every family, and the size keys real config.json files leave out when they equal the class default (Google's
+# Gemma-3 text_config names only its width, MLP width and depth): what transformers builds is what loracalc counts.
+SIZE_DEFAULTS = ["num_attention_heads", "vocab_size", "intermediate_size"]
+
+
+def _all_families():
+    from loracalc.families import FAMILIES as F
+    return sorted(F)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", _all_families())
+@pytest.mark.parametrize("missing", SIZE_DEFAULTS + OPTIONAL)
+def test_every_family_left_out_key_is_the_class_default(family, missing):
+    from transformers import AutoConfig
+    base = {k: v for k, v in AutoConfig.for_model(family).to_dict().items()
+            if k in ("head_dim", "num_key_value_heads", "num_attention_heads", "moe_intermediate_size",
+                     "num_experts", "num_local_experts", "n_routed_experts", "num_experts_per_tok")}
+    cfg = {"model_type": family, **base, **{k: v for k, v in SIZES.items() if k not in ("num_attention_heads",
+                                                                                      "num_key_value_heads",
+                                                                                      "head_dim")}}
+    # a width the class's default head count divides, as in every real checkpoint
+    cfg["hidden_size"] = 16 * (cfg.get("num_attention_heads") or SIZES["num_attention_heads"])
+    if "num_experts_per_tok" in cfg and cfg["num_experts_per_tok"] is None:
+        cfg["num_experts_per_tok"] = 2    # DeepSeek-V2's class leaves it unset; loracalc needs it (activations)
+    cfg.pop(missing, None)
+    try:
+        want = _transformers_count(cfg)
+    except Exception as err:  # noqa: BLE001 - the class default makes no valid model at these sizes
+        pytest.skip(f"transformers cannot build {family} without {missing}: {err}")
+    try:
+        arch = loracalc.model_from_config(cfg)
+    except loracalc.LoraCalcError as err:
+        pytest.fail(f"loracalc refused a config transformers builds: {err}")
+    assert loracalc.total_params(arch) == want
+
+
+def test_gemma3_text_config_as_google_writes_it():
+    """google/gemma-3-4b-pt's text_config names only what differs from Gemma3TextConfig's defaults."""
+    arch = loracalc.model_from_config({"model_type": "gemma3_text", "hidden_size": 2560, "intermediate_size": 10240,
+                                       "num_hidden_layers": 34})
+    assert loracalc.total_params(arch) == loracalc.total_params(loracalc.get_model("gemma-3-4b-text"))
+
+
+def test_a_config_without_width_or_depth_is_refused_in_one_line():
+    for missing in ("hidden_size", "num_hidden_layers"):
+        cfg = {"model_type": "llama", **{k: v for k, v in SIZES.items() if k != missing}}
+        with pytest.raises(loracalc.LoraCalcError, match=missing):
+            loracalc.model_from_config(cfg)
