@@ -562,6 +562,15 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     else:
         piece("adapter_grads", f"LoRA gradients ({'fp32' if a == 4 else 'bf16'})", a * Pl, f"{a} B x {Pl:,} LoRA params")
     grad_key = "gradients" if (in_bwd or method == "full") else "adapter_grads"
+    # torch's AdamW, unless fused (torchtune's configs) or bitsandbytes', runs its step with foreach kernels
+    # (the default on CUDA): _foreach_sqrt makes a temporary of the second moment's size for every tensor at once,
+    # alive with all gradients; stepping in backward, one tensor's
+    if optimizer == "adamw" and recipe != "torchtune":
+        v_b = st / 2
+        n_v = max(trainable_tensors) if in_bwd else sum(state_tensors) + (
+            sum(m.d_out * m.copies for m in counts.per_module) if (use_dora and method != "full") else 0)
+        piece("optimizer_temp", "AdamW step's temporary (foreach sqrt of the second moment)", v_b * n_v,
+              f"{v_b:g} B x {n_v:,} " + ("(largest tensor)" if in_bwd else "trainable params"))
     act = activation_bytes(arch, method, counts.rank, counts.requested, b, S, gc, attention, dropout,
                            stream_bytes=s, adapter_bytes=a, autocast=ac, head_weight_copy=head_copy)
     from .families import ACTIVATIONS_CHECKED
@@ -635,14 +644,14 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     piece("logits", labels.get(loss, f"Loss: {LOSSES[loss]}"), lb, lf)
     moments = {"loss": ["activations", "logits"] + ([] if gc else (["dora_activations"] if use_dora else []))
                + ([] if gc else ["bnb_inputs"]) + ["dequant_head"],
-               "end of backward": [grad_key]}
+               "end of backward": [grad_key, "optimizer_temp"]}
     if gc:
         moments["backward through a recomputed layer"] = ["activations", "recomputed", grad_key] + (
             ["dora_activations"] if use_dora else []) + ["bnb_inputs", "dequant_layer"]
     moments = {k: [x for x in v if x in dyn] for k, v in moments.items()}
     peak_at = max(moments, key=lambda k: sum(dyn[x].bytes for x in moments[k]))
     order = ["activations", "recomputed", "bnb_inputs", "dora_activations", "logits", "dequant_head",
-             "dequant_layer", grad_key]
+             "dequant_layer", grad_key, "optimizer_temp"]
     grads_first = [grad_key] + [k for k in order if k != grad_key]
     for k in grads_first:
         if k in dyn and k in moments[peak_at]:

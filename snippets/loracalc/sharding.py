@@ -59,6 +59,7 @@ RULES = {
     "weights_4bit": "param4",
     "gradients": "grad", "adapter_grads": "grad",
     "optimizer": "optim", "master_weights": "optim",
+    "optimizer_temp": "optim",      # the step's temporary is made per shard of the state
     "activations": "act", "logits": "act", "recomputed": "act", "dora_activations": "act",
     "activations_offloaded": "act",
     # inputs bitsandbytes keeps for its own backward, and a weight dequantized whole in backward (after FSDP

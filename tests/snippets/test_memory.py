@@ -17,7 +17,7 @@ def test_terms_have_key_label_bytes_formula():
     # the terms alive at the peak (here: the loss, before any gradient exists); the rest are listed apart
     assert keys == ["weights_4bit", "weights_16bit", "kbit_upcast", "adapter", "optimizer",
                     "activations", "logits", "cuda_context"]
-    assert {t.key for t in est.off_peak} == {"adapter_grads", "recomputed", "dequant_layer"}
+    assert {t.key for t in est.off_peak} == {"adapter_grads", "optimizer_temp", "recomputed", "dequant_layer"}
     assert est.allocated_peak_bytes == est.total_bytes - est.breakdown["cuda_context"]
     for t in est.terms:
         assert t.label and t.formula and isinstance(t.bytes, int) and t.bytes >= 0

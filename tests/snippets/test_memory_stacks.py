@@ -432,3 +432,82 @@ def test_autocast_activations_match_saved_tensors(tmp_path, recipe, method, gc):
     plain = activation_bytes(arch, method, 8, loracalc.parse_targets("all-linear"), b, seq, gc, "sdpa",
                              stream_bytes=stream, adapter_bytes=adapter)
     assert abs(plain["saved_total"] - measured) > abs(act["saved_total"] - measured)
+
+
+# ------------------------------------------------------------------ the optimizer step's own temporaries
+def _step_peak_new_bytes(opt) -> int:
+    """Peak bytes of the tensors the step itself creates and holds at once (each storage once), followed with
+    a dispatch mode: every op's output storage counts from its creation until its last tensor is gone."""
+    import weakref
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    live: dict[int, list[int]] = {}
+    state = {"now": 0, "peak": 0}
+
+    def release(ptr):
+        ref = live.get(ptr)
+        if ref is None:
+            return
+        ref[1] -= 1
+        if ref[1] == 0:
+            state["now"] -= ref[0]
+            del live[ptr]
+
+    known = {t.untyped_storage().data_ptr() for g in opt.param_groups for p in g["params"]
+             for t in [p, p.grad] + [v for v in opt.state.get(p, {}).values() if torch.is_tensor(v)]
+             if t is not None}
+
+    class Follow(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if torch.is_tensor(t) and t.numel() > 1:
+                    ptr = t.untyped_storage().data_ptr()
+                    if ptr in known:
+                        continue
+                    if ptr not in live:
+                        live[ptr] = [t.untyped_storage().nbytes(), 0]
+                        state["now"] += live[ptr][0]
+                        state["peak"] = max(state["peak"], state["now"])
+                    live[ptr][1] += 1
+                    weakref.finalize(t, release, ptr)
+            return out
+
+    with Follow():
+        opt.step()
+    return state["peak"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_foreach_adamw_step_makes_one_second_moment_sized_temporary(dtype):
+    """torch's AdamW with foreach kernels (its default on CUDA; forced here on CPU) makes _foreach_sqrt of the
+    second moment for every tensor at once: one temporary of the state's size and dtype, which the engine
+    adds at the end of backward for full fine-tuning and LoRA alike (fused AdamW, torchtune's, makes none)."""
+    import torch
+    torch.manual_seed(0)
+    dt = getattr(torch, dtype)
+    params = [torch.nn.Parameter(torch.randn(shape, dtype=dt)) for shape in ((256, 128), (128, 512), (64,), (512, 128))]
+    opt = torch.optim.AdamW(params, lr=1e-3, foreach=True)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()                                  # the first step creates the state; the second is the steady case
+    for p in params:
+        p.grad = torch.randn_like(p)
+    peak = _step_peak_new_bytes(opt)
+    n = sum(p.numel() for p in params)
+    assert peak == n * params[0].element_size()
+    fused = torch.optim.AdamW(params, lr=1e-3, fused=True)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    fused.step()
+    assert _step_peak_new_bytes(fused) < peak / 100
+
+    # the engine's term for the same count: full fine-tuning of a tiny model, pure 16-bit and mixed precision
+    tiny = loracalc.model_from_config({k: v for k, v in TINY.items() if k != "max_position_embeddings"})
+    P = loracalc.total_params(tiny)
+    for precision, v_bytes in (("bf16", 2), ("mixed", 4)):
+        est = loracalc.estimate_memory(tiny, method="full", precision=precision, gradient_checkpointing=True)
+        temp = {t.key: t.bytes for t in est.terms + est.off_peak}["optimizer_temp"]
+        assert temp == v_bytes * P
+    tt = loracalc.estimate_memory(tiny, method="full", precision="bf16", recipe="torchtune")
+    assert "optimizer_temp" not in {t.key for t in tt.terms + tt.off_peak}
