@@ -214,3 +214,26 @@ def test_model_view_config_box_by_keyboard(wpage, site_url, tmp_path):
     chooser.value.set_files(str(path))
     wait_updated(wpage, name, before)
     assert json.loads(shown(wpage, name, "json")) == json.loads(cli(tmp_path, "params", CONFIGS["gpt2"], *PARAMS_FLAGS))
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_with_the_config_box_open(browser, site_url, scheme):
+    """The every-page axe test sees the config box closed (a preset is the default): here it is open and filled."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    report = {}
+    for path, name in (("rank-trick/", "model_lora"), ("gpu-memory/", "memory_calculator")):
+        open_page(page, site_url, path)
+        set_field(page, name, "model", "config")
+        wait_error(page, name, "config")            # the empty box's message is checked too
+        results = Axe().run(page)
+        if results.violations_count:
+            report[f"{path} empty"] = results.generate_report()
+        paste(page, name, CONFIGS["qwen3_moe"])
+        results = Axe().run(page)
+        if results.violations_count:
+            report[f"{path} filled"] = results.generate_report()
+    context.close()
+    assert not report, "\n\n".join(f"{k}\n{v}" for k, v in report.items())
