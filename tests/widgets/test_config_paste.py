@@ -192,6 +192,9 @@ def test_model_view_config_box_by_keyboard(wpage, site_url, tmp_path):
     """Tab reaches the config box and the file picker, each with a label; Space on the picker opens the file
     chooser, and the chosen file is counted."""
     name = "model_lora"
+    # Playwright takes over the file chooser only once a listener exists; registered here, well before the key
+    # press (inside expect_file_chooser alone, the press could race it and open the real, invisible dialog)
+    wpage.on("filechooser", lambda chooser: None)
     open_page(wpage, site_url, "rank-trick/")
     w = widget(wpage, name)
     w.locator("#ml-model").focus()
