@@ -4,7 +4,8 @@
 
 Not a test: the pictures are for a person to look at. Each widget is changed the way a reader would
 (typing, choosing, clicking), then the widget element is captured; one shot per widget also shows an
-error message under a field, and one the formula of a memory term on keyboard focus.
+error message under a field, and one the formula of a memory term on keyboard focus; the model view and the
+memory calculator also with a pasted config.json (and the model view with a refused one).
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 READY = "() => window.loracalcPython && window.loracalcPython.state === 'ready'"
+# GPT-2 small's config.json keys, and a multimodal wrapper the engine refuses in one line
+GPT2_CONFIG = '{"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}'
+WRAPPER_CONFIG = '{"model_type": "llava", "text_config": {"model_type": "llama"}, "vision_config": {}}'
 
 
 def settle(page, name, before):
@@ -59,6 +63,11 @@ def run(page, base, out: Path, mode: str):
     act(page, "model_lora", "model", "llama-3.1-70b")
     act(page, "model_lora", "rank", "64")
     shot(page, "model_lora", out, mode)
+    act(page, "model_lora", "model", "config")          # the reader's own config.json, and a refused one
+    act(page, "model_lora", "config", GPT2_CONFIG)
+    shot(page, "model_lora", out, f"{mode}-config")
+    act(page, "model_lora", "config", WRAPPER_CONFIG)
+    shot(page, "model_lora", out, f"{mode}-config-error")
 
     page.goto(base + "gpu-memory/")
     page.wait_for_function(READY, timeout=120_000)
@@ -70,6 +79,10 @@ def run(page, base, out: Path, mode: str):
     shot(page, "memory_calculator", out, f"{mode}-70b-lora-focus")
     act(page, "memory_calculator", "batch_size", "0")
     shot(page, "memory_calculator", out, f"{mode}-error")
+    act(page, "memory_calculator", "batch_size", "1")
+    act(page, "memory_calculator", "model", "config")
+    act(page, "memory_calculator", "config", GPT2_CONFIG)
+    shot(page, "memory_calculator", out, f"{mode}-config")
 
     page.goto(base + "qlora/")
     page.wait_for_function(READY, timeout=120_000)

@@ -17,11 +17,18 @@ NUMERIC = st.one_of(
     st.sampled_from(["", " ", "1e309", "-0", "0x10", "½", "٣", "1,024", "64.0", "None"]),
 )
 
+# A link's config.json token: none, junk, a real one (GPT-2 small's keys) or a damaged copy of it.
+GPT2_TOKEN = "1.eNo1jEsKgCAUAO_y1i5MMsPLiOajBH-kBBbdPV20m5nFPBCSRa9qywgS9lwZEIgKg7EgxbIO8brhCXJiQw7U9ueciqsuxdIDZTOBK23aqOLuPuOUcfF-8NgeeQ"
+TOKEN = st.one_of(st.just(""), st.text(max_size=30), st.just(GPT2_TOKEN),
+                  st.integers(min_value=2, max_value=len(GPT2_TOKEN) - 1).map(lambda n: GPT2_TOKEN[:n]))
+
 FIELDS = {
     "rank_trick": {"d": NUMERIC, "r": NUMERIC, "preset": st.sampled_from(["custom", "llama-3.1-8b", "x", ""]),
                    "_changed": st.sampled_from(["", "d", "r", "preset"])},
-    "model_lora": {"model": st.sampled_from(["llama-3.1-8b", "llama-3.2-1b", "nope", ""]), "rank": NUMERIC,
-                   "targets": st.sampled_from(["q,v", "all-linear", "q,k,v,o", "xyz", ""])},
+    "model_lora": {"model": st.sampled_from(["llama-3.1-8b", "llama-3.2-1b", "config", "nope", ""]), "rank": NUMERIC,
+                   "targets": st.sampled_from(["q,v", "all-linear", "q,k,v,o", "xyz", ""]),
+                   "config": st.one_of(st.just(""), st.text(max_size=40), st.just('{"hidden_size": 64}')),
+                   "config_z": TOKEN, "_changed": st.sampled_from(["", "config", "model", "rank"])},
     "memory_calculator": {"model": st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "config", "zz"]),
                           "config": st.one_of(st.just(""), st.text(max_size=40),
                                               st.just('{"hidden_size": 64}')),
@@ -30,7 +37,8 @@ FIELDS = {
                           "gradient_checkpointing": st.sampled_from(["on", "off", "maybe"]),
                           "optimizer": st.sampled_from(["adamw", "adamw_8bit", "sgd", "lion"]),
                           "attention": st.sampled_from(["sdpa", "eager", "flash", "?"]),
-                          "gpu": st.sampled_from(["h100-80gb", "rtx-4090", "tpu"])},
+                          "gpu": st.sampled_from(["h100-80gb", "rtx-4090", "tpu"]),
+                          "config_z": TOKEN, "_changed": st.sampled_from(["", "config", "model"])},
     "nf4_explorer": {"seed": NUMERIC, "action": st.sampled_from(["", "reroll", "x"])},
     "nf4_bits": {"block_size": NUMERIC, "double_quant": st.sampled_from(["on", "off", "?"]),
                  "model": st.sampled_from(["llama-3.1-70b", "llama-3.2-1b", "?"])},

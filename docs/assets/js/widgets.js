@@ -339,17 +339,31 @@
   }
 
   // ------------------------------------------------------------------ state in the URL and localStorage
+  // A widget marked data-url-state keeps its inputs in the address, one parameter per field. The attribute's
+  // value names further parameters that are not fields but that Python reads and writes (config_z: a pasted
+  // config.json, compressed by Python). Python's "_url" output says what the address holds instead of the
+  // form's values: a parameter's value, or "" to leave it out (the raw config text never goes there).
+  function urlKeys(widget) {
+    var names = fields(widget).map(function (el) { return el.name; });
+    return names.concat((widget.dataset.urlState || "").split(/\s+/).filter(Boolean));
+  }
+
   function urlState(widget) {
     var params = new URLSearchParams(location.search);
-    var names = fields(widget).map(function (el) { return el.name; });
     var found = {}, any = false;
-    names.forEach(function (n) { if (params.has(n)) { found[n] = params.get(n); any = true; } });
+    urlKeys(widget).forEach(function (n) { if (params.has(n)) { found[n] = params.get(n); any = true; } });
     return any ? found : null;
   }
 
-  function saveUrlState(widget, inputs) {
+  function saveUrlState(widget, inputs, fromPython) {
     var params = new URLSearchParams(location.search);
     Object.keys(inputs).forEach(function (k) { if (k !== "action") params.set(k, inputs[k]); });
+    if (fromPython && typeof fromPython === "object") {
+      Object.keys(fromPython).forEach(function (k) {
+        if (fromPython[k] === "" || fromPython[k] === null) params.delete(k);
+        else params.set(k, String(fromPython[k]));
+      });
+    }
     var url = location.pathname + "?" + params.toString() + location.hash;
     history.replaceState(history.state, "", url);
   }
@@ -475,7 +489,7 @@
           markState(widget, "current", "");
           widget.dataset.updated = String(Date.now());
           if (!restore) announce(widget, typeof result.outputs.announce === "string" ? result.outputs.announce : "Results updated.");
-          if (widget.hasAttribute("data-url-state") && !restore) saveUrlState(widget, readInputs(widget));
+          if (widget.hasAttribute("data-url-state") && !restore) saveUrlState(widget, readInputs(widget), result.outputs._url);
           if (widget.dataset.persist) save(widget.dataset.persist, readInputs(widget));
         } else if (restore && widget.dataset.persist) {
           // A stale or broken saved state is dropped, and the form goes back to what the outputs show.
@@ -537,6 +551,44 @@
         setTimeout(function () { update({ action: action }); }, 0);
       }
     });
+
+    // A file the reader chooses (input type=file with data-file-into=FIELD) or drops anywhere on the widget
+    // is read here, in the browser, and its text put into FIELD, as if pasted; Python reads it from there.
+    // Nothing is uploaded. At most data-max-bytes (+1, so that Python can say the file is too large) are read.
+    var picker = widget.querySelector("input[type=file][data-file-into]");
+    if (picker && picker.closest("[data-widget]") === widget) {
+      var into = picker.dataset.fileInto;
+      var readFile = function (file) {
+        var box = fields(widget).filter(function (el) { return el.name === into && el.type !== "file"; })[0];
+        if (!file || !box) return;
+        var limit = Number(picker.dataset.maxBytes) || file.size;
+        file.slice(0, limit + 1).text().then(function (text) {
+          box.value = text;
+          update(null, null, into);
+        }, function (error) {
+          showError(widget, into, "Could not read " + file.name + ": " + error.message);
+        });
+      };
+      var hasFiles = function (event) {
+        return event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types || [], "Files") >= 0;
+      };
+      picker.addEventListener("change", function () { readFile(picker.files && picker.files[0]); });
+      widget.addEventListener("dragover", function (event) {
+        if (!hasFiles(event)) return;       // dragged text still goes into a text field the usual way
+        event.preventDefault();             // without this the browser would open the file instead
+        event.dataTransfer.dropEffect = "copy";
+        widget.classList.add("lc-drop-target");
+      });
+      widget.addEventListener("dragleave", function (event) {
+        if (!widget.contains(event.relatedTarget)) widget.classList.remove("lc-drop-target");
+      });
+      widget.addEventListener("drop", function (event) {
+        widget.classList.remove("lc-drop-target");
+        if (!hasFiles(event)) return;
+        event.preventDefault();
+        readFile(event.dataTransfer.files[0]);
+      });
+    }
 
     // Saved state (URL first, then localStorage) goes into the form at once, so the reader sees their
     // inputs from the first paint; the outputs are marked pending until Python answers for them.

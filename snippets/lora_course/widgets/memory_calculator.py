@@ -31,31 +31,17 @@ FIELDS = ("method", "rank", "targets", "batch_size", "seq_len", "gradient_checkp
           "recipe", "loss", "activation_offload", "optimizer_in_backward", "paged_state_on_host", "dora")
 
 
-def _model(model: str, config: str):
-    name = c.text(model) or "llama-3.1-8b"
-    if name == "config":
-        raw = c.text(config)
-        if not raw:
-            raise loracalc.LoraCalcError("config", "config.json is empty: paste a model's config.json "
-                                                   "(or choose a preset)")
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise loracalc.LoraCalcError("config", f"config.json is not valid JSON ({exc.msg} at line "
-                                                   f"{exc.lineno}, column {exc.colno})") from None
-        if not isinstance(data, dict):
-            raise loracalc.LoraCalcError("config", "config.json must be a JSON object ({...})")
-        try:
-            return loracalc.model_from_config(data, name=str(data.get("_name_or_path") or "pasted config"))
-        except loracalc.LoraCalcError as exc:
-            raise loracalc.LoraCalcError("config", exc.message) from None
-
+def _model(model: str, config: str, config_z: str = "", changed: str = ""):
+    """The architecture the form asks for, and the outputs that keep a reader's config.json in the link."""
+    name, data, outputs = c.model_source(model, config, config_z, changed)
+    if data is not None:   # a pasted, dropped or linked config.json, named as `loracalc --config FILE` names it
+        return c.config_model(data), outputs
     probed = measured.models()  # the labs' tiny Llama, so its measured runs can be compared here
     if name in probed:
-        return probed[name]
+        return probed[name], outputs
     if name not in loracalc.list_models():
         raise loracalc.LoraCalcError("model", f"model must be a preset or 'config' (got {name!r})")
-    return loracalc.get_model(name)
+    return loracalc.get_model(name), outputs
 
 
 def _gpu(name: str):
@@ -85,8 +71,8 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       recipe: str = "peft", loss: str = "full", activation_offload: str = "off",
                       optimizer_in_backward: str = "off", paged_state_on_host: str = "off", dora: str = "off",
                       gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
-                      **_: Any) -> dict[str, Any]:
-    arch = _model(model, config)
+                      config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
+    arch, source = _model(model, config, config_z, _changed)
     raw = {"method": method, "rank": c.text(rank), "targets": targets, "batch_size": c.text(batch_size),
            "seq_len": c.text(seq_len), "gradient_checkpointing": c.text(gradient_checkpointing) or "off",
            "optimizer": optimizer, "attention": attention, "recipe": c.text(recipe) or "peft",
@@ -131,6 +117,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "measured": measured_html(arch, s, total),
     }
     out.update(multi_gpu(est, arch, g, s, gpus, strategy, offload))
+    out.update(source)
     out["announce"] = (f"Needed on the card {out['total']}, allocated peak {out['allocated_peak']}. "
                        f"{out['gpu_verdict']}. {out['per_gpu_verdict']}.")
     return out

@@ -2,11 +2,13 @@
 
 ``rank_trick``: one square d x d projection W and its LoRA pair B (d x r), A (r x d), drawn to relative
 scale, with the counts d^2 and 2dr, their ratio and the break-even rank.
-``model_lora``: a whole model (a preset), a rank and target modules -> the exact trainable parameter
-count and percentage, and the adapter's size on disk in bf16 and fp32.
+``model_lora``: a whole model (a preset, or the reader's own config.json pasted, dropped or from a link), a rank
+and target modules -> the exact trainable parameter count and percentage, the adapter's size on disk in bf16
+and fp32, and what ``python -m loracalc params`` prints for the same inputs (as text and as JSON).
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import loracalc
@@ -135,12 +137,10 @@ def matrices_svg(d: int, r: int) -> str:
 # ------------------------------------------------------------------ the whole model
 @widget("model_lora")
 def model_lora(model: str = "llama-3.1-8b", rank: str = "16", targets: str = "all-linear", config: str = "",
-               **_: Any) -> dict[str, Any]:
-    if c.text(model) == "config":       # a pasted config.json, read by the same path as the memory calculator
-        from .memory_calculator import _model
-        arch = _model("config", config)
-    else:
-        arch = c.preset(model, "llama-3.1-8b")
+               config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
+    # A pasted, dropped or linked config.json goes the same way as in the memory calculator (_common.model_source)
+    name, data, source = c.model_source(model, config, config_z, _changed)
+    arch = c.config_model(data) if data is not None else c.preset(name, "llama-3.1-8b")
     r_val = c.integer(rank, "rank", R_MIN, R_MAX, "rank")
     t = c.choice(targets, "targets", TARGET_CHOICES)
     counts = loracalc.count_params(arch, rank=r_val, targets=t)
@@ -154,8 +154,11 @@ def model_lora(model: str = "llama-3.1-8b", rank: str = "16", targets: str = "al
         "adapter_bf16": c.fmt_bytes(loracalc.adapter_file_bytes(lora, dtype="bf16")),
         "adapter_fp32": c.fmt_bytes(loracalc.adapter_file_bytes(lora, dtype="fp32")),
         "modules_table": _modules_table(counts, arch),
-        # what `loracalc params --config config.json --rank R --targets T` prints
+        # what `loracalc params --config config.json --rank R --targets T` prints, and with --json
         "params_text": params_text(arch, r_val, t),
+        "json": json.dumps({**counts.to_dict(), "display_name": arch.display_name, "model_type": arch.model_type},
+                           indent=2),
+        **source,
         "announce": (f"{arch.display_name}, rank {r_val}: {c.fmt_int(lora)} trainable parameters, "
                      f"{c.fmt_pct(counts.trainable_percent)} of the model."),
     }
