@@ -82,7 +82,8 @@ def main() -> int:
                     rows.append(row)
                     print(mt, method, gc, "ERROR", row["error"], flush=True)
                     continue
-                est = activation_bytes(arch, method, 8, ("all-linear",), 2, 64, gc, attention)["saved_total"]
+                est = activation_bytes(arch, method, 8, ("all-linear",), 2, 64, gc, attention,
+                                      device="cpu")["saved_total"]
                 row.update(estimated_bytes=est, measured_bytes=measured,
                            error_percent=round(100 * (est - measured) / measured, 1))
                 rows.append(row)
