@@ -123,12 +123,14 @@ class Family:
     act_key: str | None = None            # config key naming the MLP's activation function
     act_default: str = "silu"
     # ---- activations (what autograd keeps for backward; read by memory.activation_bytes)
-    # an RMS-style norm keeps fp32 copies of its input: one (Llama), two for Cohere's LayerNorm, which centres its
-    # input twice (once for the variance, once to normalise)
-    norm_fp32_copies: int = 1
+    # an RMS-style norm keeps its input in fp32 (a copy, or the input itself when it is fp32 already); Cohere's
+    # LayerNorm keeps instead two fp32 copies of the centred input (it subtracts the mean twice: once for the
+    # variance, once to normalise)
+    norm_centred_copies: int = 0
     # the weight multiplies the fp32 normalised input (Gemma's 1 + w, OLMo-2, GPT-OSS, Cohere), so a trained weight
     # keeps that fp32 tensor; else (Llama) the input cast back to the stream's dtype
     norm_weight_fp32: bool = False
+    norm_first: bool = True               # a layer opens with a norm of its input (OLMo-2 normalises outputs)
     # attention and MLP side by side on one residual stream (GPT-NeoX, Falcon, Cohere, Phi): a constant or the
     # config key that decides it (Falcon: a function of the config). With one norm the MLP reads the attention's
     # input; with two (NeoX) both norms read the same stream
@@ -136,6 +138,9 @@ class Family:
     # a fused qkv output is split into views (Phi-3, GPT-NeoX, GPT-2), so the v that attention keeps holds the
     # whole fused output alive; rotary embeddings then make new q and k
     qkv_views: bool = False
+    # rotary embeddings on part of each head, concatenated with the rest (Phi, StableLM, GPT-NeoX): the query
+    # becomes a new contiguous tensor (what layout SDPA's CPU kernel writes its output in depends on it)
+    rope_concat: bool = False
     # SDPA is given fewer k/v heads than query heads with enable_gqa (or repeated): Falcon's multi-query passes one
     # k/v head without either, which sends SDPA to its math path (fp32 copies of q, k, v and the score matrix)
     sdpa_gqa: bool = True
@@ -434,7 +439,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            qk_norm="head_ln", qk_norm_key="qk_layernorm", qk_norm_names=("q_layernorm", "k_layernorm"),
            mlp="plain", mlp_names=("fc1", "fc2"), mlp_bias=True, norm=LN, layer_norms=("input_layernorm",),
            final_norm="final_layernorm", lm_head_bias=True, act_key="hidden_act", act_default="gelu_new",
-           parallel=True, dropouts=(("scores", "attention_dropout", 0.0), ("attn_out", "resid_pdrop", 0.0),
+           parallel=True, rope_concat=True,
+           dropouts=(("scores", "attention_dropout", 0.0), ("attn_out", "resid_pdrop", 0.0),
                                     ("mlp_out", "resid_pdrop", 0.0), ("embed", "embd_pdrop", 0.0))),
     Family("phi3", _d(32064, 3072, 8192, 32, 32, None, None, False),
            attention="fused", names=("qkv_proj", "o_proj"), mlp="gated_fused", mlp_names=("gate_up_proj", "down_proj"),
@@ -445,16 +451,17 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            qkv_bias="attention_bias", o_bias="attention_bias", norm=NO_PARAMS),
     Family("olmo2", _d(50304, 4096, 11008, 32, 32, None, None, False, attention_bias=False),
            qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="width", norm_weight_fp32=True,
-           layer_norms=("post_attention_layernorm", "post_feedforward_layernorm")),
+           norm_first=False, layer_norms=("post_attention_layernorm", "post_feedforward_layernorm")),
     Family("granite", _d(32000, 4096, 11008, 32, 32, None, None, False, attention_bias=False, mlp_bias=False),
            qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias"),
     Family("cohere", _d(256000, 8192, 22528, 40, 64, None, None, True, attention_bias=False, use_qk_norm=False),
            qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="heads", qk_norm_key="use_qk_norm",
-           layer_norms=("input_layernorm",), parallel=True, norm_fp32_copies=2, norm_weight_fp32=True),
+           layer_norms=("input_layernorm",), parallel=True, norm_centred_copies=2, norm_weight_fp32=True),
     Family("stablelm", _d(50304, 2560, 6912, 32, 32, 32, None, False, use_qkv_bias=False, qk_layernorm=False,
                           use_parallel_residual=False),
            head_dim="hidden", qkv_bias="use_qkv_bias", qk_norm="heads_ln", qk_norm_key="qk_layernorm",
            qk_norm_names=("q_layernorm", "k_layernorm"), norm=LN, derive=_stablelm, parallel="use_parallel_residual",
+           rope_concat=True,
            dropouts=(("scores", "attention_dropout", 0.0), ("mlp_out", "hidden_dropout", 0.0)),
            layer_norms=lambda c: ("input_layernorm",) if c["use_parallel_residual"]
            else ("input_layernorm", "post_attention_layernorm")),
@@ -472,7 +479,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
                           use_parallel_residual=True),
            head_dim="hidden", attention="fused", names=("query_key_value", "dense"), qkv_bias="attention_bias",
            o_bias="attention_bias", mlp="plain", mlp_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias=True,
-           norm=LN, final_norm="final_layer_norm", embed="embed_in", derive=_neox, qkv_views=True,
+           norm=LN, final_norm="final_layer_norm", embed="embed_in", derive=_neox, qkv_views=True, rope_concat=True,
            parallel="use_parallel_residual",
            dropouts=(("scores", "attention_dropout", 0.0), ("attn_out", "hidden_dropout", 0.0),
                      ("mlp_out", "hidden_dropout", 0.0), ("embed", "hidden_dropout", 0.0))),
@@ -516,11 +523,14 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
 # --8<-- [end:families]
 
 # activation_bytes within 10% of the bytes autograd saved (saved_tensors_hooks) on a tiny random model of the
-# family, for LoRA and full fine-tuning with and without checkpointing (scripts/family_activation_check.py,
-# data in snippets/lora_course/data/family_activation_check.json; tests/snippets/test_families.py keeps the
-# two in step). The others' activation term is a rough estimate, and the output says so.
-ACTIVATIONS_CHECKED = frozenset({"llama", "mistral", "qwen2", "granite", "olmo", "qwen3", "gemma", "gemma2",
-                                 "gemma3_text", "stablelm", "phi", "gpt_neox", "mixtral", "qwen2_moe", "qwen3_moe"})
+# family, for full fine-tuning, LoRA and QLoRA with and without checkpointing (scripts/family_activation_check.py,
+# data in snippets/lora_course/data/family_activation_check.json: every family within 2.7% on 2026-11-29;
+# tests/snippets/test_families.py keeps the two in step). A family left out gets a note that its activation
+# term is rough.
+ACTIVATIONS_CHECKED = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
+                                 "gemma2", "gemma3_text", "phi", "phi3", "olmo", "olmo2", "granite", "cohere",
+                                 "stablelm", "gpt2", "gpt_neox", "falcon", "starcoder2", "deepseek_v2",
+                                 "deepseek_v3", "gpt_oss"})
 
 # transformers' attribute_map: another spelling of a key that some config.json files use
 KEY_SYNONYMS = {

@@ -153,7 +153,7 @@ def _norm_bytes(fam, width: int, s: int, weight_trains: bool) -> int:
     # RMS-style: fp32 copies of the input and 1/rms; a trained weight also keeps the normalised input, in fp32
     # when the weight multiplies it before the cast back (Gemma, OLMo-2, GPT-OSS, Cohere), else cast back
     trained = (4 if fam.norm_weight_fp32 else s) * width if weight_trains else 0
-    return fam.norm_fp32_copies * 4 * width + 4 + trained
+    return 4 * width * max(1, fam.norm_centred_copies) + 4 + trained
 
 
 def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq_len: int,
@@ -181,7 +181,8 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
       that tensor), and A's output a*r; dropout makes it a mask and a dropped copy, (a + m)*d_in;
     * dropout configured in the model (GPT-2's default 0.1): a mask per dropped tensor, m bytes per value:
       1 on CUDA (a bool mask), the tensor's own dtype on a CPU (``device="cpu"``, where SDPA also drops to
-      its math path when its scores take dropout).
+      its math path when its scores take dropout, and writes its output in the query's layout, so a query
+      made new by rotary embeddings gives o_proj a copy).
     With gradient checkpointing only each layer's input s*h is kept, plus one layer recomputed in backward
     (whose first norm saves that same input when the stream is fp32).
     """
@@ -199,7 +200,10 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     a = adapter_bytes
     full = method == "full"
     drop = dropout_probs(fam, arch.raw_config)
-    mask = 1 if device == "cuda" else s        # CUDA's fused dropout keeps a bool mask; the CPU one a scaled copy
+    def mask(nbytes: int) -> int:
+        """Bytes per value of the mask dropout keeps on a tensor of ``nbytes`` values: CUDA's fused kernel keeps
+        a bool mask, the CPU's composite dropout a scaled mask in the tensor's dtype."""
+        return 1 if device == "cuda" else nbytes
     mla = fam.attention == "mla"
     if mla:
         qk_head, v_head = c["qk_nope_head_dim"] + c["qk_rope_head_dim"], c["v_head_dim"]
@@ -231,12 +235,13 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
             qkv = s * (qd + kvd + v_store)
         attn = qkv + s * out_w + 4 * nh
         # the output is o_proj's input, unless a CPU kernel wrote it in the query's (b, h, s, d) layout, which
-        # a fresh contiguous query has (rotary on a fused slice, MLA's concatenation): then o_proj gets a copy
-        out_is_o_input = not (device == "cpu" and ((fam.qkv_views and rope) or mla))
+        # a new contiguous query has (rotary on a fused slice or on part of each head, MLA's concatenation):
+        # then o_proj gets a copy
+        out_is_o_input = not (device == "cpu" and (rope and (fam.qkv_views or fam.rope_concat) or mla))
     elif math_path:
         # fp32 copies of q and of k, v expanded to every head, and the fp32 softmax; dropout adds its mask and
         # the dropped scores
-        attn = 4 * 3 * qd + 4 * nh * S + ((mask + 4) * nh * S if p_scores > 0 else 0)
+        attn = 4 * 3 * qd + 4 * nh * S + ((mask(4) + 4) * nh * S if p_scores > 0 else 0)
         out_is_o_input = False
     else:
         attn = s * (qd + kvd + v_store) if mla else s * 3 * qd
@@ -247,7 +252,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         else:
             attn += s * nh * cols + (s * nh * cols if p_scores > 0 else 0)
         if p_scores > 0:
-            attn += mask * nh * cols
+            attn += mask(s) * nh * cols
         if fam.sinks:
             attn += 8 * nh                            # the row max subtracted before the softmax keeps its indices
         if arch.attn_softcap:
@@ -259,7 +264,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         qk_w = (4 if fam.norm_weight_fp32 else s) * (qd + kvd) if full else 0
         attn += 4 * (qd + kvd) + rs + qk_w
     # dropout on the residual branches keeps a mask of width h each
-    attn += mask * h * sum(1 for site in ("attn_out", "mlp_out") if drop.get(site, 0.0) > 0)
+    attn += mask(s) * h * sum(1 for site in ("attn_out", "mlp_out") if drop.get(site, 0.0) > 0)
 
     # LoRA: which tensors the adapters keep, and which frozen tensors peft's merged experts make trainable
     chosen = []
@@ -313,12 +318,14 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
                 if in_sparse != bool(moe) and rec.role != "attention":
                     continue
                 if rec.kind in ("experts", "router"):
-                    if rec.kind == "experts":
-                        merged += s * (rec.weight + rec.bias)
+                    # the merged weight W + B @ A, and B and A cast to the weight's dtype for that product
+                    merged += s * (rec.weight + rec.bias)
+                    if a != s:
+                        merged += s * rank * mult * max(1, rec.experts) * (rec.d_in + rec.d_out)
                     continue
                 lora += a * rank * mult
                 if lora_dropout > 0:
-                    lora += (a + mask) * rec.d_in
+                    lora += (a + mask(a)) * rec.d_in
                 elif s != a:
                     lora += a * rec.d_in                # a separate cast copy per module
                 elif rec.reads not in seen:
@@ -334,9 +341,11 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     per = {sp: layer(sp) for sp in set(kinds)}
     if input_requires_grad is None:
         input_requires_grad = full or gradient_checkpointing
-    first_layer_saving = 0 if input_requires_grad else norm   # nothing upstream of layer 0 needs a gradient
+    # nothing upstream of layer 0 needs a gradient, so its first norm keeps nothing (OLMo-2's first norm
+    # follows the attention, whose adapters already need one)
+    first_layer_saving = 0 if (input_requires_grad or not fam.norm_first) else norm
     # the embeddings' dropout mask lives until backward reaches them
-    embed_drop = mask * h * T if (drop.get("embed", 0.0) > 0 and input_requires_grad) else 0
+    embed_drop = mask(s) * h * T if (drop.get("embed", 0.0) > 0 and input_requires_grad) else 0
     head = (norm + (s * h if full else 0)) * T + 4 * V * T + 8 * T + 2 * S * arch.head_dim * s
     if arch.final_softcap:
         head += s * V * T                             # tanh of the logits, in the logits' dtype
@@ -344,8 +353,17 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     per_layer, merged = worst
     if gradient_checkpointing:
         kept = L * s * h * T + embed_drop
-        # an fp32 stream (QLoRA) lets the recomputed layer's first norm save the kept input itself
-        recomputed = (per_layer - (4 * h if s == 4 else 0)) * T + merged
+        # what the recomputed layer's first op saves may be the kept input itself: a LayerNorm's input; an RMS
+        # norm's fp32 input when the stream is fp32 already (QLoRA; Cohere's keeps centred copies instead);
+        # OLMo-2's q/k/v projections, which read the layer input unnormalised (its own when they train, the
+        # adapters' when no cast copy is needed)
+        if not fam.norm_first:
+            shared = s * h if (full or (s == a and not lora_dropout and chosen)) else 0
+        elif fam.norm == LN:
+            shared = s * h
+        else:
+            shared = 4 * h if (s == 4 and not fam.norm_centred_copies) else 0
+        recomputed = (per_layer - shared) * T + merged
         layers = kept + recomputed
         peak = kept + max(head, recomputed)     # the head's tensors are freed before layers recompute
     else:
