@@ -344,6 +344,9 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     # nothing upstream of layer 0 needs a gradient, so its first norm keeps nothing (OLMo-2's first norm
     # follows the attention, whose adapters already need one)
     first_layer_saving = 0 if (input_requires_grad or not fam.norm_first) else norm
+    if not input_requires_grad and lora_dropout > 0:
+        # nor does dropout keep a mask for the adapters reading layer 0's input: no gradient flows into it
+        first_layer_saving += sum(mask(a) * rec.d_in for rec, _ in chosen if rec.reads == "attn_in")
     # the embeddings' dropout mask lives until backward reaches them
     embed_drop = mask(s) * h * T if (drop.get("embed", 0.0) > 0 and input_requires_grad) else 0
     head = (norm + (s * h if full else 0)) * T + 4 * V * T + 8 * T + 2 * S * arch.head_dim * s
@@ -364,13 +367,16 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         else:
             shared = 4 * h if (s == 4 and not fam.norm_centred_copies) else 0
         recomputed = (per_layer - shared) * T + merged
+        recomputed_per_token = per_layer - shared
         layers = kept + recomputed
         peak = kept + max(head, recomputed)     # the head's tensors are freed before layers recompute
     else:
+        recomputed_per_token = 0
         layers = sum(per[sp][0] * T + per[sp][1] for sp in kinds) - first_layer_saving * T + embed_drop
         peak = layers + head
     return {"per_layer_per_token": per_layer, "layers": layers, "logits_saved": 4 * V * T,
-            "head_other": head - 4 * V * T, "saved_total": peak, "merged_experts_per_layer": merged}
+            "head_other": head - 4 * V * T, "saved_total": peak, "merged_experts_per_layer": merged,
+            "recomputed_per_token": recomputed_per_token, "embed_dropout_mask": embed_drop}
 # --8<-- [end:activations]
 
 
