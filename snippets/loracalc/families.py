@@ -135,15 +135,21 @@ class Family:
     # config key that decides it (Falcon: a function of the config). With one norm the MLP reads the attention's
     # input; with two (NeoX) both norms read the same stream
     parallel: bool | str | Callable[[dict], bool] = False
-    # a fused qkv output is split into views (Phi-3, GPT-NeoX, GPT-2), so the v that attention keeps holds the
-    # whole fused output alive; rotary embeddings then make new q and k
-    qkv_views: bool = False
-    # rotary embeddings on part of each head, concatenated with the rest (Phi, StableLM, GPT-NeoX): the query
-    # becomes a new contiguous tensor (what layout SDPA's CPU kernel writes its output in depends on it)
-    rope_concat: bool = False
+    # a fused qkv output is split into views (Phi-3, GPT-NeoX, GPT-2, Falcon without multi-query), so the v that
+    # attention keeps holds the whole fused output alive; rotary embeddings then make new q and k. A constant or
+    # a function of the config
+    qkv_views: bool | Callable[[dict], bool] = False
+    # rotary embeddings concatenate the rotated part of each head with the rest (Phi, Phi-3, StableLM, GPT-NeoX),
+    # so the query reaching attention is a new contiguous (batch, heads, seq, dim) tensor; elsewhere it keeps
+    # its projection's (batch, seq, heads, dim) order. SDPA's CPU kernel writes its output in the query's layout
+    query_copied: bool = False
     # SDPA is given fewer k/v heads than query heads with enable_gqa (or repeated): Falcon's multi-query passes one
     # k/v head without either, which sends SDPA to its math path (fp32 copies of q, k, v and the score matrix)
     sdpa_gqa: bool = True
+    # k and v are expanded to every query head before attention (Falcon's new decoder architecture): a constant
+    # or a function of the config
+    kv_expanded: bool | Callable[[dict], bool] = False
+    sdpa_mask: bool = False               # passes SDPA a materialised (batch, 1, seq, seq) mask, which it keeps
     softmax_fp32: bool = True             # eager softmax in fp32, cast back (Llama); False: in the scores' dtype
     # dropout sites (site, config key, the config class's default): scores (attention probabilities), attn_out,
     # mlp_out (each keeps a mask of its width), embed (once, after the embeddings)
@@ -439,12 +445,12 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            qk_norm="head_ln", qk_norm_key="qk_layernorm", qk_norm_names=("q_layernorm", "k_layernorm"),
            mlp="plain", mlp_names=("fc1", "fc2"), mlp_bias=True, norm=LN, layer_norms=("input_layernorm",),
            final_norm="final_layernorm", lm_head_bias=True, act_key="hidden_act", act_default="gelu_new",
-           parallel=True, rope_concat=True,
+           parallel=True, query_copied=True,
            dropouts=(("scores", "attention_dropout", 0.0), ("attn_out", "resid_pdrop", 0.0),
                                     ("mlp_out", "resid_pdrop", 0.0), ("embed", "embd_pdrop", 0.0))),
     Family("phi3", _d(32064, 3072, 8192, 32, 32, None, None, False),
            attention="fused", names=("qkv_proj", "o_proj"), mlp="gated_fused", mlp_names=("gate_up_proj", "down_proj"),
-           derive=_phi3, qkv_views=True,
+           derive=_phi3, qkv_views=True, query_copied=True,
            dropouts=(("scores", "attention_dropout", 0.0), ("attn_out", "resid_pdrop", 0.0),
                      ("mlp_out", "resid_pdrop", 0.0))),
     Family("olmo", _d(50304, 4096, 11008, 32, 32, None, None, False, attention_bias=False),
@@ -461,7 +467,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
                           use_parallel_residual=False),
            head_dim="hidden", qkv_bias="use_qkv_bias", qk_norm="heads_ln", qk_norm_key="qk_layernorm",
            qk_norm_names=("q_layernorm", "k_layernorm"), norm=LN, derive=_stablelm, parallel="use_parallel_residual",
-           rope_concat=True,
+           query_copied=True,
            dropouts=(("scores", "attention_dropout", 0.0), ("mlp_out", "hidden_dropout", 0.0)),
            layer_norms=lambda c: ("input_layernorm",) if c["use_parallel_residual"]
            else ("input_layernorm", "post_attention_layernorm")),
@@ -479,7 +485,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
                           use_parallel_residual=True),
            head_dim="hidden", attention="fused", names=("query_key_value", "dense"), qkv_bias="attention_bias",
            o_bias="attention_bias", mlp="plain", mlp_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias=True,
-           norm=LN, final_norm="final_layer_norm", embed="embed_in", derive=_neox, qkv_views=True, rope_concat=True,
+           norm=LN, final_norm="final_layer_norm", embed="embed_in", derive=_neox, qkv_views=True, query_copied=True,
            parallel="use_parallel_residual",
            dropouts=(("scores", "attention_dropout", 0.0), ("attn_out", "hidden_dropout", 0.0),
                      ("mlp_out", "hidden_dropout", 0.0), ("embed", "hidden_dropout", 0.0))),
@@ -490,6 +496,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            o_bias="bias", mlp="plain", mlp_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias="bias", norm=LN,
            layer_norms=_falcon_norms, final_norm="ln_f", embed="word_embeddings", derive=_falcon, bnb_4bit=False,
            parallel=lambda c: c["parallel_attn"] or c["new_decoder_architecture"], sdpa_gqa=False,
+           kv_expanded=lambda c: c["new_decoder_architecture"], sdpa_mask=True,
+           qkv_views=lambda c: not (c["multi_query"] or c["new_decoder_architecture"]),
            # with rotary positions Falcon calls SDPA with dropout_p=0; hidden_dropout follows the MLP
            dropouts=(("mlp_out", "hidden_dropout", 0.0),)),
     Family("starcoder2", _d(49152, 3072, 12288, 30, 24, 2, None, True, use_bias=True),

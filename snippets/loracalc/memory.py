@@ -211,9 +211,12 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         v_store = nh * (c["qk_nope_head_dim"] + v_head)   # v is a view of kv_b_proj's whole output
         out_w = nh * v_head
     else:
+        if fam.kv_expanded(c) if callable(fam.kv_expanded) else fam.kv_expanded:
+            kv = nh                      # k and v reach attention expanded to every query head
         qd, kvd = nh * arch.head_dim, kv * arch.head_dim
         v_store, out_w = kvd, qd
     rope = fam.positions is None
+    qkv_views = fam.qkv_views(c) if callable(fam.qkv_views) else fam.qkv_views
     norm = _norm_bytes(fam, h, s, full)
     norm_names = layer_norm_names(fam, c)
     norms = len(norm_names) * norm
@@ -229,15 +232,14 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     cols = S + (1 if fam.sinks else 0)   # GPT-OSS's sink is one more column in the softmax
     math_path = attention == "sdpa" and ((kv < nh and not fam.sdpa_gqa) or (p_scores > 0 and device == "cpu"))
     if attention == "sdpa" and not math_path:
-        if fam.qkv_views:
+        if qkv_views:
             qkv = s * (qd + 2 * kvd) + (s * (qd + kvd) if rope else 0)
         else:
             qkv = s * (qd + kvd + v_store)
-        attn = qkv + s * out_w + 4 * nh
+        attn = qkv + s * out_w + 4 * nh + (s * S if fam.sdpa_mask else 0)
         # the output is o_proj's input, unless a CPU kernel wrote it in the query's (b, h, s, d) layout, which
-        # a new contiguous query has (rotary on a fused slice or on part of each head, MLA's concatenation):
-        # then o_proj gets a copy
-        out_is_o_input = not (device == "cpu" and (rope and (fam.qkv_views or fam.rope_concat) or mla))
+        # a query made by concatenation has (partial rotary embeddings, MLA): then o_proj gets a copy
+        out_is_o_input = not (device == "cpu" and ((rope and fam.query_copied) or mla))
     elif math_path:
         # fp32 copies of q and of k, v expanded to every head, and the fp32 softmax; dropout adds its mask and
         # the dropped scores
@@ -259,10 +261,14 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
             attn += s * nh * S                        # Gemma-2's tanh soft-cap keeps its output
         out_is_o_input = False
     if arch.qk_norm:
-        # per-head norms keep 1/rms per head; OLMo-2's norm over all heads one per token
-        rs = 4 * 2 if fam.qk_norm == "width" else 4 * (nh + kv)
-        qk_w = (4 if fam.norm_weight_fp32 else s) * (qd + kvd) if full else 0
-        attn += 4 * (qd + kvd) + rs + qk_w
+        qkw = qd + kvd
+        if fam.qk_norm in ("head_ln", "heads_ln"):
+            attn += s * qkw + 8 * (nh + kv)           # nn.LayerNorm per head: q and k, mean and 1/std per head
+        else:
+            # the family's RMS-style norm on q and k: 1/rms per head, or one per token for OLMo-2's over all heads
+            rs = 4 * 2 if fam.qk_norm == "width" else 4 * (nh + kv)
+            qk_w = (4 if fam.norm_weight_fp32 else s) * qkw if full else 0
+            attn += 4 * qkw * max(1, fam.norm_centred_copies) + rs + qk_w
     # dropout on the residual branches keeps a mask of width h each
     attn += mask(s) * h * sum(1 for site in ("attn_out", "mlp_out") if drop.get(site, 0.0) > 0)
 

@@ -166,3 +166,35 @@ def test_lora_dropout_mask_on_cpu_is_exact():
     est = (_estimate("llama", "lora", False, "sdpa", cfg=cfg, lora_dropout=0.1)
            - _estimate("llama", "lora", False, "sdpa", cfg=cfg))
     assert est == pytest.approx(measured, rel=0.01)
+
+
+# structures a config switches on, beyond each config class's defaults (which the record covers)
+VARIANTS = [
+    ("falcon", {"new_decoder_architecture": True, "num_kv_heads": 2}),   # k, v expanded; SDPA keeps its mask
+    ("falcon", {"multi_query": False}),                                  # fused qkv views, fused kernel
+    ("falcon", {"multi_query": False, "parallel_attn": False}),
+    ("gpt_neox", {"use_parallel_residual": False}),
+    ("stablelm", {"use_parallel_residual": True}),
+    ("stablelm", {"qk_layernorm": True}),                                # a LayerNorm per head
+    ("phi", {"qk_layernorm": True}),
+    ("cohere", {"use_qk_norm": True}),                                   # centred twice, per head
+    ("deepseek_v3", {"q_lora_rank": None}),                              # q_proj instead of the q latent
+    ("starcoder2", {"residual_dropout": 0.1, "embedding_dropout": 0.1, "attention_dropout": 0.1}),
+    ("phi", {"resid_pdrop": 0.1}),
+    ("llama", {"attention_dropout": 0.1}),                               # SDPA's math path on a CPU
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type, extra", VARIANTS, ids=[f"{m}-{'-'.join(e)}" for m, e in VARIANTS])
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_config_variants_measured(model_type, extra, method):
+    """The config keys a spec reads change what autograd keeps, and the estimate follows: within 5%."""
+    script = _script()
+    cfg = dict(script.tiny_config(model_type), **extra)
+    arch = loracalc.model_from_config(cfg, name=model_type)
+    attention = script.attention_for(arch)
+    for gc in (False, True):
+        measured = _measure(cfg, method, gc, attention)
+        est = _estimate(model_type, method, gc, attention, cfg=cfg)
+        assert est == pytest.approx(measured, rel=0.05), (gc, est, measured)
