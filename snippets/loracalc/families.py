@@ -151,6 +151,7 @@ class Family:
     kv_expanded: bool | Callable[[dict], bool] = False
     sdpa_mask: bool = False               # passes SDPA a materialised (batch, 1, seq, seq) mask, which it keeps
     softmax_fp32: bool = True             # eager softmax in fp32, cast back (Llama); False: in the scores' dtype
+                                          # (GPT-2, GPT-OSS, Falcon)
     # dropout sites (site, config key, the config class's default): scores (attention probabilities), attn_out,
     # mlp_out (each keeps a mask of its width), embed (once, after the embeddings)
     dropouts: tuple[tuple[str, str, float], ...] = (("scores", "attention_dropout", 0.0),)
@@ -496,7 +497,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            o_bias="bias", mlp="plain", mlp_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias="bias", norm=LN,
            layer_norms=_falcon_norms, final_norm="ln_f", embed="word_embeddings", derive=_falcon, bnb_4bit=False,
            parallel=lambda c: c["parallel_attn"] or c["new_decoder_architecture"], sdpa_gqa=False,
-           kv_expanded=lambda c: c["new_decoder_architecture"], sdpa_mask=True,
+           kv_expanded=lambda c: c["new_decoder_architecture"], sdpa_mask=True, softmax_fp32=False,
            qkv_views=lambda c: not (c["multi_query"] or c["new_decoder_architecture"]),
            # with rotary positions Falcon calls SDPA with dropout_p=0; hidden_dropout follows the MLP
            dropouts=(("mlp_out", "hidden_dropout", 0.0),)),

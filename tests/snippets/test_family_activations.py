@@ -198,3 +198,17 @@ def test_config_variants_measured(model_type, extra, method):
         measured = _measure(cfg, method, gc, attention)
         est = _estimate(model_type, method, gc, attention, cfg=cfg)
         assert est == pytest.approx(measured, rel=0.05), (gc, est, measured)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_eager_attention_measured(model_type):
+    """Eager attention keeps the score matrix (in fp32 or the scores' own dtype, with sinks or soft-caps as the
+    family has them): full fine-tuning and LoRA, checkpointing off and on, within 5%."""
+    script = _script()
+    cfg = script.tiny_config(model_type)
+    for method in ("full", "lora"):
+        for gc in (False, True):
+            measured = _measure(cfg, method, gc, "eager")
+            est = _estimate(model_type, method, gc, "eager", cfg=cfg)
+            assert est == pytest.approx(measured, rel=0.05), (method, gc, est, measured)
