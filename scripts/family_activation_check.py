@@ -1,6 +1,6 @@
 """loracalc's activation estimate against the bytes autograd saves, for a tiny random model of each family.
 
-    PYTHONPATH=snippets OMP_NUM_THREADS=1 .venv/bin/python scripts/family_activation_check.py [--methods lora,full,qlora]
+    PYTHONPATH=snippets OMP_NUM_THREADS=1 .venv/bin/python scripts/family_activation_check.py [--methods lora,qlora]
     PYTHONPATH=snippets OMP_NUM_THREADS=1 .venv/bin/python scripts/family_activation_check.py --list-saved gpt2:full
 
 One training step on CPU in bf16 per family x method x checkpointing (batch 2, 64 tokens, rank 8 on all-linear,

@@ -167,7 +167,8 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
       the fp32 input), per-head q/k norms the same on q_dim + kv_dim; nn.LayerNorm its input s*h and mean, 1/std;
     * attention, fused: q, k, v and the output s*(2*q_dim + 2*kv_dim) plus the fp32 log-sum-exp 4*heads (a fused
       qkv split into views keeps the whole fused output; latent attention keeps q, k, the k/v expansion and the
-      output); SDPA's math path (k/v heads it cannot group, or dropout on a CPU) fp32 q and expanded k, v 12*q_dim
+      output; Falcon's explicit mask s*seq_len); SDPA's math path (k/v heads it cannot group, or dropout on a
+      CPU) fp32 q and expanded k, v 12*q_dim
       and the fp32 scores 4*heads*seq_len (with dropout: a mask and the dropped copy);
       eager: q and the expanded k, v s*3*q_dim, the softmax 4*heads*seq_len (fp32) and its s-byte copy (none
       when s = 4), Gemma-2's tanh soft-cap s*heads*seq_len, GPT-OSS's sink column and the max's indices;
@@ -184,7 +185,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
       its math path when its scores take dropout, and writes its output in the query's layout, so a query
       made new by rotary embeddings gives o_proj a copy).
     With gradient checkpointing only each layer's input s*h is kept, plus one layer recomputed in backward
-    (whose first norm saves that same input when the stream is fp32).
+    (whose first op may keep that same input: a LayerNorm, an RMSNorm on an fp32 stream, OLMo-2's projections).
     """
     from .families import (ACTIVATION_SAVES, LN, dropout_probs, is_parallel, layer_norm_names,
                            mlp_reads_attn_input)
@@ -200,6 +201,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     a = adapter_bytes
     full = method == "full"
     drop = dropout_probs(fam, arch.raw_config)
+
     def mask(nbytes: int) -> int:
         """Bytes per value of the mask dropout keeps on a tensor of ``nbytes`` values: CUDA's fused kernel keeps
         a bool mask, the CPU's composite dropout a scaled mask in the tensor's dtype."""
