@@ -1,11 +1,20 @@
 """loracalc's activation estimate against the bytes autograd saves, for a tiny random model of each family.
 
-    PYTHONPATH=snippets OMP_NUM_THREADS=1 .venv/bin/python scripts/family_activation_check.py [--methods lora,full]
+    PYTHONPATH=snippets OMP_NUM_THREADS=1 .venv/bin/python scripts/family_activation_check.py [--methods lora,qlora]
+    PYTHONPATH=snippets OMP_NUM_THREADS=1 .venv/bin/python scripts/family_activation_check.py --list-saved gpt2:full
 
-One training step on CPU in bf16 per family x method x checkpointing (batch 2, 64 tokens, fused attention,
-rank 8 on all-linear), measured with the memory probe's saved-tensor tracker (gpu_labs/memory_measure.py:
-``saved_tensors_hooks``, each storage counted once at its peak). Writes
-``snippets/lora_course/data/family_activation_check.json``; a few minutes on two cores.
+One training step on CPU in bf16 per family x method x checkpointing (batch 2, 64 tokens, rank 8 on all-linear,
+fused attention unless the family has no SDPA path: GPT-OSS's sinks, Gemma-2's soft-capped scores), measured
+with the memory probe's saved-tensor tracker (gpu_labs/memory_measure.py: ``saved_tensors_hooks``, each storage
+counted once at its peak). Each config keeps its config class's dropout (GPT-2's 0.1), as a training run would.
+Writes ``snippets/lora_course/data/family_activation_check.json``; about a minute on two cores.
+
+The estimate is asked for ``device="cpu"``: CPU kernels keep a few tensors CUDA's do not (dropout's mask in the
+tensor's dtype rather than a bool; SDPA's math path, fp32 scores included, when its scores take dropout; an
+output in the query's layout, copied before o_proj when rotary embeddings made the query a new tensor).
+
+``--list-saved TYPE[:METHOD[:on]]`` prints what autograd keeps for one family, per module and per op (shape,
+dtype, new bytes per token): how the causes behind each term of ``activation_bytes`` were found.
 """
 from __future__ import annotations
 
@@ -45,10 +54,92 @@ SHAPES = {
 }
 
 
+def tiny_config(mt: str) -> dict:
+    cfg = {"model_type": mt, "max_position_embeddings": 256,
+           **{k: v for k, v in SHAPES[mt].items() if v is not None}}
+    if mt in ("gpt2", "falcon"):
+        cfg.pop("max_position_embeddings")      # their config classes name the position limit otherwise
+    return cfg
+
+
+def attention_for(arch) -> str:
+    """SDPA unless transformers has no SDPA path for the structure: GPT-OSS's attention sinks, and Gemma-2's
+    soft-capped scores, which only the eager path computes."""
+    return "eager" if (arch.family.sinks or arch.attn_softcap) else "sdpa"
+
+
+def list_saved(mt: str, method: str, gc: bool) -> int:
+    """Print the tensors one training step keeps for backward, grouped by module (layers folded) and op."""
+    import collections
+    import re
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    import loracalc
+    import memory_measure as mm
+    from loracalc.memory import activation_bytes
+    cfg = tiny_config(mt)
+    arch = loracalc.model_from_config(cfg, name=mt)
+    attention = attention_for(arch)
+    run = mm.RunSpec(method=method, rank=8, targets="all-linear", batch_size=2, seq_len=64, gradient_checkpointing=gc,
+                     attention=attention)
+    model = mm.build_model(dict(cfg), run)
+    modules, ops = ["(top)"], ["?"]
+
+    def enter(name):
+        def hook(mod, inp):
+            modules.append(name)       # returns None: the module's input stays as it is
+        return hook
+
+    def leave(mod, inp, out):
+        modules.pop()                  # returns None: the module's output stays as it is
+
+    for name, m in model.named_modules():
+        m.register_forward_pre_hook(enter(name))
+        m.register_forward_hook(leave)
+
+    class OpName(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            ops.append(getattr(func, "__name__", str(func)))
+            try:
+                return func(*args, **(kwargs or {}))
+            finally:
+                ops.pop()
+
+    params, seen = mm.storage_ptrs(model), set()
+    rows: dict = collections.OrderedDict()
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            where = re.sub(r"\.(layers|h)\.\d+\.", r".\1.N.", modules[-1])
+            row = rows.setdefault((where, ops[-1], tuple(t.shape), str(t.dtype).replace("torch.", "")), [0, 0])
+            row[0] += 1
+            if ptr not in seen:
+                seen.add(ptr)
+                row[1] += t.untyped_storage().nbytes()
+        return t
+
+    tokens = run.batch_size * run.seq_len
+    ids = torch.randint(0, arch.vocab_size, (run.batch_size, run.seq_len), generator=torch.Generator().manual_seed(0))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), OpName():
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()          # with checkpointing, the recomputed layers' tensors are listed too (op "?")
+    print(f"{mt} {method} checkpointing {'on' if gc else 'off'}, {attention}; 'x N' counts saves across layers")
+    for (where, op, shape, dtype), (n, nbytes) in rows.items():
+        print(f"{where[-58:]:58} {op[:28]:28} {str(shape):18} {dtype:9} x{n:<3} {nbytes / tokens:9,.1f} B/token new")
+    est = activation_bytes(arch, method, 8, ("all-linear",), run.batch_size, run.seq_len, gc, attention, device="cpu")
+    print(f"total new {sum(b for _, b in rows.values()):,} B (all saves, no peak); estimate {est}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", default="lora,full", help="comma-separated: lora, full, qlora")
+    ap.add_argument("--methods", default="lora,full,qlora", help="comma-separated: lora, full, qlora")
     ap.add_argument("--families", default="", help="comma-separated model_types (default: all)")
+    ap.add_argument("--list-saved", metavar="TYPE[:METHOD[:on]]", default="",
+                    help="list the tensors autograd keeps for one family (checkpointing off unless ':on'); no file")
     args = ap.parse_args()
     sys.path[:0] = [os.path.join(ROOT, "snippets"), os.path.join(ROOT, "gpu_labs")]
     import torch
@@ -57,19 +148,19 @@ def main() -> int:
     import memory_measure as mm
     from loracalc.memory import activation_bytes
     torch.set_num_threads(1)
+    if args.list_saved:
+        mt, method, gc = (args.list_saved.split(":") + ["lora", "off"])[:3]
+        if mt not in SHAPES:
+            ap.error(f"--list-saved: model_type must be one of {', '.join(SHAPES)}")
+        return list_saved(mt, method, gc == "on")
     rows, t0 = [], time.time()
     families = [f for f in (args.families.split(",") if args.families else SHAPES) if f]
     for mt in families:
-        cfg = {"model_type": mt, "max_position_embeddings": 256,
-               **{k: v for k, v in SHAPES[mt].items() if v is not None}}
-        if mt in ("gpt2", "falcon"):
-            cfg.pop("max_position_embeddings")
+        cfg = tiny_config(mt)
         arch = loracalc.model_from_config(cfg, name=mt)
+        attention = attention_for(arch)
         for method in args.methods.split(","):
             for gc in (False, True):
-                # GPT-OSS has no SDPA path in transformers (its attention sinks), and Gemma-2 soft-caps its
-                # attention scores, which only the eager path does: eager for both
-                attention = "eager" if mt in ("gpt_oss", "gemma2") else "sdpa"
                 run = mm.RunSpec(method=method, rank=8, targets="all-linear", batch_size=2, seq_len=64,
                                  gradient_checkpointing=gc, attention=attention)
                 row = {"model_type": mt, "method": method, "gradient_checkpointing": gc, "attention": attention}
@@ -82,7 +173,8 @@ def main() -> int:
                     rows.append(row)
                     print(mt, method, gc, "ERROR", row["error"], flush=True)
                     continue
-                est = activation_bytes(arch, method, 8, ("all-linear",), 2, 64, gc, attention)["saved_total"]
+                est = activation_bytes(arch, method, 8, ("all-linear",), 2, 64, gc, attention,
+                                      device="cpu")["saved_total"]
                 row.update(estimated_bytes=est, measured_bytes=measured,
                            error_percent=round(100 * (est - measured) / measured, 1))
                 rows.append(row)
@@ -95,7 +187,7 @@ def main() -> int:
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                          "peft": peft.__version__},
             "settings": {"batch_size": 2, "seq_len": 64, "rank": 8, "targets": "all-linear", "attention": "sdpa",
-                         "dtype": "bf16"},
+                         "dtype": "bf16", "device": "cpu", "methods": args.methods.split(",")},
             "shapes": SHAPES, "rows": rows}
     if args.families and os.path.exists(OUT):
         # a partial run replaces only its own families' rows in the record

@@ -152,141 +152,266 @@ def _gb(n: float) -> str:
 
 
 # --8<-- [start:activations]
+def _norm_bytes(fam, width: int, s: int, weight_trains: bool) -> int:
+    """Bytes one norm over ``width`` keeps per token (a stream of s bytes per value)."""
+    from .families import LN, NO_PARAMS
+    if fam.norm == LN:
+        return s * width + 8          # nn.LayerNorm keeps its input in the stream's dtype, and fp32 mean and 1/std
+    if fam.norm == NO_PARAMS:
+        return 4 * width + 8          # OLMo's parameter-free LayerNorm runs on an fp32 copy of its input
+    # RMS-style: fp32 copies of the input and 1/rms; a trained weight also keeps the normalised input, in fp32
+    # when the weight multiplies it before the cast back (Gemma, OLMo-2, GPT-OSS, Cohere), else cast back
+    trained = (4 if fam.norm_weight_fp32 else s) * width if weight_trains else 0
+    return 4 * width * max(1, fam.norm_centred_copies) + 4 + trained
+
+
 def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq_len: int,
                      gradient_checkpointing: bool, attention: str, lora_dropout: float = 0.0,
                      input_requires_grad: bool | None = None, stream_bytes: int | None = None,
-                     adapter_bytes: int = 4, autocast: bool = False, head_weight_copy: int = 0) -> dict[str, int]:
+                     adapter_bytes: int = 4, device: str = "cuda", autocast: bool = False,
+                     head_weight_copy: int = 0) -> dict[str, int]:
     """Bytes autograd keeps for backward, by part. Per token and layer (s = bytes of the hidden stream:
     2 in a bf16 model, 4 in QLoRA, whose norms and embeddings prepare_model_for_kbit_training made fp32):
 
-    * each RMSNorm: its fp32 input 4h and 1/rms 4 (+ s*h when its weight trains; 4h for Gemma's norm),
-      Qwen3's per-head q/k norms the same on q_dim + kv_dim;
-    * attention, fused: q, k, v and the output s*(2*q_dim + 2*kv_dim) plus the fp32 log-sum-exp 4*heads;
-      eager: q and the expanded k, v s*3*q_dim, the fp32 softmax 4*heads*seq_len and its s-byte copy
-      (none when s = 4), and Gemma-2's tanh soft-cap s*heads*seq_len;
-    * MLP (SwiGLU): gate, up and silu outputs 3*s*i;
-    * trainable base layers (full): their inputs s*(2h + i) (+ s*q_dim for o_proj with eager attention);
+    * each RMSNorm: its fp32 input 4h and 1/rms 4 (+ s*h when its weight trains; 4h where the weight multiplies
+      the fp32 input), per-head q/k norms the same on q_dim + kv_dim; nn.LayerNorm its input s*h and mean, 1/std;
+    * attention, fused: q, k, v and the output s*(2*q_dim + 2*kv_dim) plus the fp32 log-sum-exp 4*heads (a fused
+      qkv split into views keeps the whole fused output; latent attention keeps q, k, the k/v expansion and the
+      output; Falcon's explicit mask s*seq_len); SDPA's math path (k/v heads it cannot group, or dropout on a
+      CPU) fp32 q and expanded k, v 12*q_dim
+      and the fp32 scores 4*heads*seq_len (with dropout: a mask and the dropped copy);
+      eager: q and the expanded k, v s*3*q_dim, the softmax 4*heads*seq_len (fp32) and its s-byte copy (none
+      when s = 4), Gemma-2's tanh soft-cap s*heads*seq_len, GPT-OSS's sink column and the max's indices;
+    * MLP (SwiGLU): gate, up and silu outputs 3*s*i; a plain MLP the activation's input (more for gelu_new);
+      mixture of experts: each of top_k experts the same on its width, each expert's output s*h (the weighted
+      sum needs it), the router's probabilities and indices;
+    * trainable base layers (full, and peft's merged experts): their inputs s*(2h + i) (+ s*q_dim for o_proj
+      when attention does not keep its output; the latent inputs of MLA; each expert's gathered input);
     * LoRA on a module of input width d_in, adapters of a bytes (4: peft's fp32; 2: bf16 stacks): the input
-      in the adapter's dtype, a*d_in (a cast copy per module when a != s, else shared within a group reading
-      the same input), and A's output a*r; dropout makes it a mask and a dropped copy, (a + 1)*d_in.
+      in the adapter's dtype, a*d_in (a cast copy per module when a != s, else shared by the modules reading
+      that tensor), and A's output a*r; dropout makes it a mask and a dropped copy, (a + m)*d_in;
+    * dropout configured in the model (GPT-2's default 0.1): a mask per dropped tensor, m bytes per value:
+      1 on CUDA (a bool mask), the tensor's own dtype on a CPU (``device="cpu"``, where SDPA also drops to
+      its math path when its scores take dropout, and writes its output in the query's layout, so a query
+      made new by rotary embeddings gives o_proj a copy).
     With gradient checkpointing only each layer's input s*h is kept, plus one layer recomputed in backward
-    (whose first norm saves that same input when the stream is fp32).
+    (whose first op may keep that same input: a LayerNorm, an RMSNorm on an fp32 stream, OLMo-2's projections).
 
     Under autocast (HF Trainer or accelerate with bf16=True) matmuls and fused attention run in bf16: attention
     saves bf16 q, k, v and output; an adapter's matmul saves a bf16 cast of its input, a new tensor per module
-    unless the input is bf16 already and the adapters are bf16 too (then the group shares it, as above), and
-    with dropout the dropped copy in bf16 plus the mask, 3*d_in; A's output is bf16. A frozen fp32 output layer
-    (peft's upcast) is cast to bf16 for its matmul, and that copy is saved: ``head_weight_copy`` bytes; so are
-    autocast's cached bf16 casts of fp32 adapter weights (per layer, whatever the tokens).
+    unless the input is bf16 already and the adapters are bf16 too (then the modules reading it share it, as
+    above), and with dropout the dropped copy in bf16 plus the mask; A's output is bf16. A frozen fp32 output
+    layer (peft's upcast) is cast to bf16 for its matmul, and that copy is saved: ``head_weight_copy`` bytes;
+    so are autocast's cached bf16 casts of fp32 adapter weights (per layer, whatever the tokens).
     """
+    from .families import (ACTIVATION_SAVES, LN, dropout_probs, is_parallel, layer_norm_names,
+                           mlp_reads_attn_input)
     from .params import lora_targets, parse_targets
-    h, i, V = arch.hidden_size, arch.mlp_width_per_token, arch.vocab_size
-    fam = arch.family
-    if fam.attention == "mla":
-        c = arch.config
-        qd = arch.num_attention_heads * (c["qk_nope_head_dim"] + c["qk_rope_head_dim"])
-        kvd = qd     # kv_b_proj expands the latent to full-width keys and values before attention
-    else:
-        qd, kvd = arch.num_attention_heads * arch.head_dim, arch.num_key_value_heads * arch.head_dim
-    nh = arch.num_attention_heads
+    if device not in ("cuda", "cpu"):
+        raise LoraCalcError("device", f"device must be cuda or cpu (got {device!r})")
+    fam, c = arch.family, arch.config
+    h, V = arch.hidden_size, arch.vocab_size
+    nh, kv = arch.num_attention_heads, arch.num_key_value_heads
     L, T, S = arch.num_hidden_layers, batch_size * seq_len, seq_len
     # the stream's bytes: a caller that knows the recipe says; else peft's QLoRA (fp32 after the upcast)
     s = stream_bytes if stream_bytes else (4 if method == "qlora" else 2)
     a = adapter_bytes
     full = method == "full"
-    # a trainable norm weight also keeps the normalised input: in the stream's dtype (Llama), fp32 (Gemma)
-    gemma_norm = arch.model_type in ("gemma", "gemma2", "gemma3_text")
-    norm = 4 * h + 4 + ((4 * h if gemma_norm else s * h) if full else 0)
-    from .families import LN, NO_PARAMS
-    if fam.norm == LN:
-        norm = s * h + 8          # nn.LayerNorm keeps its input in the stream's dtype, and fp32 mean and 1/std
-    elif fam.norm == NO_PARAMS:
-        norm = 4 * h + 8          # OLMo's parameter-free LayerNorm runs on an fp32 copy of its input
-    n_norms = len(fam.layer_norms(arch.config) if callable(fam.layer_norms) else fam.layer_norms)
-    if attention == "sdpa":
-        attn = (2 if autocast else s) * (2 * qd + 2 * kvd) + 4 * nh
+    drop = dropout_probs(fam, arch.raw_config)
+
+    def mask(nbytes: int) -> int:
+        """Bytes per value of the mask dropout keeps on a tensor of ``nbytes`` values: CUDA's fused kernel keeps
+        a bool mask, the CPU's composite dropout a scaled mask in the tensor's dtype."""
+        return 1 if device == "cuda" else nbytes
+    mla = fam.attention == "mla"
+    if mla:
+        qk_head, v_head = c["qk_nope_head_dim"] + c["qk_rope_head_dim"], c["v_head_dim"]
+        qd = kvd = nh * qk_head          # kv_b_proj expands the latent to full-width keys and values
+        v_store = nh * (c["qk_nope_head_dim"] + v_head)   # v is a view of kv_b_proj's whole output
+        out_w = nh * v_head
     else:
-        # the softmax runs in fp32; its copy in the stream's dtype is a new tensor unless that is fp32 too
-        attn = s * 3 * qd + (4 + (s if s != 4 else 0)) * nh * S
+        if fam.kv_expanded(c) if callable(fam.kv_expanded) else fam.kv_expanded:
+            kv = nh                      # k and v reach attention expanded to every query head
+        qd, kvd = nh * arch.head_dim, kv * arch.head_dim
+        v_store, out_w = kvd, qd
+    rope = fam.positions is None
+    qkv_views = fam.qkv_views(c) if callable(fam.qkv_views) else fam.qkv_views
+    norm = _norm_bytes(fam, h, s, full)
+    norm_names = layer_norm_names(fam, c)
+    norms = len(norm_names) * norm
+    if is_parallel(fam, c) and len(norm_names) == 2 and fam.norm == LN:
+        norms -= s * h                   # two LayerNorms read the same stream: one saved input (GPT-NeoX)
+    if mla:
+        norms += _norm_bytes(fam, c["kv_lora_rank"], s, full)
+        if c.get("q_lora_rank"):
+            norms += _norm_bytes(fam, c["q_lora_rank"], s, full)
+
+    # attention
+    p_scores = drop.get("scores", 0.0)
+    cols = S + (1 if fam.sinks else 0)   # GPT-OSS's sink is one more column in the softmax
+    math_path = attention == "sdpa" and ((kv < nh and not fam.sdpa_gqa) or (p_scores > 0 and device == "cpu"))
+    if attention == "sdpa" and not math_path:
+        ca = 2 if autocast else s             # autocast hands attention bf16 copies of q, k and v
+        if qkv_views:
+            qkv = ca * (qd + 2 * kvd) + (ca * (qd + kvd) if rope else 0)
+        else:
+            qkv = ca * (qd + kvd + v_store)
+        attn = qkv + ca * out_w + 4 * nh + (s * S if fam.sdpa_mask else 0)
+        # the output is o_proj's input, unless a CPU kernel wrote it in the query's (b, h, s, d) layout, which
+        # a query made by concatenation has (partial rotary embeddings, MLA): then o_proj gets a copy
+        out_is_o_input = not (device == "cpu" and ((rope and fam.query_copied) or mla))
+    elif math_path:
+        # fp32 copies of q and of k, v expanded to every head, and the fp32 softmax; dropout adds its mask and
+        # the dropped scores
+        attn = 4 * 3 * qd + 4 * nh * S + ((mask(4) + 4) * nh * S if p_scores > 0 else 0)
+        out_is_o_input = False
+    else:
+        attn = s * (qd + kvd + v_store) if mla else s * 3 * qd
+        if fam.softmax_fp32:
+            # the softmax runs in fp32; its copy in the stream's dtype is a new tensor unless that is fp32 too
+            # (with dropout the dropped copy is kept instead)
+            attn += (4 + (s if (s != 4 or p_scores > 0) else 0)) * nh * cols
+        else:
+            attn += s * nh * cols + (s * nh * cols if p_scores > 0 else 0)
+        if p_scores > 0:
+            attn += mask(s) * nh * cols
+        if fam.sinks:
+            attn += 8 * nh                            # the row max subtracted before the softmax keeps its indices
         if arch.attn_softcap:
             attn += s * nh * S                        # Gemma-2's tanh soft-cap keeps its output
-    # gated MLP: gate, up and the activation's output; a plain MLP: fc1's output and the activation's.
-    # For MoE, i is the width a token passes through (top_k experts plus shared), and the router adds
-    # its fp32 logits and routing weights per token.
-    mlp = (2 if fam.mlp == "plain" else 3) * s * i
-    from .families import ACTIVATION_SAVES
-    mlp += ACTIVATION_SAVES.get(arch.config.get("_act", ""), 0) * s * i
-    if arch.is_moe:
-        E = arch.config[fam.moe.experts]
-        mlp += 8 * E + 8 * arch.config[fam.moe.top_k]
-    base_inputs = s * (2 * h + i) + (s * qd if (full and attention == "eager") else 0)
-    if arch.is_moe:
-        # trained experts: each of a token's top_k experts keeps its gathered input, and the weighted sum
-        # that scatters the outputs back keeps each expert's output
-        base_inputs += 2 * s * arch.config[fam.moe.top_k] * h
-    lora = 0
-    merged = 0     # bytes per layer, independent of tokens: see below
-    cast_weights = 0   # the same, for autocast's bf16 copies of fp32 adapter weights
+        out_is_o_input = False
+    if arch.qk_norm:
+        qkw = qd + kvd
+        if fam.qk_norm in ("head_ln", "heads_ln"):
+            attn += s * qkw + 8 * (nh + kv)           # nn.LayerNorm per head: q and k, mean and 1/std per head
+        else:
+            # the family's RMS-style norm on q and k: 1/rms per head, or one per token for OLMo-2's over all heads
+            rs = 4 * 2 if fam.qk_norm == "width" else 4 * (nh + kv)
+            qk_w = (4 if fam.norm_weight_fp32 else s) * qkw if full else 0
+            attn += 4 * qkw * max(1, fam.norm_centred_copies) + rs + qk_w
+    # dropout on the residual branches keeps a mask of width h each
+    attn += mask(s) * h * sum(1 for site in ("attn_out", "mlp_out") if drop.get(site, 0.0) > 0)
+
+    # LoRA: which tensors the adapters keep, and which frozen tensors peft's merged experts make trainable
+    chosen = []
     if not full:
         names = targets if isinstance(targets, tuple) and targets and targets[0] != "all-linear" \
             else parse_targets(targets if targets else "all-linear", arch)
         chosen, _ = lora_targets(arch, tuple(names))
-        # modules reading the same tensor share one copy of it when no dropout or cast forces a copy each
-        outputs = {fam.names[-1], fam.mlp_names[-1]}
-        seen = set()
-        for rec, mult in chosen:
-            if rec.role in ("head", "embedding"):
-                continue
-            if rec.kind == "experts":
-                # peft's ParamWrapper adds B @ A to the fused 3-D weight in the forward pass (a
-                # parametrization), so every layer keeps a merged copy of its experts for backward
-                merged += s * (rec.weight + rec.bias) * rec.copies // L
-            d_in = rec.d_in
-            share = rec.copies / L if rec.copies < L else 1
-            k = rec.top_k / max(1, rec.experts) * rec.experts if rec.kind == "experts" else 1
-            lora += (2 if autocast else a) * rank * mult * k * share
-            if autocast and a != 2 and rec.kind != "experts":
-                # autocast caches a bf16 cast of each fp32 adapter weight, and the matmul saves it
-                cast_weights += 2 * rank * mult * (rec.d_in + rec.d_out) * rec.copies // L
-            # the dtype of the tensor this module reads: attention's output for o_proj (bf16 under autocast)
-            in_b = 2 if (autocast and rec.role == "attention" and rec.name == fam.names[-1]) else s
-            if autocast and lora_dropout > 0:
-                lora += 3 * d_in * share
-            elif autocast and (in_b != 2 or a != 2):
-                lora += 2 * d_in * share                # autocast's bf16 cast, a new tensor per module
-            elif lora_dropout > 0 and not autocast:
-                lora += (a + 1) * d_in * share
-            elif s != a and not autocast:
-                lora += a * d_in * share                # a separate cast copy per module
-            else:
-                group = (rec.path, rec.name if rec.name in outputs else "in")
-                if group not in seen:
-                    seen.add(group)
-                    # the input itself; the fused attention's output already is o_proj's input
-                    if not (rec.name == fam.names[-1] and rec.role == "attention" and attention == "sdpa"):
-                        lora += a * d_in * share
-        lora = int(round(lora))
-    qk_norm = (4 * (qd + kvd) + 4 * (nh + arch.num_key_value_heads) + (s * (qd + kvd) if full else 0)
-               if arch.qk_norm else 0)
-    per_layer = n_norms * norm + qk_norm + attn + mlp + (base_inputs if full else 0) + lora
+    merged_kinds = {rec.kind for rec, _ in chosen if rec.kind in ("experts", "router")}
+
+    def layer(sparse: bool) -> tuple[int, int]:
+        """(bytes per token, bytes per layer independent of tokens) of one dense or sparse layer."""
+        moe = fam.moe if sparse else None
+        if moe:
+            k, w = c[moe.top_k], c[moe.width]
+            sw = moe.shared_width(c) if moe.shared_width else 0
+            E = c[moe.experts]
+            # each routed token: the expert's gated activation, its output for the weighted sum; the router's
+            # fp32 logits and routing weights per token; a shared expert's SwiGLU and, when gated, its output
+            mlp = moe.glu_saves * s * k * w + s * k * h + 8 * E + 8 * k + 3 * s * sw
+            if moe.shared_gate:
+                mlp += s * h + s
+            i_in = k * w + sw                         # widths the down projections read
+        else:
+            i = c["intermediate_size"]
+            mlp = (1 + ACTIVATION_SAVES.get(c.get("_act", ""), 0)) * s * i if fam.mlp == "plain" else 3 * s * i
+            i_in = i
+        # inputs a trained base layer keeps: attention's and the MLP's inputs, the down projections'
+        base = s * (2 * h + i_in) - (s * h if mlp_reads_attn_input(fam, c) else 0)
+        base += 0 if out_is_o_input else s * out_w
+        if mla:
+            base += s * (c["kv_lora_rank"] + (c["q_lora_rank"] or 0))
+        expert_base = 0
+        if moe:
+            expert_base = s * k * h                   # each expert's gathered input
+            if moe.router_fp32:
+                expert_base += 4 * h                  # the router's fp32 copy of its input
+        lora = merged = cast = 0
+        if not full:
+            if moe and merged_kinds:
+                # peft's ParamWrapper adds B @ A to the fused weights in the forward pass: those weights train,
+                # so the experts keep their inputs as in full fine-tuning, and every layer a merged copy
+                if "experts" in merged_kinds:
+                    lora += expert_base - (4 * h if moe.router_fp32 else 0) + s * k * w
+                if "router" in merged_kinds:
+                    lora += (4 if moe.router_fp32 else s) * h
+            seen = set()
+            for rec, mult in chosen:
+                if rec.role in ("head", "embedding"):
+                    continue
+                in_sparse = rec.role in ("experts", "router", "shared_expert")
+                if in_sparse != bool(moe) and rec.role != "attention":
+                    continue
+                if rec.kind in ("experts", "router"):
+                    # the merged weight W + B @ A, and B and A cast to the weight's dtype for that product
+                    merged += s * (rec.weight + rec.bias)
+                    if a != s:
+                        merged += s * rank * mult * max(1, rec.experts) * (rec.d_in + rec.d_out)
+                    continue
+                lora += (2 if autocast else a) * rank * mult
+                if autocast and a != 2:
+                    cast += 2 * rank * mult * (rec.d_in + rec.d_out)   # autocast's cached bf16 A and B
+                # the dtype of what the module reads: attention's output is bf16 under autocast
+                in_b = 2 if (autocast and rec.reads == "attn_out") else s
+                if autocast and lora_dropout > 0:
+                    lora += (2 + mask(a)) * rec.d_in    # the dropped copy, in bf16 for the matmul, and the mask
+                elif autocast and (in_b != 2 or a != 2):
+                    lora += 2 * rec.d_in                # autocast's bf16 cast: a new tensor per module
+                elif lora_dropout > 0:
+                    lora += (a + mask(a)) * rec.d_in
+                elif in_b != a:
+                    lora += a * rec.d_in                # a separate cast copy per module
+                elif rec.reads not in seen:
+                    seen.add(rec.reads)
+                    # the input itself, unless attention already keeps it as its output
+                    if not (rec.reads == "attn_out" and out_is_o_input):
+                        lora += a * rec.d_in
+        per_tok = norms + attn + mlp + lora + ((base + expert_base) if full else 0)
+        return per_tok, merged + cast, merged
+
+    moe = fam.moe
+    kinds = [bool(moe and arch.is_moe and moe.sparse_layer(c, li)) for li in range(L)]
+    per = {sp: layer(sp) for sp in set(kinds)}
     if input_requires_grad is None:
         input_requires_grad = full or gradient_checkpointing
-    first_layer_saving = 0 if input_requires_grad else norm   # nothing upstream of layer 0 needs a gradient
+    # nothing upstream of layer 0 needs a gradient, so its first norm keeps nothing (OLMo-2's first norm
+    # follows the attention, whose adapters already need one)
+    first_layer_saving = 0 if (input_requires_grad or not fam.norm_first) else norm
+    if not input_requires_grad and lora_dropout > 0:
+        # nor does dropout keep a mask for the adapters reading layer 0's input: no gradient flows into it
+        first_layer_saving += sum(mask(a) * rec.d_in for rec, _ in chosen if rec.reads == "attn_in")
+    # the embeddings' dropout mask lives until backward reaches them
+    embed_drop = mask(s) * h * T if (drop.get("embed", 0.0) > 0 and input_requires_grad) else 0
     head = (norm + (s * h if full else 0)) * T + 4 * V * T + 8 * T + 2 * S * arch.head_dim * s + head_weight_copy
     if arch.final_softcap:
         head += s * V * T                             # tanh of the logits, in the logits' dtype
+    worst = max(per.values())
+    per_layer, merged, experts_merged = worst
     if gradient_checkpointing:
-        kept = L * s * h * T
-        # an fp32 stream (QLoRA) lets the recomputed layer's first norm save the kept input itself
-        recomputed = (per_layer - (4 * h if s == 4 else 0)) * T + merged + cast_weights
+        kept = L * s * h * T + embed_drop
+        # what the recomputed layer's first op saves may be the kept input itself: a LayerNorm's input; an RMS
+        # norm's fp32 input when the stream is fp32 already (QLoRA; Cohere's keeps centred copies instead);
+        # OLMo-2's q/k/v projections, which read the layer input unnormalised (its own when they train, the
+        # adapters' when no cast copy is needed)
+        if not fam.norm_first:
+            shared = s * h if (full or (s == a and not lora_dropout and chosen)) else 0
+        elif fam.norm == LN:
+            shared = s * h
+        else:
+            shared = 4 * h if (s == 4 and not fam.norm_centred_copies) else 0
+        recomputed = (per_layer - shared) * T + merged
+        recomputed_per_token = per_layer - shared
         layers = kept + recomputed
         peak = kept + max(head, recomputed)     # the head's tensors are freed before layers recompute
     else:
-        layers = (L * per_layer - first_layer_saving) * T + L * (merged + cast_weights)
+        recomputed_per_token = 0
+        layers = sum(per[sp][0] * T + per[sp][1] for sp in kinds) - first_layer_saving * T + embed_drop
         peak = layers + head
     return {"per_layer_per_token": per_layer, "layers": layers, "logits_saved": 4 * V * T,
-            "head_other": head - 4 * V * T, "saved_total": peak, "merged_experts_per_layer": merged,
-            "cast_weights_per_layer": cast_weights}
+            "head_other": head - 4 * V * T, "saved_total": peak, "merged_experts_per_layer": experts_merged,
+            "cast_weights_per_layer": merged - experts_merged, "recomputed_per_token": recomputed_per_token,
+            "embed_dropout_mask": embed_drop}
 # --8<-- [end:activations]
 
 
@@ -592,9 +717,9 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
               + " and the head", kept_card + act["head_other"],
               f"{kept_on_card if offload else L} layers x {s * h:,} B x {T:,} tokens"
               + (f" ({L - kept_on_card} more layers in CPU memory)" if offload else "") + " + the final norm and head")
-        # activation_bytes leaves out 4h per token when the stream is fp32 (the recomputed layer's first norm
-        # saves the kept input itself) and adds the merged experts per layer: the text says the same
-        per_tok = act["per_layer_per_token"] - (4 * h if s == 4 else 0)
+        # activation_bytes leaves out what the recomputed layer's first op shares with the kept input, and adds
+        # the merged experts (and autocast's weight copies) per layer: the text says the same
+        per_tok = act["recomputed_per_token"]
         merged = act["merged_experts_per_layer"] + act["cast_weights_per_layer"]
         piece("recomputed", "Activations of the layer being recomputed in backward", recomputed,
               f"{per_tok:,} B/token x {T:,} tokens" + (f" + {merged:,} B (merged experts or autocast's weight "
