@@ -9,6 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# one thread, whatever ran before: with more, CPU kernels take per-thread work buffers that the peak-memory
+# measurements would count (the Liger check failed when this module ran first in a fresh process)
+torch.set_num_threads(1)
+
 
 def peak_bytes(fn) -> int:
     """Largest live CPU bytes allocated while ``fn`` runs (allocations before it are not counted)."""
