@@ -155,6 +155,9 @@ class Family:
     # dropout sites (site, config key, the config class's default): scores (attention probabilities), attn_out,
     # mlp_out (each keeps a mask of its width), embed (once, after the embeddings)
     dropouts: tuple[tuple[str, str, float], ...] = (("scores", "attention_dropout", 0.0),)
+    # tanh soft-caps (config key, the config class's default): on the attention scores and on the logits
+    attn_softcap_key: tuple[str, float | None] | None = None
+    final_softcap_key: tuple[str, float | None] | None = None
     notes: str = ""
 
 
@@ -320,6 +323,15 @@ def dropout_probs(fam: Family, raw: dict) -> dict[str, float]:
     return out
 
 
+def softcap_on(spec: tuple[str, float | None] | None, raw: dict) -> bool:
+    """Whether a soft-cap the family supports is on: its config key as given, else the class default; null is off."""
+    if spec is None:
+        return False
+    key, default = spec
+    value = raw.get(key, default)
+    return value is not None
+
+
 def is_4bit(record, family=None) -> bool:
     """Whether ``load_in_4bit`` stores this tensor in 4 bit: the weight of a decoder layer's nn.Linear or Conv1D.
 
@@ -435,9 +447,11 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            qkv_bias="attention_bias", o_bias="attention_bias", norm_weight_fp32=True),
     Family("gemma2", _d(256000, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False),
            qkv_bias="attention_bias", o_bias="attention_bias", norm_weight_fp32=True,
+           attn_softcap_key=("attn_logit_softcapping", 50.0), final_softcap_key=("final_logit_softcapping", 30.0),
            layer_norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
                         "post_feedforward_layernorm")),
     Family("gemma3_text", _d(262208, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False),
+           attn_softcap_key=("attn_logit_softcapping", None), final_softcap_key=("final_logit_softcapping", None),
            qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", norm_weight_fp32=True,
            layer_norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
                         "post_feedforward_layernorm")),

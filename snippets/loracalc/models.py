@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import LoraCalcError, as_int
-from .families import FAMILIES, KEY_SYNONYMS, Record, is_4bit, walk
+from .families import FAMILIES, KEY_SYNONYMS, Record, is_4bit, softcap_on, walk
 
 MAX_PARAMS = 100 * 10**12   # "absurd" starts above 100T parameters
 
@@ -75,11 +75,11 @@ class Architecture:
 
     @property
     def attn_softcap(self) -> bool:      # Gemma-2's attention logit soft-cap (eager attention keeps its output)
-        return self.model_type == "gemma2" and self.config.get("attn_logit_softcapping", 50.0) is not None
+        return softcap_on(self.family.attn_softcap_key, self.raw_config)
 
     @property
     def final_softcap(self) -> bool:     # Gemma-2's tanh soft-cap of the logits
-        return self.model_type == "gemma2" and self.config.get("final_logit_softcapping", 30.0) is not None
+        return softcap_on(self.family.final_softcap_key, self.raw_config)
 
     @property
     def is_moe(self) -> bool:

@@ -136,3 +136,20 @@ def test_a_config_without_width_or_depth_is_refused_in_one_line():
         cfg = {"model_type": "llama", **{k: v for k, v in SIZES.items() if k != missing}}
         with pytest.raises(loracalc.LoraCalcError, match=missing):
             loracalc.model_from_config(cfg)
+
+
+def test_soft_caps_follow_the_config_and_its_class_defaults():
+    """Gemma-2's class turns both tanh soft-caps on (50 and 30), Gemma-3's turns them off; a config.json's own value
+    wins, and null switches a cap off (transformers skips the tanh when the value is None)."""
+    from transformers import AutoConfig
+    base = dict(SIZES, num_attention_heads=4, head_dim=16)
+    for family in ("gemma2", "gemma3_text"):
+        hf = AutoConfig.for_model(family)
+        arch = loracalc.model_from_config({"model_type": family, **base})
+        assert arch.attn_softcap == (hf.attn_logit_softcapping is not None)
+        assert arch.final_softcap == (hf.final_logit_softcapping is not None)
+    off = loracalc.model_from_config({"model_type": "gemma2", **base, "final_logit_softcapping": None})
+    assert not off.final_softcap and off.attn_softcap
+    on = loracalc.model_from_config({"model_type": "gemma3_text", **base, "final_logit_softcapping": 30.0})
+    assert on.final_softcap and not on.attn_softcap
+    assert not loracalc.model_from_config({"model_type": "llama", **base}).final_softcap
