@@ -48,6 +48,9 @@ QUANTIZE_LM_HEAD = {"peft": False, "qlora-paper": False, "torchtune": False, "li
 # whether the recipe trains under torch.autocast (bf16): qlora.py runs HF Trainer with --bf16; the course's labs,
 # torchtune and LitGPT (bf16-true) do not. HF Trainer / TRL users with bf16=True should set autocast
 AUTOCAST = {"peft": False, "qlora-paper": True, "torchtune": False, "litgpt": False}
+# LitGPT's own attention expands k and v to every query head before SDPA ("training: flash attention requires it",
+# litgpt/model.py CausalSelfAttention.forward, 2024), so grouped-query models keep full-width k and v
+KV_EXPANDED = {"peft": False, "qlora-paper": False, "torchtune": False, "litgpt": True}
 # --8<-- [end:recipes]
 LOSSES = {
     "full": "full logits, fp32 cross-entropy (transformers)",
@@ -169,7 +172,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
                      gradient_checkpointing: bool, attention: str, lora_dropout: float = 0.0,
                      input_requires_grad: bool | None = None, stream_bytes: int | None = None,
                      adapter_bytes: int = 4, device: str = "cuda", autocast: bool = False,
-                     head_weight_copy: int = 0) -> dict[str, int]:
+                     head_weight_copy: int = 0, kv_expanded: bool = False) -> dict[str, int]:
     """Bytes autograd keeps for backward, by part. Per token and layer (s = bytes of the hidden stream:
     2 in a bf16 model, 4 in QLoRA, whose norms and embeddings prepare_model_for_kbit_training made fp32):
 
@@ -203,6 +206,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     above), and with dropout the dropped copy in bf16 plus the mask; A's output is bf16. A frozen fp32 output
     layer (peft's upcast) is cast to bf16 for its matmul, and that copy is saved: ``head_weight_copy`` bytes;
     so are autocast's cached bf16 casts of fp32 adapter weights (per layer, whatever the tokens).
+    ``kv_expanded``: the training stack repeats k and v for every query head before attention (LitGPT's model).
     """
     from .families import (ACTIVATION_SAVES, LN, dropout_probs, is_parallel, layer_norm_names,
                            mlp_reads_attn_input)
@@ -230,7 +234,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         v_store = nh * (c["qk_nope_head_dim"] + v_head)   # v is a view of kv_b_proj's whole output
         out_w = nh * v_head
     else:
-        if fam.kv_expanded(c) if callable(fam.kv_expanded) else fam.kv_expanded:
+        if kv_expanded or (fam.kv_expanded(c) if callable(fam.kv_expanded) else fam.kv_expanded):
             kv = nh                      # k and v reach attention expanded to every query head
         qd, kvd = nh * arch.head_dim, kv * arch.head_dim
         v_store, out_w = kvd, qd
@@ -697,7 +701,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         piece("optimizer_temp", "AdamW step's temporary (foreach sqrt of the second moment)", v_b * n_v,
               f"{v_b:g} B x {n_v:,} " + ("(largest tensor)" if in_bwd else "trainable params"))
     act = activation_bytes(arch, method, counts.rank, counts.requested, b, S, gc, attention, dropout,
-                           stream_bytes=s, adapter_bytes=a, autocast=ac, head_weight_copy=head_copy)
+                           stream_bytes=s, adapter_bytes=a, autocast=ac, head_weight_copy=head_copy,
+                           kv_expanded=KV_EXPANDED[recipe])
     from .families import ACTIVATIONS_CHECKED
     if arch.model_type not in ACTIVATIONS_CHECKED:
         notes.append(f"the activation term is rough for {arch.model_type}: on a tiny model it differed from what "

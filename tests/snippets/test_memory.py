@@ -160,3 +160,18 @@ def test_litgpt_dequantizes_its_quantized_output_layer_twice():
     assert lit.term("dequant_head").bytes == 2 * 2 * 128_256 * 4096
     peft = loracalc.estimate_memory("llama-3.1-8b", method="qlora", gradient_checkpointing=False)
     assert "dequant_head" not in {t.key for t in peft.terms + peft.off_peak}
+
+
+def test_litgpt_keeps_k_and_v_expanded_to_every_head():
+    """LitGPT's CausalSelfAttention expands k and v to every query head before SDPA (litgpt/model.py, 2024:
+    "training: flash attention requires it"); torchtune's recipe, otherwise the same bf16 stack, does not.
+    Llama-3.1-8B has 32 query heads and 8 key/value heads of 128: 2 tensors x 2 B x (4096 - 1024) more per
+    token and layer."""
+    kw = dict(method="lora", rank=8, targets="q,v", batch_size=1, seq_len=512, gradient_checkpointing=False,
+              loss="chunked")
+    lit = loracalc.estimate_memory("llama-3.1-8b", recipe="litgpt", **kw)
+    tt = loracalc.estimate_memory("llama-3.1-8b", recipe="torchtune", **kw)
+    extra = lit.breakdown["activations"] - tt.breakdown["activations"]
+    assert extra == 32 * 512 * 2 * 2 * (4096 - 1024)
+    mha = loracalc.estimate_memory("llama-2-7b", recipe="litgpt", **kw).breakdown["activations"]
+    assert mha == loracalc.estimate_memory("llama-2-7b", recipe="torchtune", **kw).breakdown["activations"]
