@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="recompute activations in backward (default)")
     gc.add_argument("--no-gradient-checkpointing", dest="gc", action="store_false", help="keep all activations")
     m.add_argument("--optimizer", default="adamw", help="adamw, adamw_8bit, paged_adamw, paged_adamw_8bit, sgd")
-    m.add_argument("--attention", default="sdpa", help="sdpa (fused/flash) or eager")
+    m.add_argument("--attention", default="sdpa", help="sdpa (PyTorch's fused attention), flash_attention_2 (FlashAttention-2: "
+                   "16-bit q, k, v even on an fp32 stream) or eager")
     m.add_argument("--precision", default="mixed", help="full fine-tuning: mixed (bf16 + fp32 master) or bf16")
     m.add_argument("--lora-dropout", default="0", help="LoRA dropout probability (above 0 keeps a mask per module)")
     m.add_argument("--recipe", default="peft",

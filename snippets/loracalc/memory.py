@@ -27,7 +27,9 @@ OPTIMIZERS = {
     "paged_adamw_8bit": "paged 8-bit AdamW (bitsandbytes)",
     "sgd": "SGD with momentum",
 }
-ATTENTIONS = {"sdpa": "fused (SDPA / FlashAttention)", "eager": "eager (materialises the score matrix)"}
+ATTENTIONS = {"sdpa": "fused (PyTorch SDPA)",
+              "flash_attention_2": "FlashAttention-2 (transformers' flash_attention_2)",
+              "eager": "eager (materialises the score matrix)"}
 PRECISIONS = {"mixed": "bf16 compute, fp32 master weights", "bf16": "pure bf16"}
 # --8<-- [start:recipes]
 # Where the tensors of a LoRA / QLoRA run live, by training stack. The bytes come from each stack's code:
@@ -253,8 +255,21 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     # attention
     p_scores = drop.get("scores", 0.0)
     cols = S + (1 if fam.sinks else 0)   # GPT-OSS's sink is one more column in the softmax
+    fa2 = attention == "flash_attention_2"
     math_path = attention == "sdpa" and ((kv < nh and not fam.sdpa_gqa) or (p_scores > 0 and device == "cpu"))
-    if attention == "sdpa" and not math_path:
+    if fa2:
+        # FlashAttention-2 keeps q, k, v (grouped k and v as they are), its output and an fp32 log-sum-exp, all
+        # 16-bit: transformers casts an fp32 q, k, v (peft's fp32 stream) to the model's dtype first, making new
+        # tensors; latent attention pads v to the q/k head width and crops the output, so o_proj gets a copy
+        if mla:
+            qkv, out_w = 2 * 3 * qd, qd
+        elif s != 2 or autocast or not qkv_views:
+            qkv = 2 * (qd + 2 * kvd)
+        else:
+            qkv = 2 * (qd + 2 * kvd) + (2 * (qd + kvd) if rope else 0)   # v still a view of the fused output
+        attn = qkv + 2 * out_w + 4 * nh
+        out_is_o_input = not mla
+    elif attention == "sdpa" and not math_path:
         ca = 2 if autocast else s             # autocast hands attention bf16 copies of q, k and v
         if qkv_views:
             qkv = ca * (qd + 2 * kvd) + (ca * (qd + kvd) if rope else 0)
@@ -357,7 +372,7 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
                 if autocast and a != 2:
                     cast += 2 * rank * mult * (rec.d_in + rec.d_out)   # autocast's cached bf16 A and B
                 # the dtype of what the module reads: attention's output is bf16 under autocast
-                in_b = 2 if (autocast and rec.reads == "attn_out") else s
+                in_b = 2 if ((autocast or fa2) and rec.reads == "attn_out") else s
                 if autocast and lora_dropout > 0:
                     lora += (2 + mask(a)) * rec.d_in    # the dropped copy, in bf16 for the matmul, and the mask
                 elif autocast and (in_b != 2 or a != 2):
@@ -501,7 +516,8 @@ def bnb_kept_inputs(arch, method: str, chosen_names: set[str], attention: str, l
         total = first_layer = 0.0
         grad_flows = False
         for (path, which), (width, names, share) in groups.items():
-            skip = (which == fam.names[-1] and attention == "sdpa") or (lora_shares and bool(names & chosen_names))
+            skip = (which == fam.names[-1] and attention in ("sdpa", "flash_attention_2")) or (
+                lora_shares and bool(names & chosen_names))
             if not skip:
                 total += stream_bytes * width * share
                 if grad_flows:

@@ -511,3 +511,66 @@ def test_foreach_adamw_step_makes_one_second_moment_sized_temporary(dtype):
         assert temp == v_bytes * P
     tt = loracalc.estimate_memory(tiny, method="full", precision="bf16", recipe="torchtune")
     assert "optimizer_temp" not in {t.key for t in tt.terms + tt.off_peak}
+
+
+# ------------------------------------------------------------------ FlashAttention-2 (needs CUDA: emulated)
+def _register_flash_attention_2_emulation() -> str:
+    """transformers' flash_attention_forward with flash_attn's FlashAttnFunc written in torch ops, registered
+    as an attention implementation. What matters for memory is what each keeps for backward: transformers
+    transposes q, k, v to (batch, seq, heads, dim) and casts an fp32 q, k, v to the model's dtype
+    (get_target_dtype, the same function); FlashAttnFunc then saves q, k, v as they are (grouped k and v not
+    expanded), its output and an fp32 log-sum-exp per head and token. The forward runs SDPA without grad."""
+    import torch
+    from transformers import AttentionInterface
+    from transformers.integrations.flash_attention import get_target_dtype
+
+    class FlashAttnFunc(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v, scale):
+            with torch.no_grad():
+                out = torch.nn.functional.scaled_dot_product_attention(
+                    q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=scale,
+                    enable_gqa=True).transpose(1, 2).contiguous()
+            lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], dtype=torch.float32)
+            ctx.save_for_backward(q, k, v, out, lse)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):   # not used: the test measures what the forward keeps
+            raise NotImplementedError
+
+    def flash_attention_2_emulated(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kw):
+        q, k, v = (t.transpose(1, 2) for t in (query, key, value))
+        target = get_target_dtype(query, module)
+        if target is not None:
+            q, k, v = q.to(target), k.to(target), v.to(target)
+        return FlashAttnFunc.apply(q, k, v, scaling), None
+
+    AttentionInterface.register("fa2_emulated", flash_attention_2_emulated)
+    return "fa2_emulated"
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_flash_attention_2_keeps_16_bit_grouped_q_k_v(tmp_path, method):
+    """The engine's flash_attention_2 against the emulation above, on a grouped-query Llama (4 heads, 2 k/v
+    heads): bytes saved for backward at the end of the forward pass (their peak), checkpointing off, on CPU."""
+    import torch
+    import memory_measure as mm
+    from loracalc.memory import activation_bytes
+    torch.set_num_threads(1)
+    name = _register_flash_attention_2_emulation()
+    b, seq = 2, 48
+    run = mm.RunSpec(method=method, rank=8, targets="all-linear", batch_size=b, seq_len=seq,
+                     gradient_checkpointing=False, attention=name)
+    model = mm.build_model(AC_TINY, run, model_dir=str(tmp_path))
+    ids = torch.randint(0, AC_TINY["vocab_size"], (b, seq), generator=torch.Generator().manual_seed(0))
+    tracker = mm.SavedTensorTracker(mm.storage_ptrs(model))
+    with tracker.hooks():
+        model(input_ids=ids, labels=ids)
+    arch = loracalc.model_from_config({k: v for k, v in AC_TINY.items() if k != "max_position_embeddings"})
+    targets = loracalc.parse_targets("all-linear")
+    fa2 = activation_bytes(arch, method, 8, targets, b, seq, False, "flash_attention_2", device="cpu")
+    assert fa2["saved_total"] == pytest.approx(tracker.live, rel=0.005)
+    sdpa = activation_bytes(arch, method, 8, targets, b, seq, False, "sdpa", device="cpu")
+    if method == "qlora":   # fp32 stream: SDPA keeps fp32 q, k, v; FlashAttention-2 16-bit casts
+        assert sdpa["saved_total"] > fa2["saved_total"]
