@@ -70,7 +70,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       gradient_checkpointing: str = "on", optimizer: str = "adamw", attention: str = "sdpa",
                       recipe: str = "peft", loss: str = "full", activation_offload: str = "off",
                       optimizer_in_backward: str = "off", paged_state_on_host: str = "off", dora: str = "off",
-                      gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
+                      autocast: str = "recipe", gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
                       config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
     arch, source = _model(model, config, config_z, _changed)
     raw = {"method": method, "rank": c.text(rank), "targets": targets, "batch_size": c.text(batch_size),
@@ -79,14 +79,22 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
            "loss": c.text(loss) or "full", "activation_offload": c.text(activation_offload) or "off",
            "optimizer_in_backward": c.text(optimizer_in_backward) or "off",
            "paged_state_on_host": c.text(paged_state_on_host) or "off", "dora": c.text(dora) or "off"}
+    ac = c.text(autocast) or "recipe"
+    if ac != "recipe":
+        raw["autocast"] = ac         # "on" or "off"; anything else gets the engine's one-line message
     est = loracalc.estimate_memory(arch, **raw)
     g = _gpu(gpu)
     st = est.settings
     s = {k: st[k] for k in FIELDS}  # the validated settings, as the engine read them
+    if ac != "recipe":
+        s["autocast"] = st["autocast"]
     total = int(est.total_bytes)
     # DoRA is a LoRA variant: the full fine-tuning column leaves it out
+    # full fine-tuning has its own mixed precision instead of a chosen autocast
     per_method = {m: (est if m == s["method"] else
-                      loracalc.estimate_memory(arch, **{**s, "method": m, "dora": s["dora"] and m != "full"}))
+                      loracalc.estimate_memory(arch, **{**{k: v for k, v in s.items()
+                                                           if not (m == "full" and k == "autocast")},
+                                                        "method": m, "dora": s["dora"] and m != "full"}))
                   for m in loracalc.METHODS}
     limit = int(g.memory_bytes)
     mb = _largest("batch", arch, g.name, _key(s, "batch_size"))
