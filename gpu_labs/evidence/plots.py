@@ -154,34 +154,43 @@ def exact_match(result, theme, plt):
     ax.set_ylim(len(cs) - 0.5, -1.3)  # inverted: the first cell on top, the label above it
     ax.set_yticks(range(len(cs)))
     ax.set_yticklabels([cell_label(c) for c in cs], fontsize=8)
-    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlim(-0.02, 1.04)  # room for a marker at 100%
     ax.set_xlabel("exact match on the test prompts (mean of seeds, 95% interval)")
     ax.set_title("What each cell learned, at its own best learning rate", fontsize=10)
     fig.tight_layout()
     return fig
 
 
+# One marker per rank and scheme, so cells of one family (one colour) stay apart in the legend: the chosen
+# points crowd into a small patch, where labels written beside them would overlap.
+CELL_MARKER = {(None, None): "s", (8, "fixed"): "o", (1, "fixed"): "v", (1, "2r"): "^", (1, "rslora"): "<",
+               (64, "fixed"): "D", (64, "2r"): "P", (64, "rslora"): "X"}
+
+
 def learn_forget(result, theme, plt):
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    from matplotlib.lines import Line2D
+    fig, ax = plt.subplots(figsize=(8.6, 4.6))
     before = result["base"]["heldout_pretrain_loss"]
+    handles = []  # markers alone: an error-bar glyph in the legend hides the marker's shape
     for c in result["cells"]:
         color = theme["families"][METHOD_COLOR[c["method"]]]
         # The search's runs (seed 0, every rate): how much forgetting depends on the rate, not just the method.
         sweep = sorted((r for r in result["runs"] if r["cell"] == c["name"] and r["seed"] == 0
                         and r["forget_after"] is not None), key=lambda r: r["lr"])
         ax.plot([r["forget_after"] - before for r in sweep], [r["test_exact"] for r in sweep], color=color, lw=0.6,
-                alpha=0.45, marker=".", ms=4)
+                alpha=0.35, marker=".", ms=4)
         f, e = c["forgetting"], c["exact_match"]
         m, lo, hi = clipped(e)
         f_half = (f["ci95"][1] - f["mean"]) if f["n"] > 1 else 0.0
-        ax.errorbar([f["mean"]], [m], xerr=[[f_half], [f_half]], yerr=[[lo], [hi]], color=color, lw=1.0, capsize=2,
-                    marker="s" if c["rank"] is None else "o", ms=5)
-        short = "full FT" if c["rank"] is None else f"{c['method'].split('_')[0]} r{c['rank']}" + (
-            "" if c["rank"] == 8 or c["method"] != "lora_qv" else f" {SCHEME_SHORT[c['scheme']]}")
-        ax.annotate(short, (f["mean"], m), xytext=(4, 3), textcoords="offset points", fontsize=6.5, color=color)
+        marker = CELL_MARKER.get((c["rank"], c["scheme"]), "o")
+        ax.errorbar([f["mean"]], [m], xerr=[[f_half], [f_half]], yerr=[[lo], [hi]], color=color, lw=0.9, capsize=2,
+                    marker=marker, ms=6)
+        handles.append(Line2D([], [], color=color, marker=marker, ms=6, ls="none", label=cell_label(c)))
     ax.set_xlabel("forgetting: held-out pretraining loss after minus before (nats)")
     ax.set_ylabel("exact match on the new task (test)")
     ax.set_ylim(-0.02, 1.05)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, labelcolor=theme["text"],
+              handlelength=1.2, borderaxespad=0)
     ax.set_title("Learning against forgetting: chosen rates (bars: 95% over seeds),\n"
                  "faint: every rate each search tried (seed 0)", fontsize=10)
     fig.tight_layout()

@@ -3,7 +3,7 @@ results (snippets/lora_course/data/evidence.json, rendered by the site) came fro
 
 `--quick` pretrains the same base and runs five of the full run's cells (full fine-tuning, LoRA q,v r=8,
 LoRA q,v r=64 under rsLoRA, DoRA r=8, PiSSA r=8) with seed 0, each at the rate the saved run chose, so
-its runs are the saved run's seed-0 runs repeated. About a minute and a half on an idle 2-core machine.
+its runs are the saved run's seed-0 runs repeated. About 85 s on a lightly loaded 2-core machine.
 
 What is asserted, and why:
 * Training starts at the base model. LoRA's B starts at zero and PiSSA subtracts what its adapter adds, so
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "gpu_labs" / "evidence" / "experiment.py"
 SAVED = ROOT / "snippets" / "lora_course" / "data" / "evidence.json"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~1.5 min alone; generous for a shared CI machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~85 s alone; generous for a shared CI machine
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +79,20 @@ def test_full_ft_and_lora_read_the_sentence(quick):
     c = by_name(quick)
     mode = quick["baselines"]["most_common_answer"]["test_exact_match"]
     assert quick["base"]["task_test_exact_match"] == 0.0  # the base model never writes the record
-    # Margins under what the saved seed-0 runs show (full FT 0.23 above the mode, LoRA r=8 0.09), and over
+    # Margins well under what the saved seed-0 runs show (full FT 0.85 above the mode, LoRA r=8 0.22), and over
     # what luck gives on 256 prompts (a 15% hit rate has a binomial sd of about 0.022).
     assert c["full"]["exact_match"]["mean"] > mode + 0.15
     assert c["lora_qv_r8_fixed"]["exact_match"]["mean"] > mode + 0.05
 
 
 def test_fine_tuning_moves_the_pretraining_loss(quick):
-    # Forgetting is measured, not assumed small: every method must change the held-out loss, and full
-    # fine-tuning (every weight free) must change it by more than a r=8 adapter on two matrices per layer.
+    # Forgetting is measured, not assumed small or assumed ordered: training on the record task must raise
+    # every method's loss on held-out pretraining text. Which method raises it more depends on the rates
+    # the searches chose (at 200 steps full fine-tuning's low chosen rate forgot less than LoRA r=8's high
+    # one), so no order is asserted here; the saved-run comparison below checks the values themselves.
     c = by_name(quick)
     for name, cell in c.items():
-        assert cell["forgetting"]["mean"] != 0.0, name
-    assert c["full"]["forgetting"]["mean"] > c["lora_qv_r8_fixed"]["forgetting"]["mean"]
+        assert cell["forgetting"]["mean"] > 0.0, name
 
 
 def test_update_is_far_more_low_rank_than_noise(quick):
@@ -124,4 +125,5 @@ def test_saved_results_came_from_this_code(quick, saved):
         run = next(r for r in saved["runs"] if r["cell"] == name and r["lr"] == s["lr"] and r["seed"] == 0)
         assert q["val_loss"]["mean"] == pytest.approx(run["val_loss"], abs=0.02), name
         assert q["exact_match"]["mean"] == pytest.approx(run["test_exact"], abs=0.03), name
+        assert q["forget_after"]["mean"] == pytest.approx(run["forget_after"], abs=0.05), name
         assert q["trainable_params"] == s["trainable_params"], name
