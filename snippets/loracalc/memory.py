@@ -53,6 +53,11 @@ AUTOCAST = {"peft": False, "qlora-paper": True, "torchtune": False, "litgpt": Fa
 # LitGPT's own attention expands k and v to every query head before SDPA ("training: flash attention requires it",
 # litgpt/model.py CausalSelfAttention.forward, 2024), so grouped-query models keep full-width k and v
 KV_EXPANDED = {"peft": False, "qlora-paper": False, "torchtune": False, "litgpt": True}
+# LitGPT's fit() keeps each step's `logits` in a local until the next step's forward returns, and with them that
+# step's autograd graph: backward frees what autograd saved, but not what bitsandbytes keeps on ctx. So while the
+# next forward runs, the last step's kept inputs and logits are still alive. HF Trainer's training_step returns
+# loss.detach() and drops the outputs; torchtune deletes them
+HOLDS_LAST_STEP = {"peft": False, "qlora-paper": False, "torchtune": False, "litgpt": True}
 # --8<-- [end:recipes]
 LOSSES = {
     "full": "full logits, fp32 cross-entropy (transformers)",
@@ -487,7 +492,7 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
 
 
 def bnb_kept_inputs(arch, method: str, chosen_names: set[str], attention: str, lora_dropout: float,
-                    stream_bytes: int, adapter_bytes: int, old_bitsandbytes: bool) -> tuple[int, int, str]:
+                    stream_bytes: int, adapter_bytes: int, old_bitsandbytes: bool) -> tuple[int, int, int, int, str]:
     """Bytes per token and layer of the inputs bitsandbytes' own autograd functions keep on ``ctx`` for backward.
 
     MatMul8bitLt (LLM.int8, bitsandbytes 0.50 too) keeps its input A in ``ctx.tensors``, and MatMul4Bit did the
@@ -497,7 +502,9 @@ def bnb_kept_inputs(arch, method: str, chosen_names: set[str], attention: str, l
     not at all where the model keeps it anyway: o_proj's input is fused attention's saved output, and LoRA
     without dropout in the stream's dtype saves the same tensor for its A.
     Returns (bytes per token and layer, the same for layer 0 when nothing upstream of it needs a gradient,
-    why): autograd records no node for a matmul whose input needs no gradient, so nothing is kept there.
+    the same two still held after backward, why): autograd records no node for a matmul whose
+    input needs no gradient, so nothing is kept there; after backward the inputs shared with autograd's saved
+    tensors are held by ``ctx`` alone, so all groups count.
     """
     if method == "lora_8bit" or (method == "qlora" and old_bitsandbytes):
         fam = arch.family
@@ -513,19 +520,22 @@ def bnb_kept_inputs(arch, method: str, chosen_names: set[str], attention: str, l
             groups[key] = (width, names | {r.name}, share)
         # layer 0 without checkpointing: nothing upstream needs a gradient, so a group keeps its input only once
         # an adapter before it (in build order) has made the stream require one
-        total = first_layer = 0.0
+        total = first_layer = held = held_first = 0.0
         grad_flows = False
         for (path, which), (width, names, share) in groups.items():
             skip = (which == fam.names[-1] and attention in ("sdpa", "flash_attention_2")) or (
                 lora_shares and bool(names & chosen_names))
+            held += stream_bytes * width * share
+            if grad_flows:
+                held_first += stream_bytes * width * share
             if not skip:
                 total += stream_bytes * width * share
                 if grad_flows:
                     first_layer += stream_bytes * width * share
             grad_flows = grad_flows or bool(names & chosen_names)
         why = "LLM.int8 keeps" if method == "lora_8bit" else "bitsandbytes < 0.43.2 kept"
-        return int(round(total)), int(round(first_layer)), why
-    return 0, 0, ""
+        return int(round(total)), int(round(first_layer)), int(round(held)), int(round(held_first)), why
+    return 0, 0, 0, 0, ""
 
 
 def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: Any = "all-linear",
@@ -536,7 +546,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                     activation_offload: Any = False, optimizer_in_backward: Any = False,
                     paged_state_on_host: Any = False, dora: Any = False,
                     quantize_lm_head: Any = None, adapter_dtype: Any = None,
-                    old_bitsandbytes: Any = False, autocast: Any = None) -> MemoryEstimate:
+                    old_bitsandbytes: Any = False, autocast: Any = None,
+                    gradient_accumulation: Any = 1) -> MemoryEstimate:
     """Memory for one training step, as labelled terms (bytes) with their formulas.
 
     Defaults are today's common Hugging Face QLoRA recipe: peft with prepare_model_for_kbit_training, rank
@@ -564,6 +575,12 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     on_host = as_bool(paged_state_on_host, "paged_state_on_host")
     use_dora = as_bool(dora, "dora")
     old_bnb = as_bool(old_bitsandbytes, "old_bitsandbytes")
+    accum = as_int(gradient_accumulation, "gradient_accumulation", 1, MAX_BATCH, "gradient accumulation steps")
+    if accum > 1 and in_bwd:
+        # torchtune's recipes raise the same: each gradient is applied and freed as it arrives
+        raise LoraCalcError("gradient_accumulation", "the optimizer step in backward applies each gradient as it "
+                                                     "arrives, so nothing accumulates: set gradient accumulation to 1 "
+                                                     "or turn the step in backward off")
     ac = AUTOCAST[recipe] if autocast is None else as_bool(autocast, "autocast")
     if ac and method == "full":
         if autocast is not None:
@@ -763,14 +780,23 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
               f"layer{'s' if n_layers > 1 else ''} x {T:,} tokens")
     # inputs that bitsandbytes' 8-bit (and old 4-bit) matmul keeps outside autograd's saved tensors
     chosen_names = {m.name for m in counts.per_module}
-    kept_tok, kept_layer0, kept_why = bnb_kept_inputs(arch, method, chosen_names, attention, dropout, s, a, old_bnb)
+    kept_tok, kept_layer0, held_tok, held_layer0, kept_why = bnb_kept_inputs(arch, method, chosen_names, attention, dropout, s, a,
+                                                                 old_bnb)
+    last_kept = 0      # what the last step's graph still holds after its backward (see HOLDS_LAST_STEP)
     if kept_tok:
         n_layers = 1 if gc else L
         # without checkpointing nothing upstream of layer 0 needs a gradient: its first groups keep nothing
         skip = 0 if gc else kept_tok - kept_layer0
+        # a quantized output layer keeps the final norm's output too, checkpointing or not
+        head_tok = s * h if head_q else 0
         piece("bnb_inputs", f"Layer inputs {kept_why} for backward (outside autograd, not offloaded)",
-              (kept_tok * n_layers - skip) * T, f"({kept_tok:,} B/token x {n_layers} layer{'s' if n_layers > 1 else ''}"
-              + (f" - {skip:,} B/token in layer 0" if skip else "") + f") x {T:,} tokens")
+              (kept_tok * n_layers - skip + head_tok) * T,
+              f"({kept_tok:,} B/token x {n_layers} layer{'s' if n_layers > 1 else ''}"
+              + (f" - {skip:,} B/token in layer 0" if skip else "")
+              + (f" + {head_tok:,} B/token at the output layer" if head_tok else "") + f") x {T:,} tokens")
+        # backward frees checkpointed layers' recomputed graphs, not the output layer's ctx; in the others it
+        # frees autograd's saved tensors, so the inputs ctx shared with them count now (layer 0's as before)
+        last_kept = head_tok * T if gc else (held_tok * (L - 1) + held_layer0 + head_tok) * T
     # a quantized weight is dequantized whole in its backward: the output layer's (when quantized) while the
     # loss's tensors are alive; the largest layer matrix's while a checkpointed layer runs backward
     deq_head = deq_layer = 0
@@ -791,13 +817,29 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     moments = {"loss": ["activations", "logits"] + ([] if gc else (["dora_activations"] if use_dora else []))
                + ([] if gc else ["bnb_inputs"]) + ["dequant_head"],
                "end of backward": [grad_key, "optimizer_temp"]}
+    if HOLDS_LAST_STEP[recipe]:
+        # the output layer's forward: the last step's logits and kept inputs are alive, this step's logits so
+        # far (all chunks but one), and a quantized head is dequantized in forward as in backward
+        piece("last_step", "Last step's logits" + (" and the inputs its graph still keeps" if last_kept else "")
+              + " (the loop holds them until this forward returns)", logits_b * T * V + last_kept,
+              f"{logits_b} B x {T:,} tokens x {V:,} vocab" + (f" + {last_kept:,} B of kept inputs" if last_kept else ""))
+        tc = -(-T // n_chunks)
+        piece("logits_so_far", "This step's output chunks computed so far", logits_b * (T - tc) * V,
+              f"{logits_b} B x {T - tc:,} tokens x {V:,} vocab")
+        moments["forward through the output layer"] = (["activations"] + ([] if gc else ["bnb_inputs"])
+                                                       + ["last_step", "logits_so_far", "dequant_head"])
+    if accum > 1:
+        # the earlier micro-batches' gradients stay alive through every later forward and backward
+        for k in moments:
+            if k != "end of backward":
+                moments[k].append(grad_key)
     if gc:
         moments["backward through a recomputed layer"] = ["activations", "recomputed", grad_key] + (
             ["dora_activations"] if use_dora else []) + ["bnb_inputs", "dequant_layer"]
     moments = {k: [x for x in v if x in dyn] for k, v in moments.items()}
     peak_at = max(moments, key=lambda k: sum(dyn[x].bytes for x in moments[k]))
-    order = ["activations", "recomputed", "bnb_inputs", "dora_activations", "logits", "dequant_head",
-             "dequant_layer", grad_key, "optimizer_temp"]
+    order = ["activations", "recomputed", "bnb_inputs", "dora_activations", "last_step", "logits_so_far", "logits",
+             "dequant_head", "dequant_layer", grad_key, "optimizer_temp"]
     grads_first = [grad_key] + [k for k in order if k != grad_key]
     for k in grads_first:
         if k in dyn and k in moments[peak_at]:
@@ -819,7 +861,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                 "recipe": recipe, "loss": loss, "loss_chunks": n_chunks, "activation_offload": offload,
                 "optimizer_in_backward": in_bwd, "paged_state_on_host": on_host, "dora": use_dora,
                 "quantize_lm_head": q_head, "adapter_dtype": "fp32" if a == 4 else "bf16",
-                "old_bitsandbytes": old_bnb, "autocast": ac}
+                "old_bitsandbytes": old_bnb, "autocast": ac, "gradient_accumulation": accum}
     if arch.approximate:
         notes.append("model shape approximated from a parameter count")
     return MemoryEstimate(model=arch.name, settings=settings, terms=tuple(terms), approximate=arch.approximate,

@@ -65,6 +65,8 @@ RULES = {
     # inputs bitsandbytes keeps for its own backward, and a weight dequantized whole in backward (after FSDP
     # gathered it): per micro-batch, or full size, on every GPU
     "bnb_inputs": "act", "dequant_head": "act", "dequant_layer": "act",
+    # LitGPT's loop holds the last step's logits and kept inputs into the next forward: per micro-batch too
+    "last_step": "act", "logits_so_far": "act",
     "cuda_context": "context",
 }
 # --8<-- [end:rules]

@@ -12,20 +12,10 @@ import pytest
 import loracalc
 from lora_course import published
 
-# Expressible points that miss the 10% goal today, with what is known about why. The test below fails if
-# one of them comes within the bound (take it off this list then) or if any other point leaves it.
-KNOWN_GAPS = {
-    "torchtune_flags:+8bit_adamw":
-        "torchtune's 8-bit row drops 4.2 GiB from the row before; with the 8-bit state in PyTorch's allocator "
-        "(the only reading its active statistic allows) loracalc drops 5.9 GiB, and the chain's rows before it "
-        "sit 6% under already",
-    "litgpt:llama-3.1-8b/qlora.yaml":
-        "LitGPT QLoRA rows (bitsandbytes 0.42, Lightning's fp16 quantization, k and v expanded) stay 7-19% above "
-        "loracalc after the kept inputs, the output layer's dequantized copies and the expanded k and v; LitGPT's "
-        "LoRA rows are within 6%; the rest of the gap is specific to its 4-bit path and not found in the sources read",
-    "litgpt:llama-2-7b/qlora.yaml": "as above",
-    "litgpt:mistral-7b-v0.2/qlora.yaml": "as above",
-}
+# Expressible points that miss the 10% goal, with what is known about why. The test below fails if one of
+# them comes within the bound (take it off this list then) or if any other point leaves it. Empty since
+# loracalc models LitGPT's loop holding the last step's graph, and gradient accumulation.
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def test_every_record_is_complete():

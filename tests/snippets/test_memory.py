@@ -175,3 +175,36 @@ def test_litgpt_keeps_k_and_v_expanded_to_every_head():
     assert extra == 32 * 512 * 2 * 2 * (4096 - 1024)
     mha = loracalc.estimate_memory("llama-2-7b", recipe="litgpt", **kw).breakdown["activations"]
     assert mha == loracalc.estimate_memory("llama-2-7b", recipe="torchtune", **kw).breakdown["activations"]
+
+
+def test_gradient_accumulation_keeps_gradients_through_later_micro_batches():
+    # PyTorch adds each micro-batch's gradients into .grad until zero_grad: from the second micro-batch on,
+    # the loss runs with every gradient alive; torchtune refuses accumulation with the step in backward
+    kw = dict(method="full", precision="bf16", batch_size=2, seq_len=4096, gradient_checkpointing=False)
+    one = loracalc.estimate_memory("llama-3.2-1b", **kw)
+    four = loracalc.estimate_memory("llama-3.2-1b", gradient_accumulation=4, **kw)
+    assert one.notes[-1].startswith("peak at the loss") and four.notes[-1].startswith("peak at the loss")
+    assert four.allocated_peak_bytes - one.allocated_peak_bytes == four.term("gradients").bytes
+    assert four.settings["gradient_accumulation"] == 4 and one.settings["gradient_accumulation"] == 1
+    with pytest.raises(loracalc.LoraCalcError) as e:
+        loracalc.estimate_memory("llama-3.2-1b", gradient_accumulation=4, optimizer_in_backward=True, **kw)
+    assert e.value.field == "gradient_accumulation"
+    for bad in (0, -1, "two", 2.5):
+        with pytest.raises(loracalc.LoraCalcError):
+            loracalc.estimate_memory("llama-3.2-1b", gradient_accumulation=bad)
+
+
+def test_litgpt_loop_holds_the_last_steps_output():
+    # litgpt/finetune/lora.py fit(): `logits = model(input_ids, lm_head_chunk_size=128)` is replaced only when
+    # the next forward returns, so the last step's logits (and, under old bitsandbytes, its kept inputs) are
+    # alive in that forward; Hugging Face's Trainer drops them
+    kw = dict(method="qlora", rank=32, targets="q,v", batch_size=2, seq_len=512, gradient_checkpointing=False,
+              loss="chunked", loss_chunks=4, double_quant=False)
+    old = loracalc.estimate_memory("llama-2-7b", recipe="litgpt", old_bitsandbytes=True, **kw)
+    new = loracalc.estimate_memory("llama-2-7b", recipe="litgpt", **kw)
+    T, V = 1024, 32_000
+    terms = {t.key: t.bytes for t in old.terms + old.off_peak}
+    assert terms["last_step"] > 2 * T * V and terms["last_step"] - 2 * T * V >= terms["bnb_inputs"]
+    assert {t.key: t.bytes for t in new.terms + new.off_peak}["last_step"] == 2 * T * V
+    hf = loracalc.estimate_memory("llama-2-7b", recipe="peft", old_bitsandbytes=True, **kw)
+    assert "last_step" not in {t.key for t in hf.terms + hf.off_peak}

@@ -173,16 +173,20 @@ def test_int8_storage_is_bitsandbytes_linear8bitlt():
     assert INT8_SCALE_BYTES == 4
 
 
-def _kept_outside_autograd(model, ids) -> int:
+def _kept_outside_autograd(model, ids, after_backward: bool = False) -> int:
     """Bytes bitsandbytes' own autograd functions hold on ``ctx`` (``ctx.A``, ``ctx.tensors``) that no
     saved-tensor hook sees: walk the graph from the loss and count each storage once, leaving out what
-    autograd saved anyway and the parameters."""
+    autograd saved anyway and the parameters. After backward autograd's saved tensors are freed, so only
+    the parameters are left out: what a loop that keeps the output (LitGPT's ``logits``) still holds."""
     import torch
     import memory_measure as mm
     tracker = mm.SavedTensorTracker(mm.storage_ptrs(model))
     with tracker.hooks():
         loss = model(input_ids=ids, labels=ids).loss
     saved, params = set(tracker.refs), mm.storage_ptrs(model)
+    if after_backward:
+        loss.backward()
+        saved = set()
     kept: dict[int, int] = {}
     seen, stack = set(), [loss.grad_fn]
     while stack:
@@ -233,6 +237,42 @@ def test_llm_int8_keeps_layer_inputs_outside_autograd(tmp_path, targets, dropout
     assert predicted == measured
     if targets != "all-linear":
         assert measured > 0
+
+
+@pytest.mark.parametrize("targets, dropout", [("q,v", 0.05), ("o", 0.0), ("all-linear", 0.0)])
+def test_a_kept_output_keeps_bitsandbytes_inputs_after_backward(tmp_path, targets, dropout):
+    """Backward frees what autograd saved but not what bitsandbytes put on ``ctx``: while the loop still
+    references the step's output (LitGPT's fit() keeps ``logits`` until the next forward returns), every kept
+    input stays alive, including those autograd had saved too. Measured on a real peft LLM.int8 model kept in
+    bf16 as LitGPT keeps its models (no fp32 upcast), the bytes still held after backward equal the engine's
+    last-step term less its logits."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+    from peft import LoraConfig, get_peft_model
+    torch.set_num_threads(1)
+    cfg = dict(TINY, num_hidden_layers=3, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg), dtype=torch.bfloat16).save_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+                                                 dtype=torch.bfloat16, device_map={"": "cpu"},
+                                                 attn_implementation="sdpa")
+    names = "all-linear" if targets == "all-linear" else [f"{t}_proj" for t in targets.split(",")]
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=8, lora_dropout=dropout, target_modules=names,
+                                             task_type="CAUSAL_LM"))     # adapters in fp32, peft's default
+    model.train()
+    b, seq = 2, 32
+    ids = torch.randint(0, cfg["vocab_size"], (b, seq), generator=torch.Generator().manual_seed(0))
+    before = _kept_outside_autograd(model, ids)
+    held = _kept_outside_autograd(model, ids, after_backward=True)
+    arch = loracalc.model_from_config({k: v for k, v in cfg.items() if k != "max_position_embeddings"})
+    # LitGPT's stack with this model's choices: fp32 adapters, the output layer left in bf16
+    est = loracalc.estimate_memory(arch, method="lora_8bit", rank=8, targets=targets, batch_size=b, seq_len=seq,
+                                   gradient_checkpointing=False, lora_dropout=dropout, recipe="litgpt",
+                                   adapter_dtype="fp32", quantize_lm_head=False)
+    terms = {t.key: t.bytes for t in est.terms + est.off_peak}
+    assert terms["bnb_inputs"] == before > 0
+    assert terms["last_step"] - 2 * b * seq * cfg["vocab_size"] == held
+    assert held > before      # o_proj's input, which fused attention had saved too, is now held by ctx alone
 
 
 def test_4bit_backward_dequantizes_the_whole_weight(tmp_path):
