@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--loss-chunks", default="8", help="chunks of the chunked loss (default 8, torchtune's)")
     m.add_argument("--activation-offload", action="store_true",
                    help="saved activations (with checkpointing: the kept layer inputs) live in CPU memory")
+    m.add_argument("--gradient-accumulation", default="1", metavar="N",
+                   help="micro-batches per optimizer step (default 1): from the second on, the gradients so far "
+                        "stay alive through forward and backward")
     m.add_argument("--optimizer-in-backward", action="store_true",
                    help="apply each gradient as backward produces it (torchtune optimizer_in_bwd)")
     m.add_argument("--paged-state-on-host", action="store_true",
@@ -190,7 +193,8 @@ def cmd_memory(args) -> Any:
               activation_offload=args.activation_offload, optimizer_in_backward=args.optimizer_in_backward,
               paged_state_on_host=args.paged_state_on_host, dora=args.dora,
               quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
-              old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast)
+              old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
+              gradient_accumulation=args.gradient_accumulation)
     est = estimate_memory(arch, **kw)
     if args.gpus is not None:
         return _memory_per_gpu(args, arch, kw, est)
@@ -211,6 +215,7 @@ def cmd_memory(args) -> Any:
              f"{s['optimizer']}, {s['attention']} attention, {s['recipe']} recipe, {s['loss']} loss"
              + (", activations offloaded" if s["activation_offload"] else "") + (", DoRA" if s["dora"] else "")
              + (", optimizer in backward" if s["optimizer_in_backward"] else "")
+             + (f", {s['gradient_accumulation']} micro-batches per step" if s["gradient_accumulation"] > 1 else "")
              + ("  (approximate model)" if arch.approximate else ""), ""]
     rows = [["term", "memory", "formula"]]
     rows += [[t.label, _gb(t.bytes), t.formula] for t in est.terms]

@@ -34,6 +34,7 @@ FIELDS = {
                                               st.just('{"hidden_size": 64}')),
                           "method": st.sampled_from(["full", "lora", "qlora", "QLoRA", ""]),
                           "rank": NUMERIC, "batch_size": NUMERIC, "seq_len": NUMERIC,
+                          "gradient_accumulation": NUMERIC,
                           "gradient_checkpointing": st.sampled_from(["on", "off", "maybe"]),
                           "optimizer": st.sampled_from(["adamw", "adamw_8bit", "sgd", "lion"]),
                           "attention": st.sampled_from(["sdpa", "eager", "flash", "?"]),

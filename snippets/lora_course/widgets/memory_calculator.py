@@ -28,7 +28,8 @@ from .registry import widget
 # Every input is validated by the engine (estimate_memory, count_params, get_gpu); their errors name the
 # same fields as this form's inputs.
 FIELDS = ("method", "rank", "targets", "batch_size", "seq_len", "gradient_checkpointing", "optimizer", "attention",
-          "recipe", "loss", "activation_offload", "optimizer_in_backward", "paged_state_on_host", "dora")
+          "recipe", "loss", "activation_offload", "optimizer_in_backward", "paged_state_on_host", "dora",
+          "gradient_accumulation")
 
 
 def _model(model: str, config: str, config_z: str = "", changed: str = ""):
@@ -70,7 +71,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       gradient_checkpointing: str = "on", optimizer: str = "adamw", attention: str = "sdpa",
                       recipe: str = "peft", loss: str = "full", activation_offload: str = "off",
                       optimizer_in_backward: str = "off", paged_state_on_host: str = "off", dora: str = "off",
-                      autocast: str = "recipe", gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
+                      gradient_accumulation: str = "1", autocast: str = "recipe", gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
                       config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
     arch, source = _model(model, config, config_z, _changed)
     raw = {"method": method, "rank": c.text(rank), "targets": targets, "batch_size": c.text(batch_size),
@@ -78,7 +79,8 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
            "optimizer": optimizer, "attention": attention, "recipe": c.text(recipe) or "peft",
            "loss": c.text(loss) or "full", "activation_offload": c.text(activation_offload) or "off",
            "optimizer_in_backward": c.text(optimizer_in_backward) or "off",
-           "paged_state_on_host": c.text(paged_state_on_host) or "off", "dora": c.text(dora) or "off"}
+           "paged_state_on_host": c.text(paged_state_on_host) or "off", "dora": c.text(dora) or "off",
+           "gradient_accumulation": c.text(gradient_accumulation)}
     ac = c.text(autocast) or "recipe"
     if ac != "recipe":
         raw["autocast"] = ac         # "on" or "off"; anything else gets the engine's one-line message
