@@ -397,8 +397,10 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     moe = fam.moe
     kinds = [bool(moe and arch.is_moe and moe.sparse_layer(c, li)) for li in range(L)]
     per = {sp: layer(sp) for sp in set(kinds)}
+    # LoRA on the embeddings adds a trained term to layer 0's input, so the stream needs a gradient from there
+    embed_lora = [rec for rec, _ in chosen if rec.role == "embedding"]
     if input_requires_grad is None:
-        input_requires_grad = full or gradient_checkpointing
+        input_requires_grad = full or gradient_checkpointing or bool(embed_lora)
     # nothing upstream of layer 0 needs a gradient, so its first norm keeps nothing (OLMo-2's first norm
     # follows the attention, whose adapters already need one)
     first_layer_saving = 0 if (input_requires_grad or not fam.norm_first) else norm
@@ -408,6 +410,24 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     # the embeddings' dropout mask lives until backward reaches them
     embed_drop = mask(s) * h * T if (drop.get("embed", 0.0) > 0 and input_requires_grad) else 0
     head = (norm + (s * h if full else 0)) * T + 4 * V * T + 8 * T + 2 * S * arch.head_dim * s + head_weight_copy
+    # LoRA on the output layer keeps what an adapter on a layer keeps, reading the final norm's output (which
+    # the frozen head itself does not keep); autocast caches bf16 copies of fp32 A and B. LoRA on the
+    # embeddings keeps the token ids (int64) and A's output
+    for rec, mult in chosen:
+        if rec.role == "head":
+            r_ = rank * mult
+            head += (2 if autocast else a) * r_ * T
+            if autocast and lora_dropout > 0:
+                head += (2 + mask(a)) * h * T
+            elif autocast and (s != 2 or a != 2):
+                head += 2 * h * T
+            elif lora_dropout > 0:
+                head += (a + mask(a)) * h * T
+            else:
+                head += a * h * T
+            if autocast and a != 2:
+                head += 2 * r_ * (h + V)
+    head += sum((8 + a * rank * mult) * T for rec, mult in chosen if rec.role == "embedding")
     if arch.final_softcap:
         head += s * V * T                             # tanh of the logits, in the logits' dtype
     worst = max(per.values())
@@ -814,7 +834,18 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     lb, lf = loss_bytes(loss, V, T, h, logits_b, s, n_chunks, arch.final_softcap, method == "full")
     labels = {"full": "Logits, fp32 log-softmax and its two gradients"}
     piece("logits", labels.get(loss, f"Loss: {LOSSES[loss]}"), lb, lf)
-    moments = {"loss": ["activations", "logits"] + ([] if gc else (["dora_activations"] if use_dora else []))
+    lora_head = any(m.name == "lm_head" for m in counts.per_module) and method != "full"
+    if lora_head and not ac and a != logits_b:
+        # LoRA on a 16-bit output layer with fp32 adapters: the sum of the two branches is fp32 and is cast
+        # back, so backward carries the gradient in both dtypes (measured on CPU with peft: one more
+        # logits-sized tensor and one of the head's input size alive when the loss's tensors are)
+        # (with dropout, also the gradient of the dropped copy, in the adapters' dtype)
+        d_w = a * h if dropout > 0 else 0
+        piece("head_lora_grads", "LoRA output layer: its gradient in the adapters' dtype too",
+              (logits_b * V + s * h + d_w) * T,
+              f"({logits_b} B x {V:,} vocab + {s} B x {h:,}{f' + {a} B x {h:,}' if d_w else ''}) x {T:,} tokens")
+    moments = {"loss": ["activations", "logits", "head_lora_grads"]
+               + ([] if gc else (["dora_activations"] if use_dora else []))
                + ([] if gc else ["bnb_inputs"]) + ["dequant_head"],
                "end of backward": [grad_key, "optimizer_temp"]}
     if HOLDS_LAST_STEP[recipe]:
@@ -839,7 +870,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     moments = {k: [x for x in v if x in dyn] for k, v in moments.items()}
     peak_at = max(moments, key=lambda k: sum(dyn[x].bytes for x in moments[k]))
     order = ["activations", "recomputed", "bnb_inputs", "dora_activations", "last_step", "logits_so_far", "logits",
-             "dequant_head", "dequant_layer", grad_key, "optimizer_temp"]
+             "head_lora_grads", "dequant_head", "dequant_layer", grad_key, "optimizer_temp"]
     grads_first = [grad_key] + [k for k in order if k != grad_key]
     for k in grads_first:
         if k in dyn and k in moments[peak_at]:

@@ -614,3 +614,66 @@ def test_flash_attention_2_keeps_16_bit_grouped_q_k_v(tmp_path, method):
     sdpa = activation_bytes(arch, method, 8, targets, b, seq, False, "sdpa", device="cpu")
     if method == "qlora":   # fp32 stream: SDPA keeps fp32 q, k, v; FlashAttention-2 16-bit casts
         assert sdpa["saved_total"] > fa2["saved_total"]
+
+
+# ------------------------------------------------------------------ LoRA on the output layer and the embeddings
+EDGE_TINY = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 3000, "tie_word_embeddings": False}
+
+
+def _edge_run(targets, dropout, fp32_adapters, autocast=False):
+    """(bytes autograd saved, peak bytes allocated during forward + backward) of a tiny bf16 peft model."""
+    import contextlib
+    import torch
+    import memory_measure as mm
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from tests.snippets.stack_losses import peak_bytes
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    m = AutoModelForCausalLM.from_config(AutoConfig.for_model(**EDGE_TINY), dtype=torch.bfloat16,
+                                         attn_implementation="sdpa")
+    m.config.use_cache = False
+    pm = get_peft_model(m, LoraConfig(r=8, lora_alpha=8, lora_dropout=dropout, target_modules=targets),
+                        autocast_adapter_dtype=fp32_adapters)
+    pm.train()
+    ids = torch.randint(0, EDGE_TINY["vocab_size"], (2, 48), generator=torch.Generator().manual_seed(0))
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
+    tracker = mm.SavedTensorTracker(mm.storage_ptrs(pm))
+    with tracker.hooks(), ctx():
+        pm(input_ids=ids, labels=ids).loss
+    saved = tracker.live
+
+    def step():
+        with ctx():
+            loss = pm(input_ids=ids, labels=ids).loss
+        loss.backward()
+    return saved, peak_bytes(step)
+
+
+@pytest.mark.parametrize("extra, dropout, fp32, autocast", [
+    ("lm_head", 0.0, True, False), ("lm_head", 0.1, True, False), ("lm_head", 0.0, False, False),
+    ("lm_head", 0.1, False, False), ("lm_head", 0.0, True, True), ("lm_head", 0.1, True, True),
+    ("embed_tokens", 0.0, True, False), ("embed_tokens", 0.1, False, False)])
+def test_lora_on_the_output_layer_and_embeddings_matches_peft(extra, dropout, fp32, autocast):
+    """What LoRA on lm_head or embed_tokens adds, against a real peft model on CPU: the saved tensors (the
+    engine's activation model on device cpu, where dropout keeps its mask in the tensor's dtype), and, for
+    a 16-bit output layer with fp32 adapters, the gradients backward carries in both dtypes (the profiler's
+    peak minus the saved tensors equals the engine's head_lora_grads term)."""
+    from loracalc.memory import activation_bytes
+    base, with_extra = _edge_run(["q_proj", "v_proj"], dropout, fp32, autocast), \
+        _edge_run(["q_proj", "v_proj", extra], dropout, fp32, autocast)
+    arch = loracalc.model_from_config(EDGE_TINY, name="tiny")
+    kw = dict(batch_size=2, seq_len=48, gradient_checkpointing=False, attention="sdpa", lora_dropout=dropout,
+              stream_bytes=2, adapter_bytes=4 if fp32 else 2, device="cpu", autocast=autocast)
+    engine = (activation_bytes(arch, "lora", 8, ("q_proj", "v_proj", extra), **kw)["saved_total"]
+              - activation_bytes(arch, "lora", 8, ("q_proj", "v_proj"), **kw)["saved_total"])
+    assert with_extra[0] - base[0] == engine > 0
+    if extra == "lm_head":
+        est = loracalc.estimate_memory(arch, method="lora", rank=8, targets="q,v,lm_head", batch_size=2, seq_len=48,
+                                       gradient_checkpointing=False, lora_dropout=dropout, autocast=autocast,
+                                       adapter_dtype="fp32" if fp32 else "bf16")
+        grads = {t.key: t.bytes for t in est.terms + est.off_peak}.get("head_lora_grads", 0)
+        transient = (with_extra[1] - base[1]) - (with_extra[0] - base[0])
+        assert abs(transient - grads) <= 16            # the profiler's peak counts a few bytes of bookkeeping
+        assert (grads > 0) == (fp32 and not autocast)
