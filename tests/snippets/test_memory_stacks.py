@@ -176,7 +176,6 @@ def test_accumulated_gradients_stay_alive_and_grow_in_place(tmp_path):
     est = loracalc.estimate_memory(arch, method="full", precision="bf16", batch_size=2, seq_len=16,
                                    gradient_checkpointing=False, gradient_accumulation=2)
     assert alive_in_forward == [est.term("gradients").bytes]
-    assert est.notes[-1].startswith("peak at the loss")    # tiny model: the logits dominate, gradients counted there
 
 
 # ------------------------------------------------------------------ 8-bit base
