@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="train under torch.autocast in bf16 or fp16 (HF Trainer / TRL with bf16=True; the "
                          "qlora-paper recipe's default): matmuls and attention save 16-bit tensors")
     ac.add_argument("--no-autocast", dest="autocast", action="store_false")
+    m.add_argument("--kbit-upcast", default=None, metavar="all|norms|none",
+                   help="override the recipe's fp32 upcast of unquantized parameters for 8/4-bit runs: all "
+                        "(peft's prepare_model_for_kbit_training), norms (qlora.py), none (torchtune, LitGPT, "
+                        "fms-acceleration's bnb plugin)")
     m.add_argument("--old-bitsandbytes", dest="old_bitsandbytes", action="store_true",
                    help="bitsandbytes before 0.43.2 (July 2024), whose 4-bit matmul kept each layer's input for "
                         "backward (LitGPT pinned 0.42.0 through 2024)")
@@ -194,7 +198,7 @@ def cmd_memory(args) -> Any:
               paged_state_on_host=args.paged_state_on_host, dora=args.dora,
               quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
               old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
-              gradient_accumulation=args.gradient_accumulation)
+              gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast)
     est = estimate_memory(arch, **kw)
     if args.gpus is not None:
         return _memory_per_gpu(args, arch, kw, est)

@@ -565,7 +565,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                     cuda_overhead: Any = True, recipe: Any = "peft", loss: Any = "full", loss_chunks: Any = 8,
                     activation_offload: Any = False, optimizer_in_backward: Any = False,
                     paged_state_on_host: Any = False, dora: Any = False,
-                    quantize_lm_head: Any = None, adapter_dtype: Any = None,
+                    quantize_lm_head: Any = None, adapter_dtype: Any = None, kbit_upcast: Any = None,
                     old_bitsandbytes: Any = False, autocast: Any = None,
                     gradient_accumulation: Any = 1) -> MemoryEstimate:
     """Memory for one training step, as labelled terms (bytes) with their formulas.
@@ -628,7 +628,9 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         terms.append(Term(key, label, int(round(nbytes)), formula, pool))
 
     quantized = method in QUANTIZED
-    upcast = KBIT_UPCAST[recipe] if quantized else "none"
+    # a stack may prepare the quantized model its own way (fms-acceleration's bnb plugin skips the upcast)
+    upcast = (KBIT_UPCAST[recipe] if kbit_upcast is None else
+              as_choice(kbit_upcast, "kbit_upcast", ("all", "norms", "none"), "fp32 upcast")) if quantized else "none"
     s = 4 if upcast != "none" else 2           # bytes of the hidden stream (fp32 after peft's upcast)
     a = 4 if method == "full" and precision == "mixed" else (2 if method == "full" else adapter_b)
     logits_b = 4 if upcast == "all" and not ac else 2   # peft's upcast makes lm_head, and so the logits, fp32
@@ -891,7 +893,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                 "precision": precision, "lora_dropout": dropout, "double_quant": dq, "block_size": bs,
                 "recipe": recipe, "loss": loss, "loss_chunks": n_chunks, "activation_offload": offload,
                 "optimizer_in_backward": in_bwd, "paged_state_on_host": on_host, "dora": use_dora,
-                "quantize_lm_head": q_head, "adapter_dtype": "fp32" if a == 4 else "bf16",
+                "quantize_lm_head": q_head, "adapter_dtype": "fp32" if a == 4 else "bf16", "kbit_upcast": upcast,
                 "old_bitsandbytes": old_bnb, "autocast": ac, "gradient_accumulation": accum}
     if arch.approximate:
         notes.append("model shape approximated from a parameter count")

@@ -208,3 +208,24 @@ def test_litgpt_loop_holds_the_last_steps_output():
     assert {t.key: t.bytes for t in new.terms + new.off_peak}["last_step"] == 2 * T * V
     hf = loracalc.estimate_memory("llama-2-7b", recipe="peft", old_bitsandbytes=True, **kw)
     assert "last_step" not in {t.key for t in hf.terms + hf.off_peak}
+
+
+def test_kbit_upcast_overrides_the_recipe():
+    # fms-acceleration's bnb plugin calls peft's get_peft_model (fp32 adapters) but its own copy of
+    # prepare_model_for_kbit_training without the upcast: recipe peft with kbit_upcast none
+    kw = dict(method="qlora", rank=16, targets="q,k,v,o", batch_size=4, seq_len=4096)
+    peft = loracalc.estimate_memory("mistral-7b", **kw)
+    plain = loracalc.estimate_memory("mistral-7b", kbit_upcast="none", **kw)
+    tt = loracalc.estimate_memory("mistral-7b", recipe="torchtune", adapter_dtype="fp32", **kw)
+    keys = {t.key for t in plain.terms + plain.off_peak}
+    assert "kbit_upcast" in {t.key for t in peft.terms} and "kbit_upcast" not in keys
+    assert plain.settings["kbit_upcast"] == "none" and peft.settings["kbit_upcast"] == "all"
+    # the same stream and weights as torchtune's stack with fp32 adapters; only the optimizer step differs
+    same = ("weights_4bit", "weights_16bit", "activations", "recomputed", "logits")
+    assert [plain.term(k).bytes for k in same if k in keys] == [tt.term(k).bytes for k in same if k in keys]
+    with pytest.raises(loracalc.LoraCalcError) as e:
+        loracalc.estimate_memory("mistral-7b", kbit_upcast="some", **kw)
+    assert e.value.field == "kbit_upcast"
+    # a 16-bit base has nothing to upcast: the override changes nothing there
+    assert loracalc.estimate_memory("mistral-7b", method="lora", kbit_upcast="all").total_bytes == \
+        loracalc.estimate_memory("mistral-7b", method="lora").total_bytes
