@@ -20,7 +20,7 @@ KNOWN_GAPS: dict[str, str] = {}
 
 def test_every_record_is_complete():
     recs = published.records()
-    assert len(recs) == 75
+    assert len(recs) == 91
     for r in recs:
         assert r["source"] and r["citation"] and r["settings_text"]
         assert r["quantity"] in ("allocated", "active", "reserved", "unspecified", "max context")
