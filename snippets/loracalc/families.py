@@ -332,14 +332,16 @@ def softcap_on(spec: tuple[str, float | None] | None, raw: dict) -> bool:
     return value is not None
 
 
-def is_4bit(record, family=None) -> bool:
+def is_4bit(record, family=None, every_linear: bool = False) -> bool:
     """Whether ``load_in_4bit`` stores this tensor in 4 bit: the weight of a decoder layer's nn.Linear or Conv1D.
 
     Measured with bitsandbytes 0.50 + transformers 5.24 on CPU (tests/snippets/test_nf4.py): the output layer,
     embeddings, norms, biases, routers (custom modules) and fused 3-D expert parameters stay 16-bit, and so
-    does every linear of a family whose spec says ``bnb_4bit=False`` (Falcon).
+    does every linear of a family whose spec says ``bnb_4bit=False`` (Falcon). ``every_linear``: a stack that
+    builds the model from plain nn.Linear and replaces them all (LitGPT with Lightning's bitsandbytes plugin)
+    quantizes those families' layers too.
     """
-    if family is not None and not family.bnb_4bit:
+    if family is not None and not family.bnb_4bit and not every_linear:
         return False
     return record.kind in ("linear", "conv1d") and record.role != "head" and record.weight > 0
 

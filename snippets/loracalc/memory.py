@@ -58,6 +58,9 @@ KV_EXPANDED = {"peft": False, "qlora-paper": False, "torchtune": False, "litgpt"
 # next forward runs, the last step's kept inputs and logits are still alive. HF Trainer's training_step returns
 # loss.detach() and drops the outputs; torchtune deletes them
 HOLDS_LAST_STEP = {"peft": False, "qlora-paper": False, "torchtune": False, "litgpt": True}
+# LitGPT builds every model from plain nn.Linear and Lightning's plugin replaces them all, so families whose
+# transformers layers bitsandbytes leaves in 16 bit (Falcon's FalconLinear) are quantized there
+QUANTIZES_EVERY_LINEAR = {"peft": False, "qlora-paper": False, "torchtune": False, "litgpt": True}
 # --8<-- [end:recipes]
 LOSSES = {
     "full": "full logits, fp32 cross-entropy (transformers)",
@@ -512,7 +515,8 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
 
 
 def bnb_kept_inputs(arch, method: str, chosen_names: set[str], attention: str, lora_dropout: float,
-                    stream_bytes: int, adapter_bytes: int, old_bitsandbytes: bool) -> tuple[int, int, int, int, str]:
+                    stream_bytes: int, adapter_bytes: int, old_bitsandbytes: bool,
+                    every_linear: bool = False) -> tuple[int, int, int, int, str]:
     """Bytes per token and layer of the inputs bitsandbytes' own autograd functions keep on ``ctx`` for backward.
 
     MatMul8bitLt (LLM.int8, bitsandbytes 0.50 too) keeps its input A in ``ctx.tensors``, and MatMul4Bit did the
@@ -533,7 +537,7 @@ def bnb_kept_inputs(arch, method: str, chosen_names: set[str], attention: str, l
         groups: dict[tuple, tuple[int, set, float]] = {}
         L = arch.num_hidden_layers
         for r in arch.layer_linears():
-            if not is_4bit(r, fam):
+            if not is_4bit(r, fam, every_linear):
                 continue                                   # bitsandbytes replaces only these modules
             key = (r.path, r.name if r.name in outputs else "in")
             width, names, share = groups.get(key, (r.d_in, set(), min(1.0, r.copies / L)))
@@ -653,7 +657,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         grad_b = 2
         Ptrain = P
     else:
-        Pq = quantizable_params(arch)
+        Pq = quantizable_params(arch, QUANTIZES_EVERY_LINEAR[recipe])
         lm_params = 0 if arch.tie_word_embeddings else V * h
         head_q = quantized and q_head and lm_params > 0
         rest = P - Pq - (lm_params if head_q else 0)
@@ -661,7 +665,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         if method == "lora":
             add("weights", "Frozen base weights (bf16)", 2 * P, f"2 B x {P:,} params")
         elif method == "qlora":
-            q_bytes = nf4.storage_bytes(arch, block_size=bs, double_quant=dq)
+            q_bytes = nf4.storage_bytes(arch, block_size=bs, double_quant=dq, every_linear=QUANTIZES_EVERY_LINEAR[recipe])
             bits = nf4.bits_per_param(block_size=bs, double_quant=dq)
             if head_q:
                 q_bytes += nf4.tensor_storage_bytes(lm_params, bs, dq)
@@ -802,8 +806,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
               f"layer{'s' if n_layers > 1 else ''} x {T:,} tokens")
     # inputs that bitsandbytes' 8-bit (and old 4-bit) matmul keeps outside autograd's saved tensors
     chosen_names = {m.name for m in counts.per_module}
-    kept_tok, kept_layer0, held_tok, held_layer0, kept_why = bnb_kept_inputs(arch, method, chosen_names, attention, dropout, s, a,
-                                                                 old_bnb)
+    kept_tok, kept_layer0, held_tok, held_layer0, kept_why = bnb_kept_inputs(
+        arch, method, chosen_names, attention, dropout, s, a, old_bnb, QUANTIZES_EVERY_LINEAR[recipe])
     last_kept = 0      # what the last step's graph still holds after its backward (see HOLDS_LAST_STEP)
     if kept_tok:
         n_layers = 1 if gc else L
@@ -828,7 +832,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
             deq_head = 2 * copies * V * h
             piece("dequant_head", "Output layer dequantized in its backward (transient)", deq_head,
                   f"{copies} x 2 B x {V:,} x {h:,}" + (" (fp16 quant state, then a bf16 copy)" if copies > 1 else ""))
-        big_w = max((r.weight for r in arch.layer_linears() if is_4bit(r, arch.family)), default=0)
+        big_w = max((r.weight for r in arch.layer_linears() if is_4bit(r, arch.family, QUANTIZES_EVERY_LINEAR[recipe])),
+                    default=0)
         if gc and big_w:
             deq_layer = 2 * copies * big_w
             piece("dequant_layer", "Largest layer weight dequantized in backward (transient)", deq_layer,

@@ -270,9 +270,9 @@ def active_params(arch: Architecture) -> int:
     return sum(r.active_params for r in arch.records)
 
 
-def quantizable_params(arch: Architecture) -> int:
+def quantizable_params(arch: Architecture, every_linear: bool = False) -> int:
     """Weights bitsandbytes stores in 4 bit (see ``nf4.is_4bit``); biases and everything else stay 16-bit."""
-    return sum(r.weight * r.copies for r in arch.records if is_4bit(r, arch.family))
+    return sum(r.weight * r.copies for r in arch.records if is_4bit(r, arch.family, every_linear))
 
 
 def list_models() -> list[str]:

@@ -129,12 +129,13 @@ def tensor_storage_bytes(n: int, block_size: int = 64, double_quant: bool = True
 DYNAMIC_MAP_BYTES = 256 * 4   # bitsandbytes' 8-bit code table for the absmax values, one copy per weight
 
 
-def storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) -> int:
+def storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True, every_linear: bool = False) -> int:
     """Bytes of every 4-bit weight of a model (see ``is_4bit``; biases stay 16-bit)."""
     arch = get_model(model)
     bs = as_int(block_size, "block_size", 16, 4096, "block size")
     dq = as_bool(double_quant, "double_quant")
-    return sum(tensor_storage_bytes(r.weight, bs, dq) * r.copies for r in arch.records if is_4bit(r, arch.family))
+    return sum(tensor_storage_bytes(r.weight, bs, dq) * r.copies for r in arch.records
+               if is_4bit(r, arch.family, every_linear))
 
 
 def weight_storage_bytes(model: Any, block_size: Any = 64, double_quant: Any = True) -> int:

@@ -229,3 +229,20 @@ def test_kbit_upcast_overrides_the_recipe():
     # a 16-bit base has nothing to upcast: the override changes nothing there
     assert loracalc.estimate_memory("mistral-7b", method="lora", kbit_upcast="all").total_bytes == \
         loracalc.estimate_memory("mistral-7b", method="lora").total_bytes
+
+
+def test_litgpt_quantizes_every_linear_even_where_transformers_does_not():
+    # transformers' load_in_4bit leaves Falcon's FalconLinear layers in 16 bit (measured, families.py);
+    # LitGPT builds Falcon from plain nn.Linear and Lightning's plugin replaces every one with NF4
+    from loracalc import nf4
+    arch = loracalc.model_from_config({"model_type": "falcon", "hidden_size": 4544, "num_hidden_layers": 32,
+                                       "num_attention_heads": 71, "multi_query": True, "parallel_attn": True,
+                                       "bias": False, "vocab_size": 65024, "tie_word_embeddings": False})
+    kw = dict(method="qlora", targets="all-linear", double_quant=False)
+    hf = {t.key: t.bytes for t in loracalc.estimate_memory(arch, **kw).terms}
+    lit = {t.key: t.bytes for t in loracalc.estimate_memory(arch, recipe="litgpt", **kw).terms}
+    layers = [(r.weight, r.copies) for r in arch.layer_linears()]
+    head = arch.vocab_size * arch.hidden_size      # LitGPT's output layer is quantized too
+    assert lit["weights_4bit"] == nf4.tensor_storage_bytes(head, 64, False) + sum(
+        nf4.tensor_storage_bytes(w, 64, False) * n for w, n in layers)
+    assert hf.get("weights_4bit", 0) == 0 and hf["weights_16bit"] >= 2 * sum(w * n for w, n in layers)
