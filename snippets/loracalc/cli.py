@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="apply each gradient as backward produces it (torchtune optimizer_in_bwd)")
     m.add_argument("--paged-state-on-host", action="store_true",
                    help="with a paged optimizer, count its paged state in CPU memory instead of on the card")
-    m.add_argument("--dora", action="store_true", help="DoRA (peft use_dora): magnitude vectors and their activations")
+    m.add_argument("--dora", action="store_true", help="DoRA (peft use_dora): magnitude vectors, their activations, the weight norm's temporaries")
     hq = m.add_mutually_exclusive_group()
     hq.add_argument("--quantize-lm-head", dest="quantize_lm_head", action="store_true", default=None,
                     help="quantize the output layer too (LitGPT's default for 8/4-bit)")

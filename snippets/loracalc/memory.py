@@ -562,6 +562,49 @@ def bnb_kept_inputs(arch, method: str, chosen_names: set[str], attention: str, l
     return 0, 0, 0, 0, ""
 
 
+def dora_transient(arch: Any, method: str, targets: tuple[str, ...], rank: int, adapter_bytes: int,
+                   stream_bytes: int, autocast: bool) -> tuple[int, str]:
+    """Bytes peft's DoRA forward holds at once inside its largest adapted module, and the formula.
+
+    peft (tuners/lora/dora.py, DoraLinearLayer.forward) rebuilds the weight norm ||W + scaling B A|| on every
+    forward: B A as lora_B(lora_A(I)) on an identity matrix of the input width (the identity and A's output
+    are saved by B A's graph until the forward returns), the base weight cast (or dequantized) to the layer
+    input's dtype, the scaled product and the sum, alive together at the sum. peft casts that input to the
+    adapters' dtype, except in bitsandbytes layers under autocast, which keep the stream's dtype (bf16 for
+    attention's output); autocast runs lora_A and lora_B on the identity in bf16. The norm is detached and
+    B A's graph dies with the forward, so backward makes none of this, except by recomputing a checkpointed
+    layer. LLM.int8's dequantization (int8 x row scale, then x 1/127) holds two fp32 copies at once.
+    Measured on CPU with the profiler's allocation events in test_memory_stacks.py.
+    """
+    from .params import lora_targets
+    a, s = adapter_bytes, stream_bytes
+    quantized = method in QUANTIZED
+    chosen, _ = lora_targets(arch, targets)
+    best, formula = 0, ""
+    # peft refuses DoRA on fused expert and router parameters; only Linear and Conv1D modules take it
+    for rec, mult in (x for x in chosen if x[0].kind in ("linear", "conv1d")):
+        i, o, r = rec.d_in, rec.d_out, rank * mult
+        x_b = (2 if rec.reads == "attn_out" else s) if (autocast and quantized) else a
+        eye_b = 2 if autocast else a               # the identity as B A's graph keeps it, and A's output on it
+        base = 0 if (method == "lora" and x_b == 2) else x_b    # a bf16 base weight is used as it is
+        graph = eye_b * i * i + eye_b * i * r
+        graph_f = f"{eye_b} B x {i:,} x {i:,} (identity) + {eye_b} B x {i:,} x {r} (A on it)"
+        at_sum = [(x_b, "B A"), (base, "base weight"), (x_b, "scaled B A"), (x_b, "their sum")]
+        moments = [(graph + sum(n for n, _ in at_sum) * o * i, graph_f, at_sum)]
+        if method == "lora_8bit":
+            moments.append((graph + (x_b + 8) * o * i, graph_f, [(x_b, "B A"), (8, "int8 dequantized, two fp32 steps")]))
+        if autocast and a != 2:
+            # while lora_A runs on the identity: the fp32 identity and autocast's bf16 copy of it
+            moments.append(((a + 2) * i * i + 2 * i * r, f"({a} + 2) B x {i:,} x {i:,} (identity and its bf16 copy) + "
+                            f"2 B x {i:,} x {r} (A on it)", []))
+        for nbytes, head, parts in moments:
+            if nbytes > best:
+                best = nbytes
+                formula = head + (f" + ({' + '.join(str(n) for n, _ in parts if n)}) B x {o:,} x {i:,} "
+                                  f"({', '.join(w for n, w in parts if n)})" if parts else "") + f" in {rec.name}"
+    return best, formula
+
+
 def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: Any = "all-linear",
                     batch_size: Any = 1, seq_len: Any = 2048, gradient_checkpointing: Any = True,
                     optimizer: Any = "adamw", attention: Any = "sdpa", precision: Any = "mixed",
@@ -804,6 +847,11 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         piece("dora_activations", "DoRA activations (base and LoRA outputs kept)", dora_tok * n_layers * T,
               f"({a} + {s}) B x {sum(m.d_out for m in counts.per_module):,} output features x {n_layers} "
               f"layer{'s' if n_layers > 1 else ''} x {T:,} tokens")
+        # the weight norm's weight-sized temporaries inside one module's forward (largest module): alive on top of
+        # what is kept so far, and again while backward recomputes a checkpointed layer
+        tr, tr_f = dora_transient(arch, method, counts.requested, counts.rank, a, s, ac)
+        if tr:
+            piece("dora_transient", "DoRA weight norm's temporaries, largest adapted module (transient)", tr, tr_f)
     # inputs that bitsandbytes' 8-bit (and old 4-bit) matmul keeps outside autograd's saved tensors
     chosen_names = {m.name for m in counts.per_module}
     kept_tok, kept_layer0, held_tok, held_layer0, kept_why = bnb_kept_inputs(
@@ -855,6 +903,11 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                + ([] if gc else (["dora_activations"] if use_dora else []))
                + ([] if gc else ["bnb_inputs"]) + ["dequant_head"],
                "end of backward": [grad_key, "optimizer_temp"]}
+    if use_dora and not gc:
+        # a DoRA module's forward in the last layer (everything kept so far, counted whole: an upper bound); with
+        # checkpointing the first pass keeps no graph, so the identity dies sooner, and the recompute holds more
+        moments["forward through a DoRA layer"] = ["activations", "dora_activations", "bnb_inputs", "last_step",
+                                                   "dora_transient"]
     if HOLDS_LAST_STEP[recipe]:
         # the output layer's forward: the last step's logits and kept inputs are alive, this step's logits so
         # far (all chunks but one), and a quantized head is dequantized in forward as in backward
@@ -874,10 +927,16 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     if gc:
         moments["backward through a recomputed layer"] = ["activations", "recomputed", grad_key] + (
             ["dora_activations"] if use_dora else []) + ["bnb_inputs", "dequant_layer"]
+        if use_dora:
+            # recomputing a layer rebuilds its weight norms before its backward dequantizes anything: the
+            # transients never meet; the layer's recomputed activations are counted whole (an upper bound)
+            moments["recompute of a DoRA layer in backward"] = ["activations", "recomputed", grad_key,
+                                                                "dora_activations", "bnb_inputs", "dora_transient"]
     moments = {k: [x for x in v if x in dyn] for k, v in moments.items()}
     peak_at = max(moments, key=lambda k: sum(dyn[x].bytes for x in moments[k]))
-    order = ["activations", "recomputed", "bnb_inputs", "dora_activations", "last_step", "logits_so_far", "logits",
-             "head_lora_grads", "dequant_head", "dequant_layer", grad_key, "optimizer_temp"]
+    order = ["activations", "recomputed", "bnb_inputs", "dora_activations", "dora_transient", "last_step",
+             "logits_so_far", "logits", "head_lora_grads", "dequant_head", "dequant_layer", grad_key,
+             "optimizer_temp"]
     grads_first = [grad_key] + [k for k in order if k != grad_key]
     for k in grads_first:
         if k in dyn and k in moments[peak_at]:

@@ -61,6 +61,7 @@ RULES = {
     "optimizer": "optim", "master_weights": "optim",
     "optimizer_temp": "optim",      # the step's temporary is made per shard of the state
     "activations": "act", "logits": "act", "recomputed": "act", "dora_activations": "act",
+    "dora_transient": "act",        # computed on the gathered weight, whole on every GPU
     "activations_offloaded": "act",
     # inputs bitsandbytes keeps for its own backward, and a weight dequantized whole in backward (after FSDP
     # gathered it): per micro-batch, or full size, on every GPU

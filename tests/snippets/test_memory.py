@@ -246,3 +246,26 @@ def test_litgpt_quantizes_every_linear_even_where_transformers_does_not():
     assert lit["weights_4bit"] == nf4.tensor_storage_bytes(head, 64, False) + sum(
         nf4.tensor_storage_bytes(w, 64, False) * n for w, n in layers)
     assert hf.get("weights_4bit", 0) == 0 and hf["weights_16bit"] >= 2 * sum(w * n for w, n in layers)
+
+
+def test_dora_transient_is_weight_sized_and_alive_in_a_dora_forward():
+    # peft's DoRA forward builds weight-sized tensors for the weight norm (measured against peft in
+    # test_memory_stacks.py): no DoRA, no term; the same bytes whatever the tokens
+    plain = estimate_memory("llama-3.1-8b", method="qlora")
+    assert "dora_transient" not in {t.key for t in plain.terms + plain.off_peak}
+    small, big = (estimate_memory("llama-3.1-8b", method="qlora", dora=True, seq_len=n, batch_size=b)
+                  for n, b in ((512, 1), (4096, 2)))
+    transient = {t.key: t.bytes for t in small.terms + small.off_peak}["dora_transient"]
+    assert transient == {t.key: t.bytes for t in big.terms + big.off_peak}["dora_transient"] > 0
+    # checkpointing: alive while backward recomputes a layer, not with that backward's dequantized weight;
+    # a loss small next to it (Cut Cross-Entropy) leaves that moment the peak
+    est = estimate_memory("llama-3.1-8b", method="qlora", dora=True, seq_len=512, loss="cce")
+    keys = {t.key for t in est.terms}
+    assert any(n.startswith("peak at the recompute of a DoRA layer in backward") for n in est.notes)
+    assert {"dora_transient", "recomputed", "adapter_grads"} <= keys and "dequant_layer" not in keys
+    # without checkpointing: alive in the forward, over every activation kept so far, before any logits
+    est = estimate_memory("llama-3.1-8b", method="qlora", dora=True, seq_len=512, loss="cce",
+                          gradient_checkpointing=False)
+    keys = {t.key for t in est.terms}
+    assert any(n.startswith("peak at the forward through a DoRA layer") for n in est.notes)
+    assert {"dora_transient", "activations", "dora_activations"} <= keys and not keys & {"logits", "adapter_grads"}

@@ -391,6 +391,205 @@ def test_dora_activations_match_peft_saved_tensors():
     assert peaks[True] - peaks[False] == pytest.approx(est.term("dora_activations").bytes, rel=0.02)
 
 
+# DoRA's weight norm: a config whose adapted modules are all shapes (out != in both ways, as q_proj 128 -> 256
+# and down_proj 384 -> 128), so a formula with the wrong dimension squared fails; widths are multiples of 64
+# for bitsandbytes' CPU 4-bit path
+DORA_TINY = dict(TINY, num_hidden_layers=2, head_dim=64, intermediate_size=384, tie_word_embeddings=False)
+
+
+def _dora_model(model_dir, method: str, targets: str, adapter: str, gc: bool = False, dora: bool = True):
+    """A peft DoRA model: bf16 base (lora), NF4 + double quant or LLM.int8 after prepare_model_for_kbit_training
+    (qlora, lora_8bit); fp32 adapters (peft's autocast_adapter_dtype) or adapters cast to bf16."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft.tuners.lora import LoraLayer
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+    cfg = AutoConfig.for_model(**DORA_TINY)
+    torch.manual_seed(0)
+    if method == "lora":
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation="sdpa")
+    else:
+        if not os.path.exists(os.path.join(model_dir, "config.json")):
+            AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained(model_dir)
+        quant = BitsAndBytesConfig(load_in_8bit=True) if method == "lora_8bit" else BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quant, dtype=torch.bfloat16,
+                                                     device_map={"": "cpu"}, attn_implementation="sdpa")
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model.config.use_cache = False
+    if gc:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+        model.enable_input_require_grads()
+    names = "all-linear" if targets == "all-linear" else [f"{t}_proj" for t in targets.split(",")]
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=names, use_dora=dora))
+    if adapter == "bf16":
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                for p in module.parameters():
+                    if p.requires_grad:
+                        p.data = p.data.to(torch.bfloat16)
+    model.train()
+    return model
+
+
+def _dora_forward_peaks(model, run) -> dict[str, int]:
+    """For each adapted module name (q_proj, ...), the most live CPU bytes above what was live when its DoRA
+    forward (DoraLinearLayer.forward) began, over every call ``run()`` makes (layers, recomputation). From the
+    profiler's raw allocation events, with a record_function range around each call."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+    from peft.tuners.lora import LoraLayer
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            dora = module.lora_magnitude_vector["default"]
+
+            def timed(*args, _forward=dora.forward, _name=name.rsplit(".", 1)[-1], **kwargs):
+                with record_function("dora_forward:" + _name):
+                    return _forward(*args, **kwargs)
+            dora.forward = timed
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    events = list(prof.profiler.kineto_results.events())
+    allocs = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    peaks: dict[str, int] = {}
+    for e in events:
+        if not e.name().startswith("dora_forward:"):
+            continue
+        live, at_start, most = 0, None, 0
+        for when, nbytes in allocs:
+            if when > e.end_ns():
+                break
+            if when >= e.start_ns() and at_start is None:
+                at_start = live
+            live += nbytes
+            if at_start is not None:
+                most = max(most, live - at_start)
+        name = e.name().split(":", 1)[1]
+        peaks[name] = max(peaks.get(name, 0), most)
+    return peaks
+
+
+# 8-bit with bf16 adapters peaks inside bitsandbytes' dequantization, where `* 7.874e-3` and the scaling make
+# two 0-dim scalar tensors (8 + 4 bytes) that are alive at that instant; everywhere else the peak is exact
+SCALARS = 16
+
+
+@pytest.mark.parametrize("method, targets, adapter", [
+    ("lora", "q,v", "fp32"), ("lora", "all-linear", "fp32"), ("lora", "all-linear", "bf16"),
+    ("qlora", "q,v", "fp32"), ("qlora", "all-linear", "fp32"), ("qlora", "q,v", "bf16"),
+    ("qlora", "all-linear", "bf16"), ("lora_8bit", "all-linear", "fp32"), ("lora_8bit", "all-linear", "bf16")])
+def test_dora_transient_is_peft_forward_peak(tmp_path, method, targets, adapter):
+    """peft's DoRA forward makes weight-sized tensors for the weight norm (the identity, B A, the base weight in
+    the input's dtype, the scaled product, the sum): the engine's dora_transient against the most live bytes
+    inside each real DoraLinearLayer.forward, module by module and for the largest, on CPU with 4 tokens (the
+    token-sized tensors come after the peak). peft recipe: fp32 adapters, fp32 stream for the 8- and 4-bit
+    bases; bf16: adapters cast to bf16, as the QLoRA paper's script and torchtune keep them."""
+    import torch
+    from loracalc.memory import dora_transient
+    torch.set_num_threads(1)
+    model = _dora_model(str(tmp_path), method, targets, adapter)
+    ids = torch.randint(0, DORA_TINY["vocab_size"], (1, 4), generator=torch.Generator().manual_seed(0))
+    measured = _dora_forward_peaks(model, lambda: model(input_ids=ids, labels=ids))
+    arch = loracalc.model_from_config({k: v for k, v in DORA_TINY.items() if k != "max_position_embeddings"})
+    a, s = (4 if adapter == "fp32" else 2), (2 if method == "lora" else 4)
+    for name, peak in measured.items():
+        assert dora_transient(arch, method, (name,), 8, a, s, False)[0] == pytest.approx(peak, abs=SCALARS), name
+    est = loracalc.estimate_memory(arch, method=method, rank=8, targets=targets, dora=True, adapter_dtype=adapter,
+                                   gradient_checkpointing=False, batch_size=1, seq_len=4)
+    term = {t.key: t for t in est.terms + est.off_peak}["dora_transient"]
+    assert term.bytes == pytest.approx(max(measured.values()), abs=SCALARS)
+    # which module is largest depends on the identity (input width squared): down_proj, not the wider gate_proj
+    assert (" in down_proj" if targets == "all-linear" else " in q_proj") in term.formula
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_dora_transient_again_in_recompute_and_not_in_backward(tmp_path, method):
+    """The weight norm is detached and B A's graph dies with the forward, so backward itself makes no
+    weight-sized tensor beyond plain LoRA's (a dispatch mode lists the weight-shaped tensors its ops make: the
+    same with and without DoRA; QLoRA's dequantized weights are in both); with checkpointing, recomputing a
+    layer in backward runs the same forward again, with the same peak as the engine's term."""
+    import collections
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from loracalc.memory import dora_transient
+    torch.set_num_threads(1)
+    ids = torch.randint(0, DORA_TINY["vocab_size"], (1, 4), generator=torch.Generator().manual_seed(0))
+    arch = loracalc.model_from_config({k: v for k, v in DORA_TINY.items() if k != "max_position_embeddings"})
+    # 4 tokens: no activation takes any of these shapes
+    shapes = {s for r in arch.layer_linears() for s in ((r.d_out, r.d_in), (r.d_in, r.d_out), (r.d_in, r.d_in))}
+    made = {}
+    for dora in (False, True):
+        model = _dora_model(str(tmp_path), method, "all-linear", "fp32", dora=dora)
+        loss = model(input_ids=ids, labels=ids).loss
+        census: collections.Counter = collections.Counter()
+
+        class Census(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                for t in out if isinstance(out, (tuple, list)) else [out]:
+                    if torch.is_tensor(t) and tuple(t.shape) in shapes:
+                        census[(tuple(t.shape), t.dtype)] += 1
+                return out
+        with Census():
+            loss.backward()
+        made[dora] = census
+    assert made[True] == made[False]
+    model = _dora_model(str(tmp_path), method, "all-linear", "fp32", gc=True)
+    loss = model(input_ids=ids, labels=ids).loss
+    recomputed = _dora_forward_peaks(model, loss.backward)
+    assert set(recomputed) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    s = 2 if method == "lora" else 4
+    for name, peak in recomputed.items():
+        assert dora_transient(arch, method, (name,), 8, 4, s, False)[0] == peak, name
+
+
+def test_dora_transient_under_autocast(tmp_path, monkeypatch):
+    """Under autocast (HF Trainer or qlora.py with bf16) lora_A and lora_B run on the identity in bf16, and
+    peft's bitsandbytes layers skip the cast to the adapters' dtype (they ask torch.is_autocast_enabled(),
+    which means CUDA's autocast), so B A, the base weight and the sum take the input's dtype: fp32 from the
+    upcast norms, bf16 for attention's output. On CPU that question answers False, so it is pointed at the
+    CPU's autocast here, which is what the GPU sees. peft's own Linear casts whatever autocast says: checked
+    as it is, where the measured bytes also hold autocast's cached bf16 copies of fp32 A and B (persistent,
+    counted in the activations as the cached casts)."""
+    import torch
+    from loracalc.memory import dora_transient
+    torch.set_num_threads(1)
+    ids = torch.randint(0, DORA_TINY["vocab_size"], (1, 4), generator=torch.Generator().manual_seed(0))
+    arch = loracalc.model_from_config({k: v for k, v in DORA_TINY.items() if k != "max_position_embeddings"})
+    shapes = {r.name: (r.d_in, r.d_out) for r in arch.layer_linears()}
+
+    def autocast_forward(model):
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(input_ids=ids, labels=ids)
+        return run
+
+    # peft recipe, bf16 base, fp32 adapters, HF Trainer's bf16=True
+    model = _dora_model(str(tmp_path), "lora", "all-linear", "fp32")
+    measured = _dora_forward_peaks(model, autocast_forward(model))
+    for name, peak in measured.items():
+        cached_casts = 2 * 8 * sum(shapes[name])
+        assert dora_transient(arch, "lora", (name,), 8, 4, 2, True)[0] + cached_casts == peak, name
+    est = loracalc.estimate_memory(arch, method="lora", rank=8, dora=True, autocast=True, batch_size=1, seq_len=4)
+    assert {t.key: t.bytes for t in est.terms + est.off_peak}["dora_transient"] == max(
+        peak - 2 * 8 * sum(shapes[n]) for n, peak in measured.items())
+
+    # the QLoRA paper's qlora.py: bf16 adapters, fp32 norms, autocast as on the GPU
+    AutoModel = __import__("transformers").AutoModelForCausalLM
+    AutoModel.from_config(__import__("transformers").AutoConfig.for_model(**DORA_TINY),
+                          dtype=torch.bfloat16).save_pretrained(tmp_path / "paper")
+    cuda_meaning = torch.is_autocast_enabled
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda *device: cuda_meaning(*(device or ("cpu",))))
+    model = _qlora_paper_model(str(tmp_path / "paper"), False, dora=True)
+    measured = _dora_forward_peaks(model, autocast_forward(model))
+    for name, peak in measured.items():
+        assert dora_transient(arch, "qlora", (name,), 8, 2, 4, True)[0] == peak, name
+    est = loracalc.estimate_memory(arch, method="qlora", recipe="qlora-paper", rank=8, dora=True, batch_size=1,
+                                   seq_len=4)
+    assert est.settings["autocast"]
+    assert {t.key: t.bytes for t in est.terms + est.off_peak}["dora_transient"] == max(measured.values())
+
+
 def test_offloading_moves_what_checkpointing_keeps_per_layer():
     from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
                                              _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
@@ -430,7 +629,7 @@ def _saved_peak(model, ids, autocast: bool) -> int:
     return tracker.peak
 
 
-def _qlora_paper_model(model_dir, gc: bool):
+def _qlora_paper_model(model_dir, gc: bool, dora: bool = False):
     """The model as artidoro/qlora's qlora.py (get_accelerate_model, --bf16) builds it: 4-bit base in bf16,
     prepare_model_for_kbit_training, LoRA on every linear layer, then adapters cast to bf16, norms to fp32,
     embeddings and lm_head to bf16."""
@@ -446,7 +645,7 @@ def _qlora_paper_model(model_dir, gc: bool):
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
                                             gradient_checkpointing_kwargs={"use_reentrant": True})
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0,
-                                             bias="none", task_type="CAUSAL_LM"))
+                                             bias="none", task_type="CAUSAL_LM", use_dora=dora))
     for name, module in model.named_modules():
         if isinstance(module, LoraLayer):
             module.to(torch.bfloat16)
