@@ -660,6 +660,10 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     if use_dora and method == "full":
         raise LoraCalcError("dora", "DoRA is a LoRA variant: choose method lora, lora_8bit or qlora with dora")
     counts = count_params(arch, rank=rank, targets=targets)
+    if use_dora and any(m.kind in ("experts", "router") for m in counts.per_module):
+        # peft's ParamWrapper, which adapts fused experts and routers, raises for use_dora=True
+        raise LoraCalcError("dora", "peft's DoRA does not work on fused experts or routers: leave them out of the "
+                                    "targets (attention names such as q,k,v,o) or turn DoRA off")
     P, Pl = total_params(arch), counts.lora_params
     L, h, V = arch.num_hidden_layers, arch.hidden_size, arch.vocab_size
     T = b * S
@@ -814,7 +818,11 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                      f"layer keeps a merged copy for backward ({act['merged_experts_per_layer'] / 1e9:,.2f} GB per "
                      "layer, counted in the activations)")
     kept_on_card = min(L, OFFLOAD_LAYERS_ON_CARD)
-    dora_tok = sum((a + s) * m.d_out for m in counts.per_module) if use_dora else 0
+    # DoRA's forward keeps the base output for the magnitude's gradient: the base layer's (stream dtype) without
+    # dropout; with dropout, peft recomputes it from the dropped input in the adapters' dtype (bf16 under autocast)
+    base_out_b = (2 if ac else a) if dropout > 0 else s
+    dora_feats = sum(m.d_out for m in counts.per_module if m.kind in ("linear", "conv1d")) if use_dora else 0
+    dora_tok = (a + base_out_b) * dora_feats
     if gc:
         kept = L * s * h * T
         moved = kept - kept_on_card * s * h * T if offload else 0
@@ -845,8 +853,24 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         # dtype) for the magnitude's gradient: (a + s) B per output feature per token, in every layer kept
         n_layers = 1 if gc else (kept_on_card if offload else L)
         piece("dora_activations", "DoRA activations (base and LoRA outputs kept)", dora_tok * n_layers * T,
-              f"({a} + {s}) B x {sum(m.d_out for m in counts.per_module):,} output features x {n_layers} "
+              f"({a} + {base_out_b}) B x {dora_feats:,} output features x {n_layers} "
               f"layer{'s' if n_layers > 1 else ''} x {T:,} tokens")
+        # with dropout that recomputed base output is F.linear(dropped x, W) on the weight converted to x's dtype
+        # (a dequantized or cast copy; bf16 under autocast): autograd keeps that copy for backward in every
+        # module whose input needs a gradient (not layer 0's attention inputs without checkpointing); a 16-bit
+        # weight already in x's dtype is the parameter itself
+        w_b = (2 if ac else a) if (quantized or (2 if ac else a) != 2) else 0
+        if dropout > 0 and w_b:
+            recs = [r for r in arch.layer_linears() if r.name in {m.name for m in counts.per_module}]
+            per_layer_w = sum(r.weight * min(1.0, r.copies / L) for r in recs)
+            first_w = per_layer_w - (0 if (gc or offload) else sum(r.weight * min(1.0, r.copies / L)
+                                                                 for r in recs if r.reads == "attn_in"))
+            n_full = 1 if gc else (kept_on_card if offload else L)
+            w_total = per_layer_w * n_full if (gc or offload) else per_layer_w * (L - 1) + first_w
+            piece("dora_weights", "DoRA with dropout: each module's converted weight, kept for backward",
+                  w_b * w_total, f"{w_b} B x {int(round(w_total)):,} weight entries of the adapted modules in "
+                                 f"{n_full} layer{'s' if n_full > 1 else ''}"
+                                 + ("" if (gc or offload) else " (layer 0's attention inputs need no gradient)"))
         # the weight norm's weight-sized temporaries inside one module's forward (largest module): alive on top of
         # what is kept so far, and again while backward recomputes a checkpointed layer
         tr, tr_f = dora_transient(arch, method, counts.requested, counts.rank, a, s, ac)
@@ -900,14 +924,14 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
               (logits_b * V + s * h + d_w) * T,
               f"({logits_b} B x {V:,} vocab + {s} B x {h:,}{f' + {a} B x {h:,}' if d_w else ''}) x {T:,} tokens")
     moments = {"loss": ["activations", "logits", "head_lora_grads"]
-               + ([] if gc else (["dora_activations"] if use_dora else []))
+               + ([] if gc else (["dora_activations", "dora_weights"] if use_dora else []))
                + ([] if gc else ["bnb_inputs"]) + ["dequant_head"],
                "end of backward": [grad_key, "optimizer_temp"]}
     if use_dora and not gc:
         # a DoRA module's forward in the last layer (everything kept so far, counted whole: an upper bound); with
         # checkpointing the first pass keeps no graph, so the identity dies sooner, and the recompute holds more
-        moments["forward through a DoRA layer"] = ["activations", "dora_activations", "bnb_inputs", "last_step",
-                                                   "dora_transient"]
+        moments["forward through a DoRA layer"] = ["activations", "dora_activations", "dora_weights", "bnb_inputs",
+                                                   "last_step", "dora_transient"]
     if HOLDS_LAST_STEP[recipe]:
         # the output layer's forward: the last step's logits and kept inputs are alive, this step's logits so
         # far (all chunks but one), and a quantized head is dequantized in forward as in backward
@@ -926,15 +950,17 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                 moments[k].append(grad_key)
     if gc:
         moments["backward through a recomputed layer"] = ["activations", "recomputed", grad_key] + (
-            ["dora_activations"] if use_dora else []) + ["bnb_inputs", "dequant_layer"]
+            ["dora_activations", "dora_weights"] if use_dora else []) + ["bnb_inputs", "dequant_layer"]
         if use_dora:
             # recomputing a layer rebuilds its weight norms before its backward dequantizes anything: the
             # transients never meet; the layer's recomputed activations are counted whole (an upper bound)
             moments["recompute of a DoRA layer in backward"] = ["activations", "recomputed", grad_key,
-                                                                "dora_activations", "bnb_inputs", "dora_transient"]
+                                                                "dora_activations", "dora_weights", "bnb_inputs",
+                                                                "dora_transient"]
     moments = {k: [x for x in v if x in dyn] for k, v in moments.items()}
     peak_at = max(moments, key=lambda k: sum(dyn[x].bytes for x in moments[k]))
-    order = ["activations", "recomputed", "bnb_inputs", "dora_activations", "dora_transient", "last_step",
+    order = ["activations", "recomputed", "bnb_inputs", "dora_activations", "dora_weights", "dora_transient",
+             "last_step",
              "logits_so_far", "logits", "head_lora_grads", "dequant_head", "dequant_layer", grad_key,
              "optimizer_temp"]
     grads_first = [grad_key] + [k for k in order if k != grad_key]

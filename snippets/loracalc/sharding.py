@@ -67,7 +67,7 @@ RULES = {
     # gathered it): per micro-batch, or full size, on every GPU
     "bnb_inputs": "act", "dequant_head": "act", "dequant_layer": "act",
     # LitGPT's loop holds the last step's logits and kept inputs into the next forward: per micro-batch too
-    "last_step": "act", "logits_so_far": "act", "head_lora_grads": "act",
+    "last_step": "act", "logits_so_far": "act", "head_lora_grads": "act", "dora_weights": "act",
     "cuda_context": "context",
 }
 # --8<-- [end:rules]

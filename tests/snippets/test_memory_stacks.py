@@ -397,7 +397,8 @@ def test_dora_activations_match_peft_saved_tensors():
 DORA_TINY = dict(TINY, num_hidden_layers=2, head_dim=64, intermediate_size=384, tie_word_embeddings=False)
 
 
-def _dora_model(model_dir, method: str, targets: str, adapter: str, gc: bool = False, dora: bool = True):
+def _dora_model(model_dir, method: str, targets: str, adapter: str, gc: bool = False, dora: bool = True,
+                dropout: float = 0.0):
     """A peft DoRA model: bf16 base (lora), NF4 + double quant or LLM.int8 after prepare_model_for_kbit_training
     (qlora, lora_8bit); fp32 adapters (peft's autocast_adapter_dtype) or adapters cast to bf16."""
     import torch
@@ -422,7 +423,8 @@ def _dora_model(model_dir, method: str, targets: str, adapter: str, gc: bool = F
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
         model.enable_input_require_grads()
     names = "all-linear" if targets == "all-linear" else [f"{t}_proj" for t in targets.split(",")]
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=names, use_dora=dora))
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=names, use_dora=dora,
+                                             lora_dropout=dropout))
     if adapter == "bf16":
         for module in model.modules():
             if isinstance(module, LoraLayer):
@@ -903,3 +905,37 @@ def test_lora_on_the_output_layer_and_embeddings_matches_peft(extra, dropout, fp
         transient = (with_extra[1] - base[1]) - (with_extra[0] - base[0])
         assert abs(transient - grads) <= 16            # the profiler's peak counts a few bytes of bookkeeping
         assert (grads > 0) == (fp32 and not autocast)
+
+
+@pytest.mark.parametrize("method, adapter", [("lora", "fp32"), ("lora", "bf16"), ("qlora", "fp32"), ("qlora", "bf16")])
+@pytest.mark.parametrize("targets", ["q,v", "all-linear"])
+def test_dora_with_dropout_keeps_each_modules_converted_weight(tmp_path, method, adapter, targets):
+    """With lora_dropout > 0 peft's DoRA recomputes the base output as F.linear(dropped x, W) on the weight
+    converted to x's dtype, so autograd keeps that copy (and a base output in the adapters' dtype) in every
+    module whose input needs a gradient. What dropout adds to DoRA's saved tensors on a real peft model equals
+    what it adds to the engine's DoRA terms."""
+    import torch
+    import memory_measure as mm
+    torch.set_num_threads(1)
+    b, S = 2, 16
+    ids = torch.randint(0, DORA_TINY["vocab_size"], (b, S), generator=torch.Generator().manual_seed(0))
+
+    def saved(model) -> int:
+        tracker = mm.SavedTensorTracker(mm.storage_ptrs(model))
+        with tracker.hooks():
+            model(input_ids=ids, labels=ids).loss
+        return tracker.live
+
+    arch = loracalc.model_from_config({k: v for k, v in DORA_TINY.items() if k != "max_position_embeddings"})
+    measured, engine = {}, {}
+    for drop in (0.0, 0.1):
+        measured[drop] = (saved(_dora_model(tmp_path, method, targets, adapter, dora=True, dropout=drop))
+                          - saved(_dora_model(tmp_path, method, targets, adapter, dora=False, dropout=drop)))
+        est = loracalc.estimate_memory(arch, method=method, rank=8, targets=targets, batch_size=b, seq_len=S,
+                                       gradient_checkpointing=False, lora_dropout=drop, dora=True,
+                                       adapter_dtype=adapter)
+        terms = {t.key: t.bytes for t in est.terms + est.off_peak}
+        engine[drop] = terms["dora_activations"] + terms.get("dora_weights", 0)
+    assert measured[0.1] - measured[0.0] == engine[0.1] - engine[0.0]
+    if method == "qlora" or adapter == "fp32":
+        assert engine[0.1] > engine[0.0]       # a dequantized or cast copy per module
