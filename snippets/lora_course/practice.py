@@ -48,6 +48,29 @@ def dora_extra_percent() -> str:
     return f"{100 * extra / lora:.1f}%"
 
 
+def _dora_peak(gc: bool, dora: bool, dropout: float) -> int:
+    # the recipe's QLoRA run (peft, all linear layers, batch 1 x 2,048) with or without DoRA
+    return _lc().estimate_memory(MODEL, method="qlora", rank=RANK, targets="all-linear", gradient_checkpointing=gc,
+                                 dora=dora, lora_dropout=dropout).total_bytes
+
+
+@figure("dora_memory_gc")
+def dora_memory_gc() -> str:
+    """What DoRA adds to the recipe's QLoRA run with checkpointing and dropout 0.05."""
+    return _gb(_dora_peak(True, True, 0.05) - _dora_peak(True, False, 0.05))
+
+
+@figure("dora_memory_no_gc")
+def dora_memory_no_gc() -> str:
+    """The same without checkpointing, where every layer keeps its DoRA copies."""
+    return _gb(_dora_peak(False, True, 0.05) - _dora_peak(False, False, 0.05))
+
+
+@figure("dora_memory_no_gc_no_dropout")
+def dora_memory_no_gc_no_dropout() -> str:
+    return _gb(_dora_peak(False, True, 0.0) - _dora_peak(False, False, 0.0))
+
+
 @figure("practice_model")
 def practice_model() -> str:
     return _label(MODEL)
