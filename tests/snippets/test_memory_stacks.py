@@ -200,6 +200,27 @@ def test_int8_storage_is_bitsandbytes_linear8bitlt():
     assert INT8_SCALE_BYTES == 4
 
 
+def _int8_lora_model(model_dir, cfg: dict, targets: str, dropout: float, upcast: bool):
+    """A tiny bf16 Llama loaded in LLM.int8 on CPU with peft LoRA (r 8); ``upcast``: peft's
+    prepare_model_for_kbit_training (fp32 stream), else kept in bf16 as LitGPT keeps its models."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg), dtype=torch.bfloat16).save_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+                                                 dtype=torch.bfloat16, device_map={"": "cpu"},
+                                                 attn_implementation="sdpa")
+    if upcast:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    names = "all-linear" if targets == "all-linear" else [f"{t}_proj" for t in targets.split(",")]
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=8, lora_dropout=dropout, target_modules=names,
+                                             task_type="CAUSAL_LM"))
+    model.train()
+    return model
+
+
 def _kept_outside_autograd(model, ids, after_backward: bool = False) -> int:
     """Bytes bitsandbytes' own autograd functions hold on ``ctx`` (``ctx.A``, ``ctx.tensors``) that no
     saved-tensor hook sees: walk the graph from the loss and count each storage once, leaving out what
@@ -240,20 +261,8 @@ def test_llm_int8_keeps_layer_inputs_outside_autograd(tmp_path, targets, dropout
     the bytes held that way equal the engine's bnb_inputs term, including layer 0, where a matmul whose input
     needs no gradient records nothing, and the groups whose input LoRA (no dropout) saves anyway."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    torch.set_num_threads(1)
     cfg = dict(TINY, num_hidden_layers=2, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg), dtype=torch.bfloat16).save_pretrained(tmp_path)
-    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
-                                                 dtype=torch.bfloat16, device_map={"": "cpu"},
-                                                 attn_implementation="sdpa")
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    names = "all-linear" if targets == "all-linear" else [f"{t}_proj" for t in targets.split(",")]
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=8, lora_dropout=dropout, target_modules=names,
-                                             task_type="CAUSAL_LM"))
-    model.train()
+    model = _int8_lora_model(tmp_path, cfg, targets, dropout, upcast=True)
     b, seq = 2, 32
     ids = torch.randint(0, cfg["vocab_size"], (b, seq), generator=torch.Generator().manual_seed(0))
     measured = _kept_outside_autograd(model, ids)
@@ -274,19 +283,8 @@ def test_a_kept_output_keeps_bitsandbytes_inputs_after_backward(tmp_path, target
     bf16 as LitGPT keeps its models (no fp32 upcast), the bytes still held after backward equal the engine's
     last-step term less its logits."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
-    from peft import LoraConfig, get_peft_model
-    torch.set_num_threads(1)
     cfg = dict(TINY, num_hidden_layers=3, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg), dtype=torch.bfloat16).save_pretrained(tmp_path)
-    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
-                                                 dtype=torch.bfloat16, device_map={"": "cpu"},
-                                                 attn_implementation="sdpa")
-    names = "all-linear" if targets == "all-linear" else [f"{t}_proj" for t in targets.split(",")]
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=8, lora_dropout=dropout, target_modules=names,
-                                             task_type="CAUSAL_LM"))     # adapters in fp32, peft's default
-    model.train()
+    model = _int8_lora_model(tmp_path, cfg, targets, dropout, upcast=False)    # adapters fp32, peft's default
     b, seq = 2, 32
     ids = torch.randint(0, cfg["vocab_size"], (b, seq), generator=torch.Generator().manual_seed(0))
     before = _kept_outside_autograd(model, ids)
