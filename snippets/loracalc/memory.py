@@ -237,6 +237,27 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
         """Bytes per value of the mask dropout keeps on a tensor of ``nbytes`` values: CUDA's fused kernel keeps
         a bool mask, the CPU's composite dropout a scaled mask in the tensor's dtype."""
         return 1 if device == "cuda" else nbytes
+    def adapter_keeps(rec, r: int, in_b: int, seen: set, kept_anyway: bool = False) -> tuple[int, int]:
+        """(bytes per token, bytes per step) one LoRA module keeps for backward: A's output, and its input as
+        the adapter reads it: a dropped copy and its mask, autocast's bf16 cast, a cast copy per module when
+        the dtypes differ, else the input itself, once per tensor (``seen``) unless ``kept_anyway``; under
+        autocast also its cached bf16 copies of fp32 A and B."""
+        keep = (2 if autocast else a) * r
+        if autocast and lora_dropout > 0:
+            keep += (2 + mask(a)) * rec.d_in          # the dropped copy, in bf16 for the matmul, and the mask
+        elif autocast and (in_b != 2 or a != 2):
+            keep += 2 * rec.d_in                      # autocast's bf16 cast: a new tensor per module
+        elif lora_dropout > 0:
+            keep += (a + mask(a)) * rec.d_in
+        elif in_b != a:
+            keep += a * rec.d_in                      # a separate cast copy per module
+        elif rec.reads not in seen:
+            seen.add(rec.reads)
+            if not kept_anyway:                       # e.g. attention already keeps it as its output
+                keep += a * rec.d_in
+        weights = 2 * r * (rec.d_in + rec.d_out) if (autocast and a != 2) else 0
+        return keep, weights
+
     mla = fam.attention == "mla"
     if mla:
         qk_head, v_head = c["qk_nope_head_dim"] + c["qk_rope_head_dim"], c["v_head_dim"]
@@ -376,24 +397,12 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
                     if a != s:
                         merged += s * rank * mult * max(1, rec.experts) * (rec.d_in + rec.d_out)
                     continue
-                lora += (2 if autocast else a) * rank * mult
-                if autocast and a != 2:
-                    cast += 2 * rank * mult * (rec.d_in + rec.d_out)   # autocast's cached bf16 A and B
                 # the dtype of what the module reads: attention's output is bf16 under autocast
                 in_b = 2 if ((autocast or fa2) and rec.reads == "attn_out") else s
-                if autocast and lora_dropout > 0:
-                    lora += (2 + mask(a)) * rec.d_in    # the dropped copy, in bf16 for the matmul, and the mask
-                elif autocast and (in_b != 2 or a != 2):
-                    lora += 2 * rec.d_in                # autocast's bf16 cast: a new tensor per module
-                elif lora_dropout > 0:
-                    lora += (a + mask(a)) * rec.d_in
-                elif in_b != a:
-                    lora += a * rec.d_in                # a separate cast copy per module
-                elif rec.reads not in seen:
-                    seen.add(rec.reads)
-                    # the input itself, unless attention already keeps it as its output
-                    if not (rec.reads == "attn_out" and out_is_o_input):
-                        lora += a * rec.d_in
+                kept, weights = adapter_keeps(rec, rank * mult, in_b, seen,
+                                              rec.reads == "attn_out" and out_is_o_input)
+                lora += kept
+                cast += weights
         per_tok = norms + attn + mlp + lora + ((base + expert_base) if full else 0)
         return per_tok, merged + cast, merged
 
@@ -418,18 +427,8 @@ def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq
     # embeddings keeps the token ids (int64) and A's output
     for rec, mult in chosen:
         if rec.role == "head":
-            r_ = rank * mult
-            head += (2 if autocast else a) * r_ * T
-            if autocast and lora_dropout > 0:
-                head += (2 + mask(a)) * h * T
-            elif autocast and (s != 2 or a != 2):
-                head += 2 * h * T
-            elif lora_dropout > 0:
-                head += (a + mask(a)) * h * T
-            else:
-                head += a * h * T
-            if autocast and a != 2:
-                head += 2 * r_ * (h + V)
+            kept, weights = adapter_keeps(rec, rank * mult, s, set())
+            head += kept * T + weights
     head += sum((8 + a * rank * mult) * T for rec, mult in chosen if rec.role == "embedding")
     if arch.final_softcap:
         head += s * V * T                             # tanh of the logits, in the logits' dtype
@@ -859,18 +858,21 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         # (a dequantized or cast copy; bf16 under autocast): autograd keeps that copy for backward in every
         # module whose input needs a gradient (not layer 0's attention inputs without checkpointing); a 16-bit
         # weight already in x's dtype is the parameter itself
-        w_b = (2 if ac else a) if (quantized or (2 if ac else a) != 2) else 0
+        x_b = 2 if ac else a
+        w_b = x_b if (quantized or x_b != 2) else 0
         if dropout > 0 and w_b:
             recs = [r for r in arch.layer_linears() if r.name in {m.name for m in counts.per_module}]
             per_layer_w = sum(r.weight * min(1.0, r.copies / L) for r in recs)
-            first_w = per_layer_w - (0 if (gc or offload) else sum(r.weight * min(1.0, r.copies / L)
-                                                                 for r in recs if r.reads == "attn_in"))
             n_full = 1 if gc else (kept_on_card if offload else L)
-            w_total = per_layer_w * n_full if (gc or offload) else per_layer_w * (L - 1) + first_w
+            # in layer 0 without checkpointing, the first adapted modules read a tensor nothing upstream trains
+            first_reads = recs[0].reads if recs else None
+            skip0 = 0 if (gc or offload) else sum(r.weight * min(1.0, r.copies / L) for r in recs
+                                                  if r.reads == first_reads)
+            w_total = per_layer_w * n_full - skip0
             piece("dora_weights", "DoRA with dropout: each module's converted weight, kept for backward",
                   w_b * w_total, f"{w_b} B x {int(round(w_total)):,} weight entries of the adapted modules in "
                                  f"{n_full} layer{'s' if n_full > 1 else ''}"
-                                 + ("" if (gc or offload) else " (layer 0's attention inputs need no gradient)"))
+                                 + (" (less layer 0's first ones, whose input needs no gradient)" if skip0 else ""))
         # the weight norm's weight-sized temporaries inside one module's forward (largest module): alive on top of
         # what is kept so far, and again while backward recomputes a checkpointed layer
         tr, tr_f = dora_transient(arch, method, counts.requested, counts.rank, a, s, ac)

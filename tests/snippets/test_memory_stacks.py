@@ -906,7 +906,7 @@ def test_lora_on_the_output_layer_and_embeddings_matches_peft(extra, dropout, fp
 
 
 @pytest.mark.parametrize("method, adapter", [("lora", "fp32"), ("lora", "bf16"), ("qlora", "fp32"), ("qlora", "bf16")])
-@pytest.mark.parametrize("targets", ["q,v", "all-linear"])
+@pytest.mark.parametrize("targets", ["q,v", "all-linear", "o", "gate,up,down"])
 def test_dora_with_dropout_keeps_each_modules_converted_weight(tmp_path, method, adapter, targets):
     """With lora_dropout > 0 peft's DoRA recomputes the base output as F.linear(dropped x, W) on the weight
     converted to x's dtype, so autograd keeps that copy (and a base output in the adapters' dtype) in every
