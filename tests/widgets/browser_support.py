@@ -87,7 +87,8 @@ def wait_updated(page, name: str, before: str, index: int = 0, timeout: int = 15
     """Until the widget has finished a successful update after ``before`` (its data-updated stamp)."""
     page.wait_for_function(
         """([n, i, before]) => { const w = document.querySelectorAll(`[data-widget="${n}"]`)[i];
-             return w.dataset.updated && w.dataset.updated !== before && !w.hasAttribute('aria-busy'); }""",
+             return w.dataset.updated && w.dataset.updated !== before && !w.hasAttribute('aria-busy')
+                    && !w.hasAttribute('data-computing'); }""",
         arg=[name, index, before], timeout=timeout)
 
 

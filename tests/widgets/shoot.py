@@ -24,7 +24,7 @@ WRAPPER_CONFIG = '{"model_type": "llava", "text_config": {"model_type": "llama"}
 def settle(page, name, before):
     page.wait_for_function(
         "([n, b]) => { const w = document.querySelector(`[data-widget=\"${n}\"]`); "
-        "return (w.dataset.updated && w.dataset.updated !== b && !w.hasAttribute('aria-busy')) || "
+        "return (w.dataset.updated && w.dataset.updated !== b && !w.hasAttribute('aria-busy') && !w.hasAttribute('data-computing')) || "
         "Array.from(w.querySelectorAll('[data-error-for]')).some(e => e.textContent.trim()); }",
         arg=[name, before], timeout=20_000)
     page.wait_for_timeout(150)

@@ -443,12 +443,18 @@
 
     function update(extra, restore, changed) {
       var inputs = Object.assign(readInputs(widget), restore || {}, extra || {});
-      if (changed) inputs._changed = changed;
+      // Same values as the last request: nothing to ask. The key leaves out which field fired, because a
+      // text field's "change" comes on blur, when the reader moves to another field, with nothing new.
       var key = JSON.stringify(inputs);
-      if (!extra && !restore && key === me.last) return Promise.resolve(); // "change" after "input": same values
+      if (!extra && !restore && key === me.last) return Promise.resolve();
+      if (changed) inputs._changed = changed;
       me.last = extra ? null : key;
       var seq = ++me.seq;
+      // data-computing: an answer is on its way (set at once; aria-busy waits PENDING_AFTER_MS to avoid flicker).
+      widget.setAttribute("data-computing", "");
+      function settled() { if (seq === me.seq) widget.removeAttribute("data-computing"); }
       if (bridge.state === "failed") {
+        settled();
         // No Python here: the outputs stay those of the last valid inputs, and say so if the form differs.
         if (sameAsShown(inputs)) markState(widget, "current", "");
         else markState(widget, "stale", "Not updated: Python is not running here (" + bridge.reason + "). The numbers below are for the inputs the page was built with.");
@@ -465,6 +471,7 @@
       return call(name, inputs).then(function (result) {
         clearTimeout(me.pendingTimer);
         if (seq !== me.seq) return;
+        settled();
         if (result.ok) {
           var set = result.outputs._set;   // form values Python chose (e.g. d from a model preset)
           if (restore) writeInputs(widget, restore);
@@ -504,6 +511,7 @@
       }).catch(function (error) {
         clearTimeout(me.pendingTimer);
         if (seq !== me.seq) return;
+        settled();
         if (error.restarted) return update(extra, restore, changed); // the worker was restarted under us: once more
         if (error.message === "python-unavailable") return update(extra, restore, changed); // now marks it stale
         markState(widget, "stale", "Not updated: Python error: " + error.message);
