@@ -15,6 +15,20 @@ def hf_config(arch):
     return AutoConfig.for_model(arch.model_type, **raw)
 
 
+def config_class_defaults(model_type: str) -> dict:
+    """The defaults of transformers' config class for ``model_type`` (dataclass fields or __init__ keywords)."""
+    import dataclasses
+    import inspect
+
+    from transformers import CONFIG_MAPPING
+
+    cls = CONFIG_MAPPING[model_type]
+    if dataclasses.is_dataclass(cls):
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 def meta_model(arch):
     import torch
     from transformers import AutoModelForCausalLM

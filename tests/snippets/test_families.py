@@ -8,8 +8,6 @@ loracalc must give the same total parameter count, and the same LoRA parameter c
 """
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import logging
 import warnings
 
@@ -19,6 +17,7 @@ import loracalc
 from loracalc.families import FAMILIES
 
 from .family_configs import variants
+from .hf import config_class_defaults
 
 RANKS = (1, 4, 16)
 
@@ -105,14 +104,7 @@ def test_family_many_configs(model_type):
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
 def test_spec_defaults_are_the_config_class_defaults(model_type):
     """Each spec's defaults are the __init__ defaults of transformers' config class for that model_type."""
-    from transformers import CONFIG_MAPPING
-
-    cls = CONFIG_MAPPING[model_type]
-    if dataclasses.is_dataclass(cls):
-        theirs = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
-    else:
-        theirs = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-                  if p.default is not inspect.Parameter.empty}
+    theirs = config_class_defaults(model_type)
     fam = FAMILIES[model_type]
     for key, ours in fam.defaults.items():
         spelled = fam.aliases.get(key, key)

@@ -9,9 +9,7 @@ attention and MLP, fused qkv views).
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -21,6 +19,8 @@ import pytest
 import loracalc
 from loracalc.families import ACTIVATIONS_CHECKED, FAMILIES
 from loracalc.memory import activation_bytes
+
+from .hf import config_class_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = json.loads((ROOT / "snippets" / "lora_course" / "data" / "family_activation_check.json").read_text())
@@ -71,14 +71,7 @@ def test_every_family_is_checked():
 @pytest.mark.parametrize("model_type", sorted(mt for mt, f in FAMILIES.items() if f.dropouts))
 def test_dropout_sites_read_real_config_keys_with_their_defaults(model_type):
     """Every dropout key a spec reads is a field of transformers' config class, with the same default."""
-    from transformers import CONFIG_MAPPING
-
-    cls = CONFIG_MAPPING[model_type]
-    if dataclasses.is_dataclass(cls):
-        theirs = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
-    else:
-        theirs = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-                  if p.default is not inspect.Parameter.empty}
+    theirs = config_class_defaults(model_type)
     for _, key, default in FAMILIES[model_type].dropouts:
         assert key in theirs, (model_type, key)
         assert theirs[key] == default, (model_type, key, theirs[key], default)
@@ -128,6 +121,16 @@ OUTLIERS = ["gpt2", "deepseek_v2", "deepseek_v3", "gpt_oss", "starcoder2", "falc
             "qwen2_moe"]
 
 
+def _check_with_and_without_checkpointing(script, model_type, cfg, method):
+    """A real step with checkpointing off and on: the estimate within 5% of autograd's saved bytes."""
+    arch = loracalc.model_from_config(cfg, name=model_type)
+    attention = script.attention_for(arch)
+    for gc in (False, True):
+        measured = _measure(cfg, method, gc, attention)
+        est = _estimate(model_type, method, gc, attention, cfg=cfg)
+        assert est == pytest.approx(measured, rel=0.05), (gc, est, measured)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_type", OUTLIERS)
 @pytest.mark.parametrize("method", ["full", "lora", "qlora"])
@@ -135,12 +138,7 @@ def test_outlier_families_measured_again(model_type, method):
     """A real step per family, checkpointing off and on: the estimate within 5% of autograd's saved bytes."""
     script = _script()
     cfg = script.tiny_config(model_type)
-    arch = loracalc.model_from_config(cfg, name=model_type)
-    attention = script.attention_for(arch)
-    for gc in (False, True):
-        measured = _measure(cfg, method, gc, attention)
-        est = _estimate(model_type, method, gc, attention, cfg=cfg)
-        assert est == pytest.approx(measured, rel=0.05), (gc, est, measured)
+    _check_with_and_without_checkpointing(script, model_type, cfg, method)
 
 
 @pytest.mark.slow
@@ -192,12 +190,7 @@ def test_config_variants_measured(model_type, extra, method):
     """The config keys a spec reads change what autograd keeps, and the estimate follows: within 5%."""
     script = _script()
     cfg = dict(script.tiny_config(model_type), **extra)
-    arch = loracalc.model_from_config(cfg, name=model_type)
-    attention = script.attention_for(arch)
-    for gc in (False, True):
-        measured = _measure(cfg, method, gc, attention)
-        est = _estimate(model_type, method, gc, attention, cfg=cfg)
-        assert est == pytest.approx(measured, rel=0.05), (gc, est, measured)
+    _check_with_and_without_checkpointing(script, model_type, cfg, method)
 
 
 @pytest.mark.slow
