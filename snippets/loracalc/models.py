@@ -320,6 +320,9 @@ def _read(path_or_dict: Any) -> tuple[dict, str]:
 def resolve_config(cfg: dict) -> dict:
     """The family's keys from ``cfg``, with its config class's defaults and the model's derived values."""
     mt = cfg.get("model_type")
+    if mt is not None and not isinstance(mt, str):
+        raise LoraCalcError("config.model_type", f"model_type must be a name such as \"llama\" (got "
+                            f"{json.dumps(mt)[:40]}); supported: " + ", ".join(SUPPORTED))
     sub = [k for k in ("text_config", "vision_config", "audio_config") if isinstance(cfg.get(k), dict)]
     if sub and mt not in FAMILIES:
         # a wrapper (LLaVA, Gemma 3, Mistral 3, PaliGemma...): counting its text_config alone would leave
