@@ -44,6 +44,11 @@ def has(name: str) -> bool:
     return any(c["name"] == name for c in cells())
 
 
+def seed0_runs(name: str) -> list[dict]:
+    """One cell's seed-0 runs, one per learning rate its search tried, from the lowest rate up."""
+    return sorted((x for x in results()["runs"] if x["cell"] == name and x["seed"] == 0), key=lambda x: x["lr"])
+
+
 def percent(x: float, digits: int = 0) -> str:
     return f"{100 * x:.{digits}f}%"
 
@@ -523,7 +528,7 @@ def forgetting_by_rate_table() -> str:
         if not has(name):
             continue
         chosen = cell(name)["lr"]
-        for run in sorted((x for x in r["runs"] if x["cell"] == name and x["seed"] == 0), key=lambda x: x["lr"]):
+        for run in seed0_runs(name):
             mark = " (chosen)" if run["lr"] == chosen else ""
             val = "diverged" if run["val_loss"] is None else f"{run['val_loss']:.3f}"
             forget = "–" if run["forget_after"] is None else f"{run['forget_after'] - before:+.2f}"
@@ -536,15 +541,12 @@ def forgetting_by_rate_table() -> str:
 def full_forgetting_choice() -> str:
     """Full fine-tuning's chosen rate against the least-forgetting rate whose validation loss was within 10%
     of the chosen one (seed 0): how much forgetting the validation-loss choice left on the table."""
-    r = results()
-    before = r["base"]["heldout_pretrain_loss"]
-    sweep = [x for x in r["runs"] if x["cell"] == "full" and x["seed"] == 0 and x["val_loss"] is not None]
-    chosen = next(x for x in sweep if x["lr"] == cell("full")["lr"])
-    near = [x for x in sweep if x["val_loss"] <= 1.1 * chosen["val_loss"] and x["lr"] != chosen["lr"]]
-    if not near:
+    before = results()["base"]["heldout_pretrain_loss"]
+    chosen = next(x for x in seed0_runs("full") if x["lr"] == cell("full")["lr"])
+    alt = _gentler_full_run()
+    if alt is None:
         return (f"no other rate came within 10% of the chosen rate's validation loss, so the search offered no "
                 f"cheaper choice")
-    alt = min(near, key=lambda x: x["forget_after"])
 
     def describe(x):
         return (f"at {lr_text(x['lr'])} its validation loss was {x['val_loss']:.3f}, exact match "
@@ -617,7 +619,7 @@ def r64_2r_at_r8_rate() -> str:
         return "its search did not try r = 8's rate"
     if r8 == own["lr"]:
         return f"its own search chose r = 8's rate, {lr_text(r8)}"
-    runs = {x["lr"]: x for x in results()["runs"] if x["cell"] == own["name"] and x["seed"] == 0}
+    runs = {x["lr"]: x for x in seed0_runs(own["name"])}
     a, b = runs[r8], runs[own["lr"]]
     return (f"at r = 8's rate, {lr_text(r8)}, its validation loss was {a['val_loss']:.3f} and its exact match "
             f"{percent(a['test_exact'])}; at its own best, {lr_text(own['lr'])}, {b['val_loss']:.3f} and "
@@ -710,7 +712,7 @@ def r64_2r_cost_note() -> str:
     if not (has("lora_qv_r64_2r") and has("lora_qv_r8_fixed")):
         return "The run did not reach both cells, so that cost is not measured."
     own, r8 = cell("lora_qv_r64_2r"), cell("lora_qv_r8_fixed")["lr"]
-    runs = {x["lr"]: x for x in results()["runs"] if x["cell"] == own["name"] and x["seed"] == 0}
+    runs = {x["lr"]: x for x in seed0_runs(own["name"])}
     if r8 == own["lr"] or r8 not in runs:
         return "Here the first run's practice would have cost r = 64 nothing."
     drop = runs[own["lr"]]["test_exact"] - runs[r8]["test_exact"]
@@ -740,7 +742,7 @@ def r1_vs_mode() -> str:
 def _gentler_full_run():
     """Full fine-tuning's least-forgetting seed-0 run among the other rates whose validation loss came within
     10% of the chosen one, or None."""
-    sweep = [x for x in results()["runs"] if x["cell"] == "full" and x["seed"] == 0 and x["val_loss"] is not None]
+    sweep = [x for x in seed0_runs("full") if x["val_loss"] is not None]
     chosen = next(x for x in sweep if x["lr"] == cell("full")["lr"])
     near = [x for x in sweep if x["val_loss"] <= 1.1 * chosen["val_loss"] and x["lr"] != chosen["lr"]]
     return min(near, key=lambda x: x["forget_after"]) if near else None
@@ -754,7 +756,7 @@ def forgetting_rate_note() -> str:
     adapters = [c for c in cells() if c["rank"] is not None]
     if alt is None:
         # No near-equal rate: say what the rates that forgot less than the chosen one gave up in exact match.
-        runs = [x for x in results()["runs"] if x["cell"] == "full" and x["seed"] == 0 and x["forget_after"] is not None]
+        runs = [x for x in seed0_runs("full") if x["forget_after"] is not None]
         chosen = next(x for x in runs if x["lr"] == cell("full")["lr"])
         gentler = sorted((x for x in runs if x["forget_after"] < chosen["forget_after"]), key=lambda x: x["lr"])
         if not gentler:
