@@ -3,7 +3,8 @@
 - ``OFFLINE=true`` builds the copy meant for file:// reading: Material's offline plugin is enabled in
   mkdocs.yml, and this hook turns ``navigation.instant`` off (the offline plugin does not work with it).
 - ``on_post_build`` hashes every built file into a short version and writes it into ``sw.js`` (the
-  service worker's cache key, so a new build replaces the old cache) and ``assets/build.json``.
+  service worker's cache key, so a new build replaces the old cache) and ``assets/build.json``, with the
+  versions of the libraries the numbers were checked with (``requirements/lock.txt``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import os
 from pathlib import Path
 
 from mkdocs.config.defaults import MkDocsConfig
+
+from lora_course.versions import verified   # the lock's versions of the libraries the numbers are checked with
 
 OFFLINE = os.environ.get("OFFLINE", "").lower() in ("1", "true", "yes")
 
@@ -42,7 +45,8 @@ def on_post_build(config: MkDocsConfig) -> None:
                 or rel.startswith("assets/") and rel.rsplit(".", 1)[-1] in ("css", "js", "woff2", "png", "svg"))
     precache = [rel for rel in (p.relative_to(site).as_posix() for p in files) if wanted(rel)]
     (site / "assets").mkdir(exist_ok=True)
-    (site / "assets" / "build.json").write_text(json.dumps({"version": version, "offline": OFFLINE}))
+    (site / "assets" / "build.json").write_text(json.dumps({"version": version, "offline": OFFLINE,
+                                                           "versions": verified()}))
     sw = site / "sw.js"
     if sw.exists():
         text = sw.read_text()

@@ -8,7 +8,7 @@ return, and an unknown name fails the build. The modules imported below register
 from __future__ import annotations
 
 # each registers its figures when imported; headline first (prose defers to its names)
-from . import headline, prose, practice, measured, evidence, quiz, published, multi_gpu, coverage  # noqa: F401
+from . import headline, prose, practice, measured, evidence, quiz, published, multi_gpu, coverage, versions  # noqa: F401,E501
 from .registry import FIGURES, TABLES, figure, table  # noqa: F401  (re-exported for the tests and hooks)
 
 
