@@ -140,6 +140,8 @@ def main() -> int:
     ap.add_argument("--families", default="", help="comma-separated model_types (default: all)")
     ap.add_argument("--list-saved", metavar="TYPE[:METHOD[:on]]", default="",
                     help="list the tensors autograd keeps for one family (checkpointing off unless ':on'); no file")
+    ap.add_argument("--out", default=OUT, help="where to write the record (default: the course's data file; "
+                    "scripts/drift.py writes elsewhere to compare)")
     args = ap.parse_args()
     sys.path[:0] = [os.path.join(ROOT, "snippets"), os.path.join(ROOT, "gpu_labs")]
     import torch
@@ -153,6 +155,12 @@ def main() -> int:
         if mt not in SHAPES:
             ap.error(f"--list-saved: model_type must be one of {', '.join(SHAPES)}")
         return list_saved(mt, method, gc == "on")
+    import peft
+    import transformers
+    # each row says which libraries measured it and when: a partial run leaves the other rows as they were
+    stamp = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+             "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                          "peft": peft.__version__}}
     rows, t0 = [], time.time()
     families = [f for f in (args.families.split(",") if args.families else SHAPES) if f]
     for mt in families:
@@ -163,7 +171,8 @@ def main() -> int:
             for gc in (False, True):
                 run = mm.RunSpec(method=method, rank=8, targets="all-linear", batch_size=2, seq_len=64,
                                  gradient_checkpointing=gc, attention=attention)
-                row = {"model_type": mt, "method": method, "gradient_checkpointing": gc, "attention": attention}
+                row = {"model_type": mt, "method": method, "gradient_checkpointing": gc, "attention": attention,
+                       **stamp}
                 try:
                     model = mm.build_model(dict(cfg), run)
                     measured = mm.measure_cpu(model, run, arch.vocab_size)["saved_for_backward_peak_bytes"]
@@ -180,24 +189,21 @@ def main() -> int:
                 rows.append(row)
                 print(f"{mt:12} {method:5} gc={'on ' if gc else 'off'} est {est:>10,} measured {measured:>10,} "
                       f"{row['error_percent']:+6.1f}%  ({time.time() - t0:.0f} s)", flush=True)
-    import peft
-    import transformers
     data = {"generated_by": "scripts/family_activation_check.py",
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                         "peft": peft.__version__},
             "settings": {"batch_size": 2, "seq_len": 64, "rank": 8, "targets": "all-linear", "attention": "sdpa",
                          "dtype": "bf16", "device": "cpu", "methods": args.methods.split(",")},
             "shapes": SHAPES, "rows": rows}
-    if args.families and os.path.exists(OUT):
+    if args.families and os.path.exists(args.out):
         # a partial run replaces only its own families' rows in the record
-        with open(OUT, encoding="utf-8") as f:
+        with open(args.out, encoding="utf-8") as f:
             old = json.load(f)
-        data["rows"] = [r for r in old["rows"] if r["model_type"] not in families] + rows
-    with open(OUT, "w", encoding="utf-8") as f:
+        kept = [dict(r, date=r.get("date", old.get("date")), versions=r.get("versions", old.get("versions")))
+                for r in old["rows"] if r["model_type"] not in families]
+        data["rows"] = sorted(kept + rows, key=lambda r: list(SHAPES).index(r["model_type"]))
+    with open(args.out, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1)
         f.write("\n")
-    print("wrote", os.path.relpath(OUT, ROOT))
+    print("wrote", os.path.relpath(args.out, ROOT))
     return 0
 
 

@@ -36,11 +36,24 @@ def coverage_table() -> str:
                      f"{0 if w['refused'] else 1} |")
     n = sum(r["configs"] for r in data["families"])
     lines.append("")
-    lines.append(f"Checked {data['date']} against transformers {data['transformers']} and peft {data['peft']}: "
+    lines.append(f"Checked against {_checked_with(data)}: "
                  f"{n} configs, each compared on total parameters and on LoRA parameters at ranks 1, 4 and 16 "
                  "for several target sets (`scripts/family_coverage.py`). Any other `model_type` is refused "
                  "in one line.")
     return "\n".join(lines)
+
+
+def _checked_with(data: dict) -> str:
+    """The versions and dates the rows were counted with (each row carries its own since 2026-12-06)."""
+    groups: dict[tuple, list[str]] = {}
+    for r in data["families"]:
+        key = (f"transformers {r.get('transformers', data['transformers'])} and peft {r.get('peft', data['peft'])}",
+               r.get("date", data["date"]))
+        groups.setdefault(key, []).append(r["model_type"])
+    if len(groups) == 1:
+        (libs, date), = groups
+        return f"{libs} on {date}"
+    return "; ".join(f"{libs} on {date} ({', '.join(mts)})" for (libs, date), mts in groups.items())
 
 
 @figure("family_count")
@@ -66,10 +79,22 @@ def activation_table() -> str:
     st = data["settings"]
     lines.append("")
     lines.append(f"Estimate minus measurement, as a share of the measurement: one step in {st['dtype']}, batch "
-                 f"{st['batch_size']} x {st['seq_len']} tokens, rank {st['rank']} on {st['targets']}, "
-                 f"{data['date'][:10]}, torch {data['versions']['torch']}, transformers "
-                 f"{data['versions']['transformers']}, peft {data['versions']['peft']}.")
+                 f"{st['batch_size']} x {st['seq_len']} tokens, rank {st['rank']} on {st['targets']}; "
+                 f"measured with {_measured_with(data['rows'])}.")
     return "\n".join(lines)
+
+
+def _measured_with(rows: list[dict]) -> str:
+    """The library versions and dates the rows were measured with (each row carries its own)."""
+    groups: dict[tuple, list[str]] = {}
+    for r in rows:
+        v = r["versions"]
+        key = (f"torch {v['torch']}, transformers {v['transformers']}, peft {v['peft']}", r["date"][:10])
+        groups.setdefault(key, []).append(r["model_type"])
+    if len(groups) == 1:
+        (libs, date), = groups
+        return f"{libs} on {date}"
+    return "; ".join(f"{libs} on {date} ({', '.join(sorted(set(mts)))})" for (libs, date), mts in groups.items())
 
 
 @figure("family_activation_worst")

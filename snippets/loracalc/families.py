@@ -512,11 +512,15 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            head_dim="hidden", attention="fused", names=("query_key_value", "dense"), qkv_bias="bias",
            o_bias="bias", mlp="plain", mlp_names=("dense_h_to_4h", "dense_4h_to_h"), mlp_bias="bias", norm=LN,
            layer_norms=_falcon_norms, final_norm="ln_f", embed="word_embeddings", derive=_falcon, bnb_4bit=False,
-           parallel=lambda c: c["parallel_attn"] or c["new_decoder_architecture"], sdpa_gqa=False,
-           kv_expanded=lambda c: c["new_decoder_architecture"], sdpa_mask=True, softmax_fp32=False,
-           qkv_views=lambda c: not (c["multi_query"] or c["new_decoder_architecture"]),
-           # with rotary positions Falcon calls SDPA with dropout_p=0; hidden_dropout follows the MLP
-           dropouts=(("mlp_out", "hidden_dropout", 0.0),)),
+           parallel=lambda c: c["parallel_attn"] or c["new_decoder_architecture"],
+           # transformers 5.25 moved Falcon onto the shared attention functions: the mask is always materialised
+           # (for ALiBi), so SDPA gets k and v repeated to every query head (repeat_kv: new tensors), and only
+           # when there is nothing to repeat does v stay a view of the fused qkv output. Before 5.25 multi-query
+           # sent SDPA to its math path and the eager softmax ran in the scores' dtype.
+           kv_expanded=True, sdpa_mask=True,
+           qkv_views=lambda c: c["num_key_value_heads"] == c["num_attention_heads"],
+           # attention dropout on the scores (SDPA's dropout_p) since 5.25; hidden_dropout follows the MLP
+           dropouts=(("scores", "attention_dropout", 0.0), ("mlp_out", "hidden_dropout", 0.0))),
     Family("starcoder2", _d(49152, 3072, 12288, 30, 24, 2, None, True, use_bias=True),
            qkv_bias="use_bias", o_bias="use_bias", mlp="plain", mlp_names=("c_fc", "c_proj"), mlp_bias="use_bias",
            norm=LN, dropouts=(("scores", "attention_dropout", 0.0), ("attn_out", "residual_dropout", 0.0),
