@@ -34,6 +34,8 @@ WRAPPERS = {
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", type=int, default=12, help="config variants per family (default 12)")
+    ap.add_argument("--families", default="", help="comma-separated model_types to count again (default: all); "
+                    "the other rows of the record stay as they were, with their own versions and dates")
     args = ap.parse_args()
     sys.path[:0] = [os.path.join(ROOT, "snippets"), ROOT]
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -47,7 +49,13 @@ def main() -> int:
 
     rows = []
     t0 = time.time()
-    for mt in sorted(FAMILIES):
+    stamp = {"transformers": transformers.__version__, "peft": peft.__version__,
+             "date": time.strftime("%Y-%m-%d", time.gmtime())}
+    chosen = [f for f in args.families.split(",") if f] or sorted(FAMILIES)
+    unknown = sorted(set(chosen) - set(FAMILIES))
+    if unknown:
+        ap.error(f"--families: not a supported model_type: {', '.join(unknown)}")
+    for mt in chosen:
         exact = refused = failed = checks = 0
         first_failure = ""
         for kw in variants(mt, args.configs):
@@ -64,7 +72,7 @@ def main() -> int:
                 first_failure = first_failure or str(exc)[:200]
         rows.append({"model_type": mt, "configs": exact + refused + failed, "exact": exact, "refused": refused,
                      "failed": failed, "comparisons": checks, "first_failure": first_failure,
-                     "moe": FAMILIES[mt].moe is not None, "attention": FAMILIES[mt].attention})
+                     "moe": FAMILIES[mt].moe is not None, "attention": FAMILIES[mt].attention, **stamp})
         print(f"{mt:14} exact {exact:3}  refused {refused:2}  failed {failed:2}  ({checks} comparisons)", flush=True)
     wrappers = []
     for mt, cfg in WRAPPERS.items():
@@ -73,8 +81,14 @@ def main() -> int:
             wrappers.append({"model_type": mt, "refused": False, "message": ""})
         except loracalc.LoraCalcError as exc:
             wrappers.append({"model_type": mt, "refused": True, "message": str(exc)})
-    record = {"transformers": transformers.__version__, "peft": peft.__version__,
-              "date": time.strftime("%Y-%m-%d", time.gmtime()), "seconds": round(time.time() - t0),
+    if args.families and os.path.exists(OUT):
+        # a partial run replaces only its own families' rows; the others keep the versions they were counted with
+        with open(OUT, encoding="utf-8") as f:
+            old = json.load(f)
+        kept = [{"transformers": old.get("transformers"), "peft": old.get("peft"), "date": old.get("date"), **r}
+                for r in old["families"] if r["model_type"] not in chosen and r["model_type"] in FAMILIES]
+        rows = sorted(kept + rows, key=lambda r: r["model_type"])
+    record = {**stamp, "seconds": round(time.time() - t0),
               "configs_per_family": args.configs, "families": rows, "wrappers": wrappers}
     with open(OUT, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)
