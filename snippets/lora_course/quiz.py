@@ -6,11 +6,14 @@ so a quiz answer cannot drift from what the rest of the site computes.
 
 ``questions()`` returns a list of dicts::
 
-    {"id": str, "page": "rank-trick.md", "prompt": str,
+    {"id": str, "kind": "scenario" | "concept", "page": "rank-trick.md", "prompt": str,
      "section": "rank-trick.md#the-parameter-arithmetic",   # where a reader goes to reread
      "section_title": str,
      "options": [{"id": "a", "text": str, "correct": bool, "explanation": str}, ...],
      "answer": "b"}                    # the id of the one correct option
+
+A *scenario* describes a run or a deployment (what the log says, what the model does) and asks what went
+wrong or what to do; a *concept* asks about an idea directly.
 
 The list is a pool: one knowledge check shows ``per_check()`` of them, chosen by ``check_set(k)``.
 
@@ -26,6 +29,7 @@ from typing import Any
 from .registry import FIGURES, figure
 
 DATA_PATH = Path(__file__).resolve().parent / "data" / "quiz.json"
+KINDS = ("scenario", "concept")
 
 
 def _error(message: str) -> Exception:
@@ -71,8 +75,12 @@ def questions() -> list[dict[str, Any]]:
         correct = [o["id"] for o in options if o["correct"]]
         if len(correct) != 1:
             raise _error(f"question {q['id']!r} must have exactly one correct option")
+        kind = q.get("kind", "concept")
+        if kind not in KINDS:
+            raise _error(f"question {q['id']!r} has kind {kind!r}; use one of {', '.join(KINDS)}")
         out.append({
             "id": q["id"],
+            "kind": kind,
             "page": q.get("page", ""),
             "section": q.get("section", q.get("page", "")),
             "section_title": q.get("section_title", ""),
@@ -121,6 +129,12 @@ def quiz_question_count() -> str:
 @figure("quiz_pool_size")
 def quiz_pool_size() -> str:
     return str(len(_raw()["questions"]))
+
+
+@figure("quiz_scenario_count")
+def quiz_scenario_count() -> str:
+    """Questions in the pool that describe a run and ask for a diagnosis or a decision."""
+    return str(sum(q.get("kind") == "scenario" for q in _raw()["questions"]))
 
 
 @figure("quiz_set_count")
