@@ -2,11 +2,13 @@
 
     python gpu_labs/lab_outputs.py            # all of it, about 5 minutes on 2 CPU cores
     python gpu_labs/lab_outputs.py --only trl
+    python gpu_labs/lab_outputs.py --only merge   # after the tiny run (it merges that run's adapter)
 
 Writes into gpu_labs/output/ (the pages include those files; nothing on the pages is typed by hand):
 qlora-tiny-llama.txt (the QLoRA lab on the tiny Llama), families.md (one 20-step run per model family:
 steps/s, trainable parameters, predicted and measured memory) and trl-vs-lab.md (the loss curves of the
-lab and of TRL's SFTTrainer on the same run).
+lab and of TRL's SFTTrainer on the same run) and merge-tiny-llama.txt (the merge lab on the tiny run's adapter,
+both merge routes measured against the model as trained).
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ def record_tiny_llama() -> None:
     (OUT / "qlora-tiny-llama.txt").write_text(out)
 
 
+def record_merge() -> None:
+    # The page's command, on the adapter record_tiny_llama() trained; the notes about the 4-bit merge are
+    # on the page itself, so the recording keeps the measured lines only.
+    if not (ROOT / "runs/tiny-qlora/adapter/run_settings.json").is_file():
+        raise SystemExit("--only merge needs the tiny run's adapter in runs/tiny-qlora: run --only tiny first.")
+    out = run("merge_export.py", "--adapter", "runs/tiny-qlora/adapter", "--output", "runs/tiny-merged")
+    kept = [line for line in out.splitlines()
+            if line.startswith(("base ", "logit check", "saved the merged", "The model as trained", "Measured on"))]
+    (OUT / "merge-tiny-llama.txt").write_text("\n".join(kept) + "\n")
+
+
 def record_families(tmp: Path) -> None:
     rows = ["| Family | Adapted layers | Trainable / total params | Steps/s | Eval loss (step 5 -> 20) "
             "| loracalc predicts (GPU tensors) | Measured (CPU peak RSS) |", "|---|---|---|---|---|---|---|"]
@@ -90,12 +103,14 @@ def record_trl(tmp: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("tiny", "families", "trl"), default=None, help="record one part only")
+    parser.add_argument("--only", choices=("tiny", "merge", "families", "trl"), default=None, help="record one part only")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "tiny"):
             record_tiny_llama()
+        if args.only in (None, "tiny", "merge"):
+            record_merge()
         if args.only in (None, "families"):
             record_families(Path(tmp))
         if args.only in (None, "trl"):

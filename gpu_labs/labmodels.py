@@ -183,7 +183,8 @@ def bnb_4bit_config(model_path, compute_dtype, quant_storage=None, on_cpu: bool 
         load_in_4bit=True,                      # frozen base weights packed as 4-bit codes
         bnb_4bit_quant_type="nf4",              # NormalFloat4: code values at normal quantiles
         bnb_4bit_use_double_quant=True,         # quantize the per-64-weight scales too (~0.37 bit saved)
-        bnb_4bit_compute_dtype=compute_dtype,   # dequantize to this dtype for every matmul
+        bnb_4bit_compute_dtype=compute_dtype,   # the 4-bit layers compute in this dtype; the weight is dequantized
+                                                # to it only where a kernel needs it (see docs/qlora.md)
         bnb_4bit_quant_storage=quant_storage or torch.uint8,  # bf16 lets FSDP shard the packed weights
         llm_int8_skip_modules=skip,             # None: transformers' defaults (lm_head stays 16-bit)
     )

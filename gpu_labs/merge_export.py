@@ -4,6 +4,9 @@ logits as base + adapter, and save it as an ordinary model folder (no peft neede
     python gpu_labs/merge_export.py --adapter runs/llama8b-qlora/adapter --output runs/llama8b-merged
 
 The base defaults to the one named in the adapter's adapter_config.json; pass --base to override.
+For a QLoRA adapter, --merge-into dequantized merges into the NF4 base dequantized to 16 bits (the weights the
+adapter was trained on) instead of the original 16-bit checkpoint; either way the script reports how far each
+merge is from the model as trained.
 The merge holds the 16-bit base in memory (2 bytes per parameter: 16 GB for an 8B model, on the GPU or,
 without one, in CPU RAM); the merged folder is as large as the base, while the adapter alone is megabytes.
 
@@ -34,9 +37,11 @@ snaps to the nearest code: a change smaller than half the gap between two codes 
 one is rounded up or down, and the error differs from block to block. Fine-tuning updates are
 usually small next to the weights, so a large share of them can be lost in that rounding. The
 last line below measures the effect for this adapter on one layer. Serve the 4-bit base with the
-adapter kept separate, or merge into the 16-bit base as this script does. A QLoRA adapter was
-trained on top of the dequantized NF4 weights, so even the 16-bit merge is not exactly the model
-you trained; where the adapter came from QLoRA, the line before it shows how far apart they are."""
+adapter kept separate, or merge into a 16-bit base as this script does. A QLoRA adapter was
+trained on top of the dequantized NF4 weights, so a merge into the original 16-bit checkpoint is not
+exactly the model you trained; a merge into the NF4 base dequantized to 16 bits (model.dequantize(),
+--merge-into dequantized) is, up to 16-bit rounding. Where the adapter came from QLoRA, the lines
+before the last one show both gaps."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dataset", default=str(labkit.DEFAULT_DATASET), help="JSONL whose first examples feed the logit check")
     add("--check-examples", type=int, default=8, help="how many examples the logit check runs")
     add("--tolerance", type=float, default=None, help="max |logit difference| / max |logit|; default depends on --dtype")
+    # original: the published 16-bit checkpoint (its weights were never rounded to NF4, so a QLoRA adapter meets
+    # slightly different weights than in training); dequantized: the NF4 base dequantized to --dtype, exactly the
+    # weights a QLoRA adapter was trained on, at the price of keeping NF4's rounding in the shipped model
+    add("--merge-into", choices=("original", "dequantized"), default="original",
+        help="16-bit base to merge into: the original checkpoint, or (QLoRA adapters) the NF4 base dequantized")
     return p
 
 
@@ -106,6 +116,27 @@ def four_bit_merge_error(peft_model) -> dict:
             "relative_error_of_update": ((survived - delta).norm() / delta.norm()).item()}
 
 
+def load_base(base_id: str, dtype, device_map, nf4: bool):
+    """The 16-bit base to merge into: the checkpoint as published, or loaded in NF4 as the QLoRA lab loads it
+    and dequantized back to ``dtype`` (transformers' model.dequantize()), which are the weights the adapter saw."""
+    from transformers import AutoModelForCausalLM
+
+    import labmodels
+
+    try:
+        if not nf4:
+            return AutoModelForCausalLM.from_pretrained(base_id, dtype=dtype, device_map=device_map)
+        bnb, _ = labmodels.bnb_4bit_config(base_id, dtype)  # as the training lab loaded it
+        model = AutoModelForCausalLM.from_pretrained(base_id, quantization_config=bnb, dtype=dtype,
+                                                     device_map=device_map)
+    except OSError as err:
+        raise LabError(f"could not load the base {base_id}: {err}. Pass --base with a local folder or Hub id.") from None
+    # --8<-- [start:dequantize]
+    model = model.dequantize(dtype=dtype)  # every Linear4bit -> nn.Linear holding its NF4 weights in 16 bits
+    # --8<-- [end:dequantize]
+    return model
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     adapter = Path(args.adapter)
@@ -131,11 +162,15 @@ def main(argv=None) -> int:
     examples = labdata.tokenize_conversations(conversations[: args.check_examples], tokenizer, 512)
     batch = labkit.pad_collate(tokenizer.pad_token_id)(examples)
 
+    settings_path = adapter / "run_settings.json"
+    from_qlora = (settings_path.is_file()
+                  and json.loads(settings_path.read_text())["settings"].get("method") == "qlora")
+    if args.merge_into == "dequantized" and not from_qlora:
+        raise LabError("--merge-into dequantized is for adapters trained on an NF4 base (the lab's --method qlora); "
+                       f"{adapter} has no run_settings.json saying so. Use --merge-into original.")
+
     started = time.perf_counter()
-    try:
-        base = AutoModelForCausalLM.from_pretrained(base_id, dtype=dtype, device_map=device_map)
-    except OSError as err:
-        raise LabError(f"could not load the base {base_id}: {err}. Pass --base with a local folder or Hub id.") from None
+    base = load_base(base_id, dtype, device_map, nf4=args.merge_into == "dequantized")
     # --8<-- [start:merge]
     model = PeftModel.from_pretrained(base, adapter)  # base + adapter, computed side by side
     model.eval()
@@ -145,7 +180,8 @@ def main(argv=None) -> int:
     merged_logits = logits_of(merged, batch)
     # --8<-- [end:merge]
     check = compare(unmerged, merged_logits)
-    print(f"base {base_id} ({args.dtype}) + adapter {adapter}: loaded and merged in {time.perf_counter() - started:.1f} s")
+    print(f"base {base_id} ({args.dtype}{', dequantized from NF4' if args.merge_into == 'dequantized' else ''}) "
+          f"+ adapter {adapter}: loaded and merged in {time.perf_counter() - started:.1f} s")
     print(f"logit check on {len(examples)} examples ({unmerged.shape[0]} tokens): max |merged - base+adapter| = "
           f"{check['max_abs_diff']:.3g} (largest |logit| {check['max_abs_logit']:.3g}, relative "
           f"{check['relative']:.2e}, tolerance {tolerance:.0e}); same top-1 token on {100 * check['top1_agreement']:.1f}%")
@@ -158,7 +194,8 @@ def main(argv=None) -> int:
     with labkit.atomic_directory(output) as staging:
         merged.save_pretrained(staging)  # safetensors + config.json: loads with from_pretrained, no peft
         tokenizer.save_pretrained(staging)
-        report = {"base": base_id, "adapter": str(adapter), "dtype": args.dtype, "tolerance": tolerance,
+        report = {"base": base_id, "adapter": str(adapter), "dtype": args.dtype, "merge_into": args.merge_into,
+                  "tolerance": tolerance,
                   "logit_check": check, "nf4_merge_error": layer_check, "versions": labkit.library_versions()}
         (staging / "merge_report.json").write_text(json.dumps(report, indent=1))
     reloaded = AutoModelForCausalLM.from_pretrained(output, dtype=dtype, device_map=device_map)
@@ -169,15 +206,29 @@ def main(argv=None) -> int:
           f"max logit difference {reload_diff:.3g}")
 
     trained_note = ""
-    settings_path = adapter / "run_settings.json"
-    if settings_path.is_file() and json.loads(settings_path.read_text())["settings"].get("method") == "qlora":
+    if from_qlora:
+        # The model as trained (NF4 base + adapter) against a merge into each 16-bit base: the one saved above
+        # and the other route, so both gaps are on one screen.
         bnb, _ = labmodels.bnb_4bit_config(base_id, dtype)  # as the training lab loaded it
         as_trained = PeftModel.from_pretrained(
             AutoModelForCausalLM.from_pretrained(base_id, quantization_config=bnb, dtype=dtype, device_map=device_map),
             adapter)
-        drift = compare(logits_of(as_trained, batch), merged_logits)
-        trained_note = (f"\nThe model as trained (NF4 base + adapter) vs the 16-bit merge: max logit difference "
-                        f"{drift['max_abs_diff']:.3g}, same top-1 token on {100 * drift['top1_agreement']:.1f}%.")
+        trained_logits = logits_of(as_trained, batch)
+        del as_trained
+        other = "original" if args.merge_into == "dequantized" else "dequantized"
+        other_merged = PeftModel.from_pretrained(load_base(base_id, dtype, device_map, nf4=other == "dequantized"),
+                                                 adapter).merge_and_unload()
+        gaps = {args.merge_into: compare(trained_logits, merged_logits),
+                other: compare(trained_logits, logits_of(other_merged, batch))}
+        del other_merged
+        labels = {"original": "merged into the original 16-bit base",
+                  "dequantized": "merged into the NF4 base dequantized (model.dequantize())"}
+        trained_note = "".join(
+            f"\nThe model as trained (NF4 base + adapter) vs {labels[route]}: max logit difference "
+            f"{gaps[route]['max_abs_diff']:.3g}, same top-1 token on {100 * gaps[route]['top1_agreement']:.1f}%."
+            for route in ("original", "dequantized"))
+        report["gap_to_trained"] = gaps
+        (output / "merge_report.json").write_text(json.dumps(report, indent=1))
     print()
     print(FOUR_BIT_NOTE + trained_note)
     print(f"Measured on {layer_check['layer']}: the adapter changes a weight by {layer_check['mean_abs_update']:.2e} "

@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, default=4, help="examples per device per micro-batch: memory grows with it")
     add("--grad-accum", type=int, default=4, help="micro-batches summed per optimizer step: larger batch, no extra memory")
     add("--seq-len", type=int, default=512, help="longest example in tokens; longer ones are cut")
-    add("--pack", action="store_true", help="concatenate examples into full --seq-len blocks: no padding, fixed shapes")
+    add("--pack", action="store_true", help="concatenate examples into full --seq-len blocks: no padding, fixed shapes; "
+        "attention crosses example boundaries inside a block (no position_ids reset), so each example also sees "
+        "the ones before it")
     add("--eval-ratio", type=float, default=0.0, help="share of examples held out for evaluation (0: none); costs training data, tells you about overfitting")
     add("--eval-every", type=int, default=10, help="evaluate on the held-out examples every N optimizer steps: more often costs time")
     add("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True, help="recompute activations in backward: less memory, ~30%% more compute")
@@ -314,7 +316,8 @@ def build_optimizer(params, args, model=None):
         cls = bnb.optim.PagedAdamW8bit if args.optimizer == "paged_adamw_8bit" else bnb.optim.AdamW8bit
     if args.lora_plus:
         from peft.optimizers import create_loraplus_optimizer
-        # LoRA+: B's parameter group gets lr * ratio; A keeps lr (B starts at zero and has further to go).
+        # LoRA+: B's parameter group gets lr * ratio; A keeps lr. The paper's reason is scaling with width: in wide
+        # layers one shared rate cannot make both A and B learn efficiently, and B's best rate is much larger.
         optimizer = create_loraplus_optimizer(model, cls, lr=args.lr, loraplus_lr_ratio=args.lora_plus,
                                               weight_decay=args.weight_decay)
     else:
@@ -349,7 +352,8 @@ def predict_memory(config_dict: dict, args):
         estimate = loracalc.estimate_memory(
             loracalc.model_from_config(config_dict), method=args.method, rank=args.rank, targets=args.targets,
             batch_size=args.batch_size, seq_len=args.seq_len, gradient_checkpointing=args.gradient_checkpointing,
-            optimizer=args.optimizer, precision=precision, lora_dropout=args.dropout or 0.0)
+            optimizer=args.optimizer, precision=precision, lora_dropout=args.dropout or 0.0,
+            dora=bool(getattr(args, "use_dora", False)))   # DoRA's weight-norm temporaries (see --use-dora)
         return estimate, "GPU memory for one step at full --seq-len"
     except loracalc.LoraCalcError as err:
         # a model the engine does not describe (its one-line reason is printed); any other exception is a bug
@@ -714,7 +718,7 @@ def main(argv=None) -> int:
         log_path.write_text("".join(line + "\n" for line in old if json.loads(line)["step"] <= start_step))
     if eval_examples:
         log(f"held out {len(eval_examples)} of {len(examples)} examples for evaluation every {args.eval_every} steps")
-    log(f"{len(fit_examples)} training examples{f' packed into {len(train_examples)} blocks of {args.seq_len} tokens' if args.pack else ''}, {micro_per_epoch} micro-batches/epoch/process, {total_steps} optimizer steps "
+    log(f"{len(fit_examples)} training examples{f' packed into {len(train_examples)} blocks of {args.seq_len} tokens (attention crosses example boundaries)' if args.pack else ''}, {micro_per_epoch} micro-batches/epoch/process, {total_steps} optimizer steps "
         f"(batch {args.batch_size} x accum {args.grad_accum} x {accelerator.num_processes} processes)")
 
     stop = {"signal": None}

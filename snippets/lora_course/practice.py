@@ -94,6 +94,7 @@ def new_tokens_cost() -> str:
     a = _lc().get_model(MODEL)
     lora = _count(MODEL, RANK, "all-linear").lora_params
     emb = _embedding_params()
+    # untied: the dict form {"embed_tokens": ids, "lm_head": ids} trains new rows in both matrices; tied: one shared set
     copies = 1 if a.tie_word_embeddings else 2
     new_rows = 8   # a handful of new special tokens, e.g. a chat template's markers
     rows = [
@@ -102,7 +103,7 @@ def new_tokens_cost() -> str:
         ["… plus `embed_tokens` and `lm_head` in `modules_to_save`", _int(lora + copies * emb),
          _gb(_trainable_bytes(lora + copies * emb), 2),
          _mb(_lc().adapter_file_bytes(lora + copies * emb, "fp32"))],
-        [f"… or only {new_rows} new rows of each, with `trainable_token_indices`", _int(lora + copies * new_rows * a.hidden_size),
+        [f"… or only {new_rows} new rows of each, with `trainable_token_indices` as a dict naming both", _int(lora + copies * new_rows * a.hidden_size),
          _gb(_trainable_bytes(lora + copies * new_rows * a.hidden_size), 2),
          _mb(_lc().adapter_file_bytes(lora + copies * new_rows * a.hidden_size, "fp32"))],
     ]

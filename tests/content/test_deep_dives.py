@@ -41,6 +41,33 @@ def test_modules_to_save_trains_both_embedding_matrices():
     assert _plain(row.split("|")[2].strip()) == trainable
 
 
+def test_trainable_tokens_row_counts_what_the_dict_form_trains_and_the_list_form_misses_lm_head():
+    # peft 0.21 utils/other.py: a list targets only the input embedding; a dict names each matrix
+    from peft import LoraConfig, get_peft_model
+
+    import loracalc
+    from lora_course import figures, practice
+    from tests.snippets.hf import meta_model
+
+    arch = loracalc.get_model(practice.MODEL)
+    assert not arch.tie_word_embeddings      # the page's point only holds for an untied model
+    new_ids = list(range(arch.vocab_size - 8, arch.vocab_size))
+    row = next(line for line in figures.render_table("new_tokens_cost").splitlines() if "trainable_token_indices" in line)
+    assert f"{len(new_ids)} new rows" in row
+
+    def trained(indices):
+        pm = get_peft_model(meta_model(arch), LoraConfig(r=practice.RANK, target_modules="all-linear",
+                                                         trainable_token_indices=indices))
+        names = [n for n, p in pm.named_parameters() if p.requires_grad and "token_adapter" in n]
+        return sum(p.numel() for p in pm.parameters() if p.requires_grad), names
+
+    total, names = trained({"embed_tokens": new_ids, "lm_head": new_ids})
+    assert _plain(row.split("|")[2].strip()) == total
+    assert any("lm_head" in n for n in names) and any("embed_tokens" in n for n in names)
+    _, list_names = trained(new_ids)
+    assert not any("lm_head" in n for n in list_names)   # the list form leaves the output rows untrained
+
+
 def test_all_linear_on_a_fused_moe_matches_experts_and_router_and_refuses_dropout():
     import torch
     from peft import LoraConfig, get_peft_model

@@ -11,7 +11,8 @@ import yaml
 
 from .helpers import DOCS, ROOT, page_text
 
-CORE_MINUTES = 90  # the module's promise (README, site description, home page)
+CORE_MINUTES = 90  # the module's promise (README, site description, home page): "about 90"
+CORE_SLACK = 5     # issue 28: the core path's minutes add up to about 90, not to an exact total
 
 
 def front_matter(rel: str) -> dict:
@@ -53,7 +54,8 @@ def test_every_page_states_its_minutes():
 def test_the_core_path_is_ninety_minutes_and_leads_the_nav():
     # notebook pages (.ipynb) carry no front matter; they are optional labs
     core = [rel for rel in nav_pages() if rel.endswith(".md") and front_matter(rel).get("core")]
-    assert sum(front_matter(rel)["minutes"] for rel in core) == CORE_MINUTES
+    total = sum(front_matter(rel)["minutes"] for rel in core)
+    assert abs(total - CORE_MINUTES) <= CORE_SLACK, f"the core path takes {total} minutes, not about {CORE_MINUTES}"
     # the core pages are the first pages of the nav, in reading order; everything after them is optional
     assert nav_pages()[:len(core)] == core
     assert core[0] == "index.md" and core[-1] == "complete.md"
@@ -96,3 +98,12 @@ def test_completion_page_names_the_next_module_honestly():
 def test_loracalc_build_time_note_appears_once():
     hits = [rel for rel in all_pages() if "computed at build time by" in page_text(rel)]
     assert hits == ["index.md"]
+
+
+def test_the_core_path_carries_the_data_essentials():
+    # issue 28: what most often breaks a first fine-tune is taught on the core path, not only in a deep dive
+    core = [rel for rel in nav_pages() if rel.endswith(".md") and front_matter(rel).get("core")]
+    text = "\n".join(page_text(rel) for rel in core)
+    for essential in ("apply_chat_template", "end-of-sequence", "-100", "held-out", "load_best_model_at_end",
+                      "EarlyStoppingCallback", "overfitting"):
+        assert essential in text, f"the core path does not mention {essential}"

@@ -93,3 +93,22 @@ def test_memory_probe_names_what_model_it_takes(tmp_path):
     proc = run_lab("memory_probe.py", "--model", tmp_path, check=False)  # a model folder: its config.json is read
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{tmp_path / 'config.json'}: could not read it as JSON" in proc.stderr
+
+
+def test_the_labs_memory_estimate_counts_dora_when_use_dora_is_on():
+    # --use-dora adds DoRA's weight-norm temporaries to a step (peft builds them from weight-sized copies);
+    # the estimate printed beside the measured peak must be the engine's estimate for that same run.
+    import qlora_finetune
+
+    import loracalc
+
+    config = loracalc.get_model("llama-3.1-8b").raw_config
+    args = qlora_finetune.build_parser().parse_args(["--model", "x", "--method", "qlora"])
+    plain, _ = qlora_finetune.predict_memory(config, args)
+    args.use_dora = True
+    dora, _ = qlora_finetune.predict_memory(config, args)
+    expected = loracalc.estimate_memory(
+        loracalc.model_from_config(config), method="qlora", rank=args.rank, targets=args.targets,
+        batch_size=args.batch_size, seq_len=args.seq_len, gradient_checkpointing=args.gradient_checkpointing,
+        optimizer=args.optimizer, lora_dropout=args.dropout or 0.0, dora=True)
+    assert dora.total_bytes == expected.total_bytes > plain.total_bytes

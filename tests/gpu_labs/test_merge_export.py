@@ -46,3 +46,31 @@ def test_bf16_merge_passes_its_stated_tolerance(trained_adapter, tmp_path):
     assert "NF4 base + adapter" in proc.stdout
     nf4 = report["nf4_merge_error"]
     assert nf4["mean_abs_rounding_error"] > 0 and nf4["relative_error_of_update"] > 0
+
+
+def test_dequantized_merge_reproduces_the_model_as_trained(trained_adapter, tmp_path):
+    # A QLoRA adapter was trained on the NF4 weights; merged into those weights dequantized (transformers'
+    # model.dequantize()) it is the trained model up to rounding, while a merge into the original 16-bit
+    # checkpoint is off by the base's NF4 rounding error.
+    out = tmp_path / "merged-dq"
+    proc = run_lab("merge_export.py", "--adapter", trained_adapter / "adapter", "--output", out, "--dtype", "fp32",
+                   "--merge-into", "dequantized")
+    report = json.loads((out / "merge_report.json").read_text())
+    assert report["merge_into"] == "dequantized" and report["logit_check"]["relative"] <= 1e-5
+    gaps = report["gap_to_trained"]
+    assert gaps["dequantized"]["relative"] <= 1e-4 and gaps["dequantized"]["top1_agreement"] == 1.0
+    assert gaps["original"]["max_abs_diff"] > 100 * gaps["dequantized"]["max_abs_diff"]
+    assert "merged into the NF4 base dequantized" in proc.stdout and "merged into the original" in proc.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert "quantization_config" not in config   # an ordinary 16-bit model folder
+
+
+def test_dequantized_merge_refuses_an_adapter_not_trained_on_nf4(trained_adapter, tmp_path):
+    import shutil
+
+    plain = tmp_path / "adapter"
+    shutil.copytree(trained_adapter / "adapter", plain)
+    (plain / "run_settings.json").unlink()   # nothing says this adapter saw an NF4 base
+    proc = run_lab("merge_export.py", "--adapter", plain, "--output", tmp_path / "out", "--merge-into", "dequantized",
+                   check=False)
+    assert proc.returncode == 2 and "--merge-into original" in proc.stderr and "Traceback" not in proc.stderr
