@@ -10,9 +10,11 @@ counted from the same ``Record`` s as parameters and memory, routed experts at t
 - backward: a weight that trains needs the input gradient and the weight gradient (twice its forward), a
   frozen one only the input gradient (once its forward); attention's backward is twice its forward, the
   adapters' too. Nothing before the first layer trains under LoRA, so that layer's attention projections
-  (and their adapters) compute no input gradient. Full fine-tuning of a dense model with short sequences
+  (and their adapters) compute no input gradient (except under checkpointing, below). Full fine-tuning of a dense model with short sequences
   comes to Kaplan's ``6 N`` FLOPs per token;
-- gradient checkpointing runs each layer's forward once more in backward (the output layer not);
+- gradient checkpointing runs each layer's forward once more in backward (the output layer not), as reentrant
+  checkpointing does (transformers' default); torch's non-reentrant checkpoint stops recomputing after the last
+  tensor backward needs, which skips each layer's last matmul (a few percent fewer FLOPs, not modelled);
 - QLoRA and LLM.int8 dequantize each quantized weight in every pass that uses it (forward, recompute,
   backward): a memory-bandwidth cost of reading the stored bytes and writing and reading a 16-bit copy;
 - DoRA computes each adapted weight's column norm from ``W + B A`` in every pass: a rank-r matmul of the
@@ -113,7 +115,9 @@ def step_flops(model: Any, method: str = "qlora", rank: int = 16, targets: Any =
     # backward: trained weights twice their forward, frozen ones once; attention and adapters twice
     weights_bwd = (2 if full else 1) * 2 * T * (layer_w + head_w)
     backward = weights_bwd + 2 * attn + 2 * 2 * T * lora
-    if not full:
+    if not full and not gradient_checkpointing:
+        # reentrant checkpointing needs the embeddings' output to require grad (transformers' and peft's
+        # enable_input_require_grads), so with it the first layer computes its input gradients too
         backward -= 2 * T * (first_attn_w + first_lora_in)
     recompute = fwd_layers if gradient_checkpointing else 0
     g = as_int(gradient_accumulation, "gradient_accumulation", 1, 1 << 20)
