@@ -99,12 +99,27 @@ for name, model, gpu, n, tps, extra in rows:
                           "would need about 3x an A100's peak bf16 throughput. The 405B config is not in the commit read; its "
                           "settings are assumed like 70B_lora"
                           if n > 1 else "the README names no attention kernel; SDPA taken")})
+LITGPT_CIT = ("Lightning-AI/litgpt config_hub/finetune/README.md, column 'Training runtime' (HEAD "
+              "26857050fe3ff627cd714fe92f5838f51a3d5efa): Alpaca2k, bf16, one A10G; the README does not give the tokens "
+              "trained, so only the QLoRA / LoRA ratio of one model's rows (same data, same epochs) is compared")
+LITGPT = [("falcon-7b", 24.84, 50.85), ("gemma-2b", 9.41, 12.91), ("gemma2-2b", 11.96, 16.06), ("llama-2-7b", 32.82, 45.67),
+          ("llama-3.1-8b", 13.36, 21.81), ("llama-3.2-1B", 4.17, 6.20),
+          ("llama-3.2-3B", 8.31, 14.89), ("mistral-7b-v0.2", 31.00, 44.75), ("phi-2", 3.78, 4.51), ("phi-3", 6.46, 7.47),
+          ("stablelm-base-alpha-3b", 13.07, 25.86), ("tiny-llama", 8.09, 8.70)]
+pairs = []
+for name, lora_min, qlora_min in LITGPT:
+    a, b = mem[f"litgpt:{name}/lora.yaml"], mem[f"litgpt:{name}/qlora.yaml"]
+    pairs.append({"id": f"litgpt:{name}", "source": "LitGPT", "citation": LITGPT_CIT, "gpu": "NVIDIA A10G (24 GB, AWS g5)",
+                  "measured": {"lora_minutes": lora_min, "qlora_minutes": qlora_min},
+                  "lora": {"settings_text": a["settings_text"], "loracalc": a["loracalc"]},
+                  "qlora": {"settings_text": b["settings_text"], "loracalc": b["loracalc"]}})
+
 out = {"what": "Published, measured training throughput of LoRA / QLoRA / full fine-tuning runs, with the settings each source "
                "states and the loracalc.speed settings that express them.",
        "quantities": {"tokens_per_second": "tokens trained per second by all GPUs together",
                       "tokens_per_second_per_gpu": "as the source prints it, one device's share"},
        "collected": "2026-12-06, each record's citation names the file and commit read",
        "calibration": "points with calibrate: true set loracalc.speed.EFFICIENCY (one value per stack); the rest are held out",
-       "records": recs}
+       "records": recs, "litgpt_pairs": pairs}
 json.dump(out, open("snippets/lora_course/data/published_speed.json", "w"), indent=1)
 print(len(recs), sum(r["expressible"] for r in recs), sum(r.get("calibrate", False) for r in recs))

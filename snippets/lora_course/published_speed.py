@@ -38,6 +38,60 @@ class Point:
         return 100.0 * (self.predicted - self.measured) / self.measured
 
 
+def _arch(lc: dict):
+    if lc.get("config"):
+        return loracalc.model_from_config({k: v for k, v in lc["config"].items() if not k.startswith("_")})
+    return loracalc.get_model(lc["model"])
+
+
+def litgpt_pairs() -> list[dict]:
+    with open(DATA_FILE, encoding="utf-8") as f:
+        return json.load(f)["litgpt_pairs"]
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """QLoRA's time over LoRA's for one model on one A10G, as LitGPT measured it and as loracalc predicts it."""
+
+    rec: dict
+    measured: float
+    predicted: float
+
+    @property
+    def error_percent(self) -> float:
+        return 100.0 * (self.predicted - self.measured) / self.measured
+
+
+def ratios() -> list[Ratio]:
+    out = []
+    for r in litgpt_pairs():
+        tps = [estimate_time(_arch(r[m]["loracalc"]), "a10", **r[m]["loracalc"]["settings"]).tokens_per_second
+               for m in ("lora", "qlora")]
+        out.append(Ratio(r, r["measured"]["qlora_minutes"] / r["measured"]["lora_minutes"], tps[0] / tps[1]))
+    return out
+
+
+@table("litgpt_qlora_ratio")
+def litgpt_qlora_ratio_table() -> str:
+    rows = ["| model (LitGPT config) | LoRA, minutes | QLoRA, minutes | QLoRA / LoRA, published | loracalc | error |",
+            "|---|---|---|---|---|---|"]
+    for q in ratios():
+        m = q.rec["measured"]
+        rows.append(f"| {q.rec['id'].split(':', 1)[1]} | {m['lora_minutes']:.2f} | {m['qlora_minutes']:.2f} | "
+                    f"{q.measured:.2f} | {q.predicted:.2f} | {q.error_percent:+.1f}% |")
+    return "\n".join(rows)
+
+
+@figure("litgpt_ratio_median_error")
+def litgpt_ratio_median_error() -> str:
+    return f"{statistics.median(abs(q.error_percent) for q in ratios()):.1f}%"
+
+
+@figure("litgpt_pairs")
+def litgpt_pair_count() -> str:
+    return f"{len(litgpt_pairs())}"
+
+
 def predict(rec: dict, efficiency: dict | None = None) -> float:
     """loracalc's tokens per second (all GPUs) for this record's settings."""
     lc = rec["loracalc"]

@@ -323,7 +323,7 @@ def cmd_time(args) -> Any:
                         gpus=args.gpus or 1, strategy=strategy, offload_optimizer=args.offload_optimizer,
                         offload_params=args.offload_params, stack=args.stack, tokens=args.tokens,
                         samples=args.samples, avg_tokens=args.avg_tokens, epochs=args.epochs,
-                        price_per_gpu_hour=args.price_per_gpu_hour)
+                        recipe=args.recipe, price_per_gpu_hour=args.price_per_gpu_hour)
     out = est.to_dict()
     if args.json:
         return out

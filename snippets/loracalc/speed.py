@@ -198,17 +198,18 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
                   attention: Any = "sdpa", gradient_accumulation: Any = 1, optimizer: Any = "adamw",
                   precision: str = "mixed", dora: bool = False, gpus: Any = 1, strategy: Any = None,
                   offload_optimizer: bool = False, offload_params: bool = False, stack: Any = "eager",
-                  tokens: Any = None, samples: Any = None, avg_tokens: Any = None, epochs: Any = 1,
+                  recipe: Any = "peft", tokens: Any = None, samples: Any = None, avg_tokens: Any = None, epochs: Any = 1,
                   price_per_gpu_hour: Any = "default", **_ignored: Any) -> TimeEstimate:
     """Seconds per step, tokens per second, time, GPU-hours and cost of a run (``tokens``, or ``samples`` x
     ``avg_tokens`` x ``epochs``; one step's tokens when neither is given)."""
-    from .memory import METHODS, OPTIMIZERS, ATTENTIONS
+    from .memory import ATTENTIONS, DEQUANT_COPIES, METHODS, OPTIMIZERS, QUANTIZES_EVERY_LINEAR, RECIPES
     arch = get_model(model)
     card = get_gpu(gpu)
     method = as_choice(method, "method", METHODS)
     as_choice(attention, "attention", ATTENTIONS)
     optimizer = as_choice(optimizer, "optimizer", OPTIMIZERS)
     stack = as_choice(stack, "stack", EFFICIENCY)
+    recipe = as_choice(recipe, "recipe", RECIPES)
     n = as_int(gpus, "gpus", 1, 1 << 16)
     strategy = strategy or ("single" if n == 1 else "ddp")
     strategy = as_choice(strategy, "strategy", STRATEGIES)
@@ -225,12 +226,14 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
     notes: list[str] = []
     full = method == "full"
     pc = None if full else count_params(arch, r, targets)
-    every = False
+    every = QUANTIZES_EVERY_LINEAR[recipe]
     quant_w = sum(rec.weight * rec.copies for rec in arch.records if method in QUANT_STORED_BYTES
                   and is_4bit(rec, arch.family, every))
     if quant_w:
         passes = 3 if gradient_checkpointing else 2
-        per = QUANT_STORED_BYTES[method] + 2 * COMPUTE_BYTES
+        # read the stored bytes, write the 16-bit copy, read it in the matmul; a second copy (LitGPT casts from the
+        # fp16 quant state to bf16) is written and read once more
+        per = QUANT_STORED_BYTES[method] + 2 * COMPUTE_BYTES * DEQUANT_COPIES[recipe]
         sec["dequantize"] = g * passes * quant_w * per / bw
     if dora and pc is not None:
         passes = 3 if gradient_checkpointing else 2
