@@ -158,6 +158,11 @@ def speed_points() -> str:
     return f"{len(_errors())}"
 
 
+@figure("published_unexpressed_speed")
+def published_unexpressed_speed() -> str:
+    return f"{sum(1 for r in records() if not r['expressible'])}"
+
+
 @figure("speed_calibration_points")
 def speed_calibration_points() -> str:
     return f"{sum(1 for r in records() if r.get('calibrate'))}"
@@ -205,3 +210,31 @@ def speed_choices() -> str:
         t = _tps(**kw)
         out.append(f"| {label} | {t:,.0f} | {100 * (t / base - 1):+.0f}% |")
     return "\n".join(out)
+
+
+# one published change of setting, measured on both sides: (label, source text, record id before, record id after)
+_CHANGES = (
+    ("gradient checkpointing on", "torchtune, Llama-3.2-3B full, A100, 2 x 4096, compiled",
+     "torchtune_flags:+chunked_ce", "torchtune_flags:+activation_checkpointing"),
+    ("QLoRA instead of LoRA, 8,192 tokens per step", "torchtune, Llama-3.2-3B r64, A100, 2 x 4096, compiled",
+     "torchtune_flags:lora", "torchtune_flags:qlora"),
+    ("LoRA instead of full fine-tuning", "fms-acceleration, Mistral-7B, A100, 4 x 4096, checkpointing",
+     "fms:none:Mistral-7B-v0.1:1gpu:bs4:full", "fms:none:Mistral-7B-v0.1:1gpu:bs4:lora"),
+    ("batch 8 instead of 4", "fms-acceleration, Mistral-7B LoRA, A100, x 4096, checkpointing",
+     "fms:none:Mistral-7B-v0.1:1gpu:bs4:lora", "fms:none:Mistral-7B-v0.1:1gpu:bs8:lora"),
+)
+
+
+@table("speed_choices_published")
+def speed_choices_published() -> str:
+    """Published changes of one setting: the measured change in tokens per second beside loracalc's."""
+    by_id = {p.rec["id"]: p for p in points()}
+    rows = ["| change | where it was measured | measured change in tokens/s | loracalc |", "|---|---|---|---|"]
+    for label, where, a, b in _CHANGES:
+        pa, pb = by_id[a], by_id[b]
+        rows.append(f"| {label} | {where} | {100 * (pb.measured / pa.measured - 1):+.0f}% | "
+                    f"{100 * (pb.predicted / pa.predicted - 1):+.0f}% |")
+    q = next(x for x in ratios() if x.rec["id"] == "litgpt:llama-3.1-8b")
+    rows.append(f"| QLoRA instead of LoRA, 512 to 1,024 tokens per micro-batch | LitGPT, Llama-3.1-8B, one A10G "
+                f"(run time, same data) | {100 * (1 / q.measured - 1):+.0f}% | {100 * (1 / q.predicted - 1):+.0f}% |")
+    return "\n".join(rows)

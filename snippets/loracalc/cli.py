@@ -3,6 +3,7 @@
     python -m loracalc params --model llama-3.1-8b --rank 16 --targets all-linear [--json]
     python -m loracalc memory --model llama-3.1-70b --method qlora --batch-size 1 --seq-len 2048 [--json]
     python -m loracalc memory --model llama-3.1-70b --method lora --gpus 8 --strategy full-shard [--offload-params]
+    python -m loracalc time --model llama-3.1-8b --method qlora --gpu a10 --tokens 1e7 [--price-per-gpu-hour 1.2]
     python -m loracalc models | gpus | nf4 [--json]
 
 Bad input prints one line naming the field and exits with status 2.
