@@ -10,6 +10,7 @@ from __future__ import annotations
 # each registers its figures when imported; headline first (prose defers to its names)
 from . import headline, prose, practice, measured, evidence, quiz, published, multi_gpu, coverage, versions  # noqa: F401,E501
 from . import troubleshooting  # noqa: F401,E402  (the troubleshooting page's library defaults)
+from . import published_speed  # noqa: F401,E402  (training time against published throughput)
 from .registry import FIGURES, TABLES, figure, table  # noqa: F401  (re-exported for the tests and hooks)
 
 

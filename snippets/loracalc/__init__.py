@@ -8,7 +8,7 @@ Standard library only, so the same files run in CPython 3.11+ and in Pyodide. Th
 
 Modules: ``models`` (architectures: presets, config.json, a bare size), ``params`` (exact parameter and
 LoRA counts), ``memory`` (training memory by term), ``gpus`` (a GPU catalog), ``fit`` (largest batch and
-sequence that fit), ``sharding`` (memory per GPU when several GPUs share a run), ``nf4`` (the 4-bit NormalFloat format), ``errors`` (the one exception and its
+sequence that fit), ``sharding`` (memory per GPU when several GPUs share a run), ``speed`` (training time, GPU-hours and cost), ``nf4`` (the 4-bit NormalFloat format), ``errors`` (the one exception and its
 validators), ``cli`` (``python -m loracalc``). Bad input raises ``LoraCalcError`` with a one-line message.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .memory import ATTENTIONS, METHODS, OPTIMIZERS, MemoryEstimate, Term, estim
 from .gpus import GPU, fits, get_gpu, list_gpus
 from .fit import max_batch_size, max_seq_len
 from .sharding import STRATEGIES, ShardedEstimate, estimate_sharded, shard_estimate, smallest_gpu_count
+from .speed import TimeEstimate, estimate_time, step_flops
 
 __all__ = [
     "LoraCalcError",
@@ -33,4 +34,5 @@ __all__ = [
     "GPU", "fits", "get_gpu", "list_gpus",
     "max_batch_size", "max_seq_len",
     "STRATEGIES", "ShardedEstimate", "estimate_sharded", "shard_estimate", "smallest_gpu_count",
+    "TimeEstimate", "estimate_time", "step_flops",
 ]

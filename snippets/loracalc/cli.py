@@ -3,6 +3,7 @@
     python -m loracalc params --model llama-3.1-8b --rank 16 --targets all-linear [--json]
     python -m loracalc memory --model llama-3.1-70b --method qlora --batch-size 1 --seq-len 2048 [--json]
     python -m loracalc memory --model llama-3.1-70b --method lora --gpus 8 --strategy full-shard [--offload-params]
+    python -m loracalc time --model llama-3.1-8b --method qlora --gpu a10 --tokens 1e7 [--price-per-gpu-hour 1.2]
     python -m loracalc models | gpus | nf4 [--json]
 
 Bad input prints one line naming the field and exits with status 2.
@@ -100,6 +101,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="with a sharded strategy: sharded weights, gradients and optimizer state in host memory "
                         "(FSDP CPUOffloadPolicy)")
     m.add_argument("--json", action="store_true", help="print JSON")
+
+    t = sub.add_parser("time", help="training time, GPU-hours and cost of a run on a GPU")
+    for action in m._actions[1:]:   # the memory command's flags (its own --help excepted), shared, not copied
+        t._add_action(action)
+    t.add_argument("--stack", default="eager", help="eager (transformers + peft, torchtune without compile), "
+                   "fused (fused LoRA / norm / loss kernels) or compiled (torch.compile); sets the calibrated efficiency")
+    t.add_argument("--tokens", default=None, help="tokens the run trains on (or --samples with --avg-tokens)")
+    t.add_argument("--samples", default=None, help="training examples per epoch")
+    t.add_argument("--avg-tokens", default=None, help="average tokens per example")
+    t.add_argument("--epochs", default="1", help="passes over the samples (default 1)")
+    t.add_argument("--price-per-gpu-hour", default="default",
+                   help="USD per GPU-hour (default: the catalog's cited on-demand price for --gpu)")
 
     g = sub.add_parser("models", help="list the model presets")
     g.add_argument("--json", action="store_true", help="print JSON")
@@ -299,7 +312,36 @@ def cmd_nf4(args) -> Any:
     return "\n".join(lines)
 
 
-COMMANDS = {"params": cmd_params, "memory": cmd_memory, "models": cmd_models, "gpus": cmd_gpus, "nf4": cmd_nf4}
+def cmd_time(args) -> Any:
+    from .speed import estimate_time
+    if not args.gpu:
+        raise LoraCalcError("gpu", "time needs a GPU: give --gpu (see `gpus`)")
+    strategy = None if args.gpus is None else args.strategy
+    est = estimate_time(_arch(args), args.gpu, method=args.method, rank=args.rank, targets=args.targets,
+                        batch_size=args.batch_size, seq_len=args.seq_len, gradient_checkpointing=args.gc,
+                        attention=args.attention, gradient_accumulation=args.gradient_accumulation,
+                        optimizer=args.optimizer, precision=args.precision, dora=args.dora,
+                        gpus=args.gpus or 1, strategy=strategy, offload_optimizer=args.offload_optimizer,
+                        offload_params=args.offload_params, stack=args.stack, tokens=args.tokens,
+                        samples=args.samples, avg_tokens=args.avg_tokens, epochs=args.epochs,
+                        recipe=args.recipe, price_per_gpu_hour=args.price_per_gpu_hour)
+    out = est.to_dict()
+    if args.json:
+        return out
+    rows = [["term", "seconds per step"]] + [[k, f"{v:,.3f}"] for k, v in est.seconds.items()]
+    lines = [f"{est.model} on {est.gpus} x {est.gpu} ({est.strategy}), {est.stack} stack, efficiency "
+             f"{out['efficiency']:.1%}: {est.flops.total / 1e12:,.1f} TFLOP per step per GPU", "", _table(rows, {1}), "",
+             f"tokens per second (all GPUs)  {est.tokens_per_second:,.0f}",
+             f"seconds per step              {est.seconds_per_step:,.3f}",
+             f"run: {est.total_tokens:,} tokens, {est.steps:,.1f} steps, {est.total_seconds / 3600:,.2f} hours, "
+             f"{est.gpu_hours:,.2f} GPU-hours",
+             "cost: " + (f"${est.cost:,.2f} at ${est.price_per_gpu_hour:,.3f} per GPU-hour" if est.cost is not None
+                         else "no price for this GPU in the catalog: give --price-per-gpu-hour")]
+    lines += [f"note: {n}" for n in est.notes]
+    return "\n".join(lines)
+
+
+COMMANDS = {"time": cmd_time, "params": cmd_params, "memory": cmd_memory, "models": cmd_models, "gpus": cmd_gpus, "nf4": cmd_nf4}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
