@@ -159,7 +159,10 @@ def default_model(log=print) -> str:
     if not is_built(DEFAULT_DIR):
         log(f"no --model given and no GPU: building the toy-world model in {DEFAULT_DIR} (once)")
         build(DEFAULT_DIR, log=log)
-    return str(DEFAULT_DIR)
+    try:  # relative to the working folder where it can be: logs and saved adapter configs carry no machine path
+        return str(DEFAULT_DIR.relative_to(Path.cwd()))
+    except ValueError:
+        return str(DEFAULT_DIR)
 
 
 def resolve_defaults(args) -> None:
@@ -168,11 +171,16 @@ def resolve_defaults(args) -> None:
     if getattr(args, "model", None) is None:
         args.model = default_model()
     if getattr(args, "dataset", "") is None:
-        sys.path.insert(0, str(HERE))
-        import labkit
+        args.dataset = default_dataset(args.model)
 
-        shipped = Path(args.model) / TRAIN_FILE
-        args.dataset = str(shipped if shipped.is_file() else labkit.DEFAULT_DATASET)
+
+def default_dataset(model: str | Path) -> str:
+    """The model folder's own train.jsonl where it ships one (the toy model), else the labs' instruction file."""
+    sys.path.insert(0, str(HERE))
+    import labkit
+
+    shipped = Path(model) / TRAIN_FILE
+    return str(shipped if shipped.is_file() else labkit.DEFAULT_DATASET)
 
 
 def heldout_rows(model: str | Path) -> list[dict]:

@@ -81,3 +81,23 @@ def test_the_lab_teaches_it_the_new_task(toy_qlora_run):
     evals = [row["eval_loss"] for row in log if "eval_loss" in row]
     assert len(evals) == 3 and evals[-1] < evals[0]
     assert "eval loss by step: 20:" in stdout
+
+
+def test_the_recorded_toy_outputs_are_current():
+    """The lab pages show gpu_labs/output/{toy-command,qlora-toy-model,merge-toy-model}.txt, written by
+    lab_outputs.py: they must come from the command it runs now, and show the improvement they claim."""
+    import re
+
+    import lab_outputs
+
+    assert (lab_outputs.OUT / "toy-command.txt").read_text() == lab_outputs.toy_commands()
+    recorded = (lab_outputs.OUT / "qlora-toy-model.txt").read_text()
+    assert recorded.startswith(f"$ {lab_outputs.toy_command()}\n"), "re-run python gpu_labs/lab_outputs.py --only toy"
+    before, after = map(float, re.search(r"exact match ([\d.]+)% before fine-tuning, ([\d.]+)% after", recorded).groups())
+    assert after >= before + 10
+    assert re.search(r"^eval loss by step: 25: ", recorded, re.M)
+    merged = (lab_outputs.OUT / "merge-toy-model.txt").read_text()
+    assert "--adapter runs/toy-qlora/adapter" in merged.splitlines()[0]
+    # the merged model (16-bit, the update folded into W) scores about what the 4-bit base + adapter scored
+    merged_after = float(re.search(r"exact match [\d.]+% before fine-tuning, ([\d.]+)% after", merged).group(1))
+    assert abs(merged_after - after) <= 5
