@@ -18,7 +18,7 @@ import random
 R = 2          # LoRA rank r; the hidden update has rank 2 (try 1, then 8)
 ALPHA = 4.0    # lora_alpha; the update is scaled by alpha / r (at R = 8, try 16)
 LR = 0.5       # learning rate of plain gradient descent (try 0.05, then 2.0)
-STEPS = 200    # gradient steps, each over all 32 training pairs
+STEPS = 120    # gradient steps, each over all 32 training pairs
 
 D = 16                      # W is D x D
 HIDDEN = (3.0, 1.5)         # singular values of the hidden update (its rank is 2)

@@ -60,7 +60,7 @@ def test_stop_ends_a_long_run(page, site_url, built_site):
     wait_python(page)
     box = exercise(page)
     editor = box.locator(".lc-editor")
-    editor.fill(editor.input_value().replace("STEPS = 200 ", "STEPS = 100000 ", 1))
+    editor.fill(editor.input_value().replace("STEPS = 120 ", "STEPS = 100000 ", 1))
     output = box.locator(".lc-run-output")
     box.locator("button.lc-run").click()
     stop = box.locator("button.lc-run-stop")
