@@ -3,9 +3,12 @@
     python gpu_labs/lab_outputs.py            # all of it, about 5 minutes on 2 CPU cores
     python gpu_labs/lab_outputs.py --only trl
     python gpu_labs/lab_outputs.py --only merge   # after the tiny run (it merges that run's adapter)
+    python gpu_labs/lab_outputs.py --only toy     # the toy-world model taught a new task: about 2 minutes
 
 Writes into gpu_labs/output/ (the pages include those files; nothing on the pages is typed by hand):
-qlora-tiny-llama.txt (the QLoRA lab on the tiny Llama), families.md (one 20-step run per model family:
+qlora-tiny-llama.txt (the QLoRA lab on the tiny Llama), qlora-toy-model.txt (the lab's default CPU model,
+pretrained on the toy world, fine-tuned on a new task and scored on held-out prompts before and after),
+merge-toy-model.txt (that adapter merged, the merged model scored again), families.md (one 20-step run per model family:
 steps/s, trainable parameters, predicted and measured memory) and trl-vs-lab.md (the loss curves of the
 lab and of TRL's SFTTrainer on the same run) and merge-tiny-llama.txt (the merge lab on the tiny run's adapter,
 both merge routes measured against the model as trained).
@@ -63,6 +66,31 @@ def record_merge() -> None:
     (OUT / "merge-tiny-llama.txt").write_text("\n".join(kept) + "\n")
 
 
+# The toy-model run the QLoRA lab page shows, without --model: on a CPU the lab's default is the toy model.
+TOY_ARGS = ("--max-steps", 200, "--batch-size", 16, "--grad-accum", 1, "--lr", "5e-3", "--eval-ratio", "0.1",
+            "--eval-every", 25, "--seq-len", 32, "--output-dir", "runs/toy-qlora")
+
+
+def toy_command() -> str:
+    """The command line the page shows and the recording starts with."""
+    return "python gpu_labs/qlora_finetune.py " + " ".join(map(str, TOY_ARGS))
+
+
+def toy_commands() -> str:
+    """The two commands of the page's code block: build (or find) the model, then fine-tune it."""
+    return "python gpu_labs/toy_model.py\n" + toy_command() + "\n"
+
+
+def record_toy() -> None:
+    run("toy_model.py")  # builds .cache/toy-world-lm, or finds it built
+    out = run("qlora_finetune.py", *TOY_ARGS, "--no-resume")
+    (OUT / "toy-command.txt").write_text(toy_commands())
+    (OUT / "qlora-toy-model.txt").write_text(f"$ {toy_command()}\n{out}")
+    merged = run("merge_export.py", "--adapter", "runs/toy-qlora/adapter", "--output", "runs/toy-merged")
+    (OUT / "merge-toy-model.txt").write_text(
+        "$ python gpu_labs/merge_export.py --adapter runs/toy-qlora/adapter --output runs/toy-merged\n" + merged)
+
+
 def record_families(tmp: Path) -> None:
     rows = ["| Family | Adapted layers | Trainable / total params | Steps/s | Eval loss (step 5 -> 20) "
             "| loracalc predicts (GPU tensors) | Measured (CPU peak RSS) |", "|---|---|---|---|---|---|---|"]
@@ -103,7 +131,8 @@ def record_trl(tmp: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("tiny", "merge", "families", "trl"), default=None, help="record one part only")
+    parser.add_argument("--only", choices=("tiny", "merge", "toy", "families", "trl"), default=None,
+                        help="record one part only")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,6 +140,8 @@ def main() -> int:
             record_tiny_llama()
         if args.only in (None, "tiny", "merge"):
             record_merge()
+        if args.only in (None, "toy"):
+            record_toy()
         if args.only in (None, "families"):
             record_families(Path(tmp))
         if args.only in (None, "trl"):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import labkit  # noqa: E402 - standard library only, so --help stays instant
+import toy_model  # noqa: E402 - standard library at import: held-out prompts a base folder ships
 from labkit import LabError  # noqa: E402
 
 # Largest |merged - unmerged| logit difference accepted, relative to the largest |logit|. The merged
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--base", default=None, help="base model id or folder; default: the one recorded in the adapter config")
     add("--output", required=True, help="folder for the merged model (replaced atomically if it exists)")
     add("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="dtype of the base and the merged weights")
-    add("--dataset", default=str(labkit.DEFAULT_DATASET), help="JSONL whose first examples feed the logit check")
+    add("--dataset", default=None, help="JSONL whose first examples feed the logit check (default: the base folder's train.jsonl where it ships one, else gpu_labs/data/instructions.jsonl)")
     add("--check-examples", type=int, default=8, help="how many examples the logit check runs")
     add("--tolerance", type=float, default=None, help="max |logit difference| / max |logit|; default depends on --dtype")
     # original: the published 16-bit checkpoint (its weights were never rounded to NF4, so a QLoRA adapter meets
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
     labkit.quiet_libraries()
     import labdata
 
-    conversations = labdata.load_conversations(args.dataset)
+    conversations = labdata.load_conversations(args.dataset or toy_model.default_dataset(base_id))
 
     import time
 
@@ -204,6 +205,13 @@ def main(argv=None) -> int:
     print(f"saved the merged model to {output}/ ({labkit.human_bytes(labkit.dir_size_bytes(output))}; "
           f"the adapter alone is {labkit.human_bytes(labkit.dir_size_bytes(adapter))}); reloaded from disk: "
           f"max logit difference {reload_diff:.3g}")
+
+    heldout = toy_model.heldout_rows(base_id)  # a base that ships held-out prompts (the toy model)
+    if heldout:
+        print("held-out prompts: the 16-bit base (before) and the merged model reloaded without peft (after)")
+        before = toy_model.answer(AutoModelForCausalLM.from_pretrained(base_id, dtype=dtype, device_map=device_map),
+                                  tokenizer, heldout)
+        print("\n".join(toy_model.report(heldout, toy_model.scores(heldout, before, reloaded, tokenizer), show=2)))
 
     trained_note = ""
     if from_qlora:

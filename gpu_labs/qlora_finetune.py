@@ -49,6 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import distributed  # noqa: E402 - several GPUs: accelerate/FSDP glue, standard library at import
 import labkit  # noqa: E402 - standard library only, so --help stays instant
+import toy_model  # noqa: E402 - standard library at import: the default CPU model and its held-out prompts
 from labkit import LabError  # noqa: E402
 
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
@@ -67,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = p.add_argument
     # What to train
-    add("--model", required=True, help="Hugging Face model id or local folder with config.json and weights")
-    add("--dataset", default=str(labkit.DEFAULT_DATASET), help="local .jsonl (instruction/response, Alpaca instruction/input/output, or chat 'messages'), or a Hub dataset name")
+    add("--model", default=None, help=f"Hugging Face model id or local folder with config.json and weights (default: on a CPU the toy-world model, gpu_labs/toy_model.py, built on first use; on a GPU {toy_model.GPU_DEFAULT_MODEL})")
+    add("--dataset", default=None, help="local .jsonl (instruction/response, Alpaca instruction/input/output, or chat 'messages'), or a Hub dataset name (default: the model folder's train.jsonl where it ships one, as the toy model does, else gpu_labs/data/instructions.jsonl)")
     add("--instruction-field", default="instruction", help="JSON key (or column) holding the prompt")
     add("--response-field", default="response", help="JSON key (or column) holding the answer to learn")
     add("--method", choices=("qlora", "lora", "full"), default="qlora", help="qlora: 4-bit frozen base + adapters; lora: 16-bit base + adapters; full: train every weight")
@@ -580,6 +581,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     validate_args(args)
     labkit.quiet_libraries()
+    toy_model.resolve_defaults(args)  # --model / --dataset not given: the toy model on a CPU, its task
     import labdata
 
     conversations = labdata.load_dataset_conversations(args.dataset, args.instruction_field, args.response_field)
@@ -653,6 +655,9 @@ def main(argv=None) -> int:
         trainable = total = sum(p.numel() for p in model.parameters())
     else:
         model, trainable, total = add_adapters(model, args, target_modules, expert_targets, dropout)
+    # A model folder that ships held-out prompts (the toy model): answer them now (B = 0, so the base model).
+    heldout = toy_model.heldout_rows(args.model) if is_main else []
+    before = toy_model.answer(model, tokenizer, heldout) if heldout else []
     model.config.use_cache = False  # the generation cache is useless in training and clashes with checkpointing
 
     log(f"model {args.model} ({args.method}, compute {dtype_name}) on {accelerator.device} x{accelerator.num_processes}")
@@ -828,6 +833,7 @@ def main(argv=None) -> int:
                "measured_reserved_bytes": torch.cuda.max_memory_reserved() if torch.cuda.is_available() else None,
                "probe_loss": probe, "measured_peak_bytes": peak, "measured": peak_kind, "device": str(accelerator.device),
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+               "heldout_exact_match": toy_model.scores(heldout, before, unwrapped, tokenizer) if heldout else None,
                "versions": labkit.library_versions(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if accelerator.num_processes > 1:  # [distributed] measured per rank, next to the per-GPU prediction
         results["ranks"] = distributed.report_ranks(accelerator, model, optimizer, per_gpu, log)
@@ -846,6 +852,9 @@ def main(argv=None) -> int:
         if eval_examples:
             log(f"eval loss {eval_loss:.4f} at the end, best {tracker.best:.4f}"
                 f"{f' (adapter saved in {output_dir / BEST_DIR}/)' if args.method != 'full' else ''}")
+        if heldout:
+            for line in toy_model.report(heldout, results["heldout_exact_match"], log_path):
+                log(line)
         if "base" in probe:
             log(f"loss on the first 16 examples (eval mode): base model {probe['base']:.4f}, with adapter {probe['adapter']:.4f}")
         if estimate and torch.cuda.is_available():

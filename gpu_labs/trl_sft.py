@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import labkit  # noqa: E402 - standard library only, so --help stays instant
+import toy_model  # noqa: E402 - standard library at import: the default CPU model and its held-out prompts
 from labkit import LabError  # noqa: E402
 
 
@@ -37,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = p.add_argument
-    add("--model", required=True, help="Hugging Face model id or local folder with config.json and weights")
-    add("--dataset", default=str(labkit.DEFAULT_DATASET), help="local .jsonl (instruction/response, Alpaca, or chat 'messages')")
+    add("--model", default=None, help=f"Hugging Face model id or local folder with config.json and weights (default: on a CPU the toy-world model, gpu_labs/toy_model.py; on a GPU {toy_model.GPU_DEFAULT_MODEL})")
+    add("--dataset", default=None, help="local .jsonl (instruction/response, Alpaca, or chat 'messages'); default: the model folder's train.jsonl where it ships one, else gpu_labs/data/instructions.jsonl")
     add("--instruction-field", default="instruction", help="JSON key holding the prompt")
     add("--response-field", default="response", help="JSON key holding the answer to learn")
     add("--method", choices=("qlora", "lora"), default="qlora", help="qlora: 4-bit frozen base + adapters; lora: 16-bit base + adapters")
@@ -103,6 +104,7 @@ def main(argv=None) -> int:
     if args.rank < 1 or args.max_steps < 1 or args.batch_size < 1 or args.grad_accum < 1:
         raise LabError("--rank, --max-steps, --batch-size and --grad-accum must be at least 1.")
     labkit.quiet_libraries()
+    toy_model.resolve_defaults(args)  # --model / --dataset not given: the toy model on a CPU, its task
     import labdata
 
     conversations = labdata.load_dataset_conversations(args.dataset, args.instruction_field, args.response_field)
@@ -136,6 +138,8 @@ def main(argv=None) -> int:
     model, kept = lab.load_model(settings, compute_dtype, device_index)
     model, trainable, total = lab.add_adapters(model, settings, target_modules, expert_targets, dropout)
     # --8<-- [end:same_model]
+    heldout = toy_model.heldout_rows(args.model)  # the toy model ships held-out prompts: answered before and after
+    before = toy_model.answer(model, tokenizer, heldout) if heldout else []
 
     rows = to_trl_rows(conversations, tokenizer)
     micro_batches = args.max_steps * args.grad_accum
@@ -194,6 +198,8 @@ def main(argv=None) -> int:
         trainer.model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
     losses = [json.loads(line)["loss"] for line in log_path.read_text().splitlines()]
+    if heldout:
+        print("\n".join(toy_model.report(heldout, toy_model.scores(heldout, before, trainer.model, tokenizer))))
     print(f"{len(losses)} steps in {seconds:.1f} s ({len(losses) / seconds:.2f} steps/s); loss {losses[0]:.4f} -> "
           f"{losses[-1]:.4f}; adapter saved to {final}/")
     return 0

@@ -99,7 +99,7 @@ def test_labs_keep_those_layers_16_bit_and_say_so(mlp_160_model, tmp_path):
 
 
 @pytest.mark.parametrize("script", ["qlora_finetune", "serve_adapters", "merge_export", "memory_probe", "trl_sft",
-                                    "labkit", "lab_outputs"])
+                                    "labkit", "lab_outputs", "toy_model"])
 def test_every_lab_entry_point_goes_through_run_cli(script):
     """A lab that called main() directly would let a library's traceback through."""
     from lab_helpers import LABS
