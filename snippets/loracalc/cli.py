@@ -67,8 +67,12 @@ def _parser() -> argparse.ArgumentParser:
                         "stay alive through forward and backward")
     m.add_argument("--optimizer-in-backward", action="store_true",
                    help="apply each gradient as backward produces it (torchtune optimizer_in_bwd)")
-    m.add_argument("--paged-state-on-host", action="store_true",
-                   help="with a paged optimizer, count its paged state in CPU memory instead of on the card")
+    pg = m.add_mutually_exclusive_group()
+    pg.add_argument("--paged-state-on-host", dest="paged_state_on_host", action="store_true", default=None,
+                    help="count a paged optimizer's state in CPU memory (the default for a paged optimizer: "
+                         "bitsandbytes evicts it there when the card runs short)")
+    pg.add_argument("--paged-state-on-card", dest="paged_state_on_host", action="store_false",
+                    help="count a paged optimizer's state on the card, as if it were never evicted")
     m.add_argument("--dora", action="store_true", help="DoRA (peft use_dora): magnitude vectors, their activations, the weight norm's temporaries")
     hq = m.add_mutually_exclusive_group()
     hq.add_argument("--quantize-lm-head", dest="quantize_lm_head", action="store_true", default=None,
