@@ -96,8 +96,10 @@ def _parser() -> argparse.ArgumentParser:
                    "(with --gpus: the fewest GPUs of this type that fit, per strategy)")
     m.add_argument("--gpus", default=None, help="number of GPUs sharing the run: memory per GPU instead of in total")
     m.add_argument("--strategy", default="ddp",
-                   help="with --gpus: ddp (a full copy per GPU), shard-grad-op (ZeRO-2: gradients and optimizer "
-                        "state sharded) or full-shard (ZeRO-3 / FSDP: weights sharded too); default ddp")
+                   help="with --gpus: ddp (a full copy per GPU), shard-grad-op (FSDP SHARD_GRAD_OP: sharded at "
+                        "rest, the whole model gathered from forward to backward; DeepSpeed ZeRO-2, which never "
+                        "shards the weights, needs about as much) or full-shard (FSDP FULL_SHARD / ZeRO-3: "
+                        "weights gathered a layer at a time); default ddp")
     m.add_argument("--offload-optimizer", action="store_true",
                    help="with a sharded strategy: optimizer state in host memory (DeepSpeed ZeRO-Offload)")
     m.add_argument("--offload-params", action="store_true",
