@@ -540,8 +540,8 @@ LLAMA_65B_CONFIG = dict(model_type="llama", hidden_size=8192, intermediate_size=
                         num_attention_heads=64, num_key_value_heads=64, vocab_size=32000, tie_word_embeddings=False,
                         max_position_embeddings=2048, rms_norm_eps=1e-5)
 PEFT_48GB_CASES = [
-    ("peft defaults: batch 1, 2,048 tokens, AdamW", dict(seq_len=2048, optimizer="adamw")),
-    ("peft defaults: batch 1, 512 tokens, paged 8-bit AdamW", dict(seq_len=512, optimizer="paged_adamw_8bit")),
+    ("peft: batch 1, 2,048 tokens, AdamW", dict(seq_len=2048, optimizer="adamw")),
+    ("peft: batch 1, 512 tokens, paged 8-bit AdamW", dict(seq_len=512, optimizer="paged_adamw_8bit")),
 ]
 
 
@@ -576,7 +576,7 @@ def _runs_48gb():
     for arch, label in [(_llama_65b(), "LLaMA-65B")] + [(m, _model_label(m)) for m in MODELS_70B]:
         est = _lc().estimate_memory(arch, **QLORA_SCRIPT_RUN)
         card = _lc().estimate_memory(arch, **QLORA_SCRIPT_RUN, paged_state_on_host=False)
-        out.append((label, script, est, card))
+        out.append((label, script if not out else "qlora.py: the same run", est, card))
     for text, over in PEFT_48GB_CASES:
         for m in MODELS_70B:
             est = _mem(m, "qlora", **over)
