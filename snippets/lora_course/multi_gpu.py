@@ -59,7 +59,7 @@ def multi_gpu_70b_count() -> str:
             rows.append([label, size, _count(_fewest(method, gpu, "ddp")),
                          _count(_fewest(method, gpu, "shard-grad-op")), _count(_fewest(method, gpu, "full-shard")),
                          _count(_fewest(method, gpu, "full-shard", offload=True))])
-    return _md_table(["method", "GPU", "data parallel", "ZeRO-2 / SHARD_GRAD_OP", "ZeRO-3 / FULL_SHARD",
+    return _md_table(["method", "GPU", "data parallel", "SHARD_GRAD_OP", "FULL_SHARD / ZeRO-3",
                       "FULL_SHARD + CPU offload"], rows, ["---", "---", "--:", "--:", "--:", "--:"])
 
 

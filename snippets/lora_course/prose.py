@@ -76,6 +76,14 @@ REPORTED: dict[str, tuple[str, str]] = {
     "qlora_oasst1_examples": ("9,000", "Dettmers et al. 2023, introduction: OASST1 (9k examples) beat a 450k FLAN v2 subset for chat"),
     "qlora_flan_examples": ("450,000", "Dettmers et al. 2023, introduction: FLAN v2 subsampled to 450k"),
     "hqq_bits": ("1 to 8", "mobiusml/hqq README: nbits 8, 4, 3, 2, 1"),
+    # LitGPT config_hub/finetune/README.md, "Training runtime" on 1x A10G, Alpaca2k, bf16, 512 tokens: the same
+    # data and epochs per model (Llama-2-7B: micro-batch 2 for both; Llama-3.1-8B: LoRA 1, QLoRA 2)
+    "litgpt_llama2_7b_lora_min": ("32.8 min", "LitGPT config hub README: llama-2-7b/lora.yaml, 1xA10G, 32.82 min"),
+    "litgpt_llama2_7b_qlora_min": ("45.7 min", "LitGPT config hub README: llama-2-7b/qlora.yaml, 1xA10G, 45.67 min"),
+    "litgpt_llama31_8b_lora_min": ("13.4 min", "LitGPT config hub README: llama-3.1-8b/lora.yaml, 1xA10G, 13.36 min"),
+    "litgpt_llama31_8b_qlora_min": ("21.8 min", "LitGPT config hub README: llama-3.1-8b/qlora.yaml, 1xA10G, 21.81 min"),
+    "litgpt_llama2_7b_lora_gb": ("19.77 GB", "LitGPT config hub README: llama-2-7b/lora.yaml, peak memory"),
+    "litgpt_llama2_7b_qlora_gb": ("13.68 GB", "LitGPT config hub README: llama-2-7b/qlora.yaml, peak memory"),
 }
 
 # --------------------------------------------------------------------------------------------------
@@ -390,6 +398,28 @@ def full_70b_range() -> str:
     return _range([lo, hi], _tb)
 
 
+def _full_70b(**over):
+    return _mem(MODELS_70B[1], "full", **over)
+
+
+@figure("full_70b_total")
+def full_70b_total() -> str:
+    return _tb(_full_70b().total_bytes)
+
+
+@figure("full_70b_adamw_temp")
+def full_70b_adamw_temp() -> str:
+    return _gb(_full_70b().term("optimizer_temp").bytes, 0)
+
+
+@figure("full_70b_fused_total")
+def full_70b_fused_total() -> str:
+    # torchtune's recipe steps a fused AdamW (no foreach temporary); for full fine-tuning nothing else differs
+    est = _full_70b(recipe="torchtune")
+    assert "optimizer_temp" not in est.breakdown
+    return _tb(est.total_bytes)
+
+
 @figure("lora_70b_weights_range")
 def lora_70b_weights_range() -> str:
     vals = [_count(m, 8, "q,v").total_params * _dtype_bytes("bf16") for m in MODELS_70B]
@@ -423,6 +453,30 @@ def gpu_80gb() -> str:
     return _lc().get_gpu("h100-80gb").display_name
 
 
+def _usable(gpu: str) -> float:
+    return _lc().get_gpu(gpu).memory_bytes
+
+
+@figure("rtx4090_sold_gb")
+def rtx4090_sold_gb() -> str:
+    return f"{_lc().get_gpu('rtx-4090').memory_gb} GB"
+
+
+@figure("rtx4090_usable")
+def rtx4090_usable() -> str:
+    return _gb(_usable("rtx-4090"))
+
+
+@figure("rtx4090_usable_gib")
+def rtx4090_usable_gib() -> str:
+    return f"{_usable('rtx-4090') / 2**30:.1f} GiB"
+
+
+@figure("l4_usable")
+def l4_usable() -> str:
+    return _gb(_usable("l4"))
+
+
 @figure("llama31_70b_vocab")
 def llama31_70b_vocab() -> str:
     return _int(_arch(MODELS_70B[1]).vocab_size)
@@ -441,6 +495,8 @@ CATEGORIES = [
     ("fp32 copies of 16-bit weights", ("kbit_upcast",)),
     ("Adapter weights", ("adapter",)),
     ("Gradients and optimizer state", ("gradients", "master_weights", "optimizer", "adapter_grads")),
+    # torch's AdamW (foreach, its CUDA default unless fused=True) makes one temporary of the second moment's size
+    ("AdamW step's temporary (torch's unfused AdamW)", ("optimizer_temp",)),
     ("Activations and logits", ("activations", "logits")),
     ("CUDA context and allocator", ("cuda_context",)),
 ]
@@ -470,54 +526,114 @@ def memory_70b_corrected() -> str:
                                 ("QLoRA", _mem(m, "qlora"))])
 
 
-QLORA_48GB_CASES = [
-    ("seq 512, paged 8-bit AdamW", dict(seq_len=512, optimizer="paged_adamw_8bit")),
-    ("seq 2,048, paged 8-bit AdamW", dict(seq_len=2048, optimizer="paged_adamw_8bit")),
-    ("seq 2,048, AdamW", dict(seq_len=2048, optimizer="adamw")),
-    ("batch 4, seq 2,048, AdamW", dict(batch_size=4, seq_len=2048, optimizer="adamw")),
+# The QLoRA paper's own 65B run: artidoro/qlora scripts/finetune_guanaco_65b.sh (--lora_r 64 --lora_modules all
+# --lora_dropout 0.05 --per_device_train_batch_size 4 --source_max_len 16 --target_max_len 512
+# --gradient_checkpointing --bf16) with qlora.py's own default optimizer (optim="paged_adamw_32bit"). A sequence is
+# at most 16 + 512 tokens; the run is judged at that longest batch.
+QLORA_SCRIPT_SOURCE_LEN, QLORA_SCRIPT_TARGET_LEN = 16, 512
+QLORA_SCRIPT_RUN = dict(method="qlora", recipe="qlora-paper", rank=64, targets="all-linear", batch_size=4,
+                        seq_len=QLORA_SCRIPT_SOURCE_LEN + QLORA_SCRIPT_TARGET_LEN, gradient_checkpointing=True,
+                        optimizer="paged_adamw", lora_dropout=0.05)
+# LLaMA-65B as transformers' convert_llama_weights_to_hf builds it (hidden 8192, 80 layers, 64 heads, MLP 22016,
+# vocabulary 32,000, untied): the model of the paper's claim, which no preset covers
+LLAMA_65B_CONFIG = dict(model_type="llama", hidden_size=8192, intermediate_size=22016, num_hidden_layers=80,
+                        num_attention_heads=64, num_key_value_heads=64, vocab_size=32000, tie_word_embeddings=False,
+                        max_position_embeddings=2048, rms_norm_eps=1e-5)
+PEFT_48GB_CASES = [
+    ("peft: batch 1, 2,048 tokens, AdamW", dict(seq_len=2048, optimizer="adamw")),
+    ("peft: batch 1, 512 tokens, paged 8-bit AdamW", dict(seq_len=512, optimizer="paged_adamw_8bit")),
 ]
 
 
-def _script_recipe(m: str, over: dict):
-    """The same run under the QLoRA paper's own recipe: the engine's recipe option (qlora.py casts the LoRA
-    layers, embed_tokens and lm_head back to bf16 after prepare_model_for_kbit_training)."""
-    return _mem(m, "qlora", recipe="qlora-paper", **over)
+def _llama_65b():
+    return _lc().model_from_config(dict(LLAMA_65B_CONFIG), name="llama-65b")
 
 
-def _fits(nbytes: float) -> str:
-    return "yes" if nbytes <= int(SOURCE_CLAIMS["seed_claim_qlora_70b_gpu_gb"]) * 1e9 else "no"
+def _cards_48gb():
+    """The catalog's cards sold as 48 GB, judged by what CUDA reports as usable on each."""
+    gb = int(SOURCE_CLAIMS["seed_claim_qlora_70b_gpu_gb"])
+    return [g for g in _lc().list_gpus() if g.memory_gb == gb]
+
+
+def _card_label(g) -> str:
+    return f"{g.display_name} ({_gb(g.memory_bytes)} usable)"
+
+
+def _fits_on(nbytes: float) -> str:
+    cards = _cards_48gb()
+    ok = [g.display_name.replace("NVIDIA ", "") for g in cards if nbytes <= g.memory_bytes]
+    if not ok:
+        return "neither"
+    return "both" if len(ok) == len(cards) else " and ".join(ok) + " only"
+
+
+def _runs_48gb():
+    """(model label, settings label, estimate, estimate with a paged state kept on the card or None)."""
+    r = QLORA_SCRIPT_RUN
+    script = (f"qlora.py's Guanaco-65B run: rank {r['rank']}, batch {r['batch_size']}, up to {r['seq_len']:,} tokens, "
+              "paged AdamW")
+    out = []
+    for arch, label in [(_llama_65b(), "LLaMA-65B")] + [(m, _model_label(m)) for m in MODELS_70B]:
+        est = _lc().estimate_memory(arch, **QLORA_SCRIPT_RUN)
+        card = _lc().estimate_memory(arch, **QLORA_SCRIPT_RUN, paged_state_on_host=False)
+        out.append((label, script if not out else "qlora.py: the same run", est, card))
+    for text, over in PEFT_48GB_CASES:
+        for m in MODELS_70B:
+            est = _mem(m, "qlora", **over)
+            paged = over["optimizer"].startswith("paged")
+            card = _mem(m, "qlora", paged_state_on_host=False, **over) if paged else None
+            out.append((_model_label(m), text, est, card))
+    return out
 
 
 @table("memory_70b_qlora_48gb")
 def memory_70b_qlora_48gb() -> str:
-    gb = SOURCE_CLAIMS["seed_claim_qlora_70b_gpu_gb"]
-    rows = []
-    for label, over in QLORA_48GB_CASES:
-        for m in MODELS_70B:
-            est = _mem(m, "qlora", **over)
-            script = _script_recipe(m, over).total_bytes
-            rows.append([_model_label(m), label, _gb(est.total_bytes), _fits(est.total_bytes),
-                         _gb(script), _fits(script)])
-    return _md_table(["model", "setting (batch 1 unless stated)", "peft defaults", f"fits {gb} GB?",
-                      "QLoRA script's recipe", f"fits {gb} GB?"], rows,
-                     ["---", "---", "--:", ":-:", "--:", ":-:"])
+    rows = [[label, text, _gb(est.total_bytes), _fits_on(est.total_bytes),
+             f"{_gb(card.total_bytes)} ({_fits_on(card.total_bytes)})" if card else "–"]
+            for label, text, est, card in _runs_48gb()]
+    return _md_table(["model", "recipe and settings", "needed on the card", f"fits on a {SOURCE_CLAIMS['seed_claim_qlora_70b_gpu_gb']} GB card?",
+                      "paged state kept on the card"], rows, ["---", "---", "--:", ":-:", "--:"])
 
 
-def _fitting_cases(recipe: str) -> str:
-    limit = int(SOURCE_CLAIMS["seed_claim_qlora_70b_gpu_gb"]) * 1e9
-    fitting = [f"{_model_label(m)} with {label}" for label, over in QLORA_48GB_CASES for m in MODELS_70B
-               if _mem(m, "qlora", recipe=recipe, **over).total_bytes <= limit]
-    return "; ".join(fitting) if fitting else "none of them"
+def _run_48gb(label: str, first: bool):
+    return [r for r in _runs_48gb() if r[0] == label][0 if first else -1]
 
 
-@figure("qlora_48gb_fitting_cases")
-def qlora_48gb_fitting_cases() -> str:
-    return _fitting_cases("peft")
+@figure("cards_48gb")
+def cards_48gb() -> str:
+    return " and ".join(_card_label(g) for g in _cards_48gb())
 
 
-@figure("qlora_48gb_fitting_cases_script")
-def qlora_48gb_fitting_cases_script() -> str:
-    return _fitting_cases("qlora-paper")
+@figure("qlora_65b_script_total")
+def qlora_65b_script_total() -> str:
+    return _gb(_run_48gb("LLaMA-65B", True)[2].total_bytes)
+
+
+@figure("qlora_65b_script_on_card")
+def qlora_65b_script_on_card() -> str:
+    return _gb(_run_48gb("LLaMA-65B", True)[3].total_bytes)
+
+
+@figure("qlora_script_settings")
+def qlora_script_settings() -> str:
+    r = QLORA_SCRIPT_RUN
+    return (f"rank {r['rank']} on all linear layers, batch {r['batch_size']}, prompts cut at "
+            f"{QLORA_SCRIPT_SOURCE_LEN} tokens and answers at {QLORA_SCRIPT_TARGET_LEN}, paged 32-bit AdamW")
+
+
+def _fits_phrase(nbytes: float) -> str:
+    v = _fits_on(nbytes)
+    return {"neither": "fit neither card", "both": "fit both cards"}.get(v, f"fit the {v.removesuffix(' only')} only")
+
+
+@figure("qlora_65b_on_card_fits")
+def qlora_65b_on_card_fits() -> str:
+    return _fits_phrase(_run_48gb("LLaMA-65B", True)[3].total_bytes)
+
+
+@figure("qlora_65b_paged_state")
+def qlora_65b_paged_state() -> str:
+    return _gb(_run_48gb("LLaMA-65B", True)[2].host_bytes)
 
 
 @figure("qlora_70b_upcast_gb")

@@ -165,12 +165,20 @@ RECIPE_RUNS = {
 RUN = dict(method="qlora", rank=16, targets="all-linear", batch_size=1, seq_len=4096, gradient_checkpointing=True)
 
 
+CALCULATOR_PAGE = "gpu-memory.md"   # the page the tables' links open (relative to docs/, where both pages live)
+
+
 def calculator_query(model: str, settings: dict[str, Any], gpu: str) -> str:
     """The memory calculator's URL state for these settings (its form fields, as strings)."""
     form = {"model": model, "gpu": gpu}
     for k, v in settings.items():
         form[k] = ("on" if v else "off") if isinstance(v, bool) else str(v)
     return "?" + urlencode(form) + "#calculate-it"
+
+
+def calculator_link(model: str, settings: dict[str, Any], gpu: str) -> str:
+    """A Markdown link that opens the calculator's page with these settings (MkDocs keeps the query)."""
+    return f"[open]({CALCULATOR_PAGE}{calculator_query(model, settings, gpu)})"
 
 
 def _recipes(model: str, gpu: str) -> str:
@@ -184,7 +192,7 @@ def _recipes(model: str, gpu: str) -> str:
         train = sum(v for k, v in by.items() if k.startswith("adapter") or k.startswith("optimizer")
                     or k in ("gradients", "dora_magnitude"))
         act = sum(v for k, v in by.items() if k in ("activations", "recomputed", "logits", "dora_activations"))
-        link = f'<a href="{calculator_query(model, s, gpu)}">open</a>'
+        link = calculator_link(model, s, gpu)
         rows.append(f"| {name} | {weights / 1e9:,.1f} GB | {train / 1e9:,.2f} GB | {act / 1e9:,.1f} GB | "
                     f"{est.allocated_peak_bytes / 1e9:,.1f} GB | {est.total_bytes / 1e9:,.1f} GB | {link} |")
     return "\n".join(rows)

@@ -68,8 +68,12 @@ def _parser() -> argparse.ArgumentParser:
                         "stay alive through forward and backward")
     m.add_argument("--optimizer-in-backward", action="store_true",
                    help="apply each gradient as backward produces it (torchtune optimizer_in_bwd)")
-    m.add_argument("--paged-state-on-host", action="store_true",
-                   help="with a paged optimizer, count its paged state in CPU memory instead of on the card")
+    pg = m.add_mutually_exclusive_group()
+    pg.add_argument("--paged-state-on-host", dest="paged_state_on_host", action="store_true", default=None,
+                    help="count a paged optimizer's state in CPU memory (the default for a paged optimizer: "
+                         "bitsandbytes evicts it there when the card runs short)")
+    pg.add_argument("--paged-state-on-card", dest="paged_state_on_host", action="store_false",
+                    help="count a paged optimizer's state on the card, as if it were never evicted")
     m.add_argument("--dora", action="store_true", help="DoRA (peft use_dora): magnitude vectors, their activations, the weight norm's temporaries")
     hq = m.add_mutually_exclusive_group()
     hq.add_argument("--quantize-lm-head", dest="quantize_lm_head", action="store_true", default=None,
@@ -93,8 +97,10 @@ def _parser() -> argparse.ArgumentParser:
                    "(with --gpus: the fewest GPUs of this type that fit, per strategy)")
     m.add_argument("--gpus", default=None, help="number of GPUs sharing the run: memory per GPU instead of in total")
     m.add_argument("--strategy", default="ddp",
-                   help="with --gpus: ddp (a full copy per GPU), shard-grad-op (ZeRO-2: gradients and optimizer "
-                        "state sharded) or full-shard (ZeRO-3 / FSDP: weights sharded too); default ddp")
+                   help="with --gpus: ddp (a full copy per GPU), shard-grad-op (FSDP SHARD_GRAD_OP: sharded at "
+                        "rest, the whole model gathered from forward to backward; DeepSpeed ZeRO-2, which never "
+                        "shards the weights, needs about as much) or full-shard (FSDP FULL_SHARD / ZeRO-3: "
+                        "weights gathered a layer at a time); default ddp")
     m.add_argument("--offload-optimizer", action="store_true",
                    help="with a sharded strategy: optimizer state in host memory (DeepSpeed ZeRO-Offload)")
     m.add_argument("--offload-params", action="store_true",

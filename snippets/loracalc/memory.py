@@ -610,7 +610,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                     lora_dropout: Any = 0.0, double_quant: Any = True, block_size: Any = 64,
                     cuda_overhead: Any = True, recipe: Any = "peft", loss: Any = "full", loss_chunks: Any = 8,
                     activation_offload: Any = False, optimizer_in_backward: Any = False,
-                    paged_state_on_host: Any = False, dora: Any = False,
+                    paged_state_on_host: Any = None, dora: Any = False,
                     quantize_lm_head: Any = None, adapter_dtype: Any = None, kbit_upcast: Any = None,
                     old_bitsandbytes: Any = False, autocast: Any = None,
                     gradient_accumulation: Any = 1) -> MemoryEstimate:
@@ -638,7 +638,10 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     n_chunks = as_int(loss_chunks, "loss_chunks", 1, 4096, "loss chunks")
     offload = as_bool(activation_offload, "activation_offload")
     in_bwd = as_bool(optimizer_in_backward, "optimizer_in_backward")
-    on_host = as_bool(paged_state_on_host, "paged_state_on_host")
+    # None: where bitsandbytes' paging puts it. A paged optimizer's state is evicted to host memory whenever the
+    # card runs short and paged back for the optimizer step (Dettmers et al. 2023, section 3), so the card need
+    # not hold it at the step's peak; pass False to count it on the card anyway
+    on_host = None if paged_state_on_host is None else as_bool(paged_state_on_host, "paged_state_on_host")
     use_dora = as_bool(dora, "dora")
     old_bnb = as_bool(old_bitsandbytes, "old_bitsandbytes")
     accum = as_int(gradient_accumulation, "gradient_accumulation", 1, MAX_BATCH, "gradient accumulation steps")
@@ -687,7 +690,9 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     # under autocast an fp32 output layer is cast to bf16 for its matmul, and the copy is saved for backward
     head_copy = 2 * V * h if (ac and upcast == "all") else 0
     paged = optimizer.startswith("paged")
-    if on_host and not paged:
+    if on_host is None:
+        on_host = paged
+    elif on_host and not paged:
         raise LoraCalcError("paged_state_on_host", "only a paged optimizer's state can move to host memory: "
                                                    "choose paged_adamw or paged_adamw_8bit, or leave it off")
     trainable_tensors: list[int] = []          # sizes of the trainable tensors (paging, optimizer-in-backward)

@@ -1,22 +1,28 @@
-"""Training memory per GPU when several GPUs share one run: data parallel, ZeRO-2 and ZeRO-3 / FSDP.
+"""Training memory per GPU when several GPUs share one run: data parallel, FSDP SHARD_GRAD_OP and FULL_SHARD.
 
 ``shard_estimate(estimate, arch, gpus, strategy)`` takes what ``estimate_memory`` returned for one GPU
 and says what each GPU holds, term by term, and what the host holds for anything offloaded.
 ``smallest_gpu_count(...)`` answers "how many of this GPU", per strategy.
 
-What each strategy does, as PyTorch FSDP2 (``torch.distributed.fsdp.fully_shard``, torch 2.13) and
-DeepSpeed implement it:
+What each strategy does, as PyTorch FSDP2 (``torch.distributed.fsdp.fully_shard``, torch 2.13) implements it
+(DeepSpeed's stages are compared below):
 
 * ``ddp``: every GPU holds everything; DistributedDataParallel adds flat gradient buckets as large as
   the gradients (``gradient_as_bucket_view=False``, the default that accelerate keeps).
-* ``shard-grad-op`` (ZeRO-2, FSDP ``reshard_after_forward=False``): parameters, gradients and optimizer
+* ``shard-grad-op`` (FSDP ``SHARD_GRAD_OP``, ``reshard_after_forward=False``): parameters, gradients and optimizer
   state are stored as 1/N shards (dim-0 chunks, padded to equal size), but every layer gathered in
   forward stays gathered until its backward, so at the end of forward the whole model is resident in the
   compute dtype.
-* ``full-shard`` (ZeRO-3, FSDP ``reshard_after_forward=True``): the same shards; a layer is gathered just
+* ``full-shard`` (FSDP ``FULL_SHARD``, ``reshard_after_forward=True``; DeepSpeed ZeRO-3 shards the same way): the
+  same shards; a layer is gathered just
   before it runs and freed after, so the gathered working set is the root group (embeddings, final norm,
   lm_head: gathered at the start of forward and again for the whole backward) plus two decoder layers
   (the one computing and the one prefetched).
+
+DeepSpeed ZeRO-2 is not ``SHARD_GRAD_OP``: it partitions gradients and optimizer state (with the fp32 master
+weights) but never the 16-bit weights, which every GPU keeps whole for the whole run. At the peak that is about
+this module's ``shard-grad-op`` figure less the weight shard (SHARD_GRAD_OP holds its 1/N shard beside the gathered
+whole model), before DeepSpeed's own communication buckets; ZeRO-1 partitions only the optimizer state.
 
 Offload: ``offload_params`` is FSDP's ``CPUOffloadPolicy``: the sharded parameters, their gradients and
 the optimizer state live in host memory and the optimizer steps on the CPU; only the gathered working
@@ -39,8 +45,8 @@ from .params import count_params
 
 STRATEGIES = {
     "ddp": "data parallel (a full copy per GPU)",
-    "shard-grad-op": "ZeRO-2 / FSDP SHARD_GRAD_OP (gradients and optimizer state sharded)",
-    "full-shard": "ZeRO-3 / FSDP FULL_SHARD (weights sharded too)",
+    "shard-grad-op": "FSDP SHARD_GRAD_OP (all sharded at rest; whole model gathered from forward to backward)",
+    "full-shard": "FSDP FULL_SHARD / ZeRO-3 (weights sharded, gathered a layer at a time)",
 }
 MAX_GPUS = 4096
 COMPUTE_BYTES = 2   # FSDP gathers in MixedPrecisionPolicy.param_dtype: bf16 in every recipe the course uses

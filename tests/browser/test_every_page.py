@@ -14,6 +14,9 @@ def use_every_widget(page) -> int:
     """Change every input of every widget on the page once (as a reader would) and press its buttons."""
     used = 0
     radio_groups = set()
+    # settings behind a disclosure ("More settings") are opened as a reader would, so they are used too
+    for summary in page.locator("details[data-more]:not([open]) > summary").all():
+        summary.click()
     for w in range(page.locator("[data-widget]").count()):
         widget = page.locator("[data-widget]").nth(w)
         fields = widget.locator("input[name]:not([type=hidden]), select[name], textarea[name]")

@@ -13,7 +13,7 @@ PAGES = [
     "index.md", "when-to-fine-tune.md", "rank-trick.md", "gpu-memory.md", "qlora.md",
     "training-recipe.md", "lora-in-the-wild.md", "knowledge-check.md", "complete.md", "references.md",
     "deep-dives/data-and-evaluation.md", "deep-dives/peft-variants.md", "deep-dives/kernels-moe-preference.md",
-    "deep-dives/serving-and-merging.md", "deep-dives/current-practice.md",
+    "deep-dives/serving-and-merging.md", "deep-dives/current-practice.md", "how-we-know.md",
 ]
 
 TOKEN = re.compile(r"\{\{\s*(fig|table)\.([A-Za-z0-9_]+)\s*\}\}")

@@ -65,8 +65,10 @@ def test_adapter_r64_all_linear_70b_about_13_gb():
 def test_optimizer_choices():
     Pl = loracalc.count_params("llama-3.1-8b", 16, "all-linear").lora_params
     # a paged optimizer's state is split: tensors of 1e5+ values in CUDA managed memory, the rest ordinary
-    opt = {o: sum(v for k, v in estimate_memory("llama-3.1-8b", optimizer=o).breakdown.items()
-                  if k in ("optimizer", "optimizer_paged")) for o in loracalc.OPTIMIZERS}
+    # (counted on the card here; by default the managed part is counted in host memory)
+    opt = {o: sum(v for k, v in estimate_memory("llama-3.1-8b", optimizer=o,
+                                                paged_state_on_host=False if o.startswith("paged") else None)
+                  .breakdown.items() if k in ("optimizer", "optimizer_paged")) for o in loracalc.OPTIMIZERS}
     assert opt["adamw"] == 8 * Pl and opt["sgd"] == 4 * Pl
     assert opt["adamw_8bit"] == opt["paged_adamw_8bit"] < opt["sgd"]
     assert opt["paged_adamw"] == opt["adamw"]
@@ -151,6 +153,21 @@ def test_paged_state_on_host_needs_a_paged_optimizer():
         loracalc.estimate_memory("llama-3.1-8b", optimizer="adamw", paged_state_on_host=True)
     est = loracalc.estimate_memory("llama-3.1-8b", optimizer="paged_adamw", paged_state_on_host=True)
     assert est.host_bytes > 0
+
+
+def test_a_paged_optimizers_state_is_counted_on_the_host_unless_asked():
+    """The QLoRA paper (Dettmers et al. 2023, section 3, "Paged Optimizers"): the state is evicted to CPU RAM when
+    the GPU runs out of memory and paged back for the optimizer update, so by default it is not counted as resident
+    on the card; paged_state_on_host=False counts it there (an upper bound). An unpaged optimizer is unchanged."""
+    kw = dict(method="qlora", rank=64, optimizer="paged_adamw")
+    default = loracalc.estimate_memory("llama-3.1-8b", **kw)
+    on_card = loracalc.estimate_memory("llama-3.1-8b", paged_state_on_host=False, **kw)
+    paged = on_card.term("optimizer_paged")
+    assert "optimizer_paged" not in default.breakdown and default.host_bytes == paged.bytes > 0
+    assert default.settings["paged_state_on_host"] is True and on_card.settings["paged_state_on_host"] is False
+    assert on_card.total_bytes - default.total_bytes == paged.bytes
+    plain = loracalc.estimate_memory("llama-3.1-8b", method="qlora", optimizer="adamw")
+    assert plain.host_bytes == 0 and plain.settings["paged_state_on_host"] is False
 
 
 def test_litgpt_dequantizes_its_quantized_output_layer_twice():

@@ -1,4 +1,4 @@
-"""Per-GPU memory under data parallel, ZeRO-2 and ZeRO-3 / FSDP: structure checked against the single-GPU
+"""Per-GPU memory under data parallel, FSDP SHARD_GRAD_OP and FULL_SHARD: structure checked against the single-GPU
 estimate and against transformers' own model on the meta device. The bytes a real FSDP2 run holds per rank
 are checked in tests/gpu_labs/test_fsdp_bytes.py."""
 from __future__ import annotations

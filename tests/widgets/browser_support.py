@@ -102,6 +102,10 @@ def wait_error(page, name: str, field: str, index: int = 0, timeout: int = 15_00
 
 def set_field(page, name: str, field: str, value: str, index: int = 0) -> None:
     el = widget(page, name, index).locator(f'[name="{field}"]:not([type="range"])').first
+    # a field behind a closed disclosure ("More settings", "Several GPUs"): open it as a reader would
+    box = el.locator("xpath=ancestor::details[1]")
+    if box.count() and not box.evaluate("d => d.open"):
+        box.locator("xpath=./summary").click()
     tag = el.evaluate("e => e.tagName.toLowerCase()")
     if tag == "select":
         el.select_option(value)

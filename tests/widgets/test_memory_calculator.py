@@ -47,7 +47,8 @@ def _engine(**over):
     {"recipe": "torchtune", "loss": "chunked", "activation_offload": "on"}, {"recipe": "qlora-paper"},
     {"recipe": "litgpt", "method": "lora_8bit"}, {"loss": "fused_linear", "dora": "on"}, {"loss": "cce"},
     {"method": "full", "optimizer_in_backward": "on", "loss": "chunked_compiled"},
-    {"optimizer": "paged_adamw", "paged_state_on_host": "on"},
+    {"optimizer": "paged_adamw", "paged_state_on_host": "on"}, {"optimizer": "paged_adamw"},
+    {"optimizer": "paged_adamw_8bit", "paged_state_on_host": "off"},
 ])
 def test_total_and_json_follow_the_engine(over):
     est, _ = _engine(**over)
@@ -92,7 +93,9 @@ def test_gpu_list_marks_fits_exactly():
     out = call_widget("memory_calculator", {**DEFAULT, "model": "llama-3.1-70b"})
     for g in loracalc.list_gpus():
         fits = est.total_bytes <= g.memory_bytes
-        item = re.search(r'<li class="([^"]*)"><span class="lc-gpu-name">' + re.escape(g.display_name) + "</span>", out["gpus"])
+        # the name with the size the card is sold as, unless the name says it
+        item = re.search(r'<li class="([^"]*)"><span class="lc-gpu-name">' + re.escape(g.display_name)
+                         + r"(?: \(\d+ GB\))?</span>", out["gpus"])
         assert item, g.display_name
         assert ("lc-gpu-yes" in item.group(1)) == fits
 
@@ -177,3 +180,46 @@ def test_bad_multi_gpu_input_names_its_field(field, value):
 
     result = call("memory_calculator", {**DEFAULT, field: value})
     assert not result["ok"] and result["field"] == field
+
+
+def test_the_verdict_names_the_card_as_sold_and_its_usable_bytes():
+    """A card sold as 24 GB is judged by what CUDA reports, shown in GB and GiB so the two never seem to disagree:
+    the RTX 4090's cited reading is total_memory=24563 MiB (a PyTorch printout, in loracalc's catalog)."""
+    out = call_widget("memory_calculator", {**DEFAULT, "gpu": "rtx-4090"})
+    usable = 24563 * 2**20
+    assert f"GeForce RTX 4090 (sold as 24 GB; {usable / 1e9:.1f} GB = {usable / 2**30:.1f} GiB usable)" in out["gpu_verdict"]
+    assert f"of {usable / 1e9:.1f} GB usable" in out["gpus"]
+
+
+def test_simple_mode_shows_five_inputs_and_the_rest_behind_disclosures():
+    """Issue 28: model, method, GPU, sequence length and batch size in view (and the config box, shown only for
+    "Your config.json"); every other control inside a <details data-more> that a keyboard opens (its <summary>)."""
+    from html.parser import HTMLParser
+    from pathlib import Path
+
+    html = (Path(__file__).resolve().parents[2] / "snippets" / "widgets" / "memory-calculator.html").read_text()
+
+    class Fields(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.depth, self.outside, self.inside, self.summaries = 0, [], [], 0
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "details" and "data-more" in a:
+                self.depth += 1
+            elif tag == "summary" and self.depth:
+                self.summaries += 1
+            elif tag in ("input", "select", "textarea") and a.get("name"):
+                (self.inside if self.depth else self.outside).append(a["name"])
+
+        def handle_endtag(self, tag):
+            if tag == "details" and self.depth:
+                self.depth -= 1
+
+    f = Fields()
+    f.feed(html)
+    assert f.outside == ["model", "method", "gpu", "seq_len", "batch_size", "config"]
+    assert set(f.inside) == set(mc.memory_calculator.__code__.co_varnames[:mc.memory_calculator.__code__.co_argcount]) \
+        - set(f.outside) - {"config_z", "_changed"}
+    assert f.summaries == 2

@@ -323,7 +323,26 @@
       if (field && el.name === field) el.setAttribute("aria-invalid", "true");
       else el.removeAttribute("aria-invalid");
     });
-    if (target && message) target.textContent = message;
+    if (target && message) {
+      target.textContent = message;
+      openDisclosure(target);
+    }
+  }
+
+  // A widget's settings behind a <details data-more> ("More settings"): a message for a field in there, or a
+  // link or saved state that sets one away from its default, opens it, so nothing set or wrong is hidden.
+  function openDisclosure(el) {
+    var box = el.closest("details[data-more]");
+    if (box && !box.open) box.open = true;
+  }
+
+  function openChangedDisclosures(widget) {
+    fields(widget).forEach(function (el) {
+      var changed = el.tagName === "SELECT"
+        ? Array.prototype.some.call(el.options, function (o) { return o.selected !== o.defaultSelected; })
+        : (el.type === "radio" || el.type === "checkbox") ? el.checked !== el.defaultChecked : el.value !== el.defaultValue;
+      if (changed) openDisclosure(el);
+    });
   }
 
   function announce(widget, text) {
@@ -607,6 +626,7 @@
     }
     if (fromUrl || fromStore) {
       writeInputs(widget, fromUrl || fromStore);
+      openChangedDisclosures(widget);
       update(null, fromUrl || fromStore);
     } else if (!sameAsShown(readInputs(widget))) {
       update(); // the browser restored other values into the form (reload): bring the outputs up to date

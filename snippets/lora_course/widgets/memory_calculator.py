@@ -70,7 +70,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       targets: str = "all-linear", batch_size: str = "1", seq_len: str = "2048",
                       gradient_checkpointing: str = "on", optimizer: str = "adamw", attention: str = "sdpa",
                       recipe: str = "peft", loss: str = "full", activation_offload: str = "off",
-                      optimizer_in_backward: str = "off", paged_state_on_host: str = "off", dora: str = "off",
+                      optimizer_in_backward: str = "off", paged_state_on_host: str = "auto", dora: str = "off",
                       gradient_accumulation: str = "1", autocast: str = "recipe", gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
                       config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
     arch, source = _model(model, config, config_z, _changed)
@@ -79,15 +79,17 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
            "optimizer": optimizer, "attention": attention, "recipe": c.text(recipe) or "peft",
            "loss": c.text(loss) or "full", "activation_offload": c.text(activation_offload) or "off",
            "optimizer_in_backward": c.text(optimizer_in_backward) or "off",
-           "paged_state_on_host": c.text(paged_state_on_host) or "off", "dora": c.text(dora) or "off",
-           "gradient_accumulation": c.text(gradient_accumulation)}
+           "dora": c.text(dora) or "off", "gradient_accumulation": c.text(gradient_accumulation)}
+    paged = c.text(paged_state_on_host) or "auto"
+    if paged != "auto":
+        raw["paged_state_on_host"] = paged   # "on" or "off"; anything else gets the engine's one-line message
     ac = c.text(autocast) or "recipe"
     if ac != "recipe":
         raw["autocast"] = ac         # "on" or "off"; anything else gets the engine's one-line message
     est = loracalc.estimate_memory(arch, **raw)
     g = _gpu(gpu)
     st = est.settings
-    s = {k: st[k] for k in FIELDS}  # the validated settings, as the engine read them
+    s = {k: st[k] for k in FIELDS}  # the validated settings, as the engine read them (paged state: where it went)
     if ac != "recipe":
         s["autocast"] = st["autocast"]
     total = int(est.total_bytes)
@@ -117,7 +119,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "terms_table": terms_table(est),
         "methods": methods_html(per_method, s["method"]),
         "gpus": gpus_html(total, g.name),
-        **verdict_outputs(total, limit, g.display_name),
+        **verdict_outputs(total, limit, card_label(g)),
         "explain": explain(per_method, s),
         "max_batch": (c.fmt_int(mb) if mb else "none (batch 1 does not fit)"),
         "max_seq": (c.fmt_int(ms) if ms else "none"),
@@ -174,6 +176,18 @@ def _fewest(arch, gpu_name: str, strategy: str, flags: tuple, key: tuple):
 
 
 # --------------------------------------------------------------------- verdicts
+def sold_as(g) -> str:
+    """The card's name with the size it is sold as, unless the name already says it."""
+    return g.display_name if "GB" in g.display_name else f"{g.display_name} ({g.memory_gb} GB)"
+
+
+def card_label(g) -> str:
+    """The card as sold and what CUDA reports as usable, in GB (10^9 B) and GiB (2^30 B): memory is made in binary
+    sizes, so a card sold as 24 GB can show 25.8 GB (24.0 GiB) usable, or less than 24 GB where the card keeps some."""
+    return (f"{g.display_name} (sold as {g.memory_gb} GB; {c.fmt_gb(g.memory_bytes)} = "
+            f"{g.memory_bytes / 2**30:,.1f} GiB usable)")
+
+
 # Above this share of the card the estimate fits on paper but leaves little for what it leaves out
 # (allocator fragmentation, a longer sample in the batch, a framework's own buffers): "tight".
 TIGHT_SHARE = 0.90
@@ -192,16 +206,16 @@ def verdict_outputs(total: int, limit: int, gpu_name: str) -> dict[str, str]:
     share = f"{c.num(round(100 * total / limit))}%"
     if state == "no":
         headroom = f"{c.fmt_gb(total - limit)} short"
-        line = f"Does not fit on {gpu_name}: needs {c.fmt_gb(total)}, has {c.fmt_gb(limit)} ({headroom})"
+        line = f"Does not fit on {gpu_name}: needs {c.fmt_gb(total)}, {headroom}"
         word = "Does not fit"
     elif state == "tight":
         headroom = f"{c.fmt_gb(limit - total)} free"
-        line = (f"Tight on {gpu_name}: {c.fmt_gb(total)} of {c.fmt_gb(limit)} ({share}), only {c.fmt_gb(limit - total)} "
+        line = (f"Tight on {gpu_name}: needs {c.fmt_gb(total)} ({share}), only {c.fmt_gb(limit - total)} "
                 f"to spare; fragmentation or a longer batch can push it over")
         word = "Tight"
     else:
         headroom = f"{c.fmt_gb(limit - total)} free"
-        line = f"Fits on {gpu_name}: {c.fmt_gb(total)} of {c.fmt_gb(limit)} ({share}), {headroom}"
+        line = f"Fits on {gpu_name}: needs {c.fmt_gb(total)} ({share}), {headroom}"
         word = "Fits"
     return {"gpu_verdict": line, "verdict_state": state, "verdict_word": word, "headroom": headroom,
             "verdict_badge": f'<span class="lc-verdict lc-verdict--{state}">{c.esc(word)}</span>'}
@@ -303,10 +317,10 @@ def gpus_html(total: int, chosen: str) -> str:
         if g.name == chosen:
             cls += " lc-chosen"
         used = _pct(total, cap)
-        verdict = (f"{'tight' if state == 'tight' else 'fits'}: {c.num(round(100 * total / cap))}% of {c.fmt_gb(cap, 0)}" if ok else
-                   f"does not fit: {c.fmt_ratio(round(total / cap, 1))} its {c.fmt_gb(cap, 0)}")
+        verdict = (f"{'tight' if state == 'tight' else 'fits'}: {c.num(round(100 * total / cap))}% of {c.fmt_gb(cap)} usable" if ok else
+                   f"does not fit: {c.fmt_ratio(round(total / cap, 1))} its {c.fmt_gb(cap)} usable")
         items.append(
-            f'<li class="{cls}"><span class="lc-gpu-name">{c.esc(g.display_name)}</span>'
+            f'<li class="{cls}"><span class="lc-gpu-name">{c.esc(sold_as(g))}</span>'
             f'<span class="lc-gpu-bar" aria-hidden="true"><span class="lc-gpu-fill" style="display:block;width:{c.num(used)}%"></span></span>'
             f'<span class="lc-gpu-verdict">{c.esc(verdict)}</span></li>')
     return '<ul class="lc-gpus">' + "".join(items) + "</ul>"
