@@ -53,11 +53,28 @@ SHAPES = {
                         qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=32, n_group=1, topk_group=1),
 }
 
+# ---- families added for issue 26 (kept apart for the merge that derives these shapes from the specs)
+SHAPES.update({
+    "smollm3": dict(_BASE, pad_token_id=0), "olmo3": dict(_BASE, pad_token_id=0), "glm4": dict(_BASE, head_dim=32, pad_token_id=0),
+    "exaone4": dict(_BASE, pad_token_id=0), "ernie4_5": dict(_BASE, head_dim=32, pad_token_id=0),
+    "seed_oss": dict(_BASE, head_dim=32, pad_token_id=0), "apertus": dict(_BASE, pad_token_id=0),
+    "hunyuan_v1_dense": dict(_BASE, head_dim=32, pad_token_id=0),
+    "gptj": dict(n_embd=128, n_head=4, n_layer=2, vocab_size=512, rotary_dim=32, pad_token_id=0),
+    "gpt_bigcode": dict(n_embd=128, n_head=4, n_layer=2, vocab_size=512, n_positions=128, pad_token_id=0),
+    "olmoe": dict(_BASE, num_experts=4, num_experts_per_tok=2, pad_token_id=0),
+    "glm4_moe": dict(_BASE, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=64, n_shared_experts=1,
+                     first_k_dense_replace=1, n_group=1, topk_group=1, pad_token_id=0),
+    "granitemoe": dict(_BASE, num_local_experts=4, num_experts_per_tok=2, pad_token_id=0),
+    "phimoe": dict(_BASE, num_local_experts=4, num_experts_per_tok=2, pad_token_id=0),
+    "ernie4_5_moe": dict(_BASE, moe_num_experts=4, moe_k=2, moe_intermediate_size=64, moe_num_shared_experts=1,
+                         pad_token_id=0),
+})
+
 
 def tiny_config(mt: str) -> dict:
     cfg = {"model_type": mt, "max_position_embeddings": 256,
            **{k: v for k, v in SHAPES[mt].items() if v is not None}}
-    if mt in ("gpt2", "falcon"):
+    if mt in ("gpt2", "falcon", "gptj", "gpt_bigcode"):
         cfg.pop("max_position_embeddings")      # their config classes name the position limit otherwise
     return cfg
 

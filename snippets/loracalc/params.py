@@ -91,8 +91,8 @@ def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tup
     if targets == ("all-linear",):
         if not mapping:
             if moe and arch.is_moe:
-                notes.append("peft 0.21's all-linear adapts only nn.Linear modules here: the router and the fused "
-                             "experts are left out")
+                left = "the fused experts are" if moe.router_kind == "linear" else "the router and the fused experts are"
+                notes.append(f"peft 0.21's all-linear adapts only nn.Linear modules here: {left} left out")
             return [(r, 1) for r in lin], notes
         names = set(r.name for r in lin) | set(mapping)
     else:
