@@ -66,6 +66,10 @@ SHAPES.update({
                      first_k_dense_replace=1, n_group=1, topk_group=1, pad_token_id=0),
     "granitemoe": dict(_BASE, num_local_experts=4, num_experts_per_tok=2, pad_token_id=0),
     "phimoe": dict(_BASE, num_local_experts=4, num_experts_per_tok=2, pad_token_id=0),
+    "arcee": dict(_BASE, pad_token_id=0), "helium": dict(_BASE, head_dim=32, pad_token_id=0),
+    "glm": dict(_BASE, head_dim=32, pad_token_id=0), "cohere2": dict(_BASE, pad_token_id=0),
+    "vaultgemma": dict(_BASE, head_dim=32, pad_token_id=0),
+    "flex_olmo": dict(_BASE, num_experts=4, num_experts_per_tok=2, pad_token_id=0),
     "ernie4_5_moe": dict(_BASE, moe_num_experts=4, moe_k=2, moe_intermediate_size=64, moe_num_shared_experts=1,
                          pad_token_id=0),
 })

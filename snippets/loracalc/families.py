@@ -239,7 +239,7 @@ def walk(fam: Family, c: dict) -> tuple[Record, ...]:
             lin(q, h, qd, qb, "attention", path="self_attn", reads="attn_in")
             lin(k, h, kvd, qb, "attention", path="self_attn", reads="attn_in")
             lin(v, h, kvd, qb, "attention", path="self_attn", reads="attn_in")
-            lin(o, qd, h, ob, "attention", path="self_attn", reads="attn_out")
+            lin(o, c.get("_o_in", qd), h, ob, "attention", path="self_attn", reads="attn_out")
         if fam.qk_norm and (fam.qk_norm_key is None or c.get(fam.qk_norm_key)):
             qn, kn = fam.qk_norm_names
             if fam.qk_norm == "head":            # one RMSNorm over head_dim, shared by the heads
@@ -713,6 +713,27 @@ _NEW_FAMILIES = (
                    shared_width=lambda c: c["moe_intermediate_size"] * (c["moe_num_shared_experts"] or 0),
                    sparse_layer=_ernie_sparse, peft_names=_QWEN_PEFT,
                    router_extra=("e_score_correction_bias", lambda c: c["moe_num_experts"]))),
+    # more Llama-shaped families transformers ships
+    Family("arcee", _d(32000, 2560, 18432, 32, 32, None, None, False, attention_bias=False, mlp_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", mlp="plain", mlp_names=("up_proj", "down_proj"),
+           mlp_bias="mlp_bias"),
+    # Helium's o_proj maps hidden_size to hidden_size whatever heads x head_dim is
+    Family("helium", _d(48000, 2560, 7040, 24, 20, 20, 128, False, attention_bias=False, mlp_bias=False),
+           qkv_bias="attention_bias", mlp_bias="mlp_bias", derive=_stablelm),
+    Family("glm", _d(151552, 4096, 13696, 40, 32, 2, 128, False, attention_bias=True),
+           qkv_bias="attention_bias", mlp="gated_fused", mlp_names=("gate_up_proj", "down_proj")),
+    Family("cohere2", _d(256000, 8192, 22528, 40, 64, None, None, True, attention_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", layer_norms=("input_layernorm",), parallel=True,
+           norm_centred_copies=2, norm_weight_fp32=True),
+    Family("vaultgemma", _d(256000, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", norm_weight_fp32=True,
+           attn_softcap_key=("attn_logit_softcapping", 50.0), final_softcap_key=("final_logit_softcapping", 30.0),
+           layer_norms=("input_layernorm", "pre_feedforward_layernorm")),
+    Family("flex_olmo", _d(100352, 4096, 11008, 32, 32, None, None, False, attention_bias=False, num_experts=7,
+                           num_experts_per_tok=5),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="width", norm_weight_fp32=True,
+           norm_first=False, layer_norms=_POST_NORMS,
+           moe=MoE("num_experts", "num_experts_per_tok", "intermediate_size", peft_names=_QWEN_PEFT)),
 )
 # --8<-- [end:families_2026]
 FAMILIES.update({f.model_type: f for f in _NEW_FAMILIES})
@@ -731,4 +752,4 @@ KEY_KINDS: dict[str, Any] = {
 # and the LoRA step fails: AttributeError 'tuple' object has no attribute 'dtype'; full fine-tuning within 1.5%)
 ACTIVATIONS_CHECKED = ACTIVATIONS_CHECKED | frozenset({
     "smollm3", "olmo3", "glm4", "exaone4", "ernie4_5", "seed_oss", "hunyuan_v1_dense", "gptj", "gpt_bigcode",
-    "olmoe", "granitemoe"})
+    "olmoe", "granitemoe", "arcee", "helium", "glm", "cohere2", "vaultgemma", "flex_olmo"})

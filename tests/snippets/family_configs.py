@@ -117,13 +117,15 @@ TARGET_SETS = {
 
 # ------------------------------------------------------------------ families added for issue 26 (late 2026)
 # Kept apart so the lead can fold them into the shapes derived from the specs when merging.
-NEW_DEFAULT_KV = {"smollm3": 4, "glm4": 2, "exaone4": 32, "ernie4_5": 2, "seed_oss": 8, "phimoe": 8, "glm4_moe": 8,
+NEW_DEFAULT_KV = {"helium": 20, "glm": 2, "vaultgemma": 4, "smollm3": 4, "glm4": 2, "exaone4": 32, "ernie4_5": 2, "seed_oss": 8, "phimoe": 8, "glm4_moe": 8,
                   "ernie4_5_moe": 4}
 NEW_BIAS_KEYS = {"smollm3": ("attention_bias", "mlp_bias"), "olmo3": ("attention_bias",), "glm4": ("attention_bias",),
                  "ernie4_5": ("use_bias",), "seed_oss": ("attention_bias", "attention_out_bias", "mlp_bias"),
                  "apertus": ("attention_bias",), "hunyuan_v1_dense": ("attention_bias",), "olmoe": ("attention_bias",),
                  "glm4_moe": ("attention_bias",), "granitemoe": ("attention_bias",),
                  "phimoe": ("attention_bias", "lm_head_bias"), "ernie4_5_moe": ("use_bias",)}
+NEW_BIAS_KEYS.update({"arcee": ("attention_bias", "mlp_bias"), "helium": ("attention_bias", "mlp_bias"),
+                      "glm": ("attention_bias",), "cohere2": ("attention_bias",), "vaultgemma": ("attention_bias",), "flex_olmo": ("attention_bias",)})
 NEW_SWITCHES = {"glm4_moe": ("use_qk_norm",)}
 
 
@@ -158,7 +160,7 @@ def _moe(model_type):
         c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
                  num_hidden_layers=layers + 1, vocab_size=vocab)
         e, top = rng.choice([2, 4, 6]), rng.choice([1, 2])
-        if model_type == "olmoe":
+        if model_type in ("olmoe", "flex_olmo"):
             c.update(num_experts=e, num_experts_per_tok=top)
         elif model_type in ("granitemoe", "phimoe"):
             c.update(num_local_experts=e, num_experts_per_tok=top)
@@ -182,5 +184,6 @@ NEW_VARIANTS = {
     **{mt: _dense(mt) for mt in ("smollm3", "olmo3", "glm4", "exaone4", "ernie4_5", "seed_oss", "apertus",
                                  "hunyuan_v1_dense")},
     **{mt: _gpt(mt) for mt in ("gptj", "gpt_bigcode")},
-    **{mt: _moe(mt) for mt in ("olmoe", "glm4_moe", "granitemoe", "phimoe", "ernie4_5_moe")},
+    **{mt: _dense(mt) for mt in ("arcee", "helium", "glm", "cohere2", "vaultgemma")},
+    **{mt: _moe(mt) for mt in ("flex_olmo", "olmoe", "glm4_moe", "granitemoe", "phimoe", "ernie4_5_moe")},
 }
