@@ -372,6 +372,13 @@ def resolve_config(cfg: dict) -> dict:
         elif kind == "names":                   # a list of layer kinds (layer_types, layers_block_type)
             if c[key] is not None and (not isinstance(c[key], list) or not all(isinstance(x, str) for x in c[key])):
                 raise LoraCalcError(f"config.{key}", f"{key} must be a list of names, one per layer")
+        elif kind == "str":                     # a pattern string (Nemotron-H's hybrid_override_pattern), or null
+            if c[key] is not None and not isinstance(c[key], str):
+                raise LoraCalcError(f"config.{key}", f"{key} must be a string (got {c[key]!r})")
+        elif kind == "float":                   # a real number (LFM2's block_ffn_dim_multiplier), or null
+            if c[key] is not None and (isinstance(c[key], bool) or not isinstance(c[key], (int, float))
+                                       or not 0 < c[key] < 1e6):
+                raise LoraCalcError(f"config.{key}", f"{key} must be a positive number (got {c[key]!r})")
         elif isinstance(kind, int) and c[key] is not None:     # an integer that may be 0 or negative (-1: "last")
             c[key] = as_int(c[key], f"config.{key}", kind, _LIMITS.get(key, 1 << 24), key)
         elif key == "mlp_only_layers" or kind == "ints":

@@ -187,3 +187,92 @@ NEW_VARIANTS = {
     **{mt: _dense(mt) for mt in ("arcee", "helium", "glm", "cohere2", "vaultgemma")},
     **{mt: _moe(mt) for mt in ("flex_olmo", "olmoe", "glm4_moe", "granitemoe", "phimoe", "ernie4_5_moe")},
 }
+
+
+def _hybrid(model_type):
+    def make(k, rng, h, heads, kv, inter, layers, vocab):
+        c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+                 num_hidden_layers=layers + 3, vocab_size=vocab)
+        if model_type == "qwen3_next":
+            c.update(num_experts=rng.choice([2, 4]), num_experts_per_tok=rng.choice([1, 2]),
+                     moe_intermediate_size=rng.choice([32, 48]), shared_expert_intermediate_size=rng.choice([0, 64]),
+                     linear_num_key_heads=2, linear_num_value_heads=rng.choice([2, 4]), linear_key_head_dim=8,
+                     linear_value_head_dim=rng.choice([8, 16]), head_dim=rng.choice([8, 16]))
+            if k % 3 == 1:
+                c["mlp_only_layers"] = [0]
+            if k % 3 == 2:
+                c["layer_types"] = ["full_attention", "linear_attention"] * (c["num_hidden_layers"] // 2) + \
+                    ["linear_attention"] * (c["num_hidden_layers"] % 2)
+        elif model_type == "lfm2":
+            if k % 2:
+                c["full_attn_idxs"] = [1, 2]
+            c["block_multiple_of"] = rng.choice([16, 32])
+            if k % 3 == 2:
+                c["block_auto_adjust_ff_dim"] = False
+            if k % 4 == 1:
+                c["block_ffn_dim_multiplier"] = 1.5
+        return c
+    return make
+
+
+NEW_VARIANTS.update({mt: _hybrid(mt) for mt in ("qwen3_next", "lfm2")})
+NEW_BIAS_KEYS.update({"qwen3_next": ("attention_bias",), "lfm2": ("conv_bias",)})
+
+
+def _mamba_hybrid(model_type):
+    def make(k, rng, h, heads, kv, inter, layers, vocab):
+        n = layers + 2
+        c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+                 num_hidden_layers=n, vocab_size=vocab, mamba_n_heads=rng.choice([4, 8]) if h % 8 == 0 else 4,
+                 mamba_n_groups=rng.choice([1, 2]), mamba_d_state=rng.choice([8, 16]), mamba_expand=2)
+        c["mamba_d_head"] = 2 * h // c["mamba_n_heads"]
+        if model_type == "bamba":
+            c["attn_layer_indices"] = [1] if k % 2 else [0, n - 1]
+        else:
+            c.update(num_local_experts=rng.choice([2, 4]), num_experts_per_tok=rng.choice([1, 2]),
+                     shared_intermediate_size=rng.choice([32, 48]))
+            if k % 3:
+                c["layer_types"] = ["mamba"] * (n - 1) + ["attention"]
+        return c
+    return make
+
+
+NEW_VARIANTS.update({mt: _mamba_hybrid(mt) for mt in ("bamba", "granitemoehybrid")})
+NEW_BIAS_KEYS.update({"bamba": ("attention_bias", "mlp_bias", "mamba_conv_bias", "mamba_proj_bias"),
+                      "granitemoehybrid": ("attention_bias", "mamba_conv_bias", "mamba_proj_bias")})
+
+
+def _nemotron(k, rng, h, heads, kv, inter, layers, vocab):
+    pattern = ["M*-E", "M-M*E", "*EM-ME", "MM*-", "E*M"][k % 5]
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             vocab_size=vocab, mamba_num_heads=rng.choice([2, 4]), mamba_head_dim=rng.choice([16, 32]),
+             n_groups=rng.choice([1, 2]), ssm_state_size=rng.choice([8, 16]), n_routed_experts=rng.choice([2, 4]),
+             num_experts_per_tok=rng.choice([1, 2]), moe_intermediate_size=rng.choice([32, 48]),
+             moe_shared_expert_intermediate_size=rng.choice([32, 64]), head_dim=rng.choice([8, 16]))
+    if k % 2:
+        c["hybrid_override_pattern"] = pattern
+        c["num_hidden_layers"] = len(pattern)
+    else:
+        names = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
+        c["layers_block_type"] = [names[x] for x in pattern]
+    return c
+
+
+NEW_VARIANTS["nemotron_h"] = _nemotron
+NEW_BIAS_KEYS["nemotron_h"] = ("attention_bias", "mlp_bias", "use_conv_bias", "use_bias")
+
+
+def _minimax(k, rng, h, heads, kv, inter, layers, vocab):
+    n = layers + 2
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=n, vocab_size=vocab, num_local_experts=rng.choice([2, 4]),
+             num_experts_per_tok=rng.choice([1, 2]))
+    if k % 2:
+        c["head_dim"] = rng.choice([8, 16])
+    if k % 3 == 2:
+        c["layer_types"] = ["linear_attention"] * (n - 1) + ["full_attention"]
+    return c
+
+
+NEW_VARIANTS["minimax"] = _minimax
+NEW_DEFAULT_KV["minimax"] = 8

@@ -84,3 +84,28 @@ def test_rough_activation_note_for_a_family_left_out_of_the_checks():
                                        "num_attention_heads": 4, "intermediate_size": 96, "vocab_size": 100})
     notes = loracalc.estimate_memory(arch, method="lora", rank=4, batch_size=1, seq_len=16).notes
     assert any("rough for apertus" in n for n in notes)
+
+
+def test_mamba_targets_peft_refuses_are_refused_with_the_targets_that_work():
+    """peft 0.21 refuses LoRA on out_proj and conv1d of Nemotron-H (all-linear matches out_proj), raising
+    ValueError; loracalc refuses in one line and names targets peft accepts, which it then counts."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    import torch
+
+    from .test_families import _peft_trainable
+    cfg = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16, intermediate_size=96,
+               vocab_size=100, hybrid_override_pattern="M*-", num_hidden_layers=3, mamba_num_heads=2,
+               mamba_head_dim=32, n_groups=1, ssm_state_size=8, pad_token_id=0)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model("nemotron_h", **cfg))
+    with pytest.raises(ValueError, match="incompatible with Mamba"):
+        _peft_trainable(model, 4, "all-linear")
+    arch = loracalc.model_from_config({"model_type": "nemotron_h", **cfg})
+    with pytest.raises(loracalc.LoraCalcError) as e:
+        loracalc.count_params(arch, 4, "all-linear")
+    msg = str(e.value)
+    assert "out_proj" in msg and "\n" not in msg
+    suggested = msg.rsplit("e.g. ", 1)[1].split(",")
+    with torch.device("meta"):
+        fresh = AutoModelForCausalLM.from_config(AutoConfig.for_model("nemotron_h", **cfg))
+    assert loracalc.count_params(arch, 4, suggested).lora_params == _peft_trainable(fresh, 4, suggested)
