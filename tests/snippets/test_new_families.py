@@ -30,6 +30,24 @@ PUBLISHED = {
     "smollm3-3b": ("smollm3", dict(hidden_size=2048, num_hidden_layers=36, intermediate_size=11008,
                                    num_attention_heads=16, num_key_value_heads=4, vocab_size=128256,
                                    tie_word_embeddings=True, pad_token_id=128004)),
+    # Qwen/Qwen3-Coder-Next config.json; copy: a parameter-count test citing that file, which also gives the
+    # published total, 79,674,391,296 (checked below against loracalc and transformers)
+    "qwen3-coder-next": ("qwen3_next", dict(hidden_size=2048, num_hidden_layers=48, vocab_size=151936, head_dim=256,
+                                            num_attention_heads=16, num_key_value_heads=2, num_experts=512,
+                                            num_experts_per_tok=10, moe_intermediate_size=512,
+                                            shared_expert_intermediate_size=512, linear_num_key_heads=16,
+                                            linear_key_head_dim=128, linear_num_value_heads=32,
+                                            linear_value_head_dim=128, linear_conv_kernel_dim=4,
+                                            full_attention_interval=4, tie_word_embeddings=False)),
+    # nvidia/Nemotron-H-8B-Base-8K config.json; copy: a NemotronH bridge test fixture (52 layers, pattern below,
+    # hidden 4096, MLP 21504, 128 Mamba heads of 64, 8 groups, state 128) and a trimmed copy giving vocabulary
+    # 131072 and untied embeddings; its "attention_head_dim": 128 is transformers' head_dim default
+    "nemotron-h-8b": ("nemotron_h", dict(hidden_size=4096, num_hidden_layers=52, intermediate_size=21504,
+                                         hybrid_override_pattern="M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M*-M-M-M-M-M-",
+                                         mamba_head_dim=64, mamba_num_heads=128, n_groups=8, ssm_state_size=128,
+                                         conv_kernel=4, expand=2, num_attention_heads=32, num_key_value_heads=8,
+                                         vocab_size=131072, tie_word_embeddings=False, mlp_bias=False,
+                                         mamba_proj_bias=False, pad_token_id=0)),
 }
 
 
@@ -38,7 +56,14 @@ PUBLISHED = {
 def test_published_config_is_counted_exactly(name):
     """Total parameters and LoRA at rank 16 on all-linear and on the attention modules, against the libraries."""
     model_type, cfg = PUBLISHED[name]
+    # (Nemotron-H: peft refuses all-linear, out_proj included; the check then expects loracalc to refuse too)
     assert check_family_config(model_type, cfg, ranks=(16,), full_targets=False) >= 3
+
+
+def test_qwen3_coder_next_total_is_the_published_total():
+    """The copy of Qwen3-Coder-Next's config cites its published total parameter count: 79,674,391,296."""
+    model_type, cfg = PUBLISHED["qwen3-coder-next"]
+    assert loracalc.total_params(loracalc.model_from_config({"model_type": model_type, **cfg})) == 79_674_391_296
 
 
 @pytest.mark.parametrize("cfg, says", [
