@@ -104,3 +104,40 @@ def family_activation_worst() -> str:
         rows = json.load(f)["rows"]
     worst = max(abs(r["error_percent"]) for r in rows if "error_percent" in r)
     return f"{worst:.1f}%"
+
+
+# ------------------------------------------------------------- every model_type transformers ships (issue 26)
+TYPES_FILE = os.path.join(os.path.dirname(__file__), "data", "model_type_coverage.json")
+
+
+def _types() -> dict:
+    with open(TYPES_FILE, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@table("model_type_coverage")
+def model_type_table() -> str:
+    """Every text-generation and image-text-to-text model_type of the installed transformers: counted exactly,
+    refused in one line, untested, or wrong (none), as ``scripts/model_type_coverage.py`` recorded it."""
+    data = _types()
+    rows = data["types"]
+    c = data["counts"]
+    lines = [f"Checked {data['date']} against transformers {data['transformers']} and peft {data['peft']}: "
+             f"{len(rows)} model types, **{c['exact']} counted exactly**, {c['refused']} refused in one line, "
+             f"{c['untested']} untested, {c['wrong']} wrong (`scripts/model_type_coverage.py`).", ""]
+    lines += ["| model_type | pipelines | state | configs counted live |", "|---|---|---|--:|"]
+    order = {"wrong": 0, "exact": 1, "untested": 2, "refused": 3}
+    for r in sorted(rows, key=lambda r: (order[r["status"]], r["model_type"])):
+        if r["status"] == "refused":
+            continue
+        state = r["status"] + (f" (its config.json says `{r['counted_as']}`)" if r.get("counted_as") else "")
+        lines.append(f"| `{r['model_type']}` | {', '.join(r['pipelines']) or '—'} | {state} | "
+                     f"{r.get('configs', 0)} |")
+    refused = [r["model_type"] for r in rows if r["status"] == "refused"]
+    lines += ["", f"Refused in one line ({len(refused)}): " + ", ".join(f"`{t}`" for t in refused) + "."]
+    return "\n".join(lines)
+
+
+@figure("model_types_exact")
+def model_types_exact() -> str:
+    return str(_types()["counts"]["exact"])

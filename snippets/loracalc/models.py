@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import LoraCalcError, as_int
-from .families import FAMILIES, KEY_SYNONYMS, Record, is_4bit, softcap_on, walk
+from .families import FAMILIES, KEY_KINDS, KEY_SYNONYMS, Record, is_4bit, softcap_on, walk
 
 MAX_PARAMS = 100 * 10**12   # "absurd" starts above 100T parameters
 
@@ -326,16 +326,29 @@ def resolve_config(cfg: dict) -> dict:
     sub = [k for k in ("text_config", "vision_config", "audio_config") if isinstance(cfg.get(k), dict)]
     if sub and mt not in FAMILIES:
         # a wrapper (LLaVA, Gemma 3, Mistral 3, PaliGemma...): counting its text_config alone would leave
-        # out the vision tower and projector, and the whole is not described here
-        inner = cfg.get("text_config", {}).get("model_type") if "text_config" in sub else None
+        # out the vision tower and projector, and the whole is not described here. The advice to pass the
+        # text_config is given only where loracalc counts that text_config's type
+        inner = cfg["text_config"].get("model_type") if "text_config" in sub else None
+        if isinstance(inner, str) and inner in FAMILIES:
+            advice = (f": to count the language model alone, pass its text_config (model_type {inner!r}) as a "
+                      "config of its own")
+        elif isinstance(inner, str) and inner:
+            advice = (f"; its language model (text_config, model_type {inner!r}) is not a type loracalc counts "
+                      "either: a family spec for it would make the language model countable")
+        else:
+            advice = "; its language model's keys are not in a text_config loracalc could count on its own"
         raise LoraCalcError("config.model_type", (
             f"model_type {mt!r} is a multimodal wrapper ({', '.join(sub)}); loracalc counts decoder-only "
-            f"models, not vision or audio towers: to count the language model alone, pass its text_config"
-            + (f" (model_type {inner!r})" if inner else "") + " as a config of its own"))
+            f"models, not vision or audio towers{advice}"))
     if not isinstance(mt, str) or not mt:
         raise LoraCalcError("config.model_type", "config.json has no model_type; supported: " + ", ".join(SUPPORTED))
     if mt not in FAMILIES:
-        raise LoraCalcError("config.model_type", f"model_type {mt!r} is not supported; supported: "
+        if isinstance(cfg.get("auto_map"), dict):
+            why = ("its modelling code comes with the checkpoint (auto_map, trust_remote_code), which loracalc "
+                   "does not run: only types transformers itself ships can be counted, each from a family spec")
+        else:
+            why = "loracalc has no family spec for it (a spec in loracalc/families.py would make it countable)"
+        raise LoraCalcError("config.model_type", f"model_type {mt!r} is not supported: {why}; supported: "
                             + ", ".join(SUPPORTED))
     fam = FAMILIES[mt]
     c: dict[str, Any] = {"model_type": mt}
@@ -352,13 +365,26 @@ def resolve_config(cfg: dict) -> dict:
                 value = cfg.get(other)
         c[key] = default if value is None else value
     for key in list(c):
-        if key in _BOOL_KEYS:
+        kind = KEY_KINDS.get(key)
+        if key in _BOOL_KEYS or kind == "bool":
             if not isinstance(c[key], bool):
                 raise LoraCalcError(f"config.{key}", f"{key} must be true or false (got {c[key]!r})")
-        elif key == "mlp_only_layers":
+        elif kind == "names":                   # a list of layer kinds (layer_types, layers_block_type)
+            if c[key] is not None and (not isinstance(c[key], list) or not all(isinstance(x, str) for x in c[key])):
+                raise LoraCalcError(f"config.{key}", f"{key} must be a list of names, one per layer")
+        elif kind == "str":                     # a pattern string (Nemotron-H's hybrid_override_pattern), or null
+            if c[key] is not None and not isinstance(c[key], str):
+                raise LoraCalcError(f"config.{key}", f"{key} must be a string (got {c[key]!r})")
+        elif kind == "float":                   # a real number (LFM2's block_ffn_dim_multiplier), or null
+            if c[key] is not None and (isinstance(c[key], bool) or not isinstance(c[key], (int, float))
+                                       or not 0 < c[key] < 1e6):
+                raise LoraCalcError(f"config.{key}", f"{key} must be a positive number (got {c[key]!r})")
+        elif isinstance(kind, int) and c[key] is not None:     # an integer that may be 0 or negative (-1: "last")
+            c[key] = as_int(c[key], f"config.{key}", kind, _LIMITS.get(key, 1 << 24), key)
+        elif key == "mlp_only_layers" or kind == "ints":
             if c[key] is not None and (not isinstance(c[key], list) or not all(
                     isinstance(x, int) and not isinstance(x, bool) for x in c[key])):
-                raise LoraCalcError("config.mlp_only_layers", "mlp_only_layers must be a list of layer numbers")
+                raise LoraCalcError(f"config.{key}", f"{key} must be a list of layer numbers")
         elif key != "model_type" and c[key] is not None:
             lo = 0 if key in ("first_k_dense_replace", "n_shared_experts", "q_lora_rank", "num_experts") else 1
             c[key] = as_int(c[key], f"config.{key}", lo, _LIMITS.get(key, 1 << 24), key)
@@ -371,6 +397,7 @@ def resolve_config(cfg: dict) -> dict:
         if key in fam.defaults and fam.defaults[key] is not None and all(v is None for v in given):
             raise LoraCalcError(f"config.{spelled}", f"config.json lacks {spelled} (needed for {mt} models)")
     h, heads = c["hidden_size"], c["num_attention_heads"]
+    c["_head_dim_given"] = c.get("head_dim") is not None     # a family may refuse a config without it
     if fam.head_dim == "hidden" or c.get("head_dim") is None:
         if h % heads:
             raise LoraCalcError("config.head_dim", f"hidden_size ({h}) must be a multiple of num_attention_heads "
@@ -401,6 +428,7 @@ def resolve_config(cfg: dict) -> dict:
         why = fam.refuse(c)
         if why:
             raise LoraCalcError("config", why)
+    del c["_head_dim_given"]          # a fact about the file, not the model: the config read back stays the same
     return c
 
 

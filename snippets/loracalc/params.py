@@ -76,7 +76,7 @@ def parse_targets(targets: Any, model: Any = None) -> tuple[str, ...]:
     return tuple(sorted(dict.fromkeys(chosen), key=lambda n: order[n]))
 
 
-def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tuple[Record, int]], list[str]]:
+def _lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tuple[Record, int]], list[str]]:
     """(record, rank multiplier) for every tensor peft 0.21 adapts, and notes where its choice surprises.
 
     Reproduces ``tuners_utils._maybe_include_all_linear_layers`` (every nn.Linear and Conv1D except the output
@@ -91,8 +91,8 @@ def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tup
     if targets == ("all-linear",):
         if not mapping:
             if moe and arch.is_moe:
-                notes.append("peft 0.21's all-linear adapts only nn.Linear modules here: the router and the fused "
-                             "experts are left out")
+                left = "the fused experts are" if moe.router_kind == "linear" else "the router and the fused experts are"
+                notes.append(f"peft 0.21's all-linear adapts only nn.Linear modules here: {left} left out")
             return [(r, 1) for r in lin], notes
         names = set(r.name for r in lin) | set(mapping)
     else:
@@ -134,6 +134,17 @@ def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tup
                          + (" (gate_up_proj at twice the rank)" if "gate_up" in params else "")
                          + (f", and no longer the Linear modules named {', '.join(skipped)} (shared experts, dense "
                             "layers)" if skipped else ""))
+    return out, notes
+
+
+def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tuple[Record, int]], list[str]]:
+    out, notes = _lora_targets(arch, targets)
+    refused = sorted({r.name for r, _ in out if r.name in arch.family.peft_refuses})
+    if refused:
+        keep = [n for n in dict.fromkeys(r.name for r in arch.layer_linears()) if n not in arch.family.peft_refuses]
+        raise LoraCalcError("targets", f"peft 0.21 refuses LoRA on {', '.join(refused)} of Mamba-based models "
+                                       f"({arch.model_type}), all-linear included: name the targets instead, e.g. "
+                                       + ",".join(keep))
     return out, notes
 
 
