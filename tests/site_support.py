@@ -35,9 +35,10 @@ def build_site(dest: Path, *, offline: bool = False, strict: bool = True) -> sub
 
 
 def wait_python(page, state: str = "ready") -> None:
-    """Wait until the page's Python bridge settles and check it reached STATE."""
+    """Start the page's Python, as a reader's first touch of a widget would (it does not start on its own),
+    wait until the bridge settles and check it reached STATE."""
     page.wait_for_function(
-        "window.loracalcPython && ['ready', 'failed'].includes(window.loracalcPython.state)",
+        "window.loracalcPython && (window.loracalcPython.start(), ['ready', 'failed'].includes(window.loracalcPython.state))",
         timeout=PYTHON_READY_TIMEOUT_MS,
     )
     got = page.evaluate("[loracalcPython.state, loracalcPython.reason]")

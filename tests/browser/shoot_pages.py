@@ -18,8 +18,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from site_support import CHROMIUM, CHROMIUM_ARGS, site_pages  # noqa: E402
 
+# What a reader sees on arrival: the prerendered numbers, Python not started (it starts on a first touch).
 SETTLED = "() => !document.querySelector('[data-widget], [data-runnable]') || (window.loracalcPython && " \
-          "['ready', 'failed'].includes(window.loracalcPython.state))"
+          "document.querySelector('.lc-py-status'))"
 
 
 def main() -> int:

@@ -227,7 +227,7 @@ def test_stop_ends_a_runaway_example_and_the_badge_tells(wpage, site_url, built_
                             timeout=5_000)
     assert time.monotonic() - started < 3
     assert wpage.text_content(".lc-py-status") == "Python: restarting\u2026"
-    wpage.wait_for_function("() => loracalcPython.state === 'ready'", timeout=90_000)
+    wpage.wait_for_function("() => (loracalcPython.start(), loracalcPython.state === 'ready')", timeout=90_000)
     assert wpage.text_content(".lc-py-status") == "Python: ready"
     box.locator(".lc-editor").fill("for i in range(100000):\n    print(i)")
     box.locator("button.lc-run").click()
