@@ -52,3 +52,14 @@ def site_pages(site: Path) -> list[str]:
         rel = html.parent.relative_to(site).as_posix()
         pages.append("" if rel == "." else rel + "/")
     return pages
+
+
+def click_next(page) -> str:
+    """Click "Next" in the footer and wait until the next page is on screen (its own footer links back)."""
+    here = page.evaluate("location.href.split('#')[0]")
+    link = page.locator("a.md-footer__link--next")
+    target = link.evaluate("a => a.href")
+    link.click()
+    page.wait_for_url(target)
+    page.wait_for_function("(here) => document.querySelector('a.md-footer__link--prev')?.href === here", arg=here)
+    return target

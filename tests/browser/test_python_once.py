@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from site_support import wait_python
+from site_support import click_next, wait_python
 
 pytestmark = pytest.mark.browser
 
@@ -74,10 +74,7 @@ def test_walking_pages_under_a_prefix_on_a_random_port_starts_python_once(page, 
     page.evaluate("location.hash = '#' + document.querySelector('h2[id]').id")  # an anchor on this page
     visited = []
     for _ in range(4):                         # "Next" in the footer, as a reader goes through the module
-        link = page.locator("a.md-footer__link--next")
-        target = link.evaluate("a => a.href")
-        link.click()
-        page.wait_for_url(target)
+        click_next(page)
         visited.append(page.url)
         assert "#" not in page.url, f"the previous page's anchor stayed in the address: {page.url}"
     assert all(u.startswith(prefixed_url) for u in visited)
