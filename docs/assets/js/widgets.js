@@ -315,22 +315,24 @@
     });
   }
 
-  function showError(widget, field, message) {
+  function showError(widget, field, message, prompt) {
     var slots = widget.querySelectorAll("[data-error-for]");
     var target = null;
     slots.forEach(function (slot) {
       if (slot.closest("[data-widget]") !== widget) return;
       if (slot.dataset.errorFor === (field || "")) target = slot;
       slot.textContent = "";
+      slot.classList.remove("lc-prompt");
     });
     if (!target && field) {
       slots.forEach(function (slot) { if (!target && slot.dataset.errorFor === "" && slot.closest("[data-widget]") === widget) target = slot; });
     }
     fields(widget).forEach(function (el) {
-      if (field && el.name === field) el.setAttribute("aria-invalid", "true");
+      if (field && el.name === field && !prompt) el.setAttribute("aria-invalid", "true");
       else el.removeAttribute("aria-invalid");
     });
     if (target && message) target.textContent = message;
+    if (target && prompt) target.classList.add("lc-prompt");
   }
 
   function announce(widget, text) {
@@ -415,8 +417,10 @@
     return slot;
   }
 
-  function markState(widget, state, text) {
+  function markState(widget, state, text, waiting) {
     if (widget.dataset.state !== state) widget.dataset.state = state;
+    // stale because an input is not given yet (not because one is wrong): styled as a prompt, not in red
+    if (waiting) widget.setAttribute("data-waiting", ""); else widget.removeAttribute("data-waiting");
     var note = stateNote(widget);
     if (note.textContent !== (text || "")) note.textContent = text || "";
     if (state === "current") widget.removeAttribute("aria-busy");
@@ -474,6 +478,10 @@
         me.pendingTimer = setTimeout(function () { if (seq === me.seq) markState(widget, "pending", pendingText()); }, PENDING_AFTER_MS);
       } else {
         markState(widget, "pending", pendingText());
+        // A field with its own feedback output (a quiz question's q1 -> q1_feedback) says it there too: the
+        // widget's state line may be far from the choice just made.
+        var near = changed && widget.querySelector('[data-output="' + changed + '_feedback"]');
+        if (near && near.closest("[data-widget]") === widget) near.textContent = pendingText();
       }
       return call(name, inputs).then(function (result) {
         clearTimeout(me.pendingTimer);
@@ -510,6 +518,11 @@
           forget(widget.dataset.persist);
           writeInputs(widget, defaults);
           markState(widget, "current", "");
+        } else if (result.waiting) {
+          // An input not given yet (an empty config.json box just chosen): a prompt beside it, not an error.
+          showError(widget, result.field, result.message, true);
+          markState(widget, "stale", "Waiting for your input. The numbers below are for the last complete inputs.", true);
+          announce(widget, result.message);
         } else {
           showError(widget, result.field, result.message);
           markState(widget, "stale", "Not updated: " + result.message + ". The numbers below are for the last valid inputs.");
@@ -555,10 +568,17 @@
       if (!button || button.closest("[data-widget]") !== widget) return;
       if (button.dataset.copy) {
         var out = widget.querySelector('[data-output="' + button.dataset.copy + '"]');
-        copyText(out ? out.textContent : "").then(function (ok) { announce(widget, ok ? "Copied." : "Copy failed: select the text and copy it."); });
+        copyText(out ? out.textContent : "").then(function (ok) {
+          var said = ok ? "Copied." : "Copy failed: select the text and copy it.";
+          announce(widget, said);
+          confirmOn(button, ok ? "Copied \u2713" : "Copy failed");
+        });
       }
       if (button.hasAttribute("data-copy-link")) {
-        copyText(location.href).then(function (ok) { announce(widget, ok ? "Link copied." : "Copy failed: copy the address bar."); });
+        copyText(location.href).then(function (ok) {
+          announce(widget, ok ? "Link copied." : "Copy failed: copy the address bar.");
+          confirmOn(button, ok ? "Link copied \u2713" : "Copy failed: use the address bar");
+        });
       }
       if (button.dataset.action) {
         var action = button.dataset.action;
@@ -620,6 +640,14 @@
     } else {
       markState(widget, "current", "");
     }
+  }
+
+  // A copy button says for a moment, on itself, what happened (the live region alone was invisible).
+  function confirmOn(button, text) {
+    if (!button.dataset.label) button.dataset.label = button.textContent;
+    button.textContent = text;
+    clearTimeout(button.__lcTimer);
+    button.__lcTimer = setTimeout(function () { button.textContent = button.dataset.label; }, 2000);
   }
 
   function copyText(text) {
@@ -778,8 +806,33 @@
     });
   }
 
+  // Anything wider than the screen (a diagram kept at a readable size, a wide table, a drawn widget
+  // output) scrolls sideways inside its own box; the box says so in words and with a shaded edge, so a
+  // cut-off figure on a phone is never mistaken for the whole figure.
+  var SIDEWAYS = ".md-typeset .lc-figure, .md-typeset .md-typeset__scrollwrap, .md-typeset .lc-table-box, .md-typeset .lc-svg-box";
+  function markSideways() {
+    document.querySelectorAll(SIDEWAYS).forEach(function (box) {
+      var wide = box.scrollWidth > box.clientWidth + 2;
+      box.classList.toggle("lc-sideways", wide);
+      var cue = box.previousElementSibling && box.previousElementSibling.classList.contains("lc-sideways-cue")
+        ? box.previousElementSibling : null;
+      if (wide && !cue) {
+        cue = document.createElement("p");
+        cue.className = "lc-sideways-cue";
+        cue.textContent = "Wider than the screen: scroll sideways in the box below \u2192";
+        box.before(cue);
+      } else if (!wide && cue) {
+        cue.remove();
+      }
+      if (wide && !box.hasAttribute("tabindex")) box.setAttribute("tabindex", "0"); // keyboards scroll it too
+    });
+  }
+  var sidewaysTimer = null;
+  window.addEventListener("resize", function () { clearTimeout(sidewaysTimer); sidewaysTimer = setTimeout(markSideways, 200); });
+
   function attachPage() {
     foldLongTables();
+    markSideways();
     var widgets = document.querySelectorAll("[data-widget]");
     var runnables = document.querySelectorAll("[data-runnable]");
     if (!widgets.length && !runnables.length) {
