@@ -315,24 +315,32 @@
     });
   }
 
-  function showError(widget, field, message, prompt) {
+  function showError(widget, field, message) {
     var slots = widget.querySelectorAll("[data-error-for]");
     var target = null;
     slots.forEach(function (slot) {
       if (slot.closest("[data-widget]") !== widget) return;
       if (slot.dataset.errorFor === (field || "")) target = slot;
       slot.textContent = "";
-      slot.classList.remove("lc-prompt");
     });
     if (!target && field) {
       slots.forEach(function (slot) { if (!target && slot.dataset.errorFor === "" && slot.closest("[data-widget]") === widget) target = slot; });
     }
     fields(widget).forEach(function (el) {
-      if (field && el.name === field && !prompt) el.setAttribute("aria-invalid", "true");
+      if (field && el.name === field) el.setAttribute("aria-invalid", "true");
       else el.removeAttribute("aria-invalid");
     });
     if (target && message) target.textContent = message;
-    if (target && prompt) target.classList.add("lc-prompt");
+  }
+
+  // A message that asks for an input not given yet (Python's "waiting") is a prompt: muted, and its field is
+  // not marked invalid. promptFor(widget, null) turns every slot back into an error slot.
+  function promptFor(widget, field) {
+    widget.querySelectorAll("[data-error-for]").forEach(function (slot) {
+      if (slot.closest("[data-widget]") !== widget) return;
+      slot.classList.toggle("lc-prompt", field !== null && slot.dataset.errorFor === field);
+    });
+    if (field !== null) fields(widget).forEach(function (el) { if (el.name === field) el.removeAttribute("aria-invalid"); });
   }
 
   function announce(widget, text) {
@@ -497,6 +505,7 @@
             writeInputs(widget, others);
           }
           showError(widget, null, "");
+          promptFor(widget, null);
           moveSliders(widget, Object.assign({}, inputs, set || {}));
           placeOutputs(widget, result.outputs);
           // Python may name inputs to clear (a quiz question reopened): radios unchecked, fields emptied.
@@ -520,11 +529,13 @@
           markState(widget, "current", "");
         } else if (result.waiting) {
           // An input not given yet (an empty config.json box just chosen): a prompt beside it, not an error.
-          showError(widget, result.field, result.message, true);
+          showError(widget, result.field, result.message);
+          promptFor(widget, result.field || "");
           markState(widget, "stale", "Waiting for your input. The numbers below are for the last complete inputs.", true);
           announce(widget, result.message);
         } else {
           showError(widget, result.field, result.message);
+          promptFor(widget, null);
           markState(widget, "stale", "Not updated: " + result.message + ". The numbers below are for the last valid inputs.");
           announce(widget, result.message);
         }
