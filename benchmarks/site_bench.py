@@ -208,12 +208,13 @@ def main() -> None:
         # 6. bytes before any interaction: a reader who opens the page and reads
         for key, path in (("home", ""), ("calculator", page_with(site, 'data-widget="memory_calculator"'))):
             ctx = browser.new_context()
-            sizes = {}
-            ctx.on("requestfinished", lambda r: sizes.__setitem__(r.url, r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"]))
+            finished = []
+            ctx.on("requestfinished", finished.append)
             pg = ctx.new_page()
             pg.goto(base + path)
             pg.wait_for_load_state("networkidle")
             pg.wait_for_timeout(3000)
+            sizes = {r.url: r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"] for r in finished}
             ctx.close()
             fig[f"before_interaction_{key}_page"] = path
             fig[f"before_interaction_{key}_requests"] = len(sizes)

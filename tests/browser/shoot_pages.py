@@ -45,7 +45,7 @@ def main() -> int:
                     page.wait_for_function(SETTLED, timeout=120_000)
                     page.wait_for_timeout(300)
                     name = (path.strip("/").replace("/", "_") or "home")
-                    page.screenshot(path=str(out / f"{name}-{width}-{scheme}.png"), full_page=True)
+                    page.screenshot(path=str(out / f"{name}-{width}-{scheme}.png"), full_page=True, timeout=180_000)
                 context.close()
         browser.close()
     server.shutdown()
