@@ -209,7 +209,7 @@ def main() -> None:
         for key, path in (("home", ""), ("calculator", page_with(site, 'data-widget="memory_calculator"'))):
             ctx = browser.new_context()
             finished = []
-            ctx.on("requestfinished", finished.append)
+            ctx.on("requestfinished", lambda r: finished.append(r))
             pg = ctx.new_page()
             pg.goto(base + path)
             pg.wait_for_load_state("networkidle")
