@@ -1,8 +1,8 @@
 """Notebook pages (mkdocs-jupyter renders docs/**/*.ipynb from their saved outputs; it never runs them).
 
 - A bar under the title: download the .ipynb (mkdocs-jupyter's ``include_source`` copies it beside the page)
-  and, when ``extra.notebook_repo`` names a public repository ("OWNER/REPO", branch "main"), open it in
-  Colab. A link is not a fetch: nothing here loads from another host.
+  and, when the repository is known (``extra.notebook_repo``, "OWNER/REPO", or a GitHub ``repo_url``;
+  branch "main"), open it in Colab; with neither, no Colab link. A link is not a fetch: nothing here loads from another host.
 - Code cells become focusable, so a keyboard can scroll a long line.
 - nbconvert's template carries a script that would import Mermaid from cdnjs when a notebook has a
   Mermaid diagram; it is removed, so no page can reach another host.
@@ -34,10 +34,19 @@ def links_bar(src_path: str, size_bytes: int, repo: str | None) -> str:
     return '<p class="lc-notebook-links">' + " · ".join(parts) + "</p>"
 
 
+def notebook_repo(config) -> str | None:
+    """"OWNER/REPO" for Colab links: extra.notebook_repo, else a GitHub repo_url; None when neither is set."""
+    given = (config.get("extra") or {}).get("notebook_repo")
+    if given:
+        return given
+    match = re.match(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?$", config.get("repo_url") or "")
+    return match.group(1) if match else None
+
+
 def on_post_page(output: str, page, config) -> str:
     if not page.file.src_uri.endswith(".ipynb"):
         return output
     output = CODE_CELL.sub('<div tabindex="0" class="highlight-ipynb', strip_cdn_scripts(output))
-    repo = (config.get("extra") or {}).get("notebook_repo") or None
+    repo = notebook_repo(config)
     bar = links_bar(page.file.src_uri, os.path.getsize(page.file.abs_src_path), repo)
     return FIRST_H1_END.sub("</h1>" + bar, output, count=1)

@@ -111,7 +111,8 @@ def prerender(html: str, where: str = "<page>") -> str:
         wrapper = soup.new_tag("div", attrs={"class": "lc-runnable", "data-runnable": ""})
         block.wrap(wrapper)
         note = soup.new_tag("p", attrs={"class": "lc-run-note"})
-        note.string = "Runnable example: it becomes editable with a Run button once Python has loaded."
+        note.string = ("Runnable example: with JavaScript on, this code can be edited and run here, in your "
+                       "browser; without it, it is shown as text.")
         wrapper.append(note)
         output = soup.new_tag("pre", attrs={"class": "lc-run-output", "aria-live": "polite", "hidden": ""})
         wrapper.append(output)
@@ -122,12 +123,13 @@ def prerender(html: str, where: str = "<page>") -> str:
 _TEX_SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ", "Delta": "Δ", "delta": "δ", "lambda": "λ", "eta": "η",
                 "theta": "θ", "sigma": "σ", "times": "×", "cdot": "·", "approx": "≈", "le": "≤", "ge": "≥",
                 "to": "→", "rightarrow": "→", "sqrt": "√", "top": "ᵀ"}
-_INLINE_TEX = re.compile(r"\\\((.+?)\\\)")  # arithmatex (generic) writes inline math as \( ... \)
+_INLINE_TEX = re.compile(r"\\[(\[](.+?)\\[)\]]", re.S)  # arithmatex (generic): inline \( ... \), display \[ ... \]
 
 
 def tex_to_text(tex: str) -> str:
     """Simple inline TeX as reading text: ``\\alpha`` -> α, ``W_{0}`` -> W0, braces dropped."""
-    out = re.sub(r"\\([A-Za-z]+)", lambda m: _TEX_SYMBOLS.get(m.group(1), m.group(1)), tex)
+    out = re.sub(r"\\frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"\1/\2", tex)  # a simple fraction reads a/b
+    out = re.sub(r"\\([A-Za-z]+)", lambda m: _TEX_SYMBOLS.get(m.group(1), m.group(1)), out)
     out = re.sub(r"\\frac\s*", "", out)
     return re.sub(r"[{}_^]", "", out).replace("\\,", " ").strip()
 

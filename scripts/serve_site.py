@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
-import io
-import re
 import threading
 from pathlib import Path
 
@@ -22,21 +20,6 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
-
-    def send_head(self):
-        # Material's instant navigation only follows links listed in sitemap.xml and compares ports too,
-        # so the sitemap is served with this server's own address (the build writes site_url's).
-        if self.path.split("?")[0].endswith("/sitemap.xml"):
-            path = Path(self.translate_path(self.path))
-            if path.is_file():
-                origin = f"http://{self.headers.get('Host') or '%s:%d' % self.server.server_address[:2]}"
-                body = re.sub(rb"<loc>https?://[^/<]+", b"<loc>" + origin.encode(), path.read_bytes())
-                self.send_response(200)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                return io.BytesIO(body)
-        return super().send_head()
 
     def log_message(self, format: str, *args) -> None:  # quiet: one line per request is noise here
         pass

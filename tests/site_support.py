@@ -35,9 +35,10 @@ def build_site(dest: Path, *, offline: bool = False, strict: bool = True) -> sub
 
 
 def wait_python(page, state: str = "ready") -> None:
-    """Wait until the page's Python bridge settles and check it reached STATE."""
+    """Start the page's Python, as a reader's first touch of a widget would (it does not start on its own),
+    wait until the bridge settles and check it reached STATE."""
     page.wait_for_function(
-        "window.loracalcPython && ['ready', 'failed'].includes(window.loracalcPython.state)",
+        "window.loracalcPython && (window.loracalcPython.start(), ['ready', 'failed'].includes(window.loracalcPython.state))",
         timeout=PYTHON_READY_TIMEOUT_MS,
     )
     got = page.evaluate("[loracalcPython.state, loracalcPython.reason]")
@@ -51,3 +52,14 @@ def site_pages(site: Path) -> list[str]:
         rel = html.parent.relative_to(site).as_posix()
         pages.append("" if rel == "." else rel + "/")
     return pages
+
+
+def click_next(page) -> str:
+    """Click "Next" in the footer and wait until the next page is on screen (its own footer links back)."""
+    here = page.evaluate("location.href.split('#')[0]")
+    link = page.locator("a.md-footer__link--next")
+    target = link.evaluate("a => a.href")
+    link.click()
+    page.wait_for_url(target)
+    page.wait_for_function("(here) => document.querySelector('a.md-footer__link--prev')?.href === here", arg=here)
+    return target

@@ -16,6 +16,8 @@ def test_inline_tex_becomes_plain_text():
     assert hook.plain_math(r"Alpha \(\alpha\)") == "Alpha α"
     assert hook.plain_math(r"\(\Delta W\) is \(B A\)") == "Δ W is B A"
     assert hook.plain_math("costs $5 and $6") == "costs $5 and $6"  # dollars are not math
+    assert hook.plain_math(r"adds \(\frac{\alpha}{r} B A x\)") == "adds α/r B A x"
+    assert hook.plain_math("shown as \\[\n  W x \\]") == "shown as W x"   # display math too (search snippets)
 
 
 def test_diagrams_get_a_readable_minimum_width():

@@ -18,8 +18,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from site_support import CHROMIUM, CHROMIUM_ARGS, site_pages  # noqa: E402
 
+# What a reader sees on arrival: the prerendered numbers, Python not started (it starts on a first touch).
 SETTLED = "() => !document.querySelector('[data-widget], [data-runnable]') || (window.loracalcPython && " \
-          "['ready', 'failed'].includes(window.loracalcPython.state))"
+          "document.querySelector('.lc-py-status'))"
 
 
 def main() -> int:
@@ -44,7 +45,7 @@ def main() -> int:
                     page.wait_for_function(SETTLED, timeout=120_000)
                     page.wait_for_timeout(300)
                     name = (path.strip("/").replace("/", "_") or "home")
-                    page.screenshot(path=str(out / f"{name}-{width}-{scheme}.png"), full_page=True)
+                    page.screenshot(path=str(out / f"{name}-{width}-{scheme}.png"), full_page=True, timeout=180_000)
                 context.close()
         browser.close()
     server.shutdown()

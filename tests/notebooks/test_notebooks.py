@@ -114,3 +114,16 @@ def test_colab_link_appears_only_for_a_configured_repository():
     assert 'href="x.ipynb" download' in bar and "(2 KiB" in bar
     assert "https://colab.research.google.com/github/owner/repo/blob/main/docs/labs/notebooks/x.ipynb" in bar
     assert "colab" not in hook.links_bar("labs/notebooks/x.ipynb", 2048, None)
+
+
+
+def test_colab_repository_comes_from_notebook_repo_or_a_github_repo_url():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebooks_hook", ROOT / "hooks" / "notebooks.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    assert hook.notebook_repo({"extra": {"notebook_repo": "a/b"}, "repo_url": "https://github.com/c/d"}) == "a/b"
+    assert hook.notebook_repo({"extra": {}, "repo_url": "https://github.com/c/d.git"}) == "c/d"
+    assert hook.notebook_repo({"extra": {}, "repo_url": "https://gitlab.com/c/d"}) is None
+    assert hook.notebook_repo({"extra": {}, "repo_url": None}) is None

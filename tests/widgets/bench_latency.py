@@ -101,7 +101,7 @@ def main() -> int:
         for path, name, field, values in CASES:
             if path != current:
                 page.goto(base + path)
-                page.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'",
+                page.wait_for_function("() => window.loracalcPython && (window.loracalcPython.start(), window.loracalcPython.state === 'ready')",
                                        timeout=120_000)
                 current = path
             print(f"measuring {name} {field}", file=sys.stderr, flush=True)

@@ -28,7 +28,7 @@ def wpage(browser):
 # ------------------------------------------------------------------------------------------- helpers
 def open_page(page, base_url: str, path: str, query: str = "") -> None:
     page.goto(base_url + path + query)
-    page.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'",
+    page.wait_for_function("() => window.loracalcPython && (window.loracalcPython.start(), window.loracalcPython.state === 'ready')",
                            timeout=READY_TIMEOUT_MS)
 
 

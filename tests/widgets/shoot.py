@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-READY = "() => window.loracalcPython && window.loracalcPython.state === 'ready'"
+READY = "() => window.loracalcPython && (window.loracalcPython.start(), window.loracalcPython.state === 'ready')"
 # GPT-2 small's config.json keys, and a multimodal wrapper the engine refuses in one line
 GPT2_CONFIG = '{"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024, "vocab_size": 50257}'
 WRAPPER_CONFIG = '{"model_type": "llava", "text_config": {"model_type": "llama"}, "vision_config": {}}'

@@ -127,7 +127,7 @@ def test_calculator_state_round_trips_through_the_url(wpage, site_url, browser):
 
     other = browser.new_context().new_page()
     other.goto(wpage.url)
-    other.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'", timeout=90_000)
+    other.wait_for_function("() => window.loracalcPython && (window.loracalcPython.start(), window.loracalcPython.state === 'ready')", timeout=90_000)
     other.wait_for_function("() => document.querySelector('[data-widget=memory_calculator]').dataset.updated")
     assert read_inputs(other, name) == state
     assert not mismatches(other, name, want)
@@ -199,7 +199,7 @@ def test_quiz_locks_scores_retries_and_persists(wpage, site_url):
                             timeout=5_000)
 
     wpage.reload()  # progress is kept for the visit
-    wpage.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'", timeout=90_000)
+    wpage.wait_for_function("() => window.loracalcPython && (window.loracalcPython.start(), window.loracalcPython.state === 'ready')", timeout=90_000)
     wpage.wait_for_function("() => document.querySelector('[data-widget=quiz]').dataset.updated")
     assert widget(wpage, "quiz").locator('[data-output="score"]').inner_text() == score
 
@@ -241,7 +241,7 @@ def test_quiz_ignores_a_broken_stored_state(wpage, site_url, stored):
     open_page(wpage, site_url, PAGES["quiz"])
     wpage.evaluate("(s) => localStorage.setItem('loracalc-quiz-v1', s)", stored)
     wpage.reload()
-    wpage.wait_for_function("() => window.loracalcPython && window.loracalcPython.state === 'ready'", timeout=90_000)
+    wpage.wait_for_function("() => window.loracalcPython && (window.loracalcPython.start(), window.loracalcPython.state === 'ready')", timeout=90_000)
     _choose(wpage, 2, "a")
     assert widget(wpage, "quiz").locator('[data-output="progress"]').inner_text().startswith("1 of")
     assert not wpage.errors

@@ -192,7 +192,7 @@ def test_a_bomb_is_not_unpacked_whole():
 
 
 @pytest.mark.parametrize("text,words", [
-    ("", "empty"), ("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('"a string"', "JSON object"),
+    ("", "Paste a model's config.json"), ("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('"a string"', "JSON object"),
     ('{"model_type": "made_up"}', "made_up"),
     ('{"model_type": "llava", "text_config": {"model_type": "llama"}, "vision_config": {}}', "multimodal"),
     ("[" * 100_000, "not valid JSON"), ('{"notes": "' + "x" * c.MAX_CONFIG_CHARS + '"}', "characters"),
@@ -202,6 +202,8 @@ def test_a_bad_file_gets_the_engines_one_line(text, words):
         result = call(widget, {"model": "config", "config": text})
         assert result["ok"] is False and result["field"] == "config", result
         assert words in result["message"] and "\n" not in result["message"]
+        # an empty box is an input not given yet: the page shows a prompt, not an error (issue 30)
+        assert result.get("waiting", False) is (text == ""), result
 
 
 def test_the_engine_refuses_a_wrapper_with_the_same_line_the_widget_shows():

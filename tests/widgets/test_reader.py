@@ -68,6 +68,7 @@ def test_input_during_loading_is_marked_pending_never_shown_as_current(wpage, si
     wpage.add_init_script(HOLD_READY)
     wpage.add_init_script(RECORD)
     wpage.goto(site_url + "gpu-memory/")
+    wpage.evaluate("loracalcPython.start()")        # the reader's first touch (Python waits for one)
     wpage.wait_for_function("() => window.__held")  # Python has loaded and is being held back
     assert wpage.evaluate("loracalcPython.state") == "loading"
     set_field(wpage, CALC, "gpu", "rtx-4090")
@@ -75,7 +76,7 @@ def test_input_during_loading_is_marked_pending_never_shown_as_current(wpage, si
     assert w.get_attribute("data-state") == "pending"
     note = w.locator("[data-state-note]").first
     wpage.wait_for_timeout(300)  # the note shows once an answer takes longer than a blink (150 ms)
-    assert "Python is loading" in note.inner_text()
+    assert "Python is starting" in note.inner_text()
     assert _dimmed(wpage, CALC, "gpu_verdict")
     before = stamp(wpage, CALC)
     wpage.evaluate("window.__releasePython()")
@@ -227,7 +228,7 @@ def test_stop_ends_a_runaway_example_and_the_badge_tells(wpage, site_url, built_
                             timeout=5_000)
     assert time.monotonic() - started < 3
     assert wpage.text_content(".lc-py-status") == "Python: restarting\u2026"
-    wpage.wait_for_function("() => loracalcPython.state === 'ready'", timeout=90_000)
+    wpage.wait_for_function("() => (loracalcPython.start(), loracalcPython.state === 'ready')", timeout=90_000)
     assert wpage.text_content(".lc-py-status") == "Python: ready"
     box.locator(".lc-editor").fill("for i in range(100000):\n    print(i)")
     box.locator("button.lc-run").click()

@@ -1,6 +1,8 @@
 // Progress through the module's core path, kept in this browser (localStorage) and shown in the sidebar.
 // The list of core pages comes from the page (<meta name="lc-core-path">, written by overrides/main.html from
-// each page's front matter); this script only remembers which of them the reader has opened and marks them.
+// each page's front matter); this script remembers which of them the reader has read and marks them.
+// A page counts as read once its end has been on screen (opening it is not reading it); a page with the
+// knowledge check counts once every question of the set on screen has been answered.
 // Runs on every (instant) page load: Material swaps the sidebar with the page, so it is re-attached each time.
 (function () {
   var KEY = "loracalc-core-read-v1";
@@ -30,16 +32,53 @@
     try { localStorage.setItem(KEY, JSON.stringify(list)); } catch (e) { /* storage full or blocked */ }
   }
 
+  function markRead(page) {
+    var read = readSet();
+    if (read.indexOf(page) >= 0) return;
+    read.push(page);
+    writeSet(read);
+    render();
+  }
+
+  // Watches the page now shown for the moment it has been read (see the top of this file).
+  var watcher = null;
+  function watchReading() {
+    if (watcher) watcher.disconnect();
+    watcher = null;
+    var here = normal(location.href);
+    var article = document.querySelector(".md-content__inner");
+    if (!article || corePages().indexOf(here) < 0) return;
+    var quiz = article.querySelector('[data-widget="quiz"]');
+    if (quiz) {
+      // The quiz's own progress line ("N of N answered"), written by Python, says when the set is done.
+      var check = function () {
+        var line = quiz.querySelector('[data-output="progress"]');
+        var m = line && /^(\d+) of (\d+) answered/.exec(line.textContent.trim());
+        if (m && Number(m[1]) > 0 && m[1] === m[2]) { if (watcher) watcher.disconnect(); markRead(here); }
+      };
+      watcher = new MutationObserver(check);
+      watcher.observe(quiz, { attributes: true, attributeFilter: ["data-updated"] });
+      check();
+      return;
+    }
+    var end = article.querySelector(":scope > .lc-page-end");
+    if (!end) {
+      end = document.createElement("div");
+      end.className = "lc-page-end";
+      end.setAttribute("aria-hidden", "true");
+      article.appendChild(end);
+    }
+    if (!("IntersectionObserver" in window)) return;
+    watcher = new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; })) { watcher.disconnect(); markRead(here); }
+    });
+    watcher.observe(end);
+  }
+
   function render() {
     var core = corePages();
     if (!core.length) return;
     var read = readSet();
-    var here = normal(location.href);
-    if (core.indexOf(here) >= 0 && read.indexOf(here) < 0 && !render.cleared) {
-      read.push(here);
-      writeSet(read);
-    }
-    render.cleared = false;
     var done = core.filter(function (p) { return read.indexOf(p) >= 0; }).length;
 
     // Marks on the sidebar's links to core pages: a check for pages read, with words for screen readers.
@@ -70,7 +109,6 @@
       nav.insertBefore(box, title ? title.nextSibling : nav.firstChild);
       box.querySelector("button").addEventListener("click", function () {
         writeSet([]);
-        render.cleared = true; // the page being read counts again on the next visit to it
         render();
       });
     }
@@ -80,6 +118,7 @@
     bar.value = done;
   }
 
-  if (typeof document$ !== "undefined") document$.subscribe(function () { setTimeout(render, 0); });
-  else document.addEventListener("DOMContentLoaded", render);
+  function attach() { render(); watchReading(); }
+  if (typeof document$ !== "undefined") document$.subscribe(function () { setTimeout(attach, 0); });
+  else document.addEventListener("DOMContentLoaded", attach);
 })();

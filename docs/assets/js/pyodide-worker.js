@@ -8,10 +8,15 @@ import { loadPyodide } from "../pyodide/pyodide.mjs";
 const started = performance.now();
 
 const ready = (async () => {
+  // snippets.zip downloads while Pyodide starts (it was fetched after, in series): Python starts on the
+  // reader's first touch, so every part of the wait is felt.
+  const snippets = fetch(new URL("../snippets.zip", import.meta.url)).then((response) => {
+    if (!response.ok) throw new Error(`snippets.zip: HTTP ${response.status}`);
+    return response.arrayBuffer();
+  });
+  snippets.catch(() => {}); // reported below, once Pyodide is up
   const pyodide = await loadPyodide({ indexURL: new URL("../pyodide/", import.meta.url).href });
-  const response = await fetch(new URL("../snippets.zip", import.meta.url));
-  if (!response.ok) throw new Error(`snippets.zip: HTTP ${response.status}`);
-  pyodide.unpackArchive(await response.arrayBuffer(), "zip", { extractDir: "/home/pyodide/site-packages" });
+  pyodide.unpackArchive(await snippets, "zip", { extractDir: "/home/pyodide/site-packages" });
   pyodide.pyimport("sys").path.insert(0, "/home/pyodide/site-packages");
   return pyodide.pyimport("lora_course.widgets");
 })();

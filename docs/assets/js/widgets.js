@@ -103,6 +103,7 @@
   }
 
   function post(message, limitMs) {
+    if (bridge.state === "idle") startWorker(); // a call is a reader's request: Python starts for it
     return whenSettled().then(function () {
       if (bridge.state !== "ready") throw new Error("python-unavailable");
       return new Promise(function (resolve, reject) {
@@ -175,7 +176,8 @@
   };
 
   // ------------------------------------------------------------------ status indicator and notice
-  var LABELS = { idle: "Python: loading\u2026", loading: "Python: loading\u2026", ready: "Python: ready", failed: "Python: failed" };
+  var LABELS = { idle: "Python: starts when you use a calculator", loading: "Python: starting (once per visit)\u2026",
+                 ready: "Python: ready", failed: "Python: failed" };
 
   // What the badge shows: the worker's state, and also whether it is busy with an example, restarting,
   // or off because the page was opened from a file (not an error: the numbers shown are still right).
@@ -188,18 +190,23 @@
 
   function showStatus() {
     var badge = document.querySelector(".lc-py-status");
+    var first = document.querySelector("[data-widget], [data-runnable]");
     if (!badge) {
+      // In the text, just above the page's first widget or example, where it covers nothing (a fixed badge
+      // covered the sidebar and, on phones, widget results). Instant navigation replaces it with the page.
       badge = document.createElement("div");
       badge.className = "lc-py-status";
       badge.setAttribute("role", "status");
-      document.body.appendChild(badge);
+      if (first) first.parentNode.insertBefore(badge, first);
+      else document.body.appendChild(badge);
     }
     var shown = badgeState();
     badge.dataset.state = shown[0];
     if (badge.textContent !== shown[1]) badge.textContent = shown[1];
-    badge.title = bridge.state === "failed" ? bridge.reason : "The calculators on this page run the module's Python in your browser.";
+    badge.title = bridge.state === "failed" ? bridge.reason
+      : bridge.state === "idle" ? "The numbers shown were computed when the site was built. Python (about 3 MB) downloads the first time you change an input or run an example, then stays for the whole visit."
+      : "The calculators on this page run the module's Python in your browser.";
 
-    var first = document.querySelector("[data-widget], [data-runnable]");
     var notice = document.querySelector(".lc-py-notice");
     if (bridge.state === "failed" && first) {
       var fromFile = location.protocol === "file:";
@@ -345,6 +352,16 @@
     });
   }
 
+  // A message that asks for an input not given yet (Python's "waiting") is a prompt: muted, and its field is
+  // not marked invalid. promptFor(widget, null) turns every slot back into an error slot.
+  function promptFor(widget, field) {
+    widget.querySelectorAll("[data-error-for]").forEach(function (slot) {
+      if (slot.closest("[data-widget]") !== widget) return;
+      slot.classList.toggle("lc-prompt", field !== null && slot.dataset.errorFor === field);
+    });
+    if (field !== null) fields(widget).forEach(function (el) { if (el.name === field) el.removeAttribute("aria-invalid"); });
+  }
+
   function announce(widget, text) {
     var live = widget.querySelector(":scope > .lc-live");
     if (!live) {
@@ -427,8 +444,10 @@
     return slot;
   }
 
-  function markState(widget, state, text) {
+  function markState(widget, state, text, waiting) {
     if (widget.dataset.state !== state) widget.dataset.state = state;
+    // stale because an input is not given yet (not because one is wrong): styled as a prompt, not in red
+    if (waiting) widget.setAttribute("data-waiting", ""); else widget.removeAttribute("data-waiting");
     var note = stateNote(widget);
     if (note.textContent !== (text || "")) note.textContent = text || "";
     if (state === "current") widget.removeAttribute("aria-busy");
@@ -441,7 +460,7 @@
   function pendingText() {
     if (bridge.state === "ready" && bridge.running > 0) return "Waiting for the running code example to finish (or Stop it)\u2026 the numbers below are for the previous inputs.";
     if (bridge.state === "ready") return "Computing\u2026";
-    return "Python is loading (a few seconds on a first visit)\u2026 the numbers below are for the previous inputs and update when it is ready.";
+    return "Python is starting (a few seconds, once per visit)\u2026 the numbers below are for the previous inputs and update when it is ready.";
   }
 
   // ------------------------------------------------------------------ one widget
@@ -486,6 +505,10 @@
         me.pendingTimer = setTimeout(function () { if (seq === me.seq) markState(widget, "pending", pendingText()); }, PENDING_AFTER_MS);
       } else {
         markState(widget, "pending", pendingText());
+        // A field with its own feedback output (a quiz question's q1 -> q1_feedback) says it there too: the
+        // widget's state line may be far from the choice just made.
+        var near = changed && widget.querySelector('[data-output="' + changed + '_feedback"]');
+        if (near && near.closest("[data-widget]") === widget) near.textContent = pendingText();
       }
       return call(name, inputs).then(function (result) {
         clearTimeout(me.pendingTimer);
@@ -501,6 +524,7 @@
             writeInputs(widget, others);
           }
           showError(widget, null, "");
+          promptFor(widget, null);
           moveSliders(widget, Object.assign({}, inputs, set || {}));
           placeOutputs(widget, result.outputs);
           // Python may name inputs to clear (a quiz question reopened): radios unchecked, fields emptied.
@@ -522,8 +546,15 @@
           forget(widget.dataset.persist);
           writeInputs(widget, defaults);
           markState(widget, "current", "");
+        } else if (result.waiting) {
+          // An input not given yet (an empty config.json box just chosen): a prompt beside it, not an error.
+          showError(widget, result.field, result.message);
+          promptFor(widget, result.field || "");
+          markState(widget, "stale", "Waiting for your input. The numbers below are for the last complete inputs.", true);
+          announce(widget, result.message);
         } else {
           showError(widget, result.field, result.message);
+          promptFor(widget, null);
           markState(widget, "stale", "Not updated: " + result.message + ". The numbers below are for the last valid inputs.");
           announce(widget, result.message);
         }
@@ -567,10 +598,17 @@
       if (!button || button.closest("[data-widget]") !== widget) return;
       if (button.dataset.copy) {
         var out = widget.querySelector('[data-output="' + button.dataset.copy + '"]');
-        copyText(out ? out.textContent : "").then(function (ok) { announce(widget, ok ? "Copied." : "Copy failed: select the text and copy it."); });
+        copyText(out ? out.textContent : "").then(function (ok) {
+          var said = ok ? "Copied." : "Copy failed: select the text and copy it.";
+          announce(widget, said);
+          confirmOn(button, ok ? "Copied \u2713" : "Copy failed");
+        });
       }
       if (button.hasAttribute("data-copy-link")) {
-        copyText(location.href).then(function (ok) { announce(widget, ok ? "Link copied." : "Copy failed: copy the address bar."); });
+        copyText(location.href).then(function (ok) {
+          announce(widget, ok ? "Link copied." : "Copy failed: copy the address bar.");
+          confirmOn(button, ok ? "Link copied \u2713" : "Copy failed: use the address bar");
+        });
       }
       if (button.dataset.action) {
         var action = button.dataset.action;
@@ -635,6 +673,14 @@
     }
   }
 
+  // A copy button says for a moment, on itself, what happened (the live region alone was invisible).
+  function confirmOn(button, text) {
+    if (!button.dataset.label) button.dataset.label = button.textContent;
+    button.textContent = text;
+    clearTimeout(button.__lcTimer);
+    button.__lcTimer = setTimeout(function () { button.textContent = button.dataset.label; }, 2000);
+  }
+
   function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) {
       return navigator.clipboard.writeText(text).then(function () { return true; }, function () { return fallbackCopy(text); });
@@ -697,8 +743,9 @@
       var failed = bridge.state === "failed";
       var running = box.dataset.running === "1";
       box.classList.toggle("lc-runnable--live", !failed);
-      runButton.disabled = bridge.state !== "ready" || running;
-      runButton.textContent = running ? "Running\u2026" : bridge.state === "ready" ? "Run" : failed ? "Run (Python unavailable)"
+      var idle = bridge.state === "idle" && !bridge.restarting;
+      runButton.disabled = !(bridge.state === "ready" || idle) || running;
+      runButton.textContent = running ? "Running\u2026" : bridge.state === "ready" ? "Run" : idle ? "Run (starts Python)" : failed ? "Run (Python unavailable)"
         : bridge.restarting ? "Run (Python restarting\u2026)" : "Run (Python loading\u2026)";
       stopButton.hidden = !running;
       if (note) note.hidden = !failed;
@@ -766,19 +813,6 @@
   }
 
   // ------------------------------------------------------------------ per page (Material's instant navigation)
-  // Runs FN once the page has painted: on the browser's first-contentful-paint entry (it is queued right
-  // after that paint, ahead of the remaining script work), or on the next frame if FCP is already past.
-  function afterFirstPaint(fn) {
-    var done = false;
-    function once() { if (!done) { done = true; fn(); } }
-    try {
-      if (performance.getEntriesByName("first-contentful-paint").length) { setTimeout(once, 0); return; }
-      var observer = new PerformanceObserver(function () { observer.disconnect(); once(); });
-      observer.observe({ type: "paint", buffered: true });
-    } catch (e) { /* no paint timing in this browser */ }
-    requestAnimationFrame(function () { setTimeout(once, 0); });
-  }
-
   // Long tables in the text fold after a dozen rows, with a button to show them all (the rows stay in the
   // HTML, so search, print and screen readers' table navigation still have every row once unfolded).
   var FOLD_ROWS = 24;
@@ -803,28 +837,80 @@
     });
   }
 
+  // Anything wider than the screen (a diagram kept at a readable size, a wide table, a drawn widget
+  // output) scrolls sideways inside its own box; the box says so in words and with a shaded edge, so a
+  // cut-off figure on a phone is never mistaken for the whole figure.
+  var SIDEWAYS = ".md-typeset .lc-figure, .md-typeset .md-typeset__scrollwrap, .md-typeset .lc-table-box, .md-typeset .lc-svg-box";
+  function markSideways() {
+    document.querySelectorAll(SIDEWAYS).forEach(function (box) {
+      var wide = box.scrollWidth > box.clientWidth + 2;
+      box.classList.toggle("lc-sideways", wide);
+      var cue = box.previousElementSibling && box.previousElementSibling.classList.contains("lc-sideways-cue")
+        ? box.previousElementSibling : null;
+      if (wide && !cue) {
+        cue = document.createElement("p");
+        cue.className = "lc-sideways-cue";
+        cue.textContent = "Wider than the screen: scroll sideways in the box below \u2192";
+        box.before(cue);
+      } else if (!wide && cue) {
+        cue.remove();
+      }
+      if (wide && !box.hasAttribute("tabindex")) box.setAttribute("tabindex", "0"); // keyboards scroll it too
+    });
+  }
+  var sidewaysTimer = null;
+  window.addEventListener("resize", function () { clearTimeout(sidewaysTimer); sidewaysTimer = setTimeout(markSideways, 200); });
+
   function attachPage() {
     foldLongTables();
+    markSideways();
     var widgets = document.querySelectorAll("[data-widget]");
     var runnables = document.querySelectorAll("[data-runnable]");
     if (!widgets.length && !runnables.length) {
       var badge = document.querySelector(".lc-py-status");
       if (badge) badge.remove();
+      clearTimeout(idleTimer);
       return; // a page without widgets downloads no Pyodide
     }
     if (bridge.state === "idle") {
       var why = whyUnavailable();
       if (why) setState("failed", why);
-      else afterFirstPaint(startWorker);
+      else startAfterIdleDelay();
     }
     showStatus();
     widgets.forEach(attachWidget);
     runnables.forEach(attachRunnable);
   }
 
-  // Start Python as soon as the first page has painted, without waiting for the other scripts or for
-  // Material's document$ (which fires after DOMContentLoaded): the page's content precedes this script.
-  if (document.querySelector("[data-widget], [data-runnable]") && !whyUnavailable()) afterFirstPaint(startWorker);
+  // Python starts only when the reader needs it: the build prerendered every widget's numbers, so a reader
+  // who only reads downloads no Pyodide. The first touch of a widget or a runnable example (focus, a click
+  // or tap, a key, a mouse button) starts it, once for the whole visit (instant navigation keeps the worker).
+  // Scrolling past a widget is not a touch: neither hovering nor a swipe that starts on one counts.
+  function touched(event) {
+    if (bridge.state !== "idle" || bridge.restarting) return;
+    if (event.type === "pointerdown" && event.pointerType === "touch") return; // could be a swipe: wait for the tap
+    var target = event.target;
+    if (target && target.closest && target.closest("[data-widget], [data-runnable]") && !whyUnavailable()) startWorker();
+  }
+  ["focusin", "pointerdown", "click", "keydown"].forEach(function (type) {
+    document.addEventListener(type, touched, true);
+  });
+
+  // Optionally Python also starts after the reader has spent a while on a widget page without touching it
+  // (mkdocs.yml extra.python_idle_start_s, written into <meta name="lc-python-idle-start-s">; 0 or absent:
+  // only a touch starts it). The delay restarts on each page, and only a page with widgets starts it.
+  var idleTimer = null;
+  function startAfterIdleDelay() {
+    clearTimeout(idleTimer);
+    var meta = document.querySelector('meta[name="lc-python-idle-start-s"]');
+    var seconds = meta ? Number(meta.content) : 0;
+    if (!(seconds > 0)) return;
+    idleTimer = setTimeout(function () {
+      if (bridge.state !== "idle" || !document.querySelector("[data-widget], [data-runnable]")) return;
+      if (window.requestIdleCallback) requestIdleCallback(startWorker, { timeout: 2000 });
+      else startWorker();
+    }, seconds * 1000);
+  }
 
   // document$ re-fires on every instant navigation. It is not relied on alone: from file:// Material's
   // instant loading cannot start, so the first page is also attached directly (attaching is idempotent).

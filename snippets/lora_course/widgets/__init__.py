@@ -8,6 +8,7 @@ A widget is declared in a page as ``<div data-widget="NAME">`` with named inputs
 Contract of ``call`` (the only entry point JavaScript uses), always plain JSON:
     {"ok": true,  "outputs": {KEY: str | number | bool | list | dict, ...}}
     {"ok": false, "field": "<input name or null>", "message": "<one line for the reader>"}
+    (with "waiting": true when the input is simply not given yet: the page shows a prompt, not an error)
 A ``LoraCalcError`` becomes the second form; any other exception is a bug and is reported as
 ``{"ok": false, "field": null, "message": "internal error: ..."}`` rather than a traceback.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import memory_calculator, nf4_explorer, quiz, rank_trick  # noqa: F401  (each registers its widgets)
+from ._common import AwaitingInput
 from .registry import WIDGETS, widget  # noqa: F401  (re-exported)
 
 
@@ -29,7 +31,10 @@ def call(name: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     except ValueError as exc:
         if not hasattr(exc, "field"):  # only LoraCalcError (a ValueError with .field/.message) is the reader's error
             return {"ok": False, "field": None, "message": f"internal error: {type(exc).__name__}: {exc}"}
-        return {"ok": False, "field": exc.field or None, "message": getattr(exc, "message", str(exc))}
+        result = {"ok": False, "field": exc.field or None, "message": getattr(exc, "message", str(exc))}
+        if isinstance(exc, AwaitingInput):
+            result["waiting"] = True  # a prompt for an input not given yet, not an error
+        return result
     except Exception as exc:  # a bug in a widget: report it in one line, never a traceback on the page
         return {"ok": False, "field": None, "message": f"internal error: {type(exc).__name__}: {exc}"}
     return {"ok": True, "outputs": outputs}

@@ -128,14 +128,20 @@ MAX_TOKEN_CHARS = 6_000
 MAX_CONFIG_CHARS = 1_000_000
 
 
+class AwaitingInput(LoraCalcError):
+    """Not a mistake: an input the reader has not given yet (an empty config.json box just chosen).
+
+    The page shows the message as a prompt, not as an error, and leaves the outputs as they were."""
+
+
 def parse_config(raw: Any) -> dict:
     """A pasted config.json's text -> the parsed object, or the one-line reason it cannot be one."""
     import json
 
     text_ = text(raw)
     if not text_:
-        raise LoraCalcError("config", "config.json is empty: paste a model's config.json, drop the file here "
-                                      "or choose it (or choose a preset)")
+        raise AwaitingInput("config", "Paste a model's config.json here, drop the file here or choose it "
+                                      "(or choose a preset)")
     if len(text_) > MAX_CONFIG_CHARS:
         raise LoraCalcError("config", f"config.json is {len(text_):,} characters; a model's config.json is a few kB "
                                       f"(at most {MAX_CONFIG_CHARS:,} are read): is it the right file?")

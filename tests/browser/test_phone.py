@@ -1,0 +1,72 @@
+"""A 390 px phone, light and dark (issue 30): no page scrolls sideways as a whole; a drawn figure either fits
+the screen or sits in a box that says it scrolls sideways; the text of the site's drawn diagrams renders at
+11 px or more."""
+from __future__ import annotations
+
+import pytest
+
+from site_support import site_pages
+
+pytestmark = pytest.mark.browser
+
+READABLE_PX = 11
+
+# Per page: the document's own width, figures that neither fit nor say they scroll, and diagram text smaller
+# than READABLE_PX (its font size times the SVG's drawn scale: getScreenCTM's a).
+CHECK = """(readable) => {
+    const vw = document.documentElement.clientWidth;
+    const cut = [];
+    for (const fig of document.querySelectorAll('.md-typeset .lc-figure, .md-typeset svg.lc-diagram, .md-typeset .lc-svg-box svg')) {
+        if (fig.closest('[hidden], details:not([open])') || !fig.getClientRects().length) continue;
+        const box = fig.getBoundingClientRect();
+        if (box.right <= vw + 1 && box.left >= -1) continue;
+        const scroller = fig.closest('.lc-sideways');
+        const cue = scroller && scroller.previousElementSibling;
+        if (!(cue && cue.classList.contains('lc-sideways-cue') && cue.getClientRects().length)) {
+            cut.push((fig.id || fig.className.baseVal || fig.className || fig.tagName) + ' ' + Math.round(box.width) + 'px');
+        }
+    }
+    const small = [];
+    for (const t of document.querySelectorAll('.md-typeset svg.lc-diagram text')) {
+        if (!t.getClientRects().length) continue;
+        const size = parseFloat(getComputedStyle(t).fontSize) * t.ownerSVGElement.getScreenCTM().a;
+        if (size < readable - 0.05) small.push(t.textContent.trim().slice(0, 30) + ' ' + size.toFixed(1) + 'px');
+    }
+    return {width: document.scrollingElement.scrollWidth, vw, cut, small: small.slice(0, 5)};
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_fits_a_phone_or_says_it_scrolls(browser, site_url, built_site, scheme):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                              color_scheme=scheme)
+    page = ctx.new_page()
+    problems = {}
+    for path in site_pages(built_site):
+        page.goto(site_url + path)
+        page.wait_for_timeout(150)  # the sideways check runs once the page is attached
+        got = page.evaluate(CHECK, READABLE_PX)
+        bad = []
+        if got["width"] > got["vw"] + 1:
+            bad.append(f"the page is {got['width']} px wide on a {got['vw']} px screen")
+        if got["cut"]:
+            bad.append(f"cut off without a scroll cue: {got['cut']}")
+        if got["small"]:
+            bad.append(f"diagram text under {READABLE_PX} px: {got['small']}")
+        if bad:
+            problems[path or "/"] = bad
+    ctx.close()
+    assert not problems, problems
+
+
+def test_a_wide_figure_says_it_scrolls_and_scrolls(browser, site_url):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = ctx.new_page()
+    page.goto(site_url)
+    figure = page.locator(".lc-figure").first
+    page.wait_for_function("(f) => f.classList.contains('lc-sideways')", arg=figure.element_handle())
+    assert "scroll sideways" in page.locator(".lc-figure.lc-sideways").first.evaluate(
+        "f => f.previousElementSibling.textContent")
+    scrolled = figure.evaluate("f => { f.scrollLeft = 1000; return f.scrollLeft; }")
+    assert scrolled > 0
+    ctx.close()
