@@ -70,7 +70,10 @@ def test_memory_grows_with_batch_seq_and_rank(model, rank, batch, seq, gc, att, 
     for more in (dict(batch_size=batch + 1, seq_len=seq), dict(batch_size=batch, seq_len=seq + 1)):
         e = estimate_memory(model, rank=rank, **more, **kw)
         assert e.total_bytes >= base.total_bytes and step_bytes(e) > step_bytes(base)
-    assert estimate_memory(model, rank=rank + 1, batch_size=batch, seq_len=seq, **kw).total_bytes >= base.total_bytes
+    # a larger rank never needs less in all: card plus host (a paged optimizer's state counts on the host, and
+    # bitsandbytes pages only state tensors past its size line, so one more rank can move a tensor off the card)
+    bigger = estimate_memory(model, rank=rank + 1, batch_size=batch, seq_len=seq, **kw)
+    assert bigger.total_bytes + bigger.host_bytes >= base.total_bytes + base.host_bytes
 
 
 # dense models only: bitsandbytes leaves fused expert weights 16-bit and prepare_model_for_kbit_training
