@@ -115,7 +115,7 @@ def family_activation_rough() -> str:
     from loracalc.families import ACTIVATIONS_CHECKED
     with open(ACTIVATION_FILE, encoding="utf-8") as f:
         rough = sorted({r["model_type"] for r in json.load(f)["rows"]} - set(ACTIVATIONS_CHECKED))
-    return ", ".join(f"`{m}`" for m in rough) if rough else "none"
+    return ", ".join(rough) if rough else "none"
 
 
 # ------------------------------------------------------------- every model_type transformers ships (issue 26)
