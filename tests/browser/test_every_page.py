@@ -15,8 +15,9 @@ def use_every_widget(page) -> int:
     used = 0
     radio_groups = set()
     # settings behind a disclosure ("More settings") are opened as a reader would, so they are used too
-    for summary in page.locator("details[data-more]:not([open]) > summary").all():
-        summary.click()
+    closed = page.locator("details[data-more]:not([open]) > summary")
+    for _ in range(closed.count()):     # each click opens one, so the closed set shrinks: always the first
+        closed.first.click()
     for w in range(page.locator("[data-widget]").count()):
         widget = page.locator("[data-widget]").nth(w)
         fields = widget.locator("input[name]:not([type=hidden]), select[name], textarea[name]")
