@@ -41,9 +41,10 @@ RECORD = """(() => {
   window.__samples = [];
   setInterval(() => {
     const w = document.querySelector('[data-widget="memory_calculator"]');
-    if (!w) return;
-    window.__samples.push({state: w.dataset.state || '', gpu: w.querySelector('[name=gpu]').value,
-                           verdict: w.querySelector('[data-output=gpu_verdict]').textContent});
+    // while the page is still being parsed the widget can exist before its fields and outputs do
+    const gpu = w && w.querySelector('[name=gpu]'), verdict = w && w.querySelector('[data-output=gpu_verdict]');
+    if (!gpu || !verdict) return;
+    window.__samples.push({state: w.dataset.state || '', gpu: gpu.value, verdict: verdict.textContent});
   }, 30);
 })();"""
 
