@@ -6,6 +6,10 @@
 Each figure is written twice, `NAME-light.svg` and `NAME-dark.svg`, with a transparent background;
 the page shows the one that matches the reader's colour scheme (Material's `#only-light` / `#only-dark`).
 Text stays text in the SVG (`svg.fonttype: none`), so it is searchable and scales with the page.
+
+Each is also drawn for a phone, `NAME-light.phone.svg` / `NAME-dark.phone.svg`: narrow, panels stacked, legends
+under the plot, no text under PHONE_MIN_PT. The site's build (hooks/phone_images.py) serves that file to screens
+600 px wide or less, where the wide drawing would shrink its text to about 6 px.
 """
 from __future__ import annotations
 
@@ -37,6 +41,35 @@ METHOD_COLOR = {"full": "full", "lora_qv": "lora_qv", "lora_all": "lora_all", "q
                 "dora_qv": "dora_qv", "pissa_qv": "pissa_qv"}
 
 
+# A phone's column is about 358 px (390 px less Material's margins). A drawing PHONE_WIDTH_IN wide (266 pt) shows
+# there at about 1.3 px per point once its labels are added, so PHONE_MIN_PT keeps every label at 11 px or more
+# (tests/browser/test_phone.py measures it), and no label is a superscript (10⁻² would be drawn at 0.7 size).
+PHONE_WIDTH_IN = 3.7
+PHONE_MIN_PT = 9
+
+
+def fs(size: float, phone: bool) -> float:
+    """A font size in points: as drawn for a wide screen, or at least PHONE_MIN_PT on a phone."""
+    return max(size, PHONE_MIN_PT) if phone else size
+
+
+def title(ax, text: str, size: float, phone: bool) -> None:
+    """An axes title; on a phone the line breaks are redrawn for the narrow width."""
+    if phone:
+        import textwrap
+        text = "\n".join(textwrap.wrap(" ".join(text.split()), 44))
+    ax.set_title(text, fontsize=fs(size, phone))
+
+
+def legend(ax, phone: bool, size: float, **wide):
+    """A legend where the wide drawing puts it (WIDE keyword arguments), or under the plot on a phone."""
+    if phone:
+        wide = {k: v for k, v in wide.items() if k not in ("loc", "bbox_to_anchor", "ncol", "borderaxespad")}
+        # tight_layout fits plot and legend into the figure: each phone figure is drawn tall enough for both
+        return ax.legend(loc="upper left", bbox_to_anchor=(-0.15, -0.22), ncol=1, fontsize=fs(size, phone), **wide)
+    return ax.legend(fontsize=size, **wide)
+
+
 def cell_label(c) -> str:
     if c["rank"] is None:
         return c["label"]
@@ -44,9 +77,9 @@ def cell_label(c) -> str:
     return text if c["rank"] == 8 else f"{text}, {SCHEME_SHORT[c['scheme']]}"
 
 
-def style(plt, theme: dict) -> None:
+def style(plt, theme: dict, phone: bool = False) -> None:
     plt.rcParams.update({
-        "svg.fonttype": "none", "font.family": "sans-serif", "font.size": 10,
+        "svg.fonttype": "none", "font.family": "sans-serif", "font.size": 10 if not phone else PHONE_MIN_PT,
         "figure.facecolor": "none", "axes.facecolor": "none", "savefig.facecolor": "none",
         "savefig.transparent": True,
         "text.color": theme["text"], "axes.labelcolor": theme["text"], "axes.edgecolor": theme["text"],
@@ -76,8 +109,8 @@ def clipped(stat):
     return m, max(0.0, m - max(0.0, lo)), max(0.0, min(1.0, hi) - m)
 
 
-def lr_vs_rank(result, theme, plt):
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+def lr_vs_rank(result, theme, plt, phone=False):
+    fig, ax = plt.subplots(figsize=(PHONE_WIDTH_IN, 4.6) if phone else (6.4, 4.0))
     # Rates come from a grid, so schemes often pick the same one: a small sideways nudge keeps each visible.
     nudge = {"fixed": 0.92, "2r": 1.0, "rslora": 1.087}
     for scheme, pts in result["lr_by_rank"].items():
@@ -91,7 +124,7 @@ def lr_vs_rank(result, theme, plt):
     full = next(c for c in result["cells"] if c["name"] == "full")
     ax.axhline(full["lr"], color=theme["full"], ls=":", lw=1.2)
     ax.annotate(f"full fine-tuning's rate, {full['lr']:.2g}", (1, full["lr"]), xytext=(2, 4), textcoords="offset points",
-                fontsize=8, color=theme["text"])
+                fontsize=fs(8, phone), color=theme["text"])
     ax.set_xscale("log", base=2)
     ranks = sorted({p[0] for pts in result["lr_by_rank"].values() for p in pts})
     ax.set_xticks(ranks)
@@ -102,15 +135,18 @@ def lr_vs_rank(result, theme, plt):
     ax.yaxis.set_minor_formatter(plain_log_labels(minor=True))
     ax.set_xlabel("LoRA rank r (q,v)")
     ax.set_ylabel("best learning rate (validation loss)")
-    ax.set_title("Best learning rate against rank, per scaling scheme (r = 8 is shared;\n"
-                 "open ring: still at the edge of its search)", fontsize=10)
-    ax.legend(fontsize=8)
+    title(ax, "Best learning rate against rank, per scaling scheme (r = 8 is shared;\n"
+          "open ring: still at the edge of its search)", 10, phone)
+    legend(ax, phone, 8)
     fig.tight_layout()
     return fig
 
 
-def lr_search(result, theme, plt):
-    fig, axes = plt.subplots(1, 2, figsize=(9.4, 3.9), sharey=True)
+def lr_search(result, theme, plt, phone=False):
+    if phone:  # the two panels stacked, each with its legend under it
+        fig, axes = plt.subplots(2, 1, figsize=(PHONE_WIDTH_IN, 11.5), sharey=True)
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(9.4, 3.9), sharey=True)
     dashes = {1: ":", 8: "-", 64: "--"}
     for c in result["cells"]:
         pts = [p for p in c["sweep"] if p["val_loss"] is not None]
@@ -126,22 +162,26 @@ def lr_search(result, theme, plt):
             ax.plot([c["lr"]], [chosen[0]["val_loss"]], marker="*", ms=11, color=color, ls="none")
     for ax in axes:
         ax.set_xscale("log")
+        if phone:
+            ax.xaxis.set_major_formatter(plain_log_labels())
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(plain_log_labels())
         ax.yaxis.set_minor_formatter(plain_log_labels(minor=True))
         ax.set_xlabel("peak learning rate (AdamW, cosine)")
-        ax.legend(fontsize=7)
-    axes[0].set_title("LoRA q,v: ranks 1 (dotted), 8, 64 (dashed)", fontsize=9)
-    axes[1].set_title("other methods", fontsize=9)
-    axes[0].set_ylabel("final validation loss (seed 0, log)")
-    fig.suptitle("Every cell's learning-rate search (star: the chosen rate)", color=theme["text"], fontsize=10)
+        legend(ax, phone, 7)
+    title(axes[0], "LoRA q,v: ranks 1 (dotted), 8, 64 (dashed)", 9, phone)
+    title(axes[1], "other methods", 9, phone)
+    for ax in axes if phone else axes[:1]:
+        ax.set_ylabel("final validation loss (seed 0, log)")
+    if not phone:  # on a phone the page's caption says it
+        fig.suptitle("Every cell's learning-rate search (star: the chosen rate)", color=theme["text"], fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def exact_match(result, theme, plt):
+def exact_match(result, theme, plt, phone=False):
     cs = result["cells"]
-    fig, ax = plt.subplots(figsize=(7.4, 0.32 * len(cs) + 1.4))
+    fig, ax = plt.subplots(figsize=(PHONE_WIDTH_IN if phone else 7.4, (0.46 if phone else 0.32) * len(cs) + 1.4))
     for i, c in enumerate(cs):
         m, lo, hi = clipped(c["exact_match"])
         color = theme["families"][METHOD_COLOR[c["method"]]]
@@ -150,13 +190,17 @@ def exact_match(result, theme, plt):
     base = result["baselines"]["most_common_answer"]["test_exact_match"]
     ax.axvline(base, color=theme["random"], ls="--", lw=1.2)
     ax.annotate("always the most common record", (base, -0.9), xytext=(4, 0), textcoords="offset points",
-                fontsize=7.5, color=theme["text"], va="center")
+                fontsize=fs(7.5, phone), color=theme["text"], va="center")
     ax.set_ylim(len(cs) - 0.5, -1.3)  # inverted: the first cell on top, the label above it
     ax.set_yticks(range(len(cs)))
-    ax.set_yticklabels([cell_label(c) for c in cs], fontsize=8)
+    labels = [cell_label(c) for c in cs]
+    if phone:  # two lines, so the plot keeps most of the narrow width
+        labels = [t.replace(" r=", "\nr=", 1) if len(t) > 18 else t for t in labels]
+    ax.set_yticklabels(labels, fontsize=fs(8, phone))
     ax.set_xlim(-0.02, 1.04)  # room for a marker at 100%
-    ax.set_xlabel("exact match on the test prompts (mean of seeds, 95% interval)")
-    ax.set_title("What each cell learned, at its own best learning rate", fontsize=10)
+    ax.set_xlabel("exact match on the test prompts\n(mean of seeds, 95% interval)" if phone else
+                  "exact match on the test prompts (mean of seeds, 95% interval)")
+    title(ax, "What each cell learned, at its own best learning rate", 10, phone)
     fig.tight_layout()
     return fig
 
@@ -167,9 +211,9 @@ CELL_MARKER = {(None, None): "s", (8, "fixed"): "o", (1, "fixed"): "v", (1, "2r"
                (64, "fixed"): "D", (64, "2r"): "P", (64, "rslora"): "X"}
 
 
-def learn_forget(result, theme, plt):
+def learn_forget(result, theme, plt, phone=False):
     from matplotlib.lines import Line2D
-    fig, ax = plt.subplots(figsize=(8.6, 4.6))
+    fig, ax = plt.subplots(figsize=(PHONE_WIDTH_IN, 6.6) if phone else (8.6, 4.6))
     before = result["base"]["heldout_pretrain_loss"]
     handles = []  # markers alone: an error-bar glyph in the legend hides the marker's shape
     for c in result["cells"]:
@@ -186,21 +230,22 @@ def learn_forget(result, theme, plt):
         ax.errorbar([f["mean"]], [m], xerr=[[f_half], [f_half]], yerr=[[lo], [hi]], color=color, lw=0.9, capsize=2,
                     marker=marker, ms=6)
         handles.append(Line2D([], [], color=color, marker=marker, ms=6, ls="none", label=cell_label(c)))
-    ax.set_xlabel("forgetting: held-out pretraining loss after minus before (nats)")
+    ax.set_xlabel("forgetting: held-out pretraining loss\nafter minus before (nats)" if phone else
+                  "forgetting: held-out pretraining loss after minus before (nats)")
     ax.set_ylabel("exact match on the new task (test)")
     ax.set_ylim(-0.02, 1.05)
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, labelcolor=theme["text"],
-              handlelength=1.2, borderaxespad=0)
-    ax.set_title("Learning against forgetting: chosen rates (bars: 95% over seeds),\n"
-                 "faint: every rate each search tried (seed 0)", fontsize=10)
+    legend(ax, phone, 7.5, handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), labelcolor=theme["text"],
+           handlelength=1.2, borderaxespad=0)
+    title(ax, "Learning against forgetting: chosen rates (bars: 95% over seeds),\n"
+          "faint: every rate each search tried (seed 0)", 10, phone)
     fig.tight_layout()
     return fig
 
 
-def energy(result, theme, plt):
+def energy(result, theme, plt, phone=False):
     spectra = result["spectra"]
     ranks = spectra["ranks"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(PHONE_WIDTH_IN, 5.4) if phone else (6.4, 4.2))
     palette = theme["ranks"] + [theme["qlora"]]
     for (kind, v), color in zip(spectra["kinds"].items(), palette):
         ax.plot(ranks, v["update"], color=color, lw=1.8, marker="o", ms=3.5,
@@ -219,8 +264,8 @@ def energy(result, theme, plt):
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("r (top singular directions kept)")
     ax.set_ylabel("share of the update's energy (‖·‖²)")
-    ax.set_title("Energy in the top r directions: full FT's ΔW vs Gaussian noise", fontsize=10)
-    ax.legend(fontsize=7.5, ncol=2, loc="lower right")
+    title(ax, "Energy in the top r directions: full FT's ΔW vs Gaussian noise", 10, phone)
+    legend(ax, phone, 7.5, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -236,18 +281,21 @@ def make_all(result: dict, out_dir: Path, png_dir: Path | None = None) -> list[P
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for variant, theme in THEMES.items():
+    for (variant, theme), phone in ((v, p) for v in THEMES.items() for p in (False, True)):
         plt.rcdefaults()
-        style(plt, theme)
+        style(plt, theme, phone)
+        suffix = f"{variant}.phone" if phone else variant
+        # the phone drawing is cropped to what it draws, legends under the plot included
+        crop = {"bbox_inches": "tight", "pad_inches": 0.05} if phone else {}
         for name, draw in FIGURES.items():
-            fig = draw(result, theme, plt)
-            path = out_dir / f"{name}-{variant}.svg"
-            fig.savefig(path, metadata={"Date": None, "Creator": None})
+            fig = draw(result, theme, plt, phone=phone)
+            path = out_dir / f"{name}-{suffix}.svg"
+            fig.savefig(path, metadata={"Date": None, "Creator": None}, **crop)
             written.append(path)
             if png_dir:
                 png_dir.mkdir(parents=True, exist_ok=True)
                 bg = "#ffffff" if variant == "light" else "#1e2129"  # Material's default and slate backgrounds
-                fig.savefig(png_dir / f"{name}-{variant}.png", dpi=90, facecolor=bg, transparent=False)
+                fig.savefig(png_dir / f"{name}-{suffix}.png", dpi=90, facecolor=bg, transparent=False, **crop)
             plt.close(fig)
     return written
 

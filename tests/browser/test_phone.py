@@ -3,6 +3,8 @@ the screen or sits in a box that says it scrolls sideways; the text of the site'
 11 px or more."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from site_support import site_pages
@@ -70,3 +72,37 @@ def test_a_wide_figure_says_it_scrolls_and_scrolls(browser, site_url):
     scrolled = figure.evaluate("f => { f.scrollLeft = 1000; return f.scrollLeft; }")
     assert scrolled > 0
     ctx.close()
+
+
+# Drawn charts shown as images (<img src="....svg">): the text inside the file, at the size the image is shown.
+SHOWN_IMAGES = """() => [...document.querySelectorAll('.md-typeset img')]
+    .filter(img => img.getClientRects().length && /\\.svg$/.test(img.currentSrc.split(/[#?]/)[0]))
+    .map(img => ({src: img.currentSrc.split(/[#?]/)[0], width: img.getBoundingClientRect().width}))"""
+VIEWBOX = re.compile(r'viewBox="[\d.\-]+ [\d.\-]+ ([\d.]+) [\d.]+"')
+FONT_SIZE = re.compile(r"font-size:\s*([\d.]+)px|font:\s*([\d.]+)px")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_chart_images_keep_their_text_readable_on_a_phone(browser, site_url, built_site, scheme):
+    """Every SVG chart shown as an image renders its smallest label at READABLE_PX or more at 390 px (the
+    phone drawing is picked by <picture>, hooks/phone_images.py), and still fits the screen."""
+    pages = [p for p in site_pages(built_site)
+             if re.search(r'<img[^>]+src="[^"]+\.svg', (built_site / p / "index.html").read_text())]
+    assert pages, "no page shows an SVG chart as an image: the test checks nothing"
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, color_scheme=scheme)
+    page = ctx.new_page()
+    problems, seen = [], 0
+    for path in pages:
+        page.goto(site_url + path)
+        page.wait_for_load_state("load")
+        for img in page.evaluate(SHOWN_IMAGES):
+            svg = (built_site / img["src"][len(site_url):]).read_text()
+            drawn = float(VIEWBOX.search(svg).group(1))
+            smallest = min(float(a or b) for a, b in FONT_SIZE.findall(svg)) * img["width"] / drawn
+            seen += 1
+            if smallest < READABLE_PX - 0.05 or img["width"] > 390:
+                problems.append(f"{img['src'][len(site_url):]}: smallest text {smallest:.1f} px, "
+                                f"{img['width']:.0f} px wide")
+    ctx.close()
+    assert seen, "no chart image was shown"
+    assert not problems, problems

@@ -28,9 +28,9 @@ def test_plots_the_page_shows_exist_in_both_themes():
     assert shown
     for stem, variant, only in shown:
         assert variant == only, stem
-        svg = ROOT / "docs" / f"{stem}-{variant}.svg"
-        assert svg.is_file(), svg
-        assert "<text" in svg.read_text()[:200_000], f"{svg}: text should stay text (svg.fonttype none)"
+        for svg in (ROOT / "docs" / f"{stem}-{variant}.svg", ROOT / "docs" / f"{stem}-{variant}.phone.svg"):
+            assert svg.is_file(), f"{svg} missing: python gpu_labs/evidence/plots.py draws both (wide and phone)"
+            assert "<text" in svg.read_text()[:200_000], f"{svg}: text should stay text (svg.fonttype none)"
     assert {v for _, v, _ in shown} == {"light", "dark"}
 
 
