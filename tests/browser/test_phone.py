@@ -64,7 +64,7 @@ def test_every_page_fits_a_phone_or_says_it_scrolls(browser, site_url, built_sit
 def test_a_wide_figure_says_it_scrolls_and_scrolls(browser, site_url):
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = ctx.new_page()
-    page.goto(site_url)
+    page.goto(site_url + "qlora/")
     figure = page.locator(".lc-figure").first
     page.wait_for_function("(f) => f.classList.contains('lc-sideways')", arg=figure.element_handle())
     assert "scroll sideways" in page.locator(".lc-figure.lc-sideways").first.evaluate(
@@ -106,3 +106,18 @@ def test_chart_images_keep_their_text_readable_on_a_phone(browser, site_url, bui
     ctx.close()
     assert seen, "no chart image was shown"
     assert not problems, problems
+
+
+def test_a_diagram_drawn_for_a_phone_replaces_the_wide_one_there(browser, site_url):
+    """Home's key figure has a phone layout: at 390 px it fits without a scroll cue, at 1280 px the wide one shows."""
+    shown = "f => [...f.querySelectorAll('svg.lc-diagram')].filter(s => s.getClientRects().length).map(s => s.classList.value)"
+    for width, expect in ((390, "lc-phone-only"), (1280, "lc-wide-only")):
+        ctx = browser.new_context(viewport={"width": width, "height": 844}, is_mobile=width < 600)
+        page = ctx.new_page()
+        page.goto(site_url)
+        page.wait_for_timeout(150)  # the sideways check runs once the page is attached
+        figure = page.locator(".lc-figure").first
+        classes = figure.evaluate(shown)
+        assert len(classes) == 1 and expect in classes[0], (width, classes)
+        assert figure.evaluate("f => f.scrollWidth <= f.clientWidth + 1 && !f.classList.contains('lc-sideways')"), width
+        ctx.close()
