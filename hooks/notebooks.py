@@ -27,7 +27,7 @@ def strip_cdn_scripts(page_html: str) -> str:
 def links_bar(src_path: str, size_bytes: int, repo: str | None) -> str:
     name = os.path.basename(src_path)
     parts = [f'<a href="{html.escape(name)}" download>Download the notebook</a> '
-             f'<span class="lc-nb-size">({size_bytes / 1024:.0f} KiB, outputs from a CPU run)</span>']
+             f'<span class="lc-nb-size">({size_bytes / 1000:.0f} kB, outputs from a CPU run)</span>']
     if repo:
         url = f"https://colab.research.google.com/github/{repo}/blob/main/docs/{src_path}"
         parts.append(f'<a href="{html.escape(url)}">Open in Colab</a>')

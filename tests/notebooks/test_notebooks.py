@@ -110,8 +110,8 @@ def test_colab_link_appears_only_for_a_configured_repository():
     spec = importlib.util.spec_from_file_location("notebooks_hook", ROOT / "hooks" / "notebooks.py")
     hook = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hook)
-    bar = hook.links_bar("labs/notebooks/x.ipynb", 2048, "owner/repo")
-    assert 'href="x.ipynb" download' in bar and "(2 KiB" in bar
+    bar = hook.links_bar("labs/notebooks/x.ipynb", 3000, "owner/repo")
+    assert 'href="x.ipynb" download' in bar and "(3 kB" in bar  # decimal units, as everywhere on the site
     assert "https://colab.research.google.com/github/owner/repo/blob/main/docs/labs/notebooks/x.ipynb" in bar
     assert "colab" not in hook.links_bar("labs/notebooks/x.ipynb", 2048, None)
 
