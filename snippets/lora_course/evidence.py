@@ -90,8 +90,8 @@ def energy_at(rank: int, which: str = "update") -> float:
     return sum(k[which][i] for k in kinds) / len(kinds)
 
 
-def kib(n: float) -> str:
-    return f"{n / 1024:,.0f} KiB"
+def kb(n: float) -> str:
+    return f"{n / 1000:,.0f} kB"  # decimal, as everywhere on the site
 
 
 def best_lr(scheme: str, rank: int, method: str = "lora_qv") -> float:
@@ -499,8 +499,8 @@ def costs_table() -> str:
         if c["rank"] is not None and c["rank"] != 8 and c["method"] == "lora_qv" and c["scheme"] != "fixed":
             continue  # the scheme changes only a scalar: same bytes as the fixed-alpha cell
         m = c["memory_bytes"]
-        rows.append(f"| {label(c)} | {kib(m['weights'])} | {kib(m['grads'])} | {kib(m['optimizer'])} "
-                    f"| {kib(m['total'])} | {kib(m['saved_for_backward'])} |")
+        rows.append(f"| {label(c)} | {kb(m['weights'])} | {kb(m['grads'])} | {kb(m['optimizer'])} "
+                    f"| {kb(m['total'])} | {kb(m['saved_for_backward'])} |")
     return "\n".join(rows)
 
 

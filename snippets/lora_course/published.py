@@ -72,8 +72,8 @@ def points(quantities=ALLOCATED) -> list[Point]:
 
 def _fmt_measured(r: dict) -> str:
     m = r["measured"]
-    if m["unit"] == "bytes":
-        return f"{m['bytes'] / 2**30:,.2f} GiB"
+    if m["unit"] in ("bytes", "GiB", "GB"):  # one unit on the site: decimal GB (the source's own unit is in its file)
+        return f"{m['bytes'] / 1e9:,.2f} GB"
     return f"{m['value']:,} {m['unit']}"
 
 
@@ -84,7 +84,7 @@ def _source(r: dict) -> str:
 def _row(p: Point) -> str:
     r = p.rec
     return (f"| {_source(r)} | {r['settings_text']} | {_fmt_measured(r)} {r['quantity']} | "
-            f"{p.predicted_bytes / 2**30:,.2f} GiB | {p.error_percent:+.1f}% |")
+            f"{p.predicted_bytes / 1e9:,.2f} GB | {p.error_percent:+.1f}% |")
 
 
 _HEAD = ("| source | settings | measured | loracalc | error |\n"

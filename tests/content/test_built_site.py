@@ -56,3 +56,4 @@ def test_page_shows_the_computed_figures(site, page):
                     # (or a Markdown link, whose text is what shows)
                     shown = " ".join(visible_text(re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell)).split())
                     assert shown in text, f"{page}: table.{name} cell {cell!r} not shown"
+
