@@ -11,6 +11,7 @@ from __future__ import annotations
 from . import headline, prose, practice, measured, evidence, quiz, published, multi_gpu, coverage, versions  # noqa: F401,E501
 from . import troubleshooting  # noqa: F401,E402  (the troubleshooting page's library defaults)
 from . import published_speed  # noqa: F401,E402  (training time against published throughput)
+from . import serving  # noqa: F401,E402  (serving memory against vLLM's own figures)
 from .registry import FIGURES, TABLES, figure, table  # noqa: F401  (re-exported for the tests and hooks)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+from loracalc import serving as _vllm
+
 from . import registry as _figures
 
 
@@ -67,9 +69,10 @@ REPORTED: dict[str, tuple[str, str]] = {
     "peft_cmp_lora_memory": ("22.3 GB", "peft method_comparison, Llama-3.2-3B, LoRA peak"),
     "adam8bit_state_bytes": ("2", "bitsandbytes 8-bit optimizers: two 8-bit states per parameter"),
     "bnb_fused_max_rows": ("1,536", "bitsandbytes 0.50 backends/cuda/ops.py: _gemm_4bit_custom_max_m = 1536 on CUDA"),
-    "vllm_default_max_loras": ("1", "vllm/config/lora.py: LoRAConfig.max_loras default 1"),
-    "vllm_default_max_lora_rank": ("16", "vllm/config/lora.py: LoRAConfig.max_lora_rank default 16"),
-    "vllm_lora_ranks": ("1, 8, 16, 32, 64, 128, 256, 320, 512", "vllm/config/lora.py: MaxLoRARanks"),
+    # vLLM's LoRA limits live in the engine (loracalc/serving.py, which checks --max-lora-rank against them)
+    "vllm_default_max_loras": (str(_vllm.VLLM_DEFAULT_MAX_LORAS), _vllm.VLLM_LORA_SOURCE),
+    "vllm_default_max_lora_rank": (str(_vllm.VLLM_DEFAULT_MAX_LORA_RANK), _vllm.VLLM_LORA_SOURCE),
+    "vllm_lora_ranks": (", ".join(map(str, _vllm.VLLM_LORA_RANKS)), _vllm.VLLM_LORA_SOURCE),
     "trl_sft_default_lr": ("2e-5", "trl 1.16 trl/trainer/sft_config.py: learning_rate default"),
     "trl_dpo_default_lr": ("1e-6", "trl 1.16 trl/trainer/dpo_config.py: learning_rate default"),
     "trl_grpo_default_lr": ("1e-6", "trl 1.16 trl/trainer/grpo_config.py: learning_rate default"),

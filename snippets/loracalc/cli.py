@@ -120,6 +120,23 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--price-per-gpu-hour", default="default",
                    help="USD per GPU-hour (default: the catalog's cited on-demand price for --gpu)")
 
+    s = sub.add_parser("serve", help="memory to serve a model with vLLM: weights, KV cache, LoRA slots")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--model", default=None, help="preset name (see `models`); default llama-3.1-8b")
+    src.add_argument("--config", default=None, help="path to a Hugging Face config.json, read offline")
+    s.add_argument("--context", default="8192", help="tokens per sequence, prompt and answer (default 8192)")
+    s.add_argument("--batch", default="1", help="sequences served at once (default 1)")
+    s.add_argument("--weights", default="bf16", help="weight format: " + ", ".join(_serving().WEIGHT_FORMATS))
+    s.add_argument("--kv-cache-dtype", default="auto", help="KV cache dtype: " + ", ".join(_serving().KV_DTYPES)
+                   + " (vLLM's --kv-cache-dtype; auto: the model's bf16)")
+    s.add_argument("--max-loras", default="0", help="LoRA slots (vLLM's --max-loras; 0: no LoRA)")
+    s.add_argument("--max-lora-rank", default="16", help="rank every slot is allocated at (default 16)")
+    s.add_argument("--tensor-parallel", default="1", help="GPUs the model is split across (default 1)")
+    s.add_argument("--gpu", default=None, help="a GPU (see `gpus`): also the most sequences of --context that fit")
+    s.add_argument("--gpu-memory-utilization", default=str(_serving().DEFAULT_UTILIZATION),
+                   help="share of the card vLLM may use (default 0.9)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+
     g = sub.add_parser("models", help="list the model presets")
     g.add_argument("--json", action="store_true", help="print JSON")
     g = sub.add_parser("gpus", help="list the GPU catalog")
@@ -128,6 +145,41 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--block-size", default="64", help="weights per absmax block (default 64)")
     n.add_argument("--json", action="store_true", help="print JSON")
     return ap
+
+
+def _serving():
+    from . import serving
+    return serving
+
+
+def cmd_serve(args) -> Any:
+    from .models import get_model, model_from_config
+    arch = model_from_config(args.config) if args.config else get_model(args.model or "llama-3.1-8b")
+    est = _serving().estimate_serving(arch, context=args.context, batch=args.batch, weights=args.weights,
+                                      kv_dtype=args.kv_cache_dtype, max_loras=args.max_loras,
+                                      max_lora_rank=args.max_lora_rank, gpu=args.gpu,
+                                      gpu_memory_utilization=args.gpu_memory_utilization,
+                                      tensor_parallel=args.tensor_parallel)
+    if args.json:
+        return est.to_dict()
+    per_gpu = " per GPU" if est.tensor_parallel > 1 else ""
+    rows = [["term", "bytes" + per_gpu]] + [[label, _gb(b)] for _, label, b in est.terms]
+    rows.append(["total", _gb(est.total_bytes)])
+    kv = est.kv_bytes_per_token
+    lines = [f"{est.model}: serving {est.batch} x {est.context:,} tokens" + (f" on {est.tensor_parallel} GPUs" if
+             est.tensor_parallel > 1 else ""), "", _table(rows, {1}), "",
+             f"KV cache per token: {kv['global']:,} bytes in global attention layers"
+             + (f", {kv['local']:,} in local ones (up to their window)" if kv["local"] else "")
+             + f"; one sequence of {est.context:,} tokens: {_gb(est.kv_bytes_per_sequence)}"]
+    if est.gpu:
+        lines.append(f"on {est.gpu} at {est.utilization:.0%}: " + (
+            f"at most {est.max_sequences:,} sequences of {est.context:,} tokens at once (vLLM's start-up "
+            f"activations and CUDA graphs take some of that)" if est.max_sequences else
+            f"not even one sequence of {est.context:,} tokens fits: it needs {_gb(est.kv_bytes_per_sequence)} and "
+            f"{_gb(max(0, est.kv_budget_bytes))} is left after the weights; shorten --context, use --kv-cache-dtype fp8 "
+            f"or smaller --weights, or split the model with --tensor-parallel"))
+    lines += [f"note: {n}" for n in est.notes]
+    return "\n".join(lines)
 
 
 def _arch(args):
@@ -347,7 +399,7 @@ def cmd_time(args) -> Any:
     return "\n".join(lines)
 
 
-COMMANDS = {"time": cmd_time, "params": cmd_params, "memory": cmd_memory, "models": cmd_models, "gpus": cmd_gpus, "nf4": cmd_nf4}
+COMMANDS = {"serve": cmd_serve, "time": cmd_time, "params": cmd_params, "memory": cmd_memory, "models": cmd_models, "gpus": cmd_gpus, "nf4": cmd_nf4}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -128,6 +128,10 @@ class Family:
     # indexer, xIELU's learned parameters), as a function of the resolved config
     extra: Callable[[dict], list] | None = None
     mlp_layers: Callable[[dict], int] | None = None     # layers holding the dense MLP (default: the non-sparse ones)
+    # local attention: each decoder layer's window (0: the layer sees every token), from the resolved config (its
+    # sliding_window) and the config.json as given (layer_types, a pattern); None: every attention layer is global.
+    # Read by serving.py (what a KV cache keeps per layer).
+    sliding: Callable[[dict, dict], tuple[int, ...]] | None = None
     # module names peft refuses to adapt in this family (peft 0.21 tuners_utils._check_lora_target_modules_mamba:
     # out_proj and conv1d of falcon_h1, mamba, mamba2, falcon_mamba and nemotron_h), all-linear included
     peft_refuses: tuple[str, ...] = ()
@@ -437,6 +441,22 @@ def _deepseek(c: dict) -> None:
     c["head_dim"] = c["qk_rope_head_dim"]
 
 
+def _sliding(every: int | str = 0, every_default: int = 0):
+    """Per-layer windows the way the config classes of transformers 5.25 derive ``layer_types``: a layer is
+    local unless it is the last of each group of EVERY (a config key, or a number; 0: all layers local), with
+    the config's ``sliding_window`` (the family's defaults hold the class's); an explicit ``layer_types`` wins."""
+    def windows(c: dict, raw: dict) -> tuple[int, ...]:
+        w, layers = c["sliding_window"], c["num_hidden_layers"]
+        if not w:
+            return (0,) * layers
+        types = raw.get("layer_types")
+        if types:
+            return tuple(int(w) if t == "sliding_attention" else 0 for t in types[:layers])
+        n = raw.get(every, every_default) if isinstance(every, str) else every
+        return tuple(int(w) if not n or (i + 1) % int(n) else 0 for i in range(layers))
+    return windows
+
+
 _MLA_KEYS = {"q_lora_rank": 1536, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
              "v_head_dim": 128}
 _CORE = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -451,7 +471,7 @@ def _d(vocab, h, i, layers, heads, kv, hd, tied, **extra) -> dict:
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("llama", _d(32000, 4096, 11008, 32, 32, None, None, False, attention_bias=False, mlp_bias=False),
            qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias"),
-    Family("mistral", _d(32000, 4096, 14336, 32, 32, 8, None, False)),
+    Family("mistral", _d(32000, 4096, 14336, 32, 32, 8, None, False, sliding_window=4096), sliding=_sliding()),
     Family("mixtral", _d(32000, 4096, 14336, 32, 32, 8, None, False, num_local_experts=8, num_experts_per_tok=2),
            moe=MoE("num_local_experts", "num_experts_per_tok", "intermediate_size",
                    peft_names=(("gate", "router"), ("w1", "gate_up"), ("w3", "gate_up"), ("w2", "down")))),
@@ -473,16 +493,16 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
                                ("down_proj", "down")))),
     Family("gemma", _d(256000, 3072, 24576, 28, 16, 16, 256, True, attention_bias=False),
            qkv_bias="attention_bias", o_bias="attention_bias", norm_weight_fp32=True),
-    Family("gemma2", _d(256000, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False),
+    Family("gemma2", _d(256000, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False, sliding_window=4096),
            qkv_bias="attention_bias", o_bias="attention_bias", norm_weight_fp32=True,
            attn_softcap_key=("attn_logit_softcapping", 50.0), final_softcap_key=("final_logit_softcapping", 30.0),
            layer_norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
-                        "post_feedforward_layernorm")),
-    Family("gemma3_text", _d(262208, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False),
+                        "post_feedforward_layernorm"), sliding=_sliding(2)),
+    Family("gemma3_text", _d(262208, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False, sliding_window=4096),
            attn_softcap_key=("attn_logit_softcapping", None), final_softcap_key=("final_logit_softcapping", None),
            qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", norm_weight_fp32=True,
            layer_norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
-                        "post_feedforward_layernorm")),
+                        "post_feedforward_layernorm"), sliding=_sliding("sliding_window_pattern", 6)),
     Family("phi", _d(51200, 2048, 8192, 24, 32, None, None, False, qk_layernorm=False),
            names=("q_proj", "k_proj", "v_proj", "dense"), qkv_bias=True, o_bias=True,
            qk_norm="head_ln", qk_norm_key="qk_layernorm", qk_norm_names=("q_layernorm", "k_layernorm"),
@@ -570,10 +590,11 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
                    peft_names=(("gate", "router"), ("gate_proj", "gate_up"), ("up_proj", "gate_up"),
                                ("down_proj", "down")), router_fp32=True)),
     Family("gpt_oss", _d(201088, 2880, 2880, 36, 64, 8, 64, False, attention_bias=True, num_local_experts=128,
-                         num_experts_per_tok=4),
+                         num_experts_per_tok=4, sliding_window=128),
            qkv_bias="attention_bias", o_bias="attention_bias", sinks=True, norm_weight_fp32=True, softmax_fp32=False,
            moe=MoE("num_local_experts", "num_experts_per_tok", "intermediate_size", router="router",
-                   router_bias=True, expert_bias=True, in_first=True, sparse_layer=lambda c, i: True, glu_saves=6)),
+                   router_bias=True, expert_bias=True, in_first=True, sparse_layer=lambda c, i: True, glu_saves=6),
+           sliding=_sliding(2)),
 )}
 # --8<-- [end:families]
 
@@ -898,9 +919,9 @@ _NEW_FAMILIES = (
            qkv_bias="attention_bias", mlp_bias="mlp_bias", derive=_stablelm),
     Family("glm", _d(151552, 4096, 13696, 40, 32, 2, 128, False, attention_bias=True),
            qkv_bias="attention_bias", mlp="gated_fused", mlp_names=("gate_up_proj", "down_proj")),
-    Family("cohere2", _d(256000, 8192, 22528, 40, 64, None, None, True, attention_bias=False),
+    Family("cohere2", _d(256000, 8192, 22528, 40, 64, None, None, True, attention_bias=False, sliding_window=4096),
            qkv_bias="attention_bias", o_bias="attention_bias", layer_norms=("input_layernorm",), parallel=True,
-           norm_centred_copies=2, norm_weight_fp32=True),
+           norm_centred_copies=2, norm_weight_fp32=True, sliding=_sliding("sliding_window_pattern", 4)),
     Family("vaultgemma", _d(256000, 2304, 9216, 26, 8, 4, 256, True, attention_bias=False),
            qkv_bias="attention_bias", o_bias="attention_bias", norm_weight_fp32=True,
            attn_softcap_key=("attn_logit_softcapping", 50.0), final_softcap_key=("final_logit_softcapping", 30.0),

@@ -208,13 +208,13 @@ _PRESETS = (
           num_attention_heads=4, num_key_value_heads=1, head_dim=256, vocab_size=262144)),
     ("gemma-3-4b-text", "Gemma-3 4B, language model only (no vision tower)", "google/gemma-3-4b-pt", None,
      dict(model_type="gemma3_text", hidden_size=2560, intermediate_size=10240, num_hidden_layers=34,
-          num_attention_heads=8, num_key_value_heads=4, head_dim=256, vocab_size=262208)),
+          num_attention_heads=8, num_key_value_heads=4, head_dim=256, vocab_size=262208, sliding_window=1024)),
     ("gemma-3-12b-text", "Gemma-3 12B, language model only (no vision tower)", "google/gemma-3-12b-pt", None,
      dict(model_type="gemma3_text", hidden_size=3840, intermediate_size=15360, num_hidden_layers=48,
-          num_attention_heads=16, num_key_value_heads=8, head_dim=256, vocab_size=262208)),
+          num_attention_heads=16, num_key_value_heads=8, head_dim=256, vocab_size=262208, sliding_window=1024)),
     ("gemma-3-27b-text", "Gemma-3 27B, language model only (no vision tower)", "google/gemma-3-27b-pt", None,
      dict(model_type="gemma3_text", hidden_size=5376, intermediate_size=21504, num_hidden_layers=62,
-          num_attention_heads=32, num_key_value_heads=16, head_dim=128, vocab_size=262208)),
+          num_attention_heads=32, num_key_value_heads=16, head_dim=128, vocab_size=262208, sliding_window=1024)),
     # Phi-3.5 / Phi-4: fused qkv_proj and gate_up_proj (peft names them so). No citable copy of Phi-4's
     # config.json was found to check it against; its total, 14.66B, is within 5% of the card's "14B"
     ("phi-3.5-mini", "Phi-3.5-mini", "microsoft/Phi-3.5-mini-instruct", "3.8B",
@@ -291,7 +291,7 @@ def get_model(name: Any) -> Architecture:
 
 # ---------------------------------------------------------------------------------- config.json
 SUPPORTED = tuple(FAMILIES)
-_NULLABLE = {"q_lora_rank"}
+_NULLABLE = {"q_lora_rank", "sliding_window"}   # an explicit null: none (no q latent, no local attention)
 _BOOL_KEYS = {"tie_word_embeddings", "attention_bias", "mlp_bias", "qkv_bias", "use_qkv_bias", "qk_layernorm",
               "use_parallel_residual", "use_qk_norm", "use_bias", "bias", "multi_query", "new_decoder_architecture",
               "parallel_attn", "add_cross_attention"}

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 PAGES = {
     "rank_trick": "rank-trick/", "model_lora": "rank-trick/",
     "memory_calculator": "gpu-memory/",
-    "nf4_explorer": "qlora/", "nf4_bits": "qlora/",
+    "nf4_explorer": "qlora/", "nf4_bits": "qlora/", "serving_memory": "deep-dives/serving-and-merging/",
     "quiz": "knowledge-check/",
 }
 
@@ -32,6 +32,8 @@ CHANGES = {
                           ("gpus", "8"), ("strategy", "full-shard"), ("offload", "params"),
                           ("gradient_accumulation", "4"), ("targets", "q,k,v,o,gate,up,down,lm_head")],
     "nf4_bits": [("block_size", "128"), ("double_quant", "off"), ("model", "llama-2-70b"), ("block_size", "32")],
+    "serving_memory": [("context", "131072"), ("model", "gemma-2-27b"), ("weights", "nf4"), ("gpu", "rtx-4090"),
+                       ("max_loras", "0"), ("kv_dtype", "fp8"), ("tensor_parallel", "2"), ("max_lora_rank", "64")],
 }
 
 BAD = {
@@ -40,6 +42,7 @@ BAD = {
     "memory_calculator": [("batch_size", "0"), ("seq_len", "-1"), ("rank", "1.5"), ("batch_size", ""),
                           ("gpus", "0"), ("gradient_accumulation", "0")],
     "nf4_bits": [("block_size", "7"), ("block_size", "x")],
+    "serving_memory": [("context", "0"), ("batch", "abc"), ("tensor_parallel", "")],
 }
 
 
