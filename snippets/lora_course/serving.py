@@ -78,3 +78,18 @@ def serving_example_kv_per_token() -> str:
 @figure("serving_example_max_sequences")
 def serving_example_max_sequences() -> str:
     return f"{_example().max_sequences:,}"
+
+
+@table("quantized_bases")
+def quantized_bases_table() -> str:
+    import loracalc
+    from loracalc.quantized import FORMATS, stored_bytes
+
+    arch = loracalc.get_model(EXAMPLE["model"])
+    bf16 = stored_bytes(arch, "bf16")
+    rows = [["bf16 (no quantization)", "16", f"{bf16 / 1e9:,.2f} GB", "1.00", "the checkpoint itself"]]
+    for name, f in FORMATS.items():
+        b = stored_bytes(arch, name)
+        rows.append([f"{f.label} (`{name}`)", f"{f.bits_per_weight:g}", f"{b / 1e9:,.2f} GB", f"{b / bf16:.2f}",
+                     "measured on a CPU" if f.measured_on_cpu else "from its stored tensors"])
+    return _md_table(["format", "bits per code", "weights", "of bf16", "checked"], rows, ["", "--:", "--:", "--:", ""])

@@ -10,8 +10,7 @@ What vLLM 0.11+ allocates, read from its source (``vllm/v1/kv_cache_interface.py
   Under tensor parallelism each GPU holds its share of the kv heads (at least one); MLA's vector is on every GPU.
 * **LoRA slots**: ``--max-loras`` adapters at ``--max-lora-rank``, allocated up front for every linear layer of the
   model whatever each adapter targets, in the model's dtype (``lora_a_stacked`` / ``lora_b_stacked``).
-* **Weights** in the precision served: bf16, fp8 (1 byte per linear weight; embeddings, norms and the output layer
-  stay bf16) or bitsandbytes NF4 (the same storage as QLoRA's base, ``nf4.py``).
+* **Weights** in the precision served: bf16 or any format of ``quantized.py`` (fp8, int8, NF4, HQQ, GPTQ, AWQ...).
 
 Not counted: the activations of vLLM's profiling forward pass and the CUDA graphs, which vLLM measures at start-up
 and takes from the same budget; the capacity below is therefore an upper bound. Layers that are not attention
@@ -25,15 +24,14 @@ from typing import Any
 
 from .errors import LoraCalcError, as_choice, as_float, as_int
 from .gpus import get_gpu
-from .models import Architecture, get_model, quantizable_params, total_params
-from .nf4 import weight_storage_bytes
+from .models import Architecture, get_model
 from .params import count_params
+from .quantized import FORMATS, stored_bytes
 
 KV_BLOCK_TOKENS = 16                 # vLLM's default block_size on CUDA (cache_config.block_size)
 DEFAULT_UTILIZATION = 0.9            # vLLM's default --gpu-memory-utilization
 CUDA_CONTEXT_BYTES = 512 * 2**20     # the same allowance the training estimate makes (memory.py)
-WEIGHT_FORMATS = {"bf16": "bf16 (2 bytes per weight)", "fp8": "fp8 (1 byte per linear weight, the rest bf16)",
-                  "nf4": "bitsandbytes NF4 (4-bit, as QLoRA's base)"}
+WEIGHT_FORMATS = {"bf16": "bf16", **{name: f.label for name, f in FORMATS.items()}}
 # vllm/config/lora.py: LoRAConfig.max_loras default 1, max_lora_rank default 16, allowed ranks MaxLoRARanks
 VLLM_LORA_SOURCE = "vllm/config/lora.py: LoRAConfig (max_loras, max_lora_rank, MaxLoRARanks)"
 VLLM_DEFAULT_MAX_LORAS = 1
@@ -125,15 +123,6 @@ def kv_cache_bytes(arch: Architecture, context: int, kv_dtype: str = "auto", ten
             "local_windows": sorted({w for _, w in local}), "sequence": full * _blocks(context) + local_seq}
 
 
-def weights_bytes(arch: Architecture, weights: str) -> int:
-    if weights == "bf16":
-        return 2 * total_params(arch)
-    if weights == "fp8":
-        linear = quantizable_params(arch, every_linear=True)
-        return linear + 2 * (total_params(arch) - linear)
-    return weight_storage_bytes(arch)
-
-
 def estimate_serving(model: Any, context: Any = 8192, batch: Any = 1, weights: str = "bf16", kv_dtype: str = "auto",
                      max_loras: Any = 0, max_lora_rank: Any = VLLM_DEFAULT_MAX_LORA_RANK, gpu: Any = None,
                      gpu_memory_utilization: Any = DEFAULT_UTILIZATION, tensor_parallel: Any = 1) -> ServingEstimate:
@@ -163,7 +152,7 @@ def estimate_serving(model: Any, context: Any = 8192, batch: Any = 1, weights: s
     slots = 0
     if max_loras:
         slots = max_loras * count_params(arch, rank=max_lora_rank, targets="all-linear").lora_params * 2 // tp
-    w = -(-weights_bytes(arch, weights) // tp)
+    w = -(-stored_bytes(arch, weights) // tp)
     g = get_gpu(gpu) if gpu else None
     terms = (("weights", f"weights, {WEIGHT_FORMATS[weights]}" + (f", 1/{tp} per GPU" if tp > 1 else ""), w),
              ("kv_cache", f"KV cache: {batch} x {context:,} tokens", kv["sequence"] * batch),
