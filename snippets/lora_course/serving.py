@@ -90,6 +90,6 @@ def quantized_bases_table() -> str:
     rows = [["bf16 (no quantization)", "16", f"{bf16 / 1e9:,.2f} GB", "1.00", "the checkpoint itself"]]
     for name, f in FORMATS.items():
         b = stored_bytes(arch, name)
-        rows.append([f"{f.label} (`{name}`)", f"{f.bits_per_weight:g}", f"{b / 1e9:,.2f} GB", f"{b / bf16:.2f}",
+        rows.append([f"{f.label}: `{name}`", f"{f.bits_per_weight:g}", f"{b / 1e9:,.2f} GB", f"{b / bf16:.2f}",
                      "measured on a CPU" if f.measured_on_cpu else "from its stored tensors"])
     return _md_table(["format", "bits per code", "weights", "of bf16", "checked"], rows, ["", "--:", "--:", "--:", ""])

@@ -30,7 +30,8 @@ CHANGES = {
                           ("seq_len", "4096"), ("gradient_checkpointing", "off"), ("optimizer", "adamw_8bit"),
                           ("attention", "eager"), ("gpu", "rtx-4090"), ("model", "llama-3.1-70b"), ("method", "full"),
                           ("gpus", "8"), ("strategy", "full-shard"), ("offload", "params"),
-                          ("gradient_accumulation", "4"), ("targets", "q,k,v,o,gate,up,down,lm_head")],
+                          ("gradient_accumulation", "4"), ("targets", "q,k,v,o,gate,up,down,lm_head"),
+                          ("samples", "5000"), ("epochs", "3")],
     "nf4_bits": [("block_size", "128"), ("double_quant", "off"), ("model", "llama-2-70b"), ("block_size", "32")],
     "serving_memory": [("context", "131072"), ("model", "gemma-2-27b"), ("weights", "nf4"), ("gpu", "rtx-4090"),
                        ("max_loras", "0"), ("kv_dtype", "fp8"), ("tensor_parallel", "2"), ("max_lora_rank", "64")],
@@ -40,7 +41,7 @@ BAD = {
     "rank_trick": [("d", "abc"), ("d", "-64"), ("d", ""), ("r", "100000"), ("d", "128"), ("r", "300")],
     "model_lora": [("rank", "0"), ("rank", "")],
     "memory_calculator": [("batch_size", "0"), ("seq_len", "-1"), ("rank", "1.5"), ("batch_size", ""),
-                          ("gpus", "0"), ("gradient_accumulation", "0")],
+                          ("gpus", "0"), ("gradient_accumulation", "0"), ("samples", "0")],
     "nf4_bits": [("block_size", "7"), ("block_size", "x")],
     "serving_memory": [("context", "0"), ("batch", "abc"), ("tensor_parallel", "")],
 }

@@ -222,4 +222,33 @@ def test_simple_mode_shows_five_inputs_and_the_rest_behind_disclosures():
     assert f.outside == ["model", "method", "gpu", "seq_len", "batch_size", "config"]
     assert set(f.inside) == set(mc.memory_calculator.__code__.co_varnames[:mc.memory_calculator.__code__.co_argcount]) \
         - set(f.outside) - {"config_z", "_changed"}
-    assert f.summaries == 2
+    assert f.summaries == 3   # more settings; several GPUs; your data (time and cost)
+
+
+# --------------------------------------------------------------------- time and cost beside the memory (issue 27)
+def test_time_and_cost_are_the_engines_and_the_cards_are_cheapest_first():
+    import re
+
+    import loracalc
+    from loracalc.speed import estimate_time
+    from lora_course.widgets import call
+
+    out = call("memory_calculator", {"model": "llama-3.1-8b", "method": "qlora", "gpu": "a10", "samples": "5000",
+                                     "avg_tokens": "300", "epochs": "2"})["outputs"]
+    t = estimate_time("llama-3.1-8b", "a10", method="qlora", samples=5000, avg_tokens=300, epochs=2)
+    assert f"about {t.tokens_per_second:,.0f} tokens/s" in out["time_cost"] and f"${t.cost:,.2f}" in out["time_cost"]
+    assert f"{t.total_tokens:,} tokens" in out["time_cost"]
+    rows = re.findall(r'<li[^>]*><span class="lc-gpu-name">([^<]+)</span>: (.*?)</li>', out["gpu_costs"])
+    assert len(rows) == len(loracalc.list_gpus())
+    costs = [float(m.group(1).replace(",", "")) for _, cells in rows for m in [re.search(r"\$([\d,.]+)", cells)] if m]
+    assert costs == sorted(costs) and len(costs) >= 5
+    big = call("memory_calculator", {"model": "llama-3.1-70b", "method": "lora", "gpu": "rtx-4090"})["outputs"]
+    assert "does not fit" in big["gpu_costs"] and "It does not fit this card" in big["time_cost"]
+
+
+def test_time_inputs_give_the_engines_one_line_messages():
+    from lora_course.widgets import call
+
+    for field, value in (("samples", "abc"), ("samples", "0"), ("epochs", "-1"), ("avg_tokens", "1.5")):
+        r = call("memory_calculator", {field: value})
+        assert not r["ok"] and r["field"] == field and "internal" not in r["message"], (field, value, r)

@@ -72,6 +72,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       recipe: str = "peft", loss: str = "full", activation_offload: str = "off",
                       optimizer_in_backward: str = "off", paged_state_on_host: str = "auto", dora: str = "off",
                       gradient_accumulation: str = "1", autocast: str = "recipe", gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
+                      samples: str = "2000", avg_tokens: str = "", epochs: str = "1",
                       config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
     arch, source = _model(model, config, config_z, _changed)
     raw = {"method": method, "rank": c.text(rank), "targets": targets, "batch_size": c.text(batch_size),
@@ -129,6 +130,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "measured": measured_html(arch, s, total),
     }
     out.update(multi_gpu(est, arch, g, s, gpus, strategy, offload))
+    out.update(time_and_cost(arch, g, s, total, samples, avg_tokens, epochs))
     out.update(source)
     out["announce"] = (f"Needed on the card {out['total']}, allocated peak {out['allocated_peak']}. "
                        f"{out['gpu_verdict']}. {out['per_gpu_verdict']}.")
@@ -136,6 +138,45 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
 
 
 OFFLOADS = {"none": (False, False), "optimizer": (True, False), "params": (False, True)}
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 60:,.0f} min" if seconds < 3600 else f"{seconds / 3600:,.1f} h"
+
+
+def time_and_cost(arch, g, s: dict, total: int, samples: str, avg_tokens: str, epochs: str) -> dict[str, str]:
+    """The run's time and cost on the chosen GPU, and every card it fits on, cheapest first (loracalc.speed)."""
+    from loracalc.speed import estimate_time
+
+    work = {"samples": c.text(samples), "avg_tokens": c.text(avg_tokens) or s["seq_len"], "epochs": c.text(epochs)}
+    chosen = estimate_time(arch, g.name, **s, **work)
+    price = (f"${chosen.cost:,.2f} at ${chosen.price_per_gpu_hour:,.2f} per GPU-hour" if chosen.cost is not None
+             else "no price cited for this card")
+    line = (f"On {card_label(g)}: about {c.fmt_int(chosen.tokens_per_second)} tokens/s, "
+            f"{_hours(chosen.total_seconds)} for {c.fmt_int(chosen.total_tokens)} tokens; {price}.")
+    if fit_state(total, int(g.memory_bytes)) == "no":
+        line += " It does not fit this card, though: see the cards below."
+    rows = []
+    for card in loracalc.list_gpus():
+        if fit_state(total, int(card.memory_bytes)) == "no":
+            rows.append((2, 0.0, card, None))
+            continue
+        t = estimate_time(arch, card.name, **s, **work)
+        rows.append((0 if t.cost is not None else 1, t.cost or t.total_seconds, card, t))
+    items = []
+    for _, _, card, t in sorted(rows, key=lambda r: (r[0], r[1])):
+        cls = ' class="lc-chosen"' if card.name == g.name else ""
+        if t is None:
+            what = "does not fit"
+        else:
+            cost = f"${t.cost:,.2f}" if t.cost is not None else "no cited price"
+            what = f"{cost} · {_hours(t.total_seconds)} · {c.fmt_int(t.tokens_per_second)} tokens/s"
+        items.append(f'<li{cls}><span class="lc-gpu-name">{c.esc(sold_as(card))}</span>: '
+                     f'<span class="lc-cost">{c.esc(what)}</span></li>')
+    # a list, not a table: it reads in one column on a phone (the page keeps its tables to five)
+    listing = ('<p class="lc-note">Every card, cheapest first (one GPU, on-demand prices from the GPU catalog):</p>'
+               '<ol class="lc-costs">' + "".join(items) + "</ol>")
+    return {"time_cost": line, "gpu_costs": listing}
 
 
 def multi_gpu(est, arch, g, s: dict, gpus: str, strategy: str, offload: str) -> dict[str, str]:
