@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 import loracalc
+from loracalc import gpus as catalog
 from loracalc import sharding
 from loracalc.cli import params_text
 
@@ -118,8 +119,9 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "stack": stack_html(est),
         "terms_table": terms_table(est),
         "methods": methods_html(per_method, s["method"]),
-        "gpus": gpus_html(total, g.name),
-        **verdict_outputs(total, limit, card_label(g)),
+        "gpus": gpus_html(total, g.name, st),
+        **verdict_outputs(total, limit, card_label(g), catalog.cannot_run(g, st),
+                          catalog.limit_lines(g, st)),
         "explain": explain(per_method, s),
         "max_batch": (c.fmt_int(mb) if mb else "none (batch 1 does not fit)"),
         "max_seq": (c.fmt_int(ms) if ms else "none"),
@@ -200,10 +202,20 @@ def fit_state(total: int, limit: int) -> str:
     return "tight" if total > TIGHT_SHARE * limit else "fits"
 
 
-def verdict_outputs(total: int, limit: int, gpu_name: str) -> dict[str, str]:
-    """The verdict line, its state (for the page's colour and icon) and the headroom, in words."""
+def verdict_outputs(total: int, limit: int, gpu_name: str, blocked=(), limit_lines=()) -> dict[str, str]:
+    """The verdict line, its state (for the page's colour and icon) and the headroom, in words. ``blocked``: the
+    card's ``catalog.Limit`` records these settings hit (a card that cannot run them gets that verdict
+    whatever the memory says); ``limit_lines``: the engine's words on them and on what runs only with care."""
     state = fit_state(total, limit)
     share = f"{c.num(round(100 * total / limit))}%"
+    more = "".join(f". {line[:1].upper()}{line[1:]}" for line in limit_lines)
+    if blocked:
+        out = verdict_outputs(total, limit, gpu_name)
+        line = (f"Cannot run on {gpu_name}: {', '.join(lim.what for lim in blocked)}; in memory it "
+                f"{'does not fit' if state == 'no' else 'would fit'} (needs {c.fmt_gb(total)} of "
+                f"{c.fmt_gb(limit)}){more}")
+        return {**out, "gpu_verdict": line, "verdict_state": "no", "verdict_word": "Cannot run",
+                "verdict_badge": '<span class="lc-verdict lc-verdict--no">Cannot run</span>'}
     if state == "no":
         headroom = f"{c.fmt_gb(total - limit)} short"
         line = f"Does not fit on {gpu_name}: needs {c.fmt_gb(total)}, {headroom}"
@@ -217,7 +229,7 @@ def verdict_outputs(total: int, limit: int, gpu_name: str) -> dict[str, str]:
         headroom = f"{c.fmt_gb(limit - total)} free"
         line = f"Fits on {gpu_name}: needs {c.fmt_gb(total)} ({share}), {headroom}"
         word = "Fits"
-    return {"gpu_verdict": line, "verdict_state": state, "verdict_word": word, "headroom": headroom,
+    return {"gpu_verdict": line + more, "verdict_state": state, "verdict_word": word, "headroom": headroom,
             "verdict_badge": f'<span class="lc-verdict lc-verdict--{state}">{c.esc(word)}</span>'}
 
 
@@ -307,17 +319,21 @@ def methods_html(per_method: dict, chosen: str) -> str:
     return '<div class="lc-methods">' + "".join(cells) + "</div>"
 
 
-def gpus_html(total: int, chosen: str) -> str:
+def gpus_html(total: int, chosen: str, settings=None) -> str:
     items = []
     for g in loracalc.list_gpus():
         cap = int(g.memory_bytes)
         state = fit_state(total, cap)
+        blocked = catalog.cannot_run(g, settings) if settings else []
+        if blocked:
+            state = "no"
         ok = state != "no"
         cls = {"fits": "lc-gpu-yes", "tight": "lc-gpu-yes lc-gpu-tight", "no": "lc-gpu-no"}[state]
         if g.name == chosen:
             cls += " lc-chosen"
         used = _pct(total, cap)
         verdict = (f"{'tight' if state == 'tight' else 'fits'}: {c.num(round(100 * total / cap))}% of {c.fmt_gb(cap)} usable" if ok else
+                   f"cannot run {', '.join(lim.what for lim in blocked)}" if blocked else
                    f"does not fit: {c.fmt_ratio(round(total / cap, 1))} its {c.fmt_gb(cap)} usable")
         items.append(
             f'<li class="{cls}"><span class="lc-gpu-name">{c.esc(sold_as(g))}</span>'
