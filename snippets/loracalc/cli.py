@@ -312,7 +312,7 @@ def cmd_memory(args) -> Any:
 
 
 def _memory_per_gpu(args, arch, kw, est) -> Any:
-    from .gpus import get_gpu
+    from .gpus import get_gpu, limit_lines, runs
     from .sharding import STRATEGIES, shard_estimate, smallest_gpu_count
     sh = shard_estimate(est, arch, args.gpus, args.strategy, args.offload_optimizer, args.offload_params)
     out = sh.to_dict()
@@ -323,7 +323,7 @@ def _memory_per_gpu(args, arch, kw, est) -> Any:
                                                     (sh.offload_optimizer, sh.offload_params)), **kw)
                 for s in STRATEGIES}
         out["gpu"] = {"name": g.name, "memory_bytes": g.memory_bytes, "fits": sh.per_gpu_bytes <= g.memory_bytes,
-                      "gpus_needed": need}
+                      "gpus_needed": need, "runs": runs(g, est.settings), "limits": limit_lines(g, est.settings)}
     if args.json:
         return out
     s = est.settings
@@ -341,6 +341,7 @@ def _memory_per_gpu(args, arch, kw, est) -> Any:
     lines += [f"note: {n}" for n in sh.notes]
     if args.gpu:
         gi = out["gpu"]
+        lines += gi["limits"]
         lines.append(f"{gi['name']}: {'fits' if gi['fits'] else 'does not fit'} with {sh.gpus}; fewest "
                      f"{gi['name']} GPUs: " + ", ".join(f"{k} {v if v else 'none'}" for k, v in gi["gpus_needed"].items()))
     return "\n".join(lines)

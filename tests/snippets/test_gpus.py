@@ -235,3 +235,13 @@ def test_cli_gpus_lists_the_owned_cards():
     assert "25,753,026,560" in row and "ROCm (Radeon)" in row
     gs = {g["name"]: g for g in json.loads(_cli("gpus", "--json").stdout)["gpus"]}
     assert gs["mac-16gb"]["unified_memory"] is True and gs["h100-80gb"]["limits"] == []
+
+
+def test_cli_several_gpus_keeps_the_limits():
+    p = _cli("memory", "--model", "llama-3.1-8b", "--gpus", "2", "--gpu", "rx-7900-xt", "--attention",
+             "flash_attention_2")
+    assert p.returncode == 0, p.stderr
+    assert "with care on AMD Radeon RX 7900 XT, FlashAttention-2 on Radeon" in p.stdout
+    j = json.loads(_cli("memory", "--model", "llama-3.1-8b", "--gpus", "2", "--gpu", "mac-96gb", "--optimizer",
+                        "adamw_8bit", "--json").stdout)
+    assert j["gpu"]["runs"] is False and any("cannot run 8-bit optimizers" in line for line in j["gpu"]["limits"])
