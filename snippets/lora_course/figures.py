@@ -12,6 +12,7 @@ from . import headline, prose, practice, measured, evidence, quiz, published, mu
 from . import troubleshooting  # noqa: F401,E402  (the troubleshooting page's library defaults)
 from . import published_speed  # noqa: F401,E402  (training time against published throughput)
 from . import serving  # noqa: F401,E402  (serving memory against vLLM's own figures)
+from . import hardware  # noqa: F401,E402  (Macs and Radeon cards, from the GPU catalog)
 from .registry import FIGURES, TABLES, figure, table  # noqa: F401  (re-exported for the tests and hooks)
 
 

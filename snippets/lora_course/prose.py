@@ -553,9 +553,10 @@ def _llama_65b():
 
 
 def _cards_48gb():
-    """The catalog's cards sold as 48 GB, judged by what CUDA reports as usable on each."""
+    """The catalog's NVIDIA cards sold as 48 GB (the claim and the runs it is checked with are on NVIDIA cards;
+    a Radeon or a Mac of that size is the calculator's to judge), by what CUDA reports as usable on each."""
     gb = int(SOURCE_CLAIMS["seed_claim_qlora_70b_gpu_gb"])
-    return [g for g in _lc().list_gpus() if g.memory_gb == gb]
+    return [g for g in _lc().list_gpus() if g.memory_gb == gb and g.platform == "cuda"]
 
 
 def _card_label(g) -> str:

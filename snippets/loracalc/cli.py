@@ -258,7 +258,7 @@ def cmd_models(args) -> Any:
 
 def cmd_memory(args) -> Any:
     from .fit import max_batch_size, max_seq_len
-    from .gpus import fits, get_gpu
+    from .gpus import fits, get_gpu, limit_lines, runs
     from .memory import estimate_memory
     arch = _arch(args)
     kw = dict(method=args.method, rank=args.rank, targets=args.targets, batch_size=args.batch_size,
@@ -280,6 +280,7 @@ def cmd_memory(args) -> Any:
         g = get_gpu(args.gpu)
         rest = {k: v for k, v in kw.items()}
         out["gpu"] = {"name": g.name, "memory_bytes": g.memory_bytes, "fits": est.total_bytes <= g.memory_bytes,
+                      "runs": runs(g, est.settings), "limits": limit_lines(g, est.settings),
                       "max_batch_size": max_batch_size(arch, g, **{k: v for k, v in rest.items() if k != "batch_size"}),
                       "max_seq_len": max_seq_len(arch, g, **{k: v for k, v in rest.items() if k != "seq_len"})}
     if args.json:
@@ -300,16 +301,18 @@ def cmd_memory(args) -> Any:
     lines.append(_table(rows, {1}))
     lines += [f"note: {n}" for n in est.notes]
     lines.append("")
-    lines.append("fits on: " + (", ".join(fits(est.total_bytes)) or "no single GPU in the catalog"))
+    lines.append("fits on: " + (", ".join(fits(est.total_bytes, est.settings)) or "no single GPU in the catalog"))
     if args.gpu:
         gi = out["gpu"]
-        lines.append(f"{gi['name']}: {'fits' if gi['fits'] else 'does not fit'}; largest batch "
+        lines += gi["limits"]
+        lines.append(f"{gi['name']}: " + ("" if gi["runs"] else "cannot run these settings (above); in memory it ")
+                     + f"{'fits' if gi['fits'] else 'does not fit'}; largest batch "
                      f"{gi['max_batch_size']}, largest seq_len {gi['max_seq_len']}")
     return "\n".join(lines)
 
 
 def _memory_per_gpu(args, arch, kw, est) -> Any:
-    from .gpus import get_gpu
+    from .gpus import get_gpu, limit_lines, runs
     from .sharding import STRATEGIES, shard_estimate, smallest_gpu_count
     sh = shard_estimate(est, arch, args.gpus, args.strategy, args.offload_optimizer, args.offload_params)
     out = sh.to_dict()
@@ -320,7 +323,7 @@ def _memory_per_gpu(args, arch, kw, est) -> Any:
                                                     (sh.offload_optimizer, sh.offload_params)), **kw)
                 for s in STRATEGIES}
         out["gpu"] = {"name": g.name, "memory_bytes": g.memory_bytes, "fits": sh.per_gpu_bytes <= g.memory_bytes,
-                      "gpus_needed": need}
+                      "gpus_needed": need, "runs": runs(g, est.settings), "limits": limit_lines(g, est.settings)}
     if args.json:
         return out
     s = est.settings
@@ -338,20 +341,24 @@ def _memory_per_gpu(args, arch, kw, est) -> Any:
     lines += [f"note: {n}" for n in sh.notes]
     if args.gpu:
         gi = out["gpu"]
+        lines += gi["limits"]
         lines.append(f"{gi['name']}: {'fits' if gi['fits'] else 'does not fit'} with {sh.gpus}; fewest "
                      f"{gi['name']} GPUs: " + ", ".join(f"{k} {v if v else 'none'}" for k, v in gi["gpus_needed"].items()))
     return "\n".join(lines)
 
 
 def cmd_gpus(args) -> Any:
-    from .gpus import list_gpus
+    from .gpus import PLATFORMS, list_gpus
     gs = list_gpus()
     if args.json:
         return {"gpus": [g.to_dict() for g in gs]}
-    rows = [["name", "GPU", "sold as", "usable bytes (CUDA)", "bf16", "usable bytes from"]]
-    rows += [[g.name, g.display_name, f"{g.memory_gb} GB", f"{g.memory_bytes:,}", "yes" if g.bf16 else "no",
+    rows = [["name", "GPU", "sold as", "usable bytes", "runtime", "cannot run", "usable bytes from"]]
+    rows += [[g.name, g.display_name, f"{g.memory_gb} GB", f"{g.memory_bytes:,}", PLATFORMS[g.platform].runtime,
+              ", ".join(lim.what for lim in PLATFORMS[g.platform].limits if lim.blocks) or "-",
               g.usable_source or g.source] for g in gs]
-    return _table(rows, {2, 3})
+    notes = [f"usable bytes, {p.vendor} {p.runtime}: {p.usable_means}"
+             for p in PLATFORMS.values() if any(g.platform == p.name for g in gs)]
+    return _table(rows, {2, 3}) + "\n\n" + "\n".join(notes)
 
 
 def cmd_nf4(args) -> Any:

@@ -4,10 +4,18 @@
 reports as usable (``cudaDeviceProp.totalGlobalMem``, which ``torch.cuda.get_device_properties(0).total_memory``
 returns), read from a published deviceQuery or PyTorch printout named in ``usable_source``. It is the
 capacity the fit verdicts compare against. Drivers move it by a few MiB; where two readings differ, the
-smaller is kept.
+smaller is kept. An AMD card's reading is ROCm's (the same PyTorch call on its ROCm build, or rocminfo's
+GPU memory pool, which ROCm's PyTorch reports unchanged). A Mac has no memory of the GPU's own: its
+reading is Metal's ``recommendedMaxWorkingSetSize`` (``torch.mps.recommended_max_memory()``), the share of
+the one shared memory the GPU may keep resident.
+
+Each card names its ``platform`` (``PLATFORMS``): the vendor, what its usable bytes mean, and the settings
+it cannot run or runs only with care (``Limit``), each with its source. ``cannot_run`` and ``cautions``
+read an estimate's settings against them, so a verdict says what a card cannot run, not only what fits.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,20 +40,132 @@ class GPU:
     speed_source: str = ""
     price_per_hour: float = 0.0     # a default on-demand price per GPU-hour (USD), from price_source; 0: none cited
     price_source: str = ""
+    platform: str = "cuda"          # a key of PLATFORMS: the runtime, what usable means, what it cannot run
 
     @property
     def memory_bytes(self) -> int:
         """Usable bytes as CUDA reports them (nominal x 10^9 for a card without a cited reading)."""
         return self.usable_bytes or self.memory_gb * 10**9
 
+    @property
+    def vendor(self) -> str:
+        return PLATFORMS[self.platform].vendor
+
+    @property
+    def unified(self) -> bool:
+        """The GPU shares one memory with the CPU (a Mac): what the options move to "CPU memory" stays in it."""
+        return PLATFORMS[self.platform].unified
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "memory_bytes": self.memory_bytes}
+        p = PLATFORMS[self.platform]
+        return {**asdict(self), "memory_bytes": self.memory_bytes, "vendor": p.vendor, "runtime": p.runtime,
+                "unified_memory": p.unified, "usable_means": p.usable_means,
+                "limits": [lim.to_dict() for lim in p.limits]}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A setting a platform cannot run (``blocks``) or runs only with care, why, and what to do instead."""
+    setting: str                 # an estimate_memory setting, as ``MemoryEstimate.settings`` names it
+    values: tuple[Any, ...]      # the values of that setting it applies to
+    what: str                    # a few words: what is missing
+    why: str                     # one sentence, ending with what to choose instead
+    source: str
+    blocks: bool = True
+
+    def applies(self, settings: Mapping[str, Any]) -> bool:
+        return settings.get(self.setting) in self.values
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"setting": self.setting, "values": list(self.values), "what": self.what, "why": self.why,
+                "blocks": self.blocks, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str
+    vendor: str                  # the widget groups its GPU list by it
+    runtime: str
+    unified: bool                # one memory shared with the CPU
+    usable_means: str            # what the usable bytes are on this platform
+    limits: tuple[Limit, ...] = ()
+
+
+_BNB = "bitsandbytes 0.50.2 (the course's locked version): "
+_BNB_TABLE = (_BNB + "README support table (mps: LLM.int8 and QLoRA 4-bit supported, 8-bit optimizers in progress; AMD: "
+              "RDNA gfx110X and gfx120X on Linux and Windows)")
+_FLASH = "https://github.com/Dao-AILab/flash-attention (README: builds for CUDA and for ROCm; "
+_PAGED = _BNB + "functional.get_paged allocates paged state with cget_managed_ptr (cudaMallocManaged / hipMallocManaged)"
+_NO_8BIT_OPTIM = Limit(
+    "optimizer", ("adamw_8bit", "paged_adamw_8bit"), "8-bit optimizers",
+    "bitsandbytes lists its 8-bit optimizers as not yet available on Apple's MPS backend (their update kernel "
+    "exists for CUDA, ROCm, Intel XPU and CPU only): choose AdamW, which PyTorch runs fused on MPS",
+    _BNB_TABLE + "; backends/cuda, xpu and cpu ops.py register optimizer_update_8bit_blockwise, mps and default do "
+    "not; torch 2.13 torch/utils/_foreach_utils.py lists mps among the fused-optimizer devices")
+_NO_PAGING = Limit(
+    "optimizer", ("paged_adamw", "paged_adamw_8bit"), "paged optimizers",
+    "bitsandbytes pages optimizer state through CUDA managed memory, which a Mac does not have, and with one "
+    "shared memory there is nothing to page to: choose AdamW", _PAGED)
+_NO_FLASH_MPS = Limit(
+    "attention", ("flash_attention_2",), "FlashAttention-2",
+    "the flash-attn package builds only for NVIDIA and AMD GPUs: choose sdpa, PyTorch's fused attention, "
+    "which runs on MPS", _FLASH + "no Metal build)")
+_NO_LIGER_MPS = Limit(
+    "loss", ("fused_linear",), "Liger's fused loss",
+    "Liger's kernels are written in Triton, which has no Apple GPU backend: choose the chunked loss",
+    "https://github.com/linkedin/Liger-Kernel (Triton kernels; Triton compiles for NVIDIA and AMD GPUs)")
+_MPS_NF4 = Limit(
+    "method", ("qlora",), "bitsandbytes NF4 on MPS",
+    "bitsandbytes runs NF4 on MPS on macOS 14 or later, with Metal kernels from the Hugging Face kernel hub on "
+    "macOS 26 and slower PyTorch fallbacks before it; LoRA on a bf16 base avoids the dequantizing when it fits",
+    _BNB + "backends/mps/ops.py (hub kernels on macOS 26+, PyTorch fallbacks otherwise)", blocks=False)
+_MPS_INT8 = Limit(
+    "method", ("lora_8bit",), "LLM.int8 on MPS",
+    "bitsandbytes runs LLM.int8 on MPS through its generic PyTorch ops, without the tuned kernels: slow; "
+    "QLoRA or LoRA on a bf16 base are the usual choices on a Mac", _BNB_TABLE, blocks=False)
+_MPS_OFFLOAD = Limit(
+    "activation_offload", (True,), "activation offloading",
+    "on a Mac the CPU memory activations are offloaded to is the same memory, so offloading saves nothing",
+    "unified memory: Metal's MTLDevice.hasUnifiedMemory (llama.cpp logs 'hasUnifiedMemory = true')", blocks=False)
+_RDNA_FLASH = Limit(
+    "attention", ("flash_attention_2",), "FlashAttention-2 on Radeon",
+    "flash-attn's default ROCm build (Composable Kernel) targets Instinct MI200/MI300 cards; on a Radeon card build "
+    "it with its Triton backend (FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE) or choose sdpa",
+    _FLASH + "flash_attn/flash_attn_triton_amd/README.md: the Triton backend supports CDNA and RDNA)", blocks=False)
+_RDNA_BNB = Limit(
+    "method", ("qlora", "lora_8bit"), "bitsandbytes on Radeon",
+    "bitsandbytes runs on RDNA3 and RDNA4 cards (gfx110X, gfx120X) under Linux or Windows with PyTorch's ROCm "
+    "build; the CUDA build of PyTorch does not see the card", _BNB_TABLE, blocks=False)
+# PyTorch's MPS allocator refuses allocations past this multiple of recommendedMaxWorkingSetSize (MPS_WATERMARK_SOURCE)
+MPS_HIGH_WATERMARK_RATIO = 1.7
+PLATFORMS: dict[str, Platform] = {p.name: p for p in (
+    Platform("cuda", "NVIDIA", "CUDA", False,
+             "dedicated memory as CUDA reports it (cudaDeviceProp.totalGlobalMem)"),
+    Platform("rocm-cdna", "AMD", "ROCm (Instinct)", False,
+             "dedicated memory as ROCm reports it (torch.cuda.get_device_properties on PyTorch's ROCm build)"),
+    Platform("rocm-rdna", "AMD", "ROCm (Radeon)", False,
+             "dedicated memory as ROCm reports it; a Ryzen CPU's integrated graphics can appear as a second ROCm "
+             "device whose memory is borrowed from system RAM: hide it (HIP_VISIBLE_DEVICES)",
+             (_RDNA_FLASH, _RDNA_BNB)),
+    Platform("mps", "Apple", "Metal (PyTorch MPS)", True,
+             "one memory shared with the CPU; usable here is Metal's recommendedMaxWorkingSetSize, the share the GPU "
+             "may keep resident (macOS sets it, and has raised it across releases); PyTorch lets allocations reach "
+             f"{MPS_HIGH_WATERMARK_RATIO} times that (PYTORCH_MPS_HIGH_WATERMARK_RATIO) and the Mac swaps to disk "
+             "past what it holds",
+             (_NO_8BIT_OPTIM, _NO_PAGING, _NO_FLASH_MPS, _NO_LIGER_MPS, _MPS_NF4, _MPS_INT8, _MPS_OFFLOAD)),
+)}
+MPS_WATERMARK_SOURCE = ("PyTorch aten/src/ATen/mps/MPSAllocator.mm (limit = high watermark ratio x "
+                        "recommendedMaxWorkingSetSize) and docs 'MPS Environment Variables' "
+                        "(PYTORCH_MPS_HIGH_WATERMARK_RATIO, 1.7 by default), "
+                        "https://docs.pytorch.org/docs/stable/mps_environment_variables.html")
 
 
 _NV = "https://www.nvidia.com/en-us/"
 # --8<-- [start:catalog]
 _TORCH = "a public PyTorch printout of torch.cuda.get_device_properties(0): "
 _MIB = 2**20
+_RADEON = "https://www.amd.com/en/products/graphics/desktops/radeon/"
+_MAC_SPECS = "https://www.apple.com/mac/compare/"   # the memory each Mac is sold with
 GPUS: dict[str, GPU] = {g.name: g for g in (
     GPU("rtx-3090", "GeForce RTX 3090", 24, True, _NV + "geforce/graphics-cards/30-series/rtx-3090-3090ti/",
         24259 * _MIB, _TORCH + "name='NVIDIA GeForce RTX 3090', total_memory=24259MB (MiB)",
@@ -113,7 +233,47 @@ GPUS: dict[str, GPU] = {g.name: g for g in (
         "https://www.amd.com/en/products/accelerators/instinct/mi300/mi300x.html",
         196592 * _MIB, _TORCH + "(ROCm) name='AMD Instinct MI300X', total_memory=196592MB (MiB)",
         peak_bf16_tflops=1307.4, memory_bandwidth_gbs=5300, link_gbs=448, pcie_gbs=64,
-        speed_source='AMD Instinct MI300X datasheet (peak BF16 1,307.4 TFLOPS dense; 5.3 TB/s; Infinity Fabric 896 GB/s aggregate peer bandwidth; PCIe Gen5 x16)'),
+        speed_source='AMD Instinct MI300X datasheet (peak BF16 1,307.4 TFLOPS dense; 5.3 TB/s; Infinity Fabric 896 GB/s aggregate peer bandwidth; PCIe Gen5 x16)',
+        platform="rocm-cdna"),
+    # Radeon cards: PyTorch's ROCm build prints total_memory in MiB as CUDA's does; rocminfo prints its GPU pool in KiB
+    GPU("rx-9070-xt", "AMD Radeon RX 9070 XT", 16, True, _RADEON + "9000-series/amd-radeon-rx-9070xt.html",
+        16304 * _MIB, _TORCH + "(ROCm 6.4) name='AMD Radeon RX 9070 XT', gcnArchName='gfx1201', total_memory=16304MB "
+                               "(MiB), https://github.com/ROCm/ROCm/issues/5040", platform="rocm-rdna"),
+    GPU("rx-7900-xt", "AMD Radeon RX 7900 XT", 20, True, _RADEON + "7000-series/amd-radeon-rx-7900xt.html",
+        20464 * _MIB, _TORCH + "(ROCm 6.3) name='Radeon RX 7900 XT', gcnArchName='gfx1100', total_memory=20464MB "
+                               "(MiB), https://github.com/ROCm/ROCm/issues/4437", platform="rocm-rdna"),
+    GPU("rx-7900-xtx", "AMD Radeon RX 7900 XTX", 24, True, _RADEON + "7000-series/amd-radeon-rx-7900xtx.html",
+        24560 * _MIB, _TORCH + "(ROCm 6.4) name='Radeon RX 7900 XTX', gcnArchName='gfx1100', total_memory=24560MB "
+                               "(MiB), https://github.com/ROCm/ROCm/issues/5040", platform="rocm-rdna"),
+    GPU("radeon-pro-w7900", "AMD Radeon PRO W7900", 48, True,
+        "https://www.amd.com/en/products/graphics/workstations/radeon-pro/w7900.html",
+        50315264 * 1024, "rocminfo, AMD Radeon PRO W7900 Dual Slot (gfx1100), GPU pool 'Size: 50315264(0x2ffc000) KB' "
+                         "(KiB), https://github.com/ROCm/ROCm/issues/5181", platform="rocm-rdna"),
+    # Macs: Metal's recommendedMaxWorkingSetSize as llama.cpp logs it. llama.cpp printed it in MiB labelled "MB"
+    # until late 2023 and in 10^6 bytes since; each reading below says which, and from what it follows.
+    GPU("mac-8gb", "Mac 8 GB (M1)", 8, True, _MAC_SPECS,
+        5_726_630_000, "llama.cpp log 'GPU name: Apple M1 ... recommendedMaxWorkingSetSize = 5726.63 MB' (10^6 bytes: "
+                       "the same log's buffer lines count the limit as 5461.34 MiB), "
+                       "https://github.com/h2oai/h2ogpt/issues/1359", platform="mps"),
+    GPU("mac-16gb", "Mac 16 GB (M1)", 16, True, _MAC_SPECS,
+        round(10922.67 * _MIB), "llama.cpp log 'recommendedMaxWorkingSetSize = 10922.67 MB' on an M1 MacBook Pro "
+                                "with 16 GB (MiB: two thirds of 16,384), "
+                                "https://github.com/abetlen/llama-cpp-python/issues/687", platform="mps"),
+    GPU("mac-32gb", "Mac 32 GB (M1 Max)", 32, True, _MAC_SPECS,
+        round(21845.34 * _MIB), "llama.cpp log 'recommendedMaxWorkingSetSize = 21845.34 MB' on an M1 Max with 32 GB "
+                                "(MiB: two thirds of 32,768), https://github.com/ggml-org/llama.cpp/pull/2011; the same "
+                                "reading on an M2 Max with 32 GB, https://github.com/ollama/ollama/issues/434",
+        platform="mps"),
+    GPU("mac-48gb", "Mac 48 GB", 48, True, _MAC_SPECS,
+        40_200_896_512, "'recommended/effective device capacity 40,200,896,512 bytes' on a 48 GiB Mac at the default "
+                        "iogpu.wired_limit_mb, https://github.com/utensils/mold/issues/1542", platform="mps"),
+    GPU("mac-96gb", "Mac 96 GB (M2 Max)", 96, True, _MAC_SPECS,
+        round(73728.00 * _MIB), "llama.cpp log 'recommendedMaxWorkingSetSize = 73728,00 MB' on an M2 Max with 96 GB "
+                                "(MiB: three quarters of 98,304), https://github.com/ggml-org/llama.cpp/issues/3213",
+        platform="mps"),
+    GPU("mac-128gb", "Mac 128 GB (M5 Max)", 128, True, _MAC_SPECS,
+        round(107.52 * 2**30), "'recommendedMaxWorkingSetSize: 107.52 GiB # stock' on an M5 Max with 128 GB, macOS 26, "
+                               "https://github.com/antirez/ds4/pull/893", platform="mps"),
 )}
 # --8<-- [end:catalog]
 
@@ -132,12 +292,42 @@ def get_gpu(name: Any) -> GPU:
     return GPUS[key]
 
 
-def fits(total_bytes: int) -> list[str]:
+def fits(total_bytes: int, settings: Mapping[str, Any] | None = None) -> list[str]:
     """Names of the catalog's GPUs whose usable memory holds ``total_bytes`` (an estimate's needed-on-the-card
-    total, never its allocated peak), smallest first."""
-    return [g.name for g in list_gpus() if g.memory_bytes >= total_bytes]
+    total, never its allocated peak), smallest first; given the estimate's ``settings``, only the cards that
+    can also run them."""
+    return [g.name for g in list_gpus() if g.memory_bytes >= total_bytes and (settings is None or runs(g, settings))]
 
 
 def headroom_bytes(total_bytes: int, gpu: Any) -> int:
     """Memory left on ``gpu`` (negative when the estimate does not fit)."""
     return get_gpu(gpu).memory_bytes - int(total_bytes)
+
+
+def cannot_run(gpu: Any, settings: Mapping[str, Any]) -> list[Limit]:
+    """What ``settings`` (an estimate's validated settings) ask for that ``gpu``'s platform cannot run."""
+    return [lim for lim in PLATFORMS[get_gpu(gpu).platform].limits if lim.blocks and lim.applies(settings)]
+
+
+def cautions(gpu: Any, settings: Mapping[str, Any]) -> list[Limit]:
+    """What ``settings`` ask for that ``gpu``'s platform runs only with care."""
+    return [lim for lim in PLATFORMS[get_gpu(gpu).platform].limits if not lim.blocks and lim.applies(settings)]
+
+
+def runs(gpu: Any, settings: Mapping[str, Any]) -> bool:
+    return not cannot_run(gpu, settings)
+
+
+def vendors() -> dict[str, list[GPU]]:
+    """The catalog by vendor (in PLATFORMS order), each smallest usable memory first: the widget's GPU groups."""
+    order = list(dict.fromkeys(p.vendor for p in PLATFORMS.values()))
+    return {v: [g for g in list_gpus() if g.vendor == v] for v in order}
+
+
+def limit_lines(gpu: Any, settings: Mapping[str, Any]) -> list[str]:
+    """The verdict's words on what ``gpu`` cannot run, or runs only with care, of ``settings``: one line each,
+    shared by the CLI and the calculator."""
+    g = get_gpu(gpu)
+    shared = [f"{g.display_name} has {PLATFORMS[g.platform].usable_means}"] if g.unified else []
+    return (shared + [f"{g.display_name} cannot run {lim.what}: {lim.why}" for lim in cannot_run(g, settings)]
+            + [f"with care on {g.display_name}, {lim.what}: {lim.why}" for lim in cautions(g, settings)])

@@ -1,6 +1,8 @@
 """The GPU catalog against the vendors' nominal memory sizes, and the fit rule at its edge."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import loracalc
@@ -97,3 +99,149 @@ def test_an_estimate_exactly_the_size_of_the_gpu_fits():
     assert exact.memory_bytes == total
     assert max_batch_size("llama-3.1-8b", exact, seq_len=1024) == 3
     assert headroom_bytes(total, exact) == 0
+
+
+# ------------------------------------------------------------------ the hardware people own
+# Each reading as its public printout shows it, with the unit the printout uses (written here from the source,
+# not from the catalog): ROCm's PyTorch prints total_memory in MiB as CUDA's does, rocminfo prints KiB, llama.cpp
+# printed Metal's recommendedMaxWorkingSetSize in MiB labelled "MB" until late 2023 and in 10^6 bytes after.
+MIB, GIB = 2**20, 2**30
+PRINTED = {
+    "rx-9070-xt": (16304 * MIB, "https://github.com/ROCm/ROCm/issues/5040"),         # total_memory=16304MB
+    "rx-7900-xt": (20464 * MIB, "https://github.com/ROCm/ROCm/issues/4437"),         # total_memory=20464MB
+    "rx-7900-xtx": (24560 * MIB, "https://github.com/ROCm/ROCm/issues/5040"),        # total_memory=24560MB
+    "radeon-pro-w7900": (50315264 * 1024, "https://github.com/ROCm/ROCm/issues/5181"),  # pool 50315264 KB
+    "mac-8gb": (5726.63e6, "https://github.com/h2oai/h2ogpt/issues/1359"),            # 5726.63 MB (10^6 B)
+    "mac-16gb": (10922.67 * MIB, "https://github.com/abetlen/llama-cpp-python/issues/687"),  # 10922.67 "MB" (MiB)
+    "mac-32gb": (21845.34 * MIB, "https://github.com/ggml-org/llama.cpp/pull/2011"),  # 21845.34 "MB" (MiB)
+    "mac-48gb": (40_200_896_512, "https://github.com/utensils/mold/issues/1542"),      # 40,200,896,512 bytes
+    "mac-96gb": (73728.00 * MIB, "https://github.com/ggml-org/llama.cpp/issues/3213"),  # 73728,00 "MB" (MiB)
+    "mac-128gb": (107.52 * GIB, "https://github.com/antirez/ds4/pull/893"),           # 107.52 GiB
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRINTED))
+def test_owned_cards_read_their_cited_printout(name):
+    printed, url = PRINTED[name]
+    g = loracalc.get_gpu(name)
+    assert url in g.usable_source
+    # a reading printed to two decimals is known to half its last digit (0.005 MiB, 0.005 GiB, 5,000 B)
+    last = 0.005 * (GIB if name == "mac-128gb" else MIB) if isinstance(printed, float) else 0
+    last = 5_000 if name == "mac-8gb" else last
+    assert abs(g.memory_bytes - printed) <= last, (name, g.memory_bytes, printed)
+    assert g.to_dict()["vendor"] == ("Apple" if name.startswith("mac") else "AMD")
+
+
+def test_mac_readings_are_the_share_macos_gives_the_gpu():
+    """Metal keeps part of a Mac's memory for the system: two thirds on the 8 to 32 GB Macs in 2023 logs, three
+    quarters on the 96 GB one, more on macOS 26 (the 48 and 128 GB readings). The MiB readings are two thirds of
+    the memory to the printed digit, which is how their unit is known."""
+    for name in ("mac-16gb", "mac-32gb"):
+        g = loracalc.get_gpu(name)
+        assert abs(g.memory_bytes - 2 / 3 * g.memory_gb * GIB) < 0.01 * MIB
+    assert loracalc.get_gpu("mac-96gb").memory_bytes == 3 * 96 * GIB // 4
+    for g in loracalc.list_gpus():
+        assert g.unified == (g.vendor == "Apple")
+        if g.unified:
+            assert 0.6 < g.memory_bytes / (g.memory_gb * GIB) < 0.9, g.name
+
+
+def test_radeon_readings_match_rocminfo():
+    """ROCm's PyTorch reports the GPU pool rocminfo prints, so the W7900's rocminfo reading is of the same kind as
+    the others: a 7900 XTX's rocminfo pool, 'Size: 25149440(0x17fc000) KB' in
+    https://github.com/ROCm/ROCm/issues/4056, is the 24560 MiB its PyTorch printout shows."""
+    assert 25149440 * 1024 == loracalc.get_gpu("rx-7900-xtx").memory_bytes
+
+
+def _settings(**over):
+    return loracalc.estimate_memory("llama-3.1-8b", **over).settings
+
+
+def test_what_a_mac_cannot_run_follows_the_locked_bitsandbytes_and_torch():
+    """The limits are the installed packages' own: bitsandbytes 0.50.2 registers its 4-bit kernels for MPS and its
+    8-bit optimizer update for no MPS or device-generic backend; torch lists MPS among the fused-optimizer devices."""
+    import torch
+
+    import bitsandbytes.backends.mps.ops  # noqa: F401  registers the MPS kernels (no Apple GPU needed)
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    def has(op, key):
+        return torch._C._dispatch_has_kernel_for_dispatch_key(f"bitsandbytes::{op}", key)
+
+    assert has("quantize_4bit", "MPS") and has("gemm_4bit", "MPS")
+    assert not has("optimizer_update_8bit_blockwise", "MPS")
+    assert not has("optimizer_update_8bit_blockwise", "CompositeExplicitAutograd")
+    assert has("int8_linear_matmul", "CompositeExplicitAutograd")       # LLM.int8 runs, generically
+    assert "mps" in _get_fused_kernels_supported_devices()              # fused AdamW runs on a Mac
+
+    from loracalc.gpus import cannot_run, cautions
+    qlora = _settings(method="qlora", optimizer="adamw")
+    assert cannot_run("mac-32gb", qlora) == []                          # QLoRA runs on a Mac
+    assert [lim.what for lim in cautions("mac-32gb", qlora)] == ["bitsandbytes NF4 on MPS"]
+    for opt in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw"):
+        assert cannot_run("mac-32gb", _settings(optimizer=opt)), opt
+        assert cannot_run("h100-80gb", _settings(optimizer=opt)) == []
+        assert cannot_run("rx-7900-xtx", _settings(optimizer=opt)) == []
+    fa2 = _settings(method="lora", attention="flash_attention_2")
+    assert [lim.what for lim in cannot_run("mac-128gb", fa2)] == ["FlashAttention-2"]
+    assert cannot_run("rx-7900-xtx", fa2) == [] and [lim.what for lim in cautions("rx-7900-xtx", fa2)] == [
+        "FlashAttention-2 on Radeon"]
+    assert cannot_run("mi300x", fa2) == [] and cautions("mi300x", fa2) == []
+
+
+def test_fits_leaves_out_cards_that_cannot_run_the_settings():
+    est = loracalc.estimate_memory("llama-3.1-8b", method="qlora", optimizer="paged_adamw_8bit")
+    by_memory, runnable = fits(est.total_bytes), fits(est.total_bytes, est.settings)
+    assert "mac-32gb" in by_memory and "mac-32gb" not in runnable
+    assert [n for n in by_memory if not n.startswith("mac-")] == runnable
+
+
+def test_catalog_groups_by_vendor():
+    from loracalc.gpus import vendors
+    groups = vendors()
+    assert list(groups) == ["NVIDIA", "AMD", "Apple"]
+    assert sorted(g.name for gs in groups.values() for g in gs) == sorted(loracalc.gpus.GPUS)
+    assert {g.name for g in groups["AMD"]} == {"rx-9070-xt", "rx-7900-xt", "rx-7900-xtx", "radeon-pro-w7900", "mi300x"}
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "loracalc", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_cli_says_what_a_mac_cannot_run():
+    p = _cli("memory", "--model", "llama-3.1-8b", "--gpu", "mac-32gb", "--method", "qlora")
+    assert p.returncode == 0, p.stderr
+    assert "with care on Mac 32 GB (M1 Max), bitsandbytes NF4 on MPS" in p.stdout
+    assert "mac-32gb: fits;" in p.stdout and "recommendedMaxWorkingSetSize" in p.stdout
+    p = _cli("memory", "--model", "llama-3.1-8b", "--gpu", "mac-32gb", "--method", "qlora", "--optimizer", "adamw_8bit")
+    assert p.returncode == 0, p.stderr
+    assert "Mac 32 GB (M1 Max) cannot run 8-bit optimizers" in p.stdout
+    assert "mac-32gb: cannot run these settings (above); in memory it fits;" in p.stdout
+    fits_line = next(line for line in p.stdout.splitlines() if line.startswith("fits on: "))
+    assert "mac-" not in fits_line and "rx-7900-xtx" in fits_line
+    j = json.loads(_cli("memory", "--model", "llama-3.1-8b", "--gpu", "mac-32gb", "--optimizer", "adamw_8bit",
+                        "--json").stdout)
+    assert j["gpu"]["runs"] is False and j["gpu"]["fits"] is True
+
+
+def test_cli_gpus_lists_the_owned_cards():
+    p = _cli("gpus")
+    assert p.returncode == 0, p.stderr
+    row = next(line for line in p.stdout.splitlines() if line.startswith("mac-16gb "))
+    assert "11,453,249,618" in row and "Metal (PyTorch MPS)" in row and "8-bit optimizers" in row
+    row = next(line for line in p.stdout.splitlines() if line.startswith("rx-7900-xtx "))
+    assert "25,753,026,560" in row and "ROCm (Radeon)" in row
+    gs = {g["name"]: g for g in json.loads(_cli("gpus", "--json").stdout)["gpus"]}
+    assert gs["mac-16gb"]["unified_memory"] is True and gs["h100-80gb"]["limits"] == []
+
+
+def test_cli_several_gpus_keeps_the_limits():
+    p = _cli("memory", "--model", "llama-3.1-8b", "--gpus", "2", "--gpu", "rx-7900-xt", "--attention",
+             "flash_attention_2")
+    assert p.returncode == 0, p.stderr
+    assert "with care on AMD Radeon RX 7900 XT, FlashAttention-2 on Radeon" in p.stdout
+    j = json.loads(_cli("memory", "--model", "llama-3.1-8b", "--gpus", "2", "--gpu", "mac-96gb", "--optimizer",
+                        "adamw_8bit", "--json").stdout)
+    assert j["gpu"]["runs"] is False and any("cannot run 8-bit optimizers" in line for line in j["gpu"]["limits"])

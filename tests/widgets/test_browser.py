@@ -28,7 +28,7 @@ CHANGES = {
     "model_lora": [("model", "llama-3.1-70b"), ("rank", "64"), ("targets", "q,v"), ("model", "llama-3.2-1b")],
     "memory_calculator": [("method", "lora"), ("rank", "64"), ("targets", "q,v"), ("batch_size", "4"),
                           ("seq_len", "4096"), ("gradient_checkpointing", "off"), ("optimizer", "adamw_8bit"),
-                          ("attention", "eager"), ("gpu", "rtx-4090"), ("model", "llama-3.1-70b"), ("method", "full"),
+                          ("attention", "eager"), ("gpu", "mac-32gb"), ("gpu", "rtx-4090"), ("model", "llama-3.1-70b"), ("method", "full"),
                           ("gpus", "8"), ("strategy", "full-shard"), ("offload", "params"),
                           ("gradient_accumulation", "4"), ("targets", "q,k,v,o,gate,up,down,lm_head"),
                           ("samples", "5000"), ("epochs", "3")],

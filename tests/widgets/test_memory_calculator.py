@@ -252,3 +252,56 @@ def test_time_inputs_give_the_engines_one_line_messages():
     for field, value in (("samples", "abc"), ("samples", "0"), ("epochs", "-1"), ("avg_tokens", "1.5")):
         r = call("memory_calculator", {field: value})
         assert not r["ok"] and r["field"] == field and "internal" not in r["message"], (field, value, r)
+
+
+# ------------------------------------------------------------------ the hardware people own
+def test_verdict_says_what_a_mac_cannot_run():
+    out = call_widget("memory_calculator", {**DEFAULT, "gpu": "mac-32gb", "optimizer": "paged_adamw_8bit"})
+    assert out["verdict_word"] == "Cannot run" and out["verdict_state"] == "no"
+    assert out["gpu_verdict"].startswith("Cannot run on Mac 32 GB (M1 Max)")
+    assert "8-bit optimizers, paged optimizers; in memory it would fit" in out["gpu_verdict"]
+    assert "choose AdamW" in out["gpu_verdict"] and "Cannot run" in out["announce"]
+    # every Mac in the list says why it is out; the cards that run it still show their share
+    assert out["gpus"].count("cannot run 8-bit optimizers, paged optimizers") == 6
+    assert re.search(r'AMD Radeon RX 7900 XTX \(24 GB\)</span>.*?lc-gpu-verdict">fits: ', out["gpus"])
+
+
+def test_qlora_on_a_mac_runs_with_a_caution_and_still_gets_the_memory_verdict():
+    ok = call_widget("memory_calculator", {**DEFAULT, "gpu": "mac-32gb", "method": "qlora"})
+    assert ok["verdict_word"] in ("Fits", "Tight") and "bitsandbytes NF4 on MPS" in ok["gpu_verdict"]
+    assert "recommendedMaxWorkingSetSize" in ok["gpu_verdict"]
+    big = call_widget("memory_calculator", {**DEFAULT, "model": "llama-3.1-70b", "method": "lora", "gpu": "mac-128gb"})
+    assert big["verdict_word"] == "Does not fit" and big["gpu_verdict"].startswith("Does not fit on Mac 128 GB")
+
+
+def test_flash_attention_on_radeon_is_a_caution_not_a_refusal():
+    out = call_widget("memory_calculator", {**DEFAULT, "gpu": "rx-7900-xtx", "attention": "flash_attention_2"})
+    assert out["verdict_word"] != "Cannot run" and "FLASH_ATTENTION_TRITON_AMD_ENABLE" in out["gpu_verdict"]
+    mac = call_widget("memory_calculator", {**DEFAULT, "gpu": "mac-96gb", "attention": "flash_attention_2"})
+    assert mac["verdict_word"] == "Cannot run" and "choose sdpa" in mac["gpu_verdict"]
+
+
+def test_gpu_select_lists_the_catalog_grouped_by_vendor():
+    from html.parser import HTMLParser
+    from pathlib import Path
+
+    from loracalc.gpus import vendors
+    html = (Path(__file__).resolve().parents[2] / "snippets" / "widgets" / "memory-calculator.html").read_text()
+    select = html.split('<select id="mc-gpu" name="gpu">', 1)[1].split("</select>", 1)[0]
+
+    class Options(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.groups: dict[str, list[str]] = {}
+            self.group = None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "optgroup":
+                self.group = self.groups.setdefault(a["label"], [])
+            elif tag == "option":
+                self.group.append(a["value"])
+
+    o = Options()
+    o.feed(select)
+    assert o.groups == {v: [g.name for g in cards] for v, cards in vendors().items()}

@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 import loracalc
+from loracalc import gpus as catalog
 from loracalc import sharding
 from loracalc.cli import params_text
 
@@ -119,8 +120,9 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "stack": stack_html(est),
         "terms_table": terms_table(est),
         "methods": methods_html(per_method, s["method"]),
-        "gpus": gpus_html(total, g.name),
-        **verdict_outputs(total, limit, card_label(g)),
+        "gpus": gpus_html(total, g.name, st),
+        **verdict_outputs(total, limit, card_label(g), catalog.cannot_run(g, st),
+                          catalog.limit_lines(g, st)),
         "explain": explain(per_method, s),
         "max_batch": (c.fmt_int(mb) if mb else "none (batch 1 does not fit)"),
         "max_seq": (c.fmt_int(ms) if ms else "none"),
@@ -149,25 +151,40 @@ def time_and_cost(arch, g, s: dict, total: int, samples: str, avg_tokens: str, e
     from loracalc.speed import estimate_time
 
     work = {"samples": c.text(samples), "avg_tokens": c.text(avg_tokens) or s["seq_len"], "epochs": c.text(epochs)}
-    chosen = estimate_time(arch, g.name, **s, **work)
-    price = (f"${chosen.cost:,.2f} at ${chosen.price_per_gpu_hour:,.2f} per GPU-hour" if chosen.cost is not None
-             else "no price cited for this card")
-    line = (f"On {card_label(g)}: about {c.fmt_int(chosen.tokens_per_second)} tokens/s, "
-            f"{_hours(chosen.total_seconds)} for {c.fmt_int(chosen.total_tokens)} tokens; {price}.")
+
+    def timed(card):
+        if not card.peak_bf16_tflops:     # no cited throughput (Radeon cards, Macs): no time, said so
+            return None
+        return estimate_time(arch, card.name, **s, **work)
+
+    cards = loracalc.list_gpus()
+    probe = next(card for card in cards if card.peak_bf16_tflops)
+    estimate_time(arch, probe.name, **s, **work)        # bad examples / tokens / epochs: the engine's message
+    chosen = timed(g)
+    if chosen is None:
+        line = f"{card_label(g)} has no cited speed figures, so no time or cost is given for it."
+    else:
+        price = (f"${chosen.cost:,.2f} at ${chosen.price_per_gpu_hour:,.2f} per GPU-hour" if chosen.cost is not None
+                 else "no price cited for this card")
+        line = (f"On {card_label(g)}: about {c.fmt_int(chosen.tokens_per_second)} tokens/s, "
+                f"{_hours(chosen.total_seconds)} for {c.fmt_int(chosen.total_tokens)} tokens; {price}.")
     if fit_state(total, int(g.memory_bytes)) == "no":
         line += " It does not fit this card, though: see the cards below."
     rows = []
-    for card in loracalc.list_gpus():
+    for card in cards:
         if fit_state(total, int(card.memory_bytes)) == "no":
-            rows.append((2, 0.0, card, None))
+            rows.append((3, 0.0, card, "does not fit"))
             continue
-        t = estimate_time(arch, card.name, **s, **work)
-        rows.append((0 if t.cost is not None else 1, t.cost or t.total_seconds, card, t))
+        t = timed(card)
+        if t is None:
+            rows.append((2, 0.0, card, "fits; no cited speed figures"))
+        else:
+            rows.append((0 if t.cost is not None else 1, t.cost or t.total_seconds, card, t))
     items = []
     for _, _, card, t in sorted(rows, key=lambda r: (r[0], r[1])):
         cls = ' class="lc-chosen"' if card.name == g.name else ""
-        if t is None:
-            what = "does not fit"
+        if isinstance(t, str):
+            what = t
         else:
             cost = f"${t.cost:,.2f}" if t.cost is not None else "no cited price"
             what = f"{cost} · {_hours(t.total_seconds)} · {c.fmt_int(t.tokens_per_second)} tokens/s"
@@ -241,10 +258,20 @@ def fit_state(total: int, limit: int) -> str:
     return "tight" if total > TIGHT_SHARE * limit else "fits"
 
 
-def verdict_outputs(total: int, limit: int, gpu_name: str) -> dict[str, str]:
-    """The verdict line, its state (for the page's colour and icon) and the headroom, in words."""
+def verdict_outputs(total: int, limit: int, gpu_name: str, blocked=(), limit_lines=()) -> dict[str, str]:
+    """The verdict line, its state (for the page's colour and icon) and the headroom, in words. ``blocked``: the
+    card's ``catalog.Limit`` records these settings hit (a card that cannot run them gets that verdict
+    whatever the memory says); ``limit_lines``: the engine's words on them and on what runs only with care."""
     state = fit_state(total, limit)
     share = f"{c.num(round(100 * total / limit))}%"
+    more = "".join(f". {line[:1].upper()}{line[1:]}" for line in limit_lines)
+    if blocked:
+        out = verdict_outputs(total, limit, gpu_name)
+        line = (f"Cannot run on {gpu_name}: {', '.join(lim.what for lim in blocked)}; in memory it "
+                f"{'does not fit' if state == 'no' else 'would fit'} (needs {c.fmt_gb(total)} of "
+                f"{c.fmt_gb(limit)}){more}")
+        return {**out, "gpu_verdict": line, "verdict_state": "no", "verdict_word": "Cannot run",
+                "verdict_badge": '<span class="lc-verdict lc-verdict--no">Cannot run</span>'}
     if state == "no":
         headroom = f"{c.fmt_gb(total - limit)} short"
         line = f"Does not fit on {gpu_name}: needs {c.fmt_gb(total)}, {headroom}"
@@ -258,7 +285,7 @@ def verdict_outputs(total: int, limit: int, gpu_name: str) -> dict[str, str]:
         headroom = f"{c.fmt_gb(limit - total)} free"
         line = f"Fits on {gpu_name}: needs {c.fmt_gb(total)} ({share}), {headroom}"
         word = "Fits"
-    return {"gpu_verdict": line, "verdict_state": state, "verdict_word": word, "headroom": headroom,
+    return {"gpu_verdict": line + more, "verdict_state": state, "verdict_word": word, "headroom": headroom,
             "verdict_badge": f'<span class="lc-verdict lc-verdict--{state}">{c.esc(word)}</span>'}
 
 
@@ -348,17 +375,21 @@ def methods_html(per_method: dict, chosen: str) -> str:
     return '<div class="lc-methods">' + "".join(cells) + "</div>"
 
 
-def gpus_html(total: int, chosen: str) -> str:
+def gpus_html(total: int, chosen: str, settings=None) -> str:
     items = []
     for g in loracalc.list_gpus():
         cap = int(g.memory_bytes)
         state = fit_state(total, cap)
+        blocked = catalog.cannot_run(g, settings) if settings else []
+        if blocked:
+            state = "no"
         ok = state != "no"
         cls = {"fits": "lc-gpu-yes", "tight": "lc-gpu-yes lc-gpu-tight", "no": "lc-gpu-no"}[state]
         if g.name == chosen:
             cls += " lc-chosen"
         used = _pct(total, cap)
         verdict = (f"{'tight' if state == 'tight' else 'fits'}: {c.num(round(100 * total / cap))}% of {c.fmt_gb(cap)} usable" if ok else
+                   f"cannot run {', '.join(lim.what for lim in blocked)}" if blocked else
                    f"does not fit: {c.fmt_ratio(round(total / cap, 1))} its {c.fmt_gb(cap)} usable")
         items.append(
             f'<li class="{cls}"><span class="lc-gpu-name">{c.esc(sold_as(g))}</span>'
