@@ -28,8 +28,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "output"
-sys.path.insert(0, str(HERE))
-import labkit  # noqa: E402
+if not __package__:  # run as `python gpu_labs/lab_outputs.py`: import the package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from gpu_labs import labkit  # noqa: E402
 
 FAMILY_NAMES = {"llama": "Llama", "qwen3": "Qwen3", "gemma3_text": "Gemma-3 (text)", "phi3": "Phi-3",
                 "qwen3_moe": "Qwen3-MoE", "gpt2": "GPT-2", "olmo2": "OLMo-2"}
