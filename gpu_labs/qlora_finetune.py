@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -317,9 +318,10 @@ def main(argv=None) -> int:
     if eval_examples:
         log(f"held out {len(eval_examples)} of {len(examples)} examples for evaluation every {args.eval_every} steps")
     micro = len(run.get_train_dataloader())
+    steps = args.max_steps or math.ceil(args.epochs * math.ceil(micro / args.grad_accum))  # as the Trainer counts
     packed = (f" packed into {len(train_examples)} blocks of {args.seq_len} tokens (attention crosses example "
               "boundaries)" if args.pack else "")
-    log(f"{len(fit_examples)} training examples{packed}, {micro} micro-batches/epoch/process "
+    log(f"{len(fit_examples)} training examples{packed}, {micro} micro-batches/epoch/process, {steps} optimizer steps "
         f"(batch {args.batch_size} x accum {args.grad_accum} x {world} processes)")
     try:
         run.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
