@@ -1,5 +1,5 @@
-"""Several GPUs for one run: what each rank holds, what loracalc predicts it holds, free ports, and
-accelerate's sharded checkpoints.
+"""Several GPUs for one run: what each rank holds, what loracalc predicts it holds, free ports, and the
+adapter gathered from FSDP's shards. (Sharded checkpoints are the Trainer's: accelerate's save_fsdp_model.)
 
 The engines do the distributed work: accelerate launches the processes and wraps the model in DDP or
 FSDP2 (`torch.distributed.fsdp.fully_shard`), whose config files sit next to this module
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+
+from gpu_labs.core import human_bytes
 
 LABS_DIR = Path(__file__).resolve().parent
 CONFIGS = {"ddp": LABS_DIR / "accelerate_ddp.yaml", "fsdp-lora": LABS_DIR / "accelerate_fsdp_lora.yaml",
@@ -169,8 +171,6 @@ def predict_per_gpu(estimate, config_dict: dict, accelerator):
 
 
 def describe_per_gpu(sharded) -> str:
-    from labkit import human_bytes
-
     top = sorted(sharded.terms, key=lambda t: -t.gpu_bytes)[:3]
     host = f"; host memory {human_bytes(sharded.host_bytes_total)} in all" if sharded.host_bytes_total else ""
     return (f"{human_bytes(sharded.per_gpu_bytes)} per GPU on {sharded.gpus} GPUs with {sharded.strategy} "
@@ -190,8 +190,6 @@ def report_ranks(accelerator, model, optimizer, sharded, log) -> dict:
     ranks = [None] * accelerator.num_processes
     dist.all_gather_object(ranks, mine)
     predicted = predicted_rank_bytes(sharded) if sharded else {}
-    from labkit import human_bytes
-
     for r, m in enumerate(ranks):
         line = (f"rank {r}: parameters {human_bytes(m['params'])} (predicted {human_bytes(predicted.get('params', 0))}),"
                 f" optimizer state {human_bytes(m['optimizer'])} (predicted {human_bytes(predicted.get('optimizer', 0))})")
@@ -202,7 +200,7 @@ def report_ranks(accelerator, model, optimizer, sharded, log) -> dict:
     return {"measured": ranks, "predicted": predicted}
 
 
-# --- sharded checkpoints ---------------------------------------------------------------------------
+# --- the adapter under FSDP ---------------------------------------------------------------------------
 
 def _trainable_state(model, full: bool = False) -> dict:
     """The trainable parameters' state dict (the adapter), as DTensor shards or gathered whole."""
@@ -214,60 +212,6 @@ def _trainable_state(model, full: bool = False) -> dict:
     if full:   # collective: every rank gathers, so call this on every rank
         state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().cpu() for k, v in state.items()}
     return state
-
-
-def save_sharded_checkpoint(final: Path, step: int, model, optimizer, scheduler, settings: dict, accelerator) -> Path:
-    """Every rank writes its own shard of the adapter and the AdamW state (torch.distributed.checkpoint);
-    rank 0 adds the schedule, each rank its RNG state, and the folder appears only when all are written."""
-    import json
-    import os
-    import shutil
-    import time
-
-    import torch
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-    import labkit
-
-    staging = final.parent / f".tmp-{final.name}"     # one name for all ranks
-    if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    dcp.save({"adapter": _trainable_state(model), "optimizer": get_optimizer_state_dict(model, optimizer)},
-             checkpoint_id=staging / "sharded")
-    torch.save({"cpu": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-               staging / f"rng-rank{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
-        (staging / "trainer_state.json").write_text(json.dumps({"step": step, "settings": settings}, indent=1))
-        (staging / labkit.COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def load_sharded_checkpoint(ckpt: Path, model, optimizer, scheduler, accelerator) -> None:
-    """Restore what save_sharded_checkpoint wrote (collective: every rank reads its own shard)."""
-    import torch
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
-                                                         set_model_state_dict, set_optimizer_state_dict)
-
-    state = {"adapter": _trainable_state(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
-    dcp.load(state, checkpoint_id=ckpt / "sharded")
-    set_model_state_dict(model, state["adapter"], options=StateDictOptions(strict=False))
-    set_optimizer_state_dict(model, optimizer, state["optimizer"])
-    scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-    rng = torch.load(ckpt / f"rng-rank{accelerator.process_index}.pt", weights_only=False)
-    torch.set_rng_state(rng["cpu"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def full_adapter_state(model) -> dict:

@@ -23,8 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import distributed  # noqa: E402 - standard library only at import
+if not __package__:  # run as `python gpu_labs/fsdp_memory_check.py`: import the package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from gpu_labs import distributed  # noqa: E402 - standard library only at import
 
 # Shapes whose every first dimension is a multiple of 2 and 8, so FSDP's dim-0 shards need no padding,
 # and whose linear inputs are multiples of 64, which bitsandbytes' CPU 4-bit path requires.

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from labkit import DEFAULT_DATASET, LABS_DIR, LabError
+from gpu_labs.core import DEFAULT_DATASET, LABS_DIR, LabError
 
 ROLES = ("system", "user", "assistant")
 IGNORE = -100  # the label value PyTorch's cross-entropy skips

@@ -1,6 +1,7 @@
-"""Shared helpers for the labs: errors without tracebacks (run_cli), device checks, memory readings, atomic
-saves, and the command that builds a tiny model for trying the labs (and testing them) without a download.
-Data layouts and the loss mask live in labdata.py; the model families and 4-bit settings in labmodels.py.
+"""Shared helpers for the labs: batches and the probe loss, device checks, memory readings, and the command
+that builds a tiny model for trying the labs (and testing them) without a download. Errors, paths and
+atomic folders live in core.py (re-exported here for the labs' convenience), data layouts and the loss mask
+in labdata.py, the model families and 4-bit settings in labmodels.py.
 
 Only the standard library is imported at module level, so a lab's `--help` stays instant.
 torch, transformers and tokenizers are imported inside the functions that need them.
@@ -15,109 +16,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
 import sys
-import time
 from pathlib import Path
 
-LABS_DIR = Path(__file__).resolve().parent
-DEFAULT_DATASET = LABS_DIR / "data" / "instructions.jsonl"
-# Written as the last file of every complete save; a directory without it is half-written.
-COMPLETE_MARKER = "SAVE_COMPLETE"
+if not __package__:  # run as `python gpu_labs/labkit.py`: import the package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-# Short names a reader can pass to --targets, mapped to the Llama/Mistral/Qwen module names.
-TARGET_ALIASES = {
-    "q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
-    "gate": "gate_proj", "up": "up_proj", "down": "down_proj",
-}
-
-
-class LabError(Exception):
-    """A problem the user can fix; the message says how. Printed without a traceback."""
-
-
-def log_dir() -> Path:
-    """Where full error logs go: $GPU_LABS_LOG_DIR, else a folder in the system's temp directory."""
-    import tempfile
-
-    return Path(os.environ.get("GPU_LABS_LOG_DIR") or Path(tempfile.gettempdir()) / "gpu_labs-logs")
-
-
-def run_cli(main) -> None:
-    """Run a lab's main() so that no traceback ever reaches the terminal.
-
-    A LabError (a problem the user can fix) prints as one line. Any other exception, usually from
-    torch, transformers, peft or bitsandbytes, prints as one line naming the error and the path of a
-    log file that holds the full traceback and the library versions; both exit with status 2."""
-    import traceback
-
-    try:
-        sys.exit(main())
-    except LabError as err:
-        print(f"\nerror: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("\ninterrupted.", file=sys.stderr)
-        sys.exit(130)
-    except Exception as err:  # noqa: BLE001 - the whole point: a library error becomes one line and a log
-        script = Path(sys.argv[0]).stem or "lab"
-        path = log_dir() / f"{script}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"command: {' '.join(sys.argv)}\nversions: {library_versions()}\n\n"
-                            + traceback.format_exc())
-            where = f"full log: {path}"
-        except OSError as log_err:
-            where = f"(could not write a log to {path}: {log_err.strerror})"
-        first_line = (str(err).strip().splitlines() or [""])[0][:300]
-        print(f"\nerror: {type(err).__name__} from {_origin(err)}: {first_line}\n{where}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _origin(err: BaseException) -> str:
-    """The library the failing frame belongs to (the innermost frame outside this folder)."""
-    import traceback
-
-    frames = traceback.extract_tb(err.__traceback__)
-    for frame in reversed(frames):
-        for lib in ("bitsandbytes", "peft", "transformers", "accelerate", "trl", "torch", "tokenizers"):
-            if f"/{lib}/" in frame.filename:
-                return lib
-    return Path(frames[-1].filename).name if frames else "the lab"
-
-
-def quiet_libraries() -> None:
-    """Silence notices that say nothing to a learner (bitsandbytes asks for an optional `kernels` package)."""
-    import logging
-    import warnings
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*kernels.*")
-    # peft fills rank_pattern and alpha_pattern for fused MoE weights itself, then warns when a pattern matches nothing.
-    warnings.filterwarnings("ignore", message=".*_pattern keys did not match.*")
-    # GPT-2's Conv1D stores weights transposed; peft notices and sets fan_in_fan_out itself.
-    warnings.filterwarnings("ignore", message=".*fan_in_fan_out is set to False.*")
-    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*; peft still calls the old names.
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated.*", category=FutureWarning)
+from gpu_labs import labdata, labmodels
+from gpu_labs.core import (COMPLETE_MARKER, DEFAULT_DATASET, LABS_DIR, LabError, atomic_directory,  # noqa: F401
+                           dir_size_bytes, human_bytes, is_complete, library_versions, quiet_libraries, run_cli)
 
 
 # --- data (the formats and the masking live in labdata.py) -------------------------------------------
 
-def format_prompt(instruction: str) -> str:
-    import labdata
-
-    return labdata.format_prompt(instruction)
-
-
 def load_instruction_jsonl(path: str | os.PathLike, instruction_field: str = "instruction",
                            response_field: str = "response") -> list[dict]:
     """Single-turn rows as {"instruction", "response"}, from any layout labdata reads."""
-    import labdata
-
     rows = []
     for messages in labdata.load_conversations(path, instruction_field, response_field):
         users = [m["content"] for m in messages if m["role"] == "user"]
@@ -128,8 +43,6 @@ def load_instruction_jsonl(path: str | os.PathLike, instruction_field: str = "in
 
 def tokenize_pairs(rows: list[dict], tokenizer, seq_len: int) -> list[dict]:
     """Token ids and answer-only labels for instruction/response rows (see labdata.tokenize_conversation)."""
-    import labdata
-
     conversations = [[{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["response"]}]
                      for r in rows]
     return labdata.tokenize_conversations(conversations, tokenizer, seq_len)
@@ -251,58 +164,6 @@ def gpu_total_bytes() -> int | None:
     return None
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
-
-
-def dir_size_bytes(path: str | os.PathLike) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def library_versions() -> dict:
-    import importlib.metadata as md
-    import platform
-
-    versions = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "accelerate"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            versions[pkg] = md.version(pkg)
-    return versions
-
-
-# --- saving ---------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def atomic_directory(final: str | os.PathLike):
-    """Yield a staging directory next to `final`; on success write the completion marker and rename
-    it into place (a rename is atomic on one file system), replacing an older `final`.
-    A crash leaves only a `.tmp-*` directory, which readers ignore."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        yield staging
-        (staging / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
-        if final.exists():
-            old = final.parent / f".old-{final.name}-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(staging, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def is_complete(directory: str | os.PathLike) -> bool:
-    return (Path(directory) / COMPLETE_MARKER).is_file()
 
 
 # --- the tiny models (built in labmodels.py) -----------------------------------------------------------
@@ -311,8 +172,6 @@ def build_tiny_model(out_dir: str | os.PathLike, vocab_size: int = 512, seed: in
                      corpus: str | os.PathLike = DEFAULT_DATASET, family: str = "llama",
                      intermediate_size: int | None = None, chat_template: bool = False) -> Path:
     """A random-weight model of `family` and a BPE tokenizer trained on `corpus` (labmodels.build_tiny_model)."""
-    import labmodels
-
     return labmodels.build_tiny_model(out_dir, family=family, vocab_size=vocab_size, seed=seed, corpus=corpus,
                                       intermediate_size=intermediate_size, chat_template=chat_template)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from labkit import DEFAULT_DATASET, LabError, atomic_directory
+from gpu_labs import labdata
+from gpu_labs.core import DEFAULT_DATASET, LabError, atomic_directory
 
 # Every family gets the same small shape (hidden 64, 2 layers, 4 query heads of 16, 2 KV heads) so the
 # tests train each in seconds; the keys are each config class's own names. Dimensions are multiples of
@@ -55,8 +56,6 @@ def build_tokenizer(corpus: str | os.PathLike = DEFAULT_DATASET, vocab_size: int
     chat template above (role tokens included in the vocabulary)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    import labdata
 
     texts = []
     for messages in labdata.load_conversations(corpus):

@@ -38,8 +38,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "snippets"))
+if not __package__:  # run as `python gpu_labs/memory_probe.py`: import the package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+sys.path.insert(1, str(ROOT / "snippets"))
 
 DEFAULT_OUT = ROOT / "snippets" / "lora_course" / "data" / "measured_memory.json"
 DEFAULT_ACT_OUT = ROOT / "snippets" / "lora_course" / "data" / "activation_check.json"
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 def hf_config(model: str) -> tuple[dict, str]:
     """(config dict with model_type, display name) for 'tiny', a loracalc preset or a config.json path."""
     import loracalc
-    import memory_measure as mm
+    from gpu_labs import memory_measure as mm
     if model == "tiny":
         return mm.ModelSpec().config_dict(), "tiny-llama"
     if model in loracalc.list_models():
@@ -97,7 +98,7 @@ def hf_config(model: str) -> tuple[dict, str]:
         # the preset's published config.json values, as the engine read them (any family, MoE included)
         cfg = {**a.raw_config, "max_position_embeddings": 131072}
         return cfg, a.name
-    from labkit import LabError
+    from gpu_labs.core import LabError
     path = Path(model)
     if path.is_dir():  # a model folder, as the other labs take it
         path = path / "config.json"
@@ -143,7 +144,7 @@ def predict(arch, run, device: str) -> dict:
 
 
 def measure(cfg: dict, run, device: str, steps: int, model_dir: str) -> dict:
-    import memory_measure as mm
+    from gpu_labs import memory_measure as mm
     model = mm.build_model(cfg, run, device=device, model_dir=model_dir)
     if device == "cpu":
         m = mm.measure_cpu(model, run, cfg["vocab_size"])
@@ -164,7 +165,7 @@ def hardware(device: str) -> str:
 
 
 def versions() -> dict:
-    import labkit
+    from gpu_labs import labkit
     return labkit.library_versions()
 
 
@@ -176,7 +177,7 @@ def progress(i: int, n: int, label: str, t0: float) -> None:
 
 def run_grid(args) -> dict:
     import loracalc
-    import memory_measure as mm
+    from gpu_labs import memory_measure as mm
     import torch
     torch.set_num_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -247,7 +248,7 @@ ACTIVATION_GRID = {
 
 def activation_check(args) -> dict:
     import loracalc
-    import memory_measure as mm
+    from gpu_labs import memory_measure as mm
     import torch
     from loracalc.memory import activation_bytes
     torch.set_num_threads(args.threads)
@@ -318,5 +319,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from labkit import run_cli
+    from gpu_labs.labkit import run_cli
     run_cli(main)

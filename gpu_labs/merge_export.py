@@ -20,10 +20,12 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import labkit  # noqa: E402 - standard library only, so --help stays instant
-import toy_model  # noqa: E402 - standard library at import: held-out prompts a base folder ships
-from labkit import LabError  # noqa: E402
+if not __package__:  # run as `python gpu_labs/merge_export.py`: import the package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from gpu_labs import labkit  # noqa: E402 - standard library only, so --help stays instant
+from gpu_labs import toy_model  # noqa: E402 - standard library at import: held-out prompts a base folder ships
+from gpu_labs.core import LabError  # noqa: E402
 
 # Largest |merged - unmerged| logit difference accepted, relative to the largest |logit|. The merged
 # weight W + s*B@A is rounded once to the storage dtype, and the two models add up their products in a
@@ -122,7 +124,7 @@ def load_base(base_id: str, dtype, device_map, nf4: bool):
     and dequantized back to ``dtype`` (transformers' model.dequantize()), which are the weights the adapter saw."""
     from transformers import AutoModelForCausalLM
 
-    import labmodels
+    from gpu_labs import labmodels
 
     try:
         if not nf4:
@@ -143,7 +145,7 @@ def main(argv=None) -> int:
     adapter = Path(args.adapter)
     base_id = args.base or adapter_base(adapter)
     labkit.quiet_libraries()
-    import labdata
+    from gpu_labs import labdata
 
     conversations = labdata.load_conversations(args.dataset or toy_model.default_dataset(base_id))
 
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import labmodels
+    from gpu_labs import labmodels
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     tolerance = args.tolerance if args.tolerance is not None else RELATIVE_TOLERANCE[args.dtype]

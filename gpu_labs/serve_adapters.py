@@ -19,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import labkit  # noqa: E402 - standard library only, so --help stays instant
-from labkit import LabError  # noqa: E402
+if not __package__:  # run as `python gpu_labs/serve_adapters.py`: import the package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from gpu_labs import labkit  # noqa: E402 - standard library only, so --help stays instant
+from gpu_labs.core import LabError  # noqa: E402
 
 BASE = "base"  # the request name that means "no adapter"
 
@@ -85,8 +87,8 @@ def main(argv=None) -> int:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import labdata
-    import labmodels
+    from gpu_labs import labdata
+    from gpu_labs import labmodels
 
     on_gpu = torch.cuda.is_available()
     dtype = labkit.resolve_compute_dtype("auto")

@@ -27,6 +27,12 @@ import sys
 import time
 from pathlib import Path
 
+if not __package__:  # run as `python gpu_labs/toy_model.py`: import the package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from gpu_labs import labdata
+from gpu_labs.core import DEFAULT_DATASET, atomic_directory, run_cli
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 EVIDENCE = HERE / "evidence"
@@ -118,14 +124,11 @@ def build(out_dir: str | Path = DEFAULT_DIR, force: bool = False, log=print) -> 
     import torch
     from transformers import AutoModelForCausalLM
 
-    sys.path.insert(0, str(HERE))
-    import labkit
-
     experiment, _ = _evidence()
     torch.set_num_threads(1)
     settings = experiment.Settings()
     started = time.perf_counter()
-    with labkit.atomic_directory(out_dir) as staging:
+    with atomic_directory(out_dir) as staging:
         log(f"pretraining the toy-world model ({settings.pretrain_steps} steps; the evidence experiment's base)")
         stats = experiment.pretrain_base(settings, staging, log)
         tokenizer = hf_tokenizer()
@@ -176,11 +179,8 @@ def resolve_defaults(args) -> None:
 
 def default_dataset(model: str | Path) -> str:
     """The model folder's own train.jsonl where it ships one (the toy model), else the labs' instruction file."""
-    sys.path.insert(0, str(HERE))
-    import labkit
-
     shipped = Path(model) / TRAIN_FILE
-    return str(shipped if shipped.is_file() else labkit.DEFAULT_DATASET)
+    return str(shipped if shipped.is_file() else DEFAULT_DATASET)
 
 
 def heldout_rows(model: str | Path) -> list[dict]:
@@ -196,7 +196,6 @@ def answer(model, tokenizer, rows: list[dict], batch_size: int = 64, max_new_tok
     """Greedy answers to each row's instruction, rendered with the tokenizer's chat template."""
     import torch
 
-    import labdata
 
     device = next(model.parameters()).device
     prompts = [labdata.prompt_ids(tokenizer, [{"role": "user", "content": r["instruction"]}]) for r in rows]
@@ -255,7 +254,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
-    import labkit
-
-    labkit.run_cli(main)
+    run_cli(main)

@@ -1,8 +1,9 @@
 """The same QLoRA fine-tune as qlora_finetune.py, run by TRL's SFTTrainer: what to use in production.
 
-The model, the adapter (same init, from --seed) and the data order are built exactly as the lab builds
-them, then handed to SFTTrainer, which does the rest: tokenizing with the chat template, masking the
-prompt (completion-only loss), batching, the optimizer, the schedule, logging and checkpoints.
+The model and the adapter (same init, from --seed) are built by the lab's own builders (gpu_labs/adapters.py),
+then handed to SFTTrainer, which does the rest: tokenizing with the chat template, masking the prompt
+(completion-only loss), batching, the optimizer, the schedule, logging and checkpoints. Both runs draw their
+batches from the Trainer's seeded sampler, so with the same --seed they see the same examples in each step.
 
     python gpu_labs/trl_sft.py --model meta-llama/Llama-3.1-8B --dataset gpu_labs/data/instructions.jsonl \
         --rank 16 --max-steps 200 --output-dir runs/llama8b-trl
@@ -13,10 +14,11 @@ On a CPU, with a tiny model (`python gpu_labs/labkit.py tiny-model runs/tiny --c
 
     python gpu_labs/trl_sft.py --model runs/tiny --max-steps 30 --output-dir runs/tiny-trl
 
-Where the two differ by design: the Trainer averages the loss over all answer tokens of an accumulated
-step (the lab averages each micro-batch, then the micro-batches), so with --grad-accum above 1 the curves
-differ slightly when micro-batches hold different numbers of answer tokens. A multi-turn conversation
-trains on its last answer only here (TRL's prompt/completion form), on every answer in the lab.
+Where the two differ: SFTTrainer converts the adapter of a quantized (QLoRA) model from fp32 to bf16 when it is
+built (trl/trainer/sft_trainer.py, following the QLoRA paper), while the lab keeps peft's fp32 adapter; the
+run says which dtype each keeps, and --keep-fp32-adapters casts TRL's back for a like-for-like comparison.
+A multi-turn conversation trains on its last answer only here (TRL's prompt/completion form), on every
+answer in the lab.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import labkit  # noqa: E402 - standard library only, so --help stays instant
-import toy_model  # noqa: E402 - standard library at import: the default CPU model and its held-out prompts
-from labkit import LabError  # noqa: E402
+if not __package__:  # run as `python gpu_labs/trl_sft.py`: import the package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+# All standard library at import, so --help stays instant.
+from gpu_labs import adapters, labdata, labkit, toy_model
+from gpu_labs.core import LabError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,26 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True, help="recompute activations in backward: less memory, more compute")
     add("--compute-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto", help="matmul dtype; auto = bf16 on GPUs that have it, fp32 on CPU")
     add("--seed", type=int, default=42, help="seed for the adapter init, dropout and data order (as in the lab)")
+    add("--keep-fp32-adapters", action="store_true", help="cast the adapter back to fp32 after SFTTrainer made it bf16 (the lab's dtype): a like-for-like comparison, twice the adapter and optimizer bytes")
     add("--output-dir", default="runs/trl", help="the Trainer's output, the loss log and the final adapter go here")
     return p
-
-
-def lab_args(args) -> argparse.Namespace:
-    """The lab's own settings object for the same run, so its model and adapter builders can be reused."""
-    import qlora_finetune
-
-    lab = qlora_finetune.build_parser().parse_args(["--model", args.model])
-    for key, value in vars(args).items():
-        setattr(lab, key, value)
-    lab.quant_storage, lab.init, lab.use_dora, lab.use_rslora, lab.lora_plus = "uint8", "default", False, False, None
-    return lab
 
 
 def to_trl_rows(conversations: list[list[dict]], tokenizer) -> list[dict]:
     """TRL's prompt/completion form: with a chat template, message lists (TRL renders them, masks the prompt,
     and relies on the template to close the answer); without one, plain text (TRL appends EOS)."""
-    import labdata
-
     rows = []
     for messages in conversations:
         last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
@@ -87,40 +79,22 @@ def to_trl_rows(conversations: list[list[dict]], tokenizer) -> list[dict]:
     return rows
 
 
-def data_order(n: int, seed: int, steps_needed: int) -> list[int]:
-    """The lab's order: one permutation per epoch from torch.randperm seeded with seed + epoch, concatenated
-    until it covers the run (the Trainer then reads the rows sequentially)."""
-    import torch
-
-    order, epoch = [], 0
-    while len(order) < steps_needed:
-        order += torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-        epoch += 1
-    return order
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.rank < 1 or args.max_steps < 1 or args.batch_size < 1 or args.grad_accum < 1:
         raise LabError("--rank, --max-steps, --batch-size and --grad-accum must be at least 1.")
     labkit.quiet_libraries()
     toy_model.resolve_defaults(args)  # --model / --dataset not given: the toy model on a CPU, its task
-    import labdata
-
     conversations = labdata.load_dataset_conversations(args.dataset, args.instruction_field, args.response_field)
 
     import torch
-    from accelerate.utils import set_seed
     from datasets import Dataset
     from transformers import AutoConfig, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    import labmodels
-    import qlora_finetune as lab
+    from gpu_labs import labmodels
 
-    settings = lab_args(args)
     compute_dtype = labkit.resolve_compute_dtype(args.compute_dtype)
-    set_seed(args.seed)
     try:
         AutoConfig.from_pretrained(args.model)
     except OSError as err:
@@ -130,21 +104,19 @@ def main(argv=None) -> int:
 
     # --8<-- [start:same_model]
     # The lab's own builders: same 4-bit settings, same targets and dropout rules, same adapter init.
-    skeleton = labmodels.meta_model(args.model)
-    target_modules, _, expert_targets = lab.resolve_targets(args.targets, skeleton)
-    dropout, _ = lab.resolve_dropout(settings, expert_targets)
-    settings.dropout = dropout
+    plan = adapters.AdapterPlan(model=args.model, method=args.method, rank=args.rank, alpha=args.alpha,
+                                dropout=args.dropout, targets=args.targets, seed=args.seed,
+                                gradient_checkpointing=args.gradient_checkpointing)
+    targets = adapters.plan_targets(plan)
     device_index = 0 if torch.cuda.is_available() else None
-    model, kept = lab.load_model(settings, compute_dtype, device_index)
-    model, trainable, total = lab.add_adapters(model, settings, target_modules, expert_targets, dropout)
+    model, trainable, total, kept = adapters.build_model(plan, targets, compute_dtype, device_index)
     # --8<-- [end:same_model]
+    built_dtypes = adapters.adapter_dtypes(model)
     heldout = toy_model.heldout_rows(args.model)  # the toy model ships held-out prompts: answered before and after
     before = toy_model.answer(model, tokenizer, heldout) if heldout else []
 
     rows = to_trl_rows(conversations, tokenizer)
-    micro_batches = args.max_steps * args.grad_accum
-    order = data_order(len(rows), args.seed, micro_batches * args.batch_size)
-    dataset = Dataset.from_list([rows[i] for i in order])
+    dataset = Dataset.from_list(rows)
 
     # --8<-- [start:sft_config]
     config = SFTConfig(
@@ -154,16 +126,16 @@ def main(argv=None) -> int:
         gradient_accumulation_steps=args.grad_accum,
         learning_rate=args.lr,
         lr_scheduler_type="cosine",                  # linear warmup, then half a cosine to 0, as in the lab
-        warmup_steps=math.ceil(args.max_steps * args.warmup_ratio),
+        warmup_steps=args.warmup_ratio,              # a share of the steps (below 1), as in the lab
         optim="adamw_torch", weight_decay=0.0, max_grad_norm=1.0,
         max_length=args.seq_len,                     # longer examples are cut, as in the lab
         packing=False,                               # one example per row; --pack in the lab packs
         completion_only_loss=True,                   # loss on the answer only (the lab's -100 labels)
-        shuffle_dataset=False, train_sampling_strategy="sequential",  # the rows are already in the lab's order
+        seed=args.seed, data_seed=args.seed,         # the Trainer's seeded sampler: the lab's batches
         gradient_checkpointing=False,                # the model is prepared already (prepare_model_for_kbit_training)
-        bf16=compute_dtype == torch.bfloat16, fp16=compute_dtype == torch.float16,
+        bf16=False, fp16=False,                      # no autocast: the model computes in its own dtype, as in the lab
         use_cpu=not torch.cuda.is_available(),
-        logging_steps=1, save_strategy="no", report_to="none", seed=args.seed, data_seed=args.seed,
+        logging_steps=1, save_strategy="no", report_to="none",
         disable_tqdm=False, dataset_num_proc=None,
     )
     # --8<-- [end:sft_config]
@@ -185,24 +157,50 @@ def main(argv=None) -> int:
     print(f"model {args.model} ({args.method}, trained by TRL's SFTTrainer); trainable params: {trainable:,} of {total:,}")
     if kept:
         print("note: " + labmodels.describe_kept(kept))
-    print(f"data: {len(rows)} examples as prompt/completion, the order of qlora_finetune.py (seed {args.seed}); {pad_note}")
+    print(f"data: {len(rows)} examples as prompt/completion, drawn by the Trainer's sampler (seed {args.seed}) as in "
+          f"qlora_finetune.py; {pad_note}")
     # --8<-- [start:trainer]
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[LossLog()])
+    # --8<-- [end:trainer]
+    trl_dtypes = adapters.adapter_dtypes(trainer.model)
+    if args.keep_fp32_adapters:   # before train(): the optimizer, built there, then holds fp32 moments too
+        for param in trainer.model.parameters():
+            if param.requires_grad:
+                param.data = param.data.float()
+    trained_dtypes = adapters.adapter_dtypes(trainer.model)
+    print(describe_dtypes(built_dtypes, trl_dtypes, trained_dtypes))
     started = time.perf_counter()
     trainer.train()
-    # --8<-- [end:trainer]
     seconds = time.perf_counter() - started
     final = output_dir / "adapter"
+    results = {"adapter_dtypes_built": built_dtypes, "adapter_dtypes_after_sfttrainer": trl_dtypes,
+               "adapter_dtypes_trained": trained_dtypes, "steps": trainer.state.global_step,
+               "versions": labkit.library_versions()}
     with labkit.atomic_directory(final) as staging:
         trainer.model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        (staging / "run_settings.json").write_text(json.dumps({"settings": vars(args), "results": results}, indent=1))
     losses = [json.loads(line)["loss"] for line in log_path.read_text().splitlines()]
     if heldout:
         print("\n".join(toy_model.report(heldout, toy_model.scores(heldout, before, trainer.model, tokenizer))))
     print(f"{len(losses)} steps in {seconds:.1f} s ({len(losses) / seconds:.2f} steps/s); loss {losses[0]:.4f} -> "
           f"{losses[-1]:.4f}; adapter saved to {final}/")
     return 0
+
+
+def describe_dtypes(built: dict, after_trl: dict, trained: dict) -> str:
+    """Which run keeps fp32 adapters: the lab (peft's fp32 adapter) and this run as it trains."""
+    def names(d):
+        return "+".join(sorted(d)) or "none"
+
+    line = f"adapter dtype: {names(built)} as the lab builds it (and trains it in qlora_finetune.py)"
+    if after_trl != built:
+        line += (f"; SFTTrainer converted it to {names(after_trl)} when it was built (TRL casts a quantized "
+                 "model's adapter to bf16)")
+    if trained == built:
+        return line + f"; this run trains {names(trained)}, like the lab: both keep {names(trained)} adapters"
+    return line + f"; this run trains {names(trained)}: only the lab keeps {names(built)} adapters"
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def trained_adapter(tiny_model, tmp_path_factory) -> Path:
 def toy_lm() -> Path:
     """The labs' default CPU model: the evidence experiment's pretrained toy-world model (gpu_labs/toy_model.py),
     built once into the project's .cache/ (reused by later sessions while its recipe is unchanged)."""
-    import toy_model
+    from gpu_labs import toy_model
 
     return toy_model.build(toy_model.DEFAULT_DIR)
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 LABS = REPO / "gpu_labs"
-sys.path.insert(0, str(LABS))
 
-import labkit  # noqa: E402
+from gpu_labs import labkit  # noqa: E402  (the repository root is on the path: pyproject.toml)
 
 
 def lab_env() -> dict:

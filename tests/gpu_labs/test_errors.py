@@ -65,14 +65,14 @@ def test_paged_optimizer_without_cuda(tiny_model):
 def test_oom_message_says_what_to_change():
     import argparse
 
-    import qlora_finetune
+    from gpu_labs import prediction
 
     class Estimate:
         total_bytes = 30 * 2**30
 
     args = argparse.Namespace(batch_size=8, grad_accum=2, gradient_checkpointing=False, seq_len=2048,
                               optimizer="adamw", method="lora", rank=64)
-    message = qlora_finetune.oom_message(args, Estimate(), "step 1")
+    message = prediction.oom_message(args, Estimate(), "step 1")
     assert "at step 1" in message and "30.00 GiB" in message
     for fix in ("--batch-size 4 --grad-accum 4", "--gradient-checkpointing", "--seq-len 1024",
                 "--optimizer paged_adamw_8bit", "--method qlora", "--rank 32"):
@@ -98,15 +98,15 @@ def test_memory_probe_names_what_model_it_takes(tmp_path):
 def test_the_labs_memory_estimate_counts_dora_when_use_dora_is_on():
     # --use-dora adds DoRA's weight-norm temporaries to a step (peft builds them from weight-sized copies);
     # the estimate printed beside the measured peak must be the engine's estimate for that same run.
-    import qlora_finetune
+    from gpu_labs import prediction, qlora_finetune
 
     import loracalc
 
     config = loracalc.get_model("llama-3.1-8b").raw_config
     args = qlora_finetune.build_parser().parse_args(["--model", "x", "--method", "qlora"])
-    plain, _ = qlora_finetune.predict_memory(config, args)
+    plain, _ = prediction.predict_memory(config, args)
     args.use_dora = True
-    dora, _ = qlora_finetune.predict_memory(config, args)
+    dora, _ = prediction.predict_memory(config, args)
     expected = loracalc.estimate_memory(
         loracalc.model_from_config(config), method="qlora", rank=args.rank, targets=args.targets,
         batch_size=args.batch_size, seq_len=args.seq_len, gradient_checkpointing=args.gradient_checkpointing,

@@ -3,13 +3,12 @@ passed through as flags."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 from lab_helpers import labkit, run_lab
 
-import qlora_finetune
+from gpu_labs import trainer
 
 
 def read_log(run_dir):
@@ -17,7 +16,7 @@ def read_log(run_dir):
 
 
 def test_warning_when_eval_rises_while_train_falls():
-    tracker = qlora_finetune.EvalTracker()
+    tracker = trainer.EvalTracker()
     for loss in (3.0, 2.8):
         tracker.add_train(loss)
     assert tracker.add_eval(2.9) == (True, "")
@@ -72,8 +71,7 @@ def test_lora_plus_gives_b_the_larger_learning_rate(tiny_model):
     torch.set_num_threads(1)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
                            LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
-    args = argparse.Namespace(optimizer="adamw", lr=1e-3, weight_decay=0.0, lora_plus=16.0)
-    optimizer = qlora_finetune.build_optimizer([p for p in model.parameters() if p.requires_grad], args, model)
+    optimizer = trainer.loraplus_optimizer(model, "adamw", lr=1e-3, weight_decay=0.0, ratio=16.0)
     lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     for name, param in model.named_parameters():
         if "lora_A" in name:

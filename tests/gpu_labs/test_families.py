@@ -8,7 +8,7 @@ import json
 import pytest
 from lab_helpers import labkit, run_lab
 
-import labmodels
+from gpu_labs import labmodels
 
 FAMILIES = list(labmodels.FAMILIES)
 

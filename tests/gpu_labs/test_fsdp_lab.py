@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from lab_helpers import LABS, REPO, lab_env, labkit
 
-import distributed
+from gpu_labs import distributed
 
 pytestmark = pytest.mark.slow
 
@@ -79,9 +79,12 @@ def test_fsdp_run_killed_resumes_and_saves_one_adapter(tiny_model, tmp_path):
     ckpt = max(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*")
                if labkit.is_complete(p))
     assert 2 <= ckpt < STEPS
-    # every rank wrote its own shard of the adapter and of AdamW's state
-    shards = sorted(p.name for p in (out / "checkpoints" / f"step-{ckpt:06d}" / "sharded").glob("*.distcp"))
-    assert len(shards) == 2
+    # every rank wrote its own shard of the model and of AdamW's state (torch.distributed.checkpoint files,
+    # one folder each, as accelerate's save_fsdp_model / save_fsdp_optimizer lay them out)
+    folders = {}
+    for shard in (out / "checkpoints" / f"step-{ckpt:06d}").glob("*/*.distcp"):
+        folders.setdefault(shard.parent.name, []).append(shard.name)
+    assert len(folders) == 2 and all(len(names) == 2 for names in folders.values()), folders
 
     rerun = subprocess.run(command(tiny_model, out), cwd=REPO, env=lab_env(), capture_output=True, text=True,
                            timeout=500)

@@ -9,8 +9,8 @@ import json
 import pytest
 from lab_helpers import labkit
 
-import labdata
-import labmodels
+from gpu_labs import labdata
+from gpu_labs import labmodels
 
 IGNORE = -100
 

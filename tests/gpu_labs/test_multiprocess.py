@@ -10,7 +10,7 @@ import sys
 import pytest
 from lab_helpers import LABS, REPO, lab_env, run_lab
 
-import distributed  # gpu_labs/, on the path through lab_helpers
+from gpu_labs import distributed
 
 pytestmark = pytest.mark.slow
 

@@ -85,7 +85,7 @@ def test_bitsandbytes_cpu_path_rejects_the_shape(mlp_160_model):
 
 @pytest.mark.slow
 def test_labs_keep_those_layers_16_bit_and_say_so(mlp_160_model, tmp_path):
-    import labmodels
+    from gpu_labs import labmodels
 
     kept = labmodels.cpu_packing_problems(labmodels.meta_model(mlp_160_model))
     assert kept == [("model.layers.0.mlp.down_proj", 160, 64), ("model.layers.1.mlp.down_proj", 160, 64)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
@@ -66,7 +67,7 @@ def test_help_is_instant_and_every_option_has_help(script):
     proc = run_lab(f"{script}.py", "--help")
     assert time.perf_counter() - started < 3.0  # importing torch alone takes longer than this
     assert "usage:" in proc.stdout
-    module = __import__(script)
+    module = importlib.import_module(f"gpu_labs.{script}")
     for action in module.build_parser()._actions:
         assert action.help, action.option_strings
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 from lab_helpers import LABS
 
-import toy_model
+from gpu_labs import toy_model
 
 sys.path.insert(0, str(LABS / "evidence"))
 import data  # noqa: E402  (the toy world, stdlib only)
@@ -88,7 +88,7 @@ def test_the_recorded_toy_outputs_are_current():
     lab_outputs.py: they must come from the command it runs now, and show the improvement they claim."""
     import re
 
-    import lab_outputs
+    from gpu_labs import lab_outputs
 
     assert (lab_outputs.OUT / "toy-command.txt").read_text() == lab_outputs.toy_commands()
     recorded = (lab_outputs.OUT / "qlora-toy-model.txt").read_text()
