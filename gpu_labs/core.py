@@ -104,11 +104,12 @@ def quiet_libraries() -> None:
 # --- sizes and saving -------------------------------------------------------------------------------
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
+    """Bytes in decimal units (kB, MB, GB), the one convention of the course and of the cards' labels."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
+        n /= 1000
+    return f"{n:.2f} TB"
 
 
 def dir_size_bytes(path: str | os.PathLike) -> int:

@@ -200,7 +200,7 @@ def describe_kept(kept: list[tuple[str, int, int]], bytes_per_weight: float = 2.
     example = kept[0][0]
     return (f"kept {len(kept)} layer(s) in 16-bit instead of NF4 on this CPU ({example} and others with shape "
             f"{', '.join(f'{i} -> {o}' for i, o in shapes)}): bitsandbytes' CPU kernel needs in_features a "
-            f"multiple of 64 and out_features a multiple of 32; about {extra / 1024**2:.2f} MiB more than NF4, "
+            f"multiple of 64 and out_features a multiple of 32; about {extra / 1e6:.2f} MB more than NF4, "
             "not in loracalc's estimate. A GPU quantizes them.")
 
 

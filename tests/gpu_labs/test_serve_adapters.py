@@ -24,9 +24,9 @@ def test_routed_and_mixed_batch_answers_agree(tiny_model, trained_adapter, small
     assert "mixed batch: 6 requests over 3 adapters in one generate call" in out
     assert "mixed-batch answers identical to the routed ones: 6/6" in out
     # q,v at rank 8 on 2 layers: q 8*(64+64) + v 8*(64+32) = 1,792 per layer, 3,584 in all, kept in fp32
-    # (peft's default) = 14,336 bytes = 14.00 KiB of extra memory on top of the shared base.
+    # (peft's default) = 14,336 bytes = 14.34 kB of extra memory on top of the shared base.
     qv_row = next(line for line in out.splitlines() if line.startswith("qv "))
-    assert "14.00 KiB" in qv_row
+    assert "14.34 kB" in qv_row
 
 
 def test_unknown_adapter_name_in_a_request(tiny_model, small_adapter):
