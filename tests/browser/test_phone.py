@@ -29,9 +29,10 @@ CHECK = """(readable) => {
         }
     }
     const small = [];
-    for (const t of document.querySelectorAll('.md-typeset svg.lc-diagram text')) {
-        if (!t.getClientRects().length) continue;
-        const size = parseFloat(getComputedStyle(t).fontSize) * t.ownerSVGElement.getScreenCTM().a;
+    for (const t of document.querySelectorAll('.md-typeset svg text')) {   // diagrams and widgets' drawings
+        if (!t.getClientRects().length || !t.textContent.trim()) continue;
+        const m = t.getScreenCTM();
+        const size = parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b);
         if (size < readable - 0.05) small.push(t.textContent.trim().slice(0, 30) + ' ' + size.toFixed(1) + 'px');
     }
     return {width: document.scrollingElement.scrollWidth, vw, cut, small: small.slice(0, 5)};
@@ -54,7 +55,7 @@ def test_every_page_fits_a_phone_or_says_it_scrolls(browser, site_url, built_sit
         if got["cut"]:
             bad.append(f"cut off without a scroll cue: {got['cut']}")
         if got["small"]:
-            bad.append(f"diagram text under {READABLE_PX} px: {got['small']}")
+            bad.append(f"drawn text under {READABLE_PX} px: {got['small']}")
         if bad:
             problems[path or "/"] = bad
     ctx.close()

@@ -7,7 +7,6 @@
 * The calculator's sticky result bar stays in view on a phone and shows fits / tight / does not fit.
 * Stop ends a runaway example in well under the 10 s limit; the badge says busy, then restarting.
 * The table of contents and the search index have no raw TeX.
-* At 390 x 844 no page scrolls sideways and no figure text renders below 11 px.
 """
 from __future__ import annotations
 
@@ -247,28 +246,3 @@ def test_toc_and_search_index_have_no_raw_tex(wpage, site_url, built_site):
     assert not [d["location"] for d in index["docs"] if "\\(" in d["title"] or "\\(" in d["text"]]
 
 
-FIGURE_TEXT = """() => {
-  const small = [];
-  document.querySelectorAll('svg text').forEach(t => {
-    const r = t.getBoundingClientRect();
-    if (!r.width || !t.textContent.trim()) return;           // not rendered (e.g. in a closed details)
-    const m = t.getScreenCTM();
-    const px = parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b);
-    if (px < 10.95) small.push([t.textContent.trim().slice(0, 30), Math.round(px * 10) / 10]);
-  });
-  return small;
-}"""
-
-
-def test_phone_layout_no_sideways_scroll_and_no_tiny_figure_text(phone, site_url, built_site):
-    from site_support import site_pages
-
-    problems = {}
-    for path in site_pages(built_site):
-        phone.goto(site_url + path)
-        phone.wait_for_load_state("load")
-        wide = phone.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
-        small = phone.evaluate(FIGURE_TEXT)
-        if wide > 0 or small:
-            problems[path or "/"] = {"page wider than the screen by px": wide, "text below 11 px": small[:5]}
-    assert not problems, problems
