@@ -154,7 +154,7 @@ def load_model(plan: AdapterPlan, compute_dtype, device_index):
     if device_index is not None:
         kwargs["device_map"] = {"": device_index}  # the whole model on this process's GPU
     try:
-        return AutoModelForCausalLM.from_pretrained(plan.model, **kwargs), kept
+        return labmodels.keep_training_kernel(AutoModelForCausalLM.from_pretrained(plan.model, **kwargs)), kept
     except OSError as err:
         raise LabError(f"could not load --model {plan.model}: {err}. Pass a local folder with config.json and "
                        "weights, or a Hub id (with network access; HF_HUB_OFFLINE=1 blocks downloads).") from None

@@ -148,6 +148,18 @@ def cpu_packing_problems(model) -> list[tuple[str, int, int]]:
             if not any(name == s or name.endswith("." + s) for s in skip) and (d_in % 64 or d_out % 32)]
 
 
+def keep_training_kernel(model):
+    """Turn off bitsandbytes' CPU inference repacking, so a 4-bit layer computes the same way in evaluation as in
+    training. On a CPU with AVX512-BF16, a Linear4bit repacks its weight the first time it runs in eval mode without
+    gradients (absmax in bf16, a bf16 kernel): its outputs then move by about 1% against the path the adapter was
+    trained on, and a later training step through a repacked layer with a bias fails ("a view of a leaf Variable
+    ... in-place operation"). Returns the model."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model
+
+
 def default_16bit_modules(model) -> list[str]:
     """What transformers itself keeps out of 4-bit (the output embedding and tied weights), which an
     explicit skip list would otherwise replace."""

@@ -223,12 +223,7 @@ def main(argv=None) -> int:
         as_trained = PeftModel.from_pretrained(
             AutoModelForCausalLM.from_pretrained(base_id, quantization_config=bnb, dtype=dtype, device_map=device_map),
             adapter)
-        # On a CPU with AVX512-BF16, bitsandbytes 0.50 repacks a 4-bit layer for a bf16 kernel the first time it
-        # runs in eval mode without gradients (its absmax in bf16): about 1% off the training-time forward the
-        # adapter learned with. Keep the training path, so the comparison is with the model as trained.
-        for module in as_trained.modules():
-            if hasattr(module, "support_avx512bf16_for_cpu"):
-                module.support_avx512bf16_for_cpu = False
+        labmodels.keep_training_kernel(as_trained)   # the forward the adapter was trained with (see there)
         trained_logits = logits_of(as_trained, batch)
         del as_trained
         other = "original" if args.merge_into == "dequantized" else "dequantized"

@@ -57,3 +57,35 @@ def test_page_shows_the_computed_figures(site, page):
                     shown = " ".join(visible_text(re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell)).split())
                     assert shown in text, f"{page}: table.{name} cell {cell!r} not shown"
 
+
+
+# The site counts memory in decimal GB (said once, on the home page). Binary units appear only where a page
+# explains the difference (a card's usable bytes, also in GiB) or quotes a tool's own output or message.
+BINARY_UNIT = re.compile(r"\b\d[\d,.]*\s?(KiB|MiB|GiB|TiB)\b")
+EXPLAINS_BINARY = re.compile(r"(= \d[\d.,]* GiB usable|\d[\d.,]* GiB\)|\(\d[\d.,]* GiB|binary units|"
+                             r"\d+ MiB context|\d[\d.,]* GiB, which is)")
+
+
+def test_memory_is_in_decimal_units_outside_code_and_explained_conversions(site):
+    problems = {}
+    for path in sorted(site.rglob("*.html")):
+        raw = re.sub(r"<(code|pre|script|style)\b.*?</\1>", " ", path.read_text(encoding="utf-8"), flags=re.S)
+        text = EXPLAINS_BINARY.sub(" ", " ".join(visible_text(raw).split()))
+        found = [m.group(0) for m in BINARY_UNIT.finditer(text)]
+        if found:
+            problems[str(path.relative_to(site))] = found[:5]
+    assert not problems, problems
+
+
+def test_no_page_repeats_an_element_id(site):
+    """Two controls sharing an id (the calculator's "CPU offload" label once focused another select) break labels,
+    anchors and the table of contents."""
+    import collections
+
+    repeated = {}
+    for path in sorted(site.rglob("*.html")):
+        ids = collections.Counter(re.findall(r'\sid="([^"]+)"', path.read_text(encoding="utf-8")))
+        twice = sorted(k for k, n in ids.items() if n > 1)
+        if twice:
+            repeated[str(path.relative_to(site))] = twice[:5]
+    assert not repeated, repeated
