@@ -156,6 +156,13 @@ def peak_memory() -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak RSS of this process (CPU run)"
 
 
+def gpu_name() -> str | None:
+    """The GPU's name as CUDA (or ROCm) reports it, or None on a CPU run."""
+    import torch
+
+    return torch.cuda.get_device_name(torch.cuda.current_device()) if torch.cuda.is_available() else None
+
+
 def gpu_total_bytes() -> int | None:
     import torch
 

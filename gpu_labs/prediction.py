@@ -32,6 +32,30 @@ def predict_memory(config_dict: dict, args):
         return None, f"loracalc could not predict: {err}"
 
 
+def predict_speed(config_dict: dict, args, device_name: str | None) -> tuple[float | None, str]:
+    """(tokens/s loracalc predicts for this run on this GPU, or None; what it is or why there is none)."""
+    try:
+        import loracalc
+        from loracalc.gpus import find_gpu
+        from loracalc.speed import estimate_time
+    except ImportError:
+        return None, "loracalc is not installed"
+    if not device_name:
+        return None, "loracalc's time model is for GPUs; the tokens/s measured on this CPU are printed at the end"
+    card = find_gpu(device_name)
+    if card is None or not card.peak_bf16_tflops:
+        return None, f"{device_name} is not in loracalc's GPU catalog with speed figures (python -m loracalc gpus)"
+    precision = "bf16" if args.method == "full" and args.compute_dtype != "fp32" else "mixed"
+    try:
+        t = estimate_time(loracalc.model_from_config(config_dict), card.name, method=args.method, rank=args.rank,
+                          targets=args.targets, batch_size=args.batch_size, seq_len=args.seq_len,
+                          gradient_checkpointing=args.gradient_checkpointing, optimizer=args.optimizer,
+                          precision=precision)
+    except loracalc.LoraCalcError as err:
+        return None, f"loracalc could not predict the speed: {err}"
+    return t.tokens_per_second, f"on {card.display_name}, eager stack, full --seq-len batches"
+
+
 def context_bytes(estimate) -> int:
     """The part of the estimate outside PyTorch's tensors (CUDA context, allocator allowance), which
     torch.cuda.max_memory_allocated does not see."""

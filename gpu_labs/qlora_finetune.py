@@ -232,6 +232,9 @@ def describe_prediction(log, args, config_dict, estimate, note):
     if args.method != "full":
         log(f"loracalc counts: {prediction.loracalc_lora_params(config_dict, args)}")
     log(f"loracalc predicts: {prediction.describe_estimate(estimate) if estimate else 'n/a'} [{note}]")
+    speed, why = prediction.predict_speed(config_dict, args, labkit.gpu_name())
+    args.predicted_tokens_per_s = speed
+    log(f"loracalc predicts: {speed:,.0f} tokens/s [{why}]" if speed else f"loracalc predicts no speed: {why}")
     gpu_bytes = labkit.gpu_total_bytes()
     if estimate and gpu_bytes and estimate.total_bytes > gpu_bytes:
         log(f"warning: that is more than this GPU's {human_bytes(gpu_bytes)}; expect an out-of-memory error. "
@@ -385,8 +388,10 @@ def finish(log, args, run, state, settings, estimate, per_gpu, fsdp, is_main, ex
 
 
 def report(log, args, results, probe, tracker, heldout, estimate, peak, peak_kind, final, output_dir, steps):
-    log(f"final loss {results['final_loss']:.4f}; {results['tokens_per_s_this_session']:,.0f} tokens/s, "
-        f"{results['steps_per_s_this_session'] or 0:.2f} steps/s over {steps} steps this session")
+    predicted = getattr(args, "predicted_tokens_per_s", None)
+    log(f"final loss {results['final_loss']:.4f}; {results['tokens_per_s_this_session']:,.0f} tokens/s"
+        + (f" (loracalc predicted {predicted:,.0f})" if predicted else "")
+        + f", {results['steps_per_s_this_session'] or 0:.2f} steps/s over {steps} steps this session")
     if results["eval_loss"] is not None:
         log(f"eval loss {results['eval_loss']:.4f} at the end, best {tracker.best:.4f}"
             f"{f' (adapter saved in {output_dir / trainer.BEST_DIR}/)' if args.method != 'full' else ''}")

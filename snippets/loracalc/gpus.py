@@ -331,3 +331,35 @@ def limit_lines(gpu: Any, settings: Mapping[str, Any]) -> list[str]:
     shared = [f"{g.display_name} has {PLATFORMS[g.platform].usable_means}"] if g.unified else []
     return (shared + [f"{g.display_name} cannot run {lim.what}: {lim.why}" for lim in cannot_run(g, settings)]
             + [f"with care on {g.display_name}, {lim.what}: {lim.why}" for lim in cautions(g, settings)])
+
+
+_VENDOR_WORDS = {"nvidia", "geforce", "amd", "tesla"}
+
+
+def _tokens(text: str) -> set[str]:
+    import re
+    words = set(re.findall(r"[a-z0-9]+", re.sub(r"\(.*?\)", " ", text.lower()))) - _VENDOR_WORDS
+    # AWS's A10G is the A10 (same 24 GB GDDR6 card, the catalog's A10 reading is an A10G's)
+    return words | ({"a10"} if "a10g" in words else set())
+
+
+def find_gpu(device_name: Any) -> GPU | None:
+    """The catalog card a device name denotes, as ``torch.cuda.get_device_name()`` prints it ("NVIDIA H100 80GB
+    HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA GeForce RTX 4090", "AMD Instinct MI300X"), or None. A card matches when
+    its model words are all in the name; a size word (80gb) decides between two cards of one model."""
+    import re
+    if not isinstance(device_name, str) or not device_name.strip():
+        return None
+    have = _tokens(device_name)
+    found = []
+    for g in list_gpus():
+        want = _tokens(g.display_name)
+        sizes = {w for w in want if re.fullmatch(r"\d+gb", w)}
+        if want - sizes and (want - sizes) <= have:
+            found.append((len(sizes & have), len(want - sizes), g))
+    if not found:
+        return None
+    found.sort(key=lambda f: (f[0], f[1]), reverse=True)
+    if len(found) > 1 and found[0][:2] == found[1][:2]:
+        return None   # two cards fit the name equally (an A100 without its size): not a guess
+    return found[0][2]

@@ -112,3 +112,22 @@ def test_the_labs_memory_estimate_counts_dora_when_use_dora_is_on():
         batch_size=args.batch_size, seq_len=args.seq_len, gradient_checkpointing=args.gradient_checkpointing,
         optimizer=args.optimizer, lora_dropout=args.dropout or 0.0, dora=True)
     assert dora.total_bytes == expected.total_bytes > plain.total_bytes
+
+
+def test_the_lab_predicts_tokens_per_second_on_a_catalog_gpu_and_says_why_not_elsewhere():
+    import argparse
+
+    import loracalc
+    from loracalc.speed import estimate_time
+
+    from gpu_labs import prediction
+
+    config = loracalc.get_model("llama-3.1-8b").to_dict()["config"]
+    args = argparse.Namespace(method="qlora", rank=16, targets="all-linear", batch_size=4, seq_len=512,
+                              gradient_checkpointing=True, optimizer="adamw", compute_dtype="bf16")
+    speed, why = prediction.predict_speed(config, args, "NVIDIA H100 80GB HBM3")
+    want = estimate_time("llama-3.1-8b", "h100-80gb", method="qlora", rank=16, batch_size=4, seq_len=512)
+    assert speed == want.tokens_per_second and "H100" in why
+    assert prediction.predict_speed(config, args, None)[0] is None
+    none, why = prediction.predict_speed(config, args, "Tesla T4")
+    assert none is None and "Tesla T4" in why and "loracalc gpus" in why

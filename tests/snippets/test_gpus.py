@@ -245,3 +245,16 @@ def test_cli_several_gpus_keeps_the_limits():
     j = json.loads(_cli("memory", "--model", "llama-3.1-8b", "--gpus", "2", "--gpu", "mac-96gb", "--optimizer",
                         "adamw_8bit", "--json").stdout)
     assert j["gpu"]["runs"] is False and any("cannot run 8-bit optimizers" in line for line in j["gpu"]["limits"])
+
+
+@pytest.mark.parametrize("printed,card", [
+    # names as torch.cuda.get_device_name() prints them (the catalog's usable-bytes sources quote several)
+    ("NVIDIA H100 80GB HBM3", "h100-80gb"), ("NVIDIA A100-SXM4-40GB", "a100-40gb"), ("NVIDIA A100-SXM4-80GB", "a100-80gb"),
+    ("NVIDIA A10G", "a10"), ("NVIDIA GeForce RTX 4090", "rtx-4090"), ("NVIDIA L40S", "l40s"), ("NVIDIA L4", "l4"),
+    ("NVIDIA H200", "h200"), ("AMD Instinct MI300X", "mi300x"), ("Radeon RX 7900 XTX", "rx-7900-xtx"),
+    ("AMD Radeon RX 7900 XT", "rx-7900-xt"), ("Tesla T4", None), ("NVIDIA A100", None), ("", None)])
+def test_a_device_name_finds_its_catalog_card_or_none(printed, card):
+    from loracalc.gpus import find_gpu
+
+    got = find_gpu(printed)
+    assert (got.name if got else None) == card
