@@ -103,7 +103,7 @@ EXPLAINED: dict[str, str] = {
     "models.py:model_from_config:24 -> 25": _BOUND,
     "params.py:square_lora_params:20 -> 19": _BOUND,
     "params.py:square_lora_params:20 -> 21": _BOUND,
-    "memory.py:estimate_memory:0.99 -> 0.495": _BOUND,
+    "run_settings.py:read_settings:0.99 -> 0.495": _BOUND,
     "models.py:<module>:12 -> 11": _BOUND + " (MAX_PARAMS, 100T)",
     "models.py:<module>:12 -> 13": _BOUND + " (MAX_PARAMS, 100T)",
     "models.py:<module>:28 -> 29#0":

@@ -1,0 +1,34 @@
+"""Every choice a reader makes, in one table: the CLI's ``choices=`` and help, the widgets' ``<select>`` options
+and the tests' settings all read ``CHOICES``. A new option is added where its facts live (an optimizer class,
+a recipe row, a loss, a GPU) and appears everywhere from here."""
+from __future__ import annotations
+
+from .gpus import GPUS
+from .losses import LOSSES
+from .optimizers import OPTIMIZERS
+from .recipes import RECIPES
+
+METHODS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit frozen base)",
+           "lora_8bit": "LoRA on an 8-bit base (LLM.int8)", "qlora": "QLoRA (NF4 frozen base)"}
+QUANTIZED = ("lora_8bit", "qlora")     # methods whose frozen linears bitsandbytes stores in 8 or 4 bit
+ATTENTIONS = {"sdpa": "fused (PyTorch SDPA)",
+              "flash_attention_2": "FlashAttention-2 (transformers' flash_attention_2)",
+              "eager": "eager (materialises the score matrix)"}
+PRECISIONS = {"mixed": "bf16 compute, fp32 master weights", "bf16": "pure bf16"}
+STRATEGIES = {
+    "ddp": "data parallel (a full copy per GPU)",
+    "shard-grad-op": "FSDP SHARD_GRAD_OP (all sharded at rest; whole model gathered from forward to backward)",
+    "full-shard": "FSDP FULL_SHARD / ZeRO-3 (weights sharded, gathered a layer at a time)",
+}
+
+# setting name (as estimate_memory and the widgets spell it) -> {value: label}
+CHOICES: dict[str, dict[str, str]] = {
+    "method": METHODS,
+    "optimizer": OPTIMIZERS,
+    "attention": ATTENTIONS,
+    "precision": PRECISIONS,
+    "recipe": RECIPES,
+    "loss": LOSSES,
+    "strategy": STRATEGIES,
+    "gpu": {name: gpu.display_name for name, gpu in GPUS.items()},
+}
