@@ -170,9 +170,19 @@ def main() -> int:
         # a partial run replaces only its own families' rows in the record
         with open(args.out, encoding="utf-8") as f:
             old = json.load(f)
-        kept = [dict(r, date=r.get("date", old.get("date")), versions=r.get("versions", old.get("versions")))
-                for r in old["rows"] if r["model_type"] not in families]
-        data["rows"] = sorted(kept + rows, key=lambda r: list(SHAPES).index(r["model_type"]))
+        # (in place: a family measured again takes its old rows' place, a new one goes last)
+        merged, placed = [], set()
+        for r in old["rows"]:
+            mt = r["model_type"]
+            if mt not in families:
+                merged.append(dict(r, date=r.get("date", old.get("date")), versions=r.get("versions", old.get("versions"))))
+            elif mt not in placed:
+                merged += [n for n in rows if n["model_type"] == mt]
+                placed.add(mt)
+        data["rows"] = merged + [n for n in rows if n["model_type"] not in placed]
+        # and only its own families' shapes: the others stay as they were measured
+        data["shapes"] = {mt: SHAPES[mt] if mt in families else old["shapes"][mt] for mt in SHAPES
+                          if mt in families or mt in old["shapes"]}
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1)
         f.write("\n")
