@@ -1003,6 +1003,8 @@ _NEW_FAMILIES = (
            synonyms={"layers_block_type": ("layer_types",), "n_groups": ("mamba_n_groups",),
                      "conv_kernel": ("mamba_d_conv",), "expand": ("mamba_expand",),
                      "use_conv_bias": ("mamba_conv_bias",), "n_routed_experts": ("num_local_experts",)}),
+    Family("ministral", _d(32000, 4096, 14336, 32, 32, 8, None, False), refuse=_need_head_dim("ministral"),
+           activations_checked=True),
 )
 # --8<-- [end:families_2026]
 FAMILIES.update({f.model_type: f for f in _NEW_FAMILIES})

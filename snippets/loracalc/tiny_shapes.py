@@ -113,6 +113,7 @@ TINY: dict[str, Tiny] = {
     "minimax": _t("lightning_moe", num_local_experts=4, pad_token_id=0, **_E4),
     "ernie4_5_moe": _t("moe_interval", moe_num_experts=4, moe_k=2, moe_intermediate_size=64,
                        moe_num_shared_experts=1, pad_token_id=0),
+    "ministral": _t("dense_head_dim", head_dim=32, pad_token_id=0),
 }
 
 
