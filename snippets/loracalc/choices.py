@@ -30,5 +30,13 @@ CHOICES: dict[str, dict[str, str]] = {
     "recipe": RECIPES,
     "loss": LOSSES,
     "strategy": STRATEGIES,
-    "gpu": {name: gpu.display_name for name, gpu in GPUS.items()},
+    "gpu": {name: gpu.display_name + ("" if "GB" in gpu.display_name else f" ({gpu.memory_gb:g} GB)")
+            for name, gpu in sorted(GPUS.items(), key=lambda kv: kv[1].memory_gb)},
 }
+
+
+def choice_help(setting: str, default: str | None = None) -> str:
+    """One line listing a setting's choices with their labels, as the CLI's --help shows them."""
+    table = CHOICES[setting]
+    listed = "; ".join(f"{key}: {label}" for key, label in table.items())
+    return listed + (f" (default {default})" if default else "")
