@@ -70,3 +70,10 @@ def test_every_option_is_accepted_by_the_engine(setting):
         if setting == "precision":
             kw["method"] = "full"
         assert estimate_memory("llama-3.2-1b", seq_len=128, **kw).total_bytes > 0
+
+
+def test_every_gpu_option_says_its_memory_once():
+    """A reader picks a GPU by its memory: each label names it in GB, once (the catalog's own name may already)."""
+    from loracalc.gpus import GPUS
+    for key, label in CHOICES["gpu"].items():
+        assert label.count("GB") == 1 and f"{GPUS[key].memory_gb:g}" in label, label
