@@ -33,6 +33,7 @@ if str(SNIPPETS) not in sys.path:
 # MkDocs puts sys.path back as it was once a hook module has loaded, so the packages are bound now, from this
 # checkout's snippets/; an import at render time would find whichever copy an installed .pth points at.
 import lora_course.widgets  # noqa: E402,F401
+from loracalc.choices import CHOICES, GROUPS  # noqa: E402
 
 
 def form_inputs(widget) -> dict[str, str]:
@@ -69,6 +70,37 @@ def form_inputs(widget) -> dict[str, str]:
     return values
 
 
+def fill_choices(soup: BeautifulSoup, where: str = "<page>") -> None:
+    """Give every ``<select data-choices="SETTING">`` the engine's options for that setting
+    (``loracalc.choices.CHOICES``, the table the CLI's help reads too), with ``data-default`` selected;
+    ``data-only="a,b"`` keeps a subset, in the engine's order."""
+    for sel in soup.select("select[data-choices]"):
+        setting = sel["data-choices"]
+        if setting not in CHOICES:
+            raise PluginError(f"{where}: <select data-choices={setting!r}>: the engine has no such setting "
+                              f"(it has {', '.join(CHOICES)})")
+        table = CHOICES[setting]
+        only = [v.strip() for v in sel.get("data-only", "").split(",") if v.strip()]
+        unknown = [v for v in only + [sel.get("data-default", "")] if v and v not in table]
+        if unknown:
+            raise PluginError(f"{where}: <select data-choices={setting!r}>: {', '.join(unknown)} is not one of "
+                              f"the engine's choices ({', '.join(table)})")
+        default = sel.get("data-default")
+        sel.clear()
+        groups = GROUPS.get(setting, {})
+        parent, label = sel, None
+        for value in (v for v in table if not only or v in only):
+            if groups and groups[value] != label:   # a new group (the GPUs by vendor)
+                label = groups[value]
+                parent = soup.new_tag("optgroup", attrs={"label": label})
+                sel.append(parent)
+            option = soup.new_tag("option", attrs={"value": value})
+            option.string = table[value]
+            if value == default:
+                option["selected"] = ""
+            parent.append(option)
+
+
 def fill_outputs(soup: BeautifulSoup, widget, outputs: dict) -> None:
     for el in widget.find_all(attrs={"data-output": True}):
         if el.find_parent(attrs={"data-widget": True}) is not widget:
@@ -98,6 +130,7 @@ def prerender(html: str, where: str = "<page>") -> str:
     from lora_course import widgets
 
     soup = BeautifulSoup(html, "html.parser")
+    fill_choices(soup, where)
     for widget in soup.find_all(attrs={"data-widget": True}):
         name = widget["data-widget"]
         result = widgets.call(name, form_inputs(widget))

@@ -28,75 +28,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "snippets", "lora_course", "data", "family_activation_check.json")
 
-# one small shape per family (hidden 128: bitsandbytes' CPU path needs inputs in multiples of 64)
-_BASE = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, vocab_size=512)
-SHAPES = {
-    "llama": _BASE, "mistral": _BASE, "qwen2": _BASE, "granite": _BASE, "olmo": _BASE, "olmo2": _BASE,
-    "cohere": _BASE, "starcoder2": _BASE, "phi3": dict(_BASE, pad_token_id=0),
-    "qwen3": dict(_BASE, head_dim=32), "gemma": dict(_BASE, head_dim=32), "gemma3_text": dict(_BASE, head_dim=32),
-    "gemma2": dict(_BASE, head_dim=32),
-    "stablelm": dict(_BASE, num_key_value_heads=4), "phi": dict(_BASE, num_key_value_heads=4),
-    "gpt2": dict(n_embd=128, n_head=4, n_layer=2, vocab_size=512, n_positions=128),
-    "gpt_neox": dict(_BASE, num_key_value_heads=None),
-    "falcon": dict(hidden_size=128, num_attention_heads=4, num_hidden_layers=2, vocab_size=512),
-    "mixtral": dict(_BASE, num_local_experts=4, num_experts_per_tok=2),
-    "qwen2_moe": dict(_BASE, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
-                      shared_expert_intermediate_size=128),
-    "qwen3_moe": dict(_BASE, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=64),
-    "gpt_oss": dict(_BASE, head_dim=32, num_local_experts=4, num_experts_per_tok=2),
-    "deepseek_v2": dict(_BASE, num_key_value_heads=4, n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2,
-                        moe_intermediate_size=64, first_k_dense_replace=1, q_lora_rank=64, kv_lora_rank=64,
-                        qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=32, n_group=1, topk_group=1),
-    "deepseek_v3": dict(_BASE, num_key_value_heads=4, n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2,
-                        moe_intermediate_size=64, first_k_dense_replace=1, q_lora_rank=64, kv_lora_rank=64,
-                        qk_rope_head_dim=16, qk_nope_head_dim=16, v_head_dim=32, n_group=1, topk_group=1),
-}
+# one small shape per family, from the one table of tiny shapes beside the specs (loracalc/tiny_shapes.py)
+sys.path.insert(0, os.path.join(ROOT, "snippets"))
+from loracalc.tiny_shapes import TINY, tiny_config  # noqa: E402
 
-# ---- families added for issue 26 (kept apart for the merge that derives these shapes from the specs)
-SHAPES.update({
-    "smollm3": dict(_BASE, pad_token_id=0), "olmo3": dict(_BASE, pad_token_id=0), "glm4": dict(_BASE, head_dim=32, pad_token_id=0),
-    "exaone4": dict(_BASE, pad_token_id=0), "ernie4_5": dict(_BASE, head_dim=32, pad_token_id=0),
-    "seed_oss": dict(_BASE, head_dim=32, pad_token_id=0), "apertus": dict(_BASE, pad_token_id=0),
-    "hunyuan_v1_dense": dict(_BASE, head_dim=32, pad_token_id=0),
-    "gptj": dict(n_embd=128, n_head=4, n_layer=2, vocab_size=512, rotary_dim=32, pad_token_id=0),
-    "gpt_bigcode": dict(n_embd=128, n_head=4, n_layer=2, vocab_size=512, n_positions=128, pad_token_id=0),
-    "olmoe": dict(_BASE, num_experts=4, num_experts_per_tok=2, pad_token_id=0),
-    "glm4_moe": dict(_BASE, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=64, n_shared_experts=1,
-                     first_k_dense_replace=1, n_group=1, topk_group=1, pad_token_id=0),
-    "granitemoe": dict(_BASE, num_local_experts=4, num_experts_per_tok=2, pad_token_id=0),
-    "phimoe": dict(_BASE, num_local_experts=4, num_experts_per_tok=2, pad_token_id=0),
-    "arcee": dict(_BASE, pad_token_id=0), "helium": dict(_BASE, head_dim=32, pad_token_id=0),
-    "glm": dict(_BASE, head_dim=32, pad_token_id=0), "cohere2": dict(_BASE, pad_token_id=0),
-    "vaultgemma": dict(_BASE, head_dim=32, pad_token_id=0),
-    "flex_olmo": dict(_BASE, num_experts=4, num_experts_per_tok=2, pad_token_id=0),
-    "qwen3_next": dict(_BASE, head_dim=32, num_hidden_layers=4, num_experts=4, num_experts_per_tok=2,
-                       moe_intermediate_size=64, shared_expert_intermediate_size=64, linear_num_key_heads=2,
-                       linear_num_value_heads=4, linear_key_head_dim=32, linear_value_head_dim=32, pad_token_id=0),
-    "lfm2": dict(_BASE, num_hidden_layers=4, full_attn_idxs=[1, 3], block_multiple_of=64, pad_token_id=0),
-    "bamba": dict(_BASE, num_hidden_layers=4, attn_layer_indices=[1], mamba_n_heads=4, mamba_d_head=64,
-                  mamba_n_groups=1, mamba_d_state=16, mamba_chunk_size=64, pad_token_id=0),
-    "granitemoehybrid": dict(_BASE, num_hidden_layers=4, layer_types=["mamba", "attention", "mamba", "mamba"],
-                             num_local_experts=4, num_experts_per_tok=2, shared_intermediate_size=64,
-                             mamba_n_heads=4, mamba_d_head=64, mamba_n_groups=1, mamba_d_state=16,
-                             mamba_chunk_size=64, pad_token_id=0),
-    "nemotron_h": dict(hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
-                       head_dim=32, vocab_size=512, hybrid_override_pattern="M*-E", num_hidden_layers=4,
-                       mamba_num_heads=4, mamba_head_dim=64, n_groups=1, ssm_state_size=16, chunk_size=64,
-                       n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=64,
-                       moe_shared_expert_intermediate_size=64, pad_token_id=0),
-    "minimax": dict(_BASE, num_hidden_layers=2, num_local_experts=4, num_experts_per_tok=2, pad_token_id=0),
-    "ernie4_5_moe": dict(_BASE, moe_num_experts=4, moe_k=2, moe_intermediate_size=64, moe_num_shared_experts=1,
-                         pad_token_id=0),
-})
-
-
-def tiny_config(mt: str) -> dict:
-    cfg = {"model_type": mt, "max_position_embeddings": 256,
-           **{k: v for k, v in SHAPES[mt].items() if v is not None}}
-    if mt in ("gpt2", "falcon", "gptj", "gpt_bigcode"):
-        cfg.pop("max_position_embeddings")      # their config classes name the position limit otherwise
-    return cfg
+SHAPES = {mt: line.shape for mt, line in TINY.items()}
 
 
 def attention_for(arch) -> str:
@@ -234,9 +170,19 @@ def main() -> int:
         # a partial run replaces only its own families' rows in the record
         with open(args.out, encoding="utf-8") as f:
             old = json.load(f)
-        kept = [dict(r, date=r.get("date", old.get("date")), versions=r.get("versions", old.get("versions")))
-                for r in old["rows"] if r["model_type"] not in families]
-        data["rows"] = sorted(kept + rows, key=lambda r: list(SHAPES).index(r["model_type"]))
+        # (in place: a family measured again takes its old rows' place, a new one goes last)
+        merged, placed = [], set()
+        for r in old["rows"]:
+            mt = r["model_type"]
+            if mt not in families:
+                merged.append(dict(r, date=r.get("date", old.get("date")), versions=r.get("versions", old.get("versions"))))
+            elif mt not in placed:
+                merged += [n for n in rows if n["model_type"] == mt]
+                placed.add(mt)
+        data["rows"] = merged + [n for n in rows if n["model_type"] not in placed]
+        # and only its own families' shapes: the others stay as they were measured
+        data["shapes"] = {mt: SHAPES[mt] if mt in families else old["shapes"][mt] for mt in SHAPES
+                          if mt in families or mt in old["shapes"]}
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1)
         f.write("\n")

@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any, Sequence
 
+from .choices import choice_help
 from .errors import LoraCalcError
 
 
@@ -43,23 +44,23 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("memory", help="training memory breakdown and the GPUs it fits")
     _add_model_args(m)
-    m.add_argument("--method", default="qlora", help="full, lora, lora_8bit (LLM.int8 base) or qlora (default qlora)")
+    m.add_argument("--method", default="qlora", metavar="METHOD", help=choice_help("method", "qlora"))
     m.add_argument("--batch-size", default="1", help="sequences per step (default 1)")
     m.add_argument("--seq-len", default="2048", help="tokens per sequence (default 2048)")
     gc = m.add_mutually_exclusive_group()
     gc.add_argument("--gradient-checkpointing", dest="gc", action="store_true", default=True,
                     help="recompute activations in backward (default)")
     gc.add_argument("--no-gradient-checkpointing", dest="gc", action="store_false", help="keep all activations")
-    m.add_argument("--optimizer", default="adamw", help="adamw, adamw_8bit, paged_adamw, paged_adamw_8bit, sgd")
-    m.add_argument("--attention", default="sdpa", help="sdpa (PyTorch's fused attention), flash_attention_2 (FlashAttention-2: "
-                   "16-bit q, k, v even on an fp32 stream) or eager")
-    m.add_argument("--precision", default="mixed", help="full fine-tuning: mixed (bf16 + fp32 master) or bf16")
+    m.add_argument("--optimizer", default="adamw", metavar="OPTIMIZER", help=choice_help("optimizer", "adamw"))
+    m.add_argument("--attention", default="sdpa", metavar="ATTENTION",
+                   help=choice_help("attention", "sdpa") + " (FlashAttention-2 keeps 16-bit q, k, v even on an fp32 "
+                        "stream)")
+    m.add_argument("--precision", default="mixed", metavar="PRECISION",
+                   help="full fine-tuning: " + choice_help("precision", "mixed"))
     m.add_argument("--lora-dropout", default="0", help="LoRA dropout probability (above 0 keeps a mask per module)")
-    m.add_argument("--recipe", default="peft",
-                   help="where tensors live: peft (default: fp32 adapters, fp32 upcast for 8/4-bit), qlora-paper, "
-                        "torchtune, litgpt (bf16 everywhere; litgpt also quantizes lm_head)")
-    m.add_argument("--loss", default="full",
-                   help="full (transformers), chunked or chunked_compiled (torchtune), fused_linear (Liger), cce (Cut Cross-Entropy)")
+    m.add_argument("--recipe", default="peft", metavar="RECIPE",
+                   help="where tensors live: " + choice_help("recipe", "peft"))
+    m.add_argument("--loss", default="full", metavar="LOSS", help=choice_help("loss", "full"))
     m.add_argument("--loss-chunks", default="8", help="chunks of the chunked loss (default 8, torchtune's)")
     m.add_argument("--activation-offload", action="store_true",
                    help="saved activations (with checkpointing: the kept layer inputs) live in CPU memory")
@@ -93,14 +94,13 @@ def _parser() -> argparse.ArgumentParser:
                         "backward (LitGPT pinned 0.42.0 through 2024)")
     m.add_argument("--no-double-quant", dest="double_quant", action="store_false", default=True,
                    help="NF4 without double quantization (LitGPT's bnb.nf4)")
-    m.add_argument("--gpu", default=None, help="also report the largest batch and sequence that fit on this GPU "
-                   "(with --gpus: the fewest GPUs of this type that fit, per strategy)")
+    m.add_argument("--gpu", default=None, metavar="GPU", help="also report the largest batch and sequence that fit on "
+                   "this GPU (with --gpus: the fewest GPUs of this type that fit, per strategy): "
+                   + choice_help("gpu"))
     m.add_argument("--gpus", default=None, help="number of GPUs sharing the run: memory per GPU instead of in total")
-    m.add_argument("--strategy", default="ddp",
-                   help="with --gpus: ddp (a full copy per GPU), shard-grad-op (FSDP SHARD_GRAD_OP: sharded at "
-                        "rest, the whole model gathered from forward to backward; DeepSpeed ZeRO-2, which never "
-                        "shards the weights, needs about as much) or full-shard (FSDP FULL_SHARD / ZeRO-3: "
-                        "weights gathered a layer at a time); default ddp")
+    m.add_argument("--strategy", default="ddp", metavar="STRATEGY",
+                   help="with --gpus: " + choice_help("strategy", "ddp") + " (DeepSpeed ZeRO-2, which never shards "
+                        "the weights, needs about as much as shard-grad-op)")
     m.add_argument("--offload-optimizer", action="store_true",
                    help="with a sharded strategy: optimizer state in host memory (DeepSpeed ZeRO-Offload)")
     m.add_argument("--offload-params", action="store_true",
@@ -126,11 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--config", default=None, help="path to a Hugging Face config.json, read offline")
     s.add_argument("--context", default="8192", help="tokens per sequence, prompt and answer (default 8192)")
     s.add_argument("--batch", default="1", help="sequences served at once (default 1)")
-    s.add_argument("--weights", default="bf16", help="weight format: " + ", ".join(_serving().WEIGHT_FORMATS))
-    s.add_argument("--kv-cache-dtype", default="auto", help="KV cache dtype: " + ", ".join(_serving().KV_DTYPES)
-                   + " (vLLM's --kv-cache-dtype; auto: the model's bf16)")
+    s.add_argument("--weights", default="bf16", help="weight format; " + choice_help("weights", "bf16"))
+    s.add_argument("--kv-cache-dtype", default="auto", help="vLLM's --kv-cache-dtype; " + choice_help("kv_dtype", "auto"))
     s.add_argument("--max-loras", default="0", help="LoRA slots (vLLM's --max-loras; 0: no LoRA)")
-    s.add_argument("--max-lora-rank", default="16", help="rank every slot is allocated at (default 16)")
+    s.add_argument("--max-lora-rank", default="16", help="rank every slot is allocated at; "
+                   + choice_help("max_lora_rank", "16"))
     s.add_argument("--tensor-parallel", default="1", help="GPUs the model is split across (default 1)")
     s.add_argument("--gpu", default=None, help="a GPU (see `gpus`): also the most sequences of --context that fit")
     s.add_argument("--gpu-memory-utilization", default=str(_serving().DEFAULT_UTILIZATION),

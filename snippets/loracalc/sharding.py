@@ -37,17 +37,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .choices import STRATEGIES
 from .errors import LoraCalcError, as_bool, as_choice, as_int
 from .gpus import get_gpu
 from .memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, MemoryEstimate, estimate_memory
 from .models import get_model, quantizable_params, total_params
 from .params import count_params
 
-STRATEGIES = {
-    "ddp": "data parallel (a full copy per GPU)",
-    "shard-grad-op": "FSDP SHARD_GRAD_OP (all sharded at rest; whole model gathered from forward to backward)",
-    "full-shard": "FSDP FULL_SHARD / ZeRO-3 (weights sharded, gathered a layer at a time)",
-}
 MAX_GPUS = 4096
 COMPUTE_BYTES = 2   # FSDP gathers in MixedPrecisionPolicy.param_dtype: bf16 in every recipe the course uses
 

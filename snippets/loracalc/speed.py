@@ -202,7 +202,9 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
                   price_per_gpu_hour: Any = "default", **_ignored: Any) -> TimeEstimate:
     """Seconds per step, tokens per second, time, GPU-hours and cost of a run (``tokens``, or ``samples`` x
     ``avg_tokens`` x ``epochs``; one step's tokens when neither is given)."""
-    from .memory import ATTENTIONS, DEQUANT_COPIES, METHODS, OPTIMIZERS, QUANTIZES_EVERY_LINEAR, RECIPES
+    from .choices import ATTENTIONS, METHODS
+    from .optimizers import OPTIMIZERS
+    from .recipes import DEQUANT_COPIES, QUANTIZES_EVERY_LINEAR, RECIPES
     arch = get_model(model)
     card = get_gpu(gpu)
     method = as_choice(method, "method", METHODS)

@@ -8,22 +8,24 @@ from __future__ import annotations
 import itertools
 import random
 
+from loracalc.families import FAMILIES
+from loracalc.tiny_shapes import TINY
+
 # Shapes shared by most families: (hidden, heads, kv heads, intermediate); odd sizes on purpose
 SHAPES = [(64, 4, 4, 160), (96, 6, 2, 200), (128, 8, 1, 352), (120, 5, 5, 100), (64, 8, 2, 96)]
 
-# config classes whose num_key_value_heads default is None (= heads); the others have a fixed default
-DEFAULT_KV = {"mistral": 8, "qwen2": 32, "qwen3": 32, "gemma": 16, "gemma2": 4, "gemma3_text": 4, "stablelm": 32,
-              "starcoder2": 2}
-_LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2", "granite",
-               "cohere", "starcoder2", "phi3", "stablelm")
-_BIAS_KEYS = {"llama": ("attention_bias", "mlp_bias"), "qwen3": ("attention_bias",), "gemma": ("attention_bias",),
-              "gemma2": ("attention_bias",), "gemma3_text": ("attention_bias",), "olmo": ("attention_bias",),
-              "olmo2": ("attention_bias",), "granite": ("attention_bias", "mlp_bias"), "cohere": ("attention_bias",),
-              "starcoder2": ("use_bias",), "stablelm": ("use_qkv_bias",), "qwen2_moe": ("qkv_bias",),
-              "qwen3_moe": ("attention_bias",), "gpt_oss": ("attention_bias",), "gpt_neox": ("attention_bias",),
-              "falcon": ("bias",), "deepseek_v2": ("attention_bias", "mlp_bias"), "deepseek_v3": ("attention_bias",)}
-_SWITCHES = {"cohere": ("use_qk_norm",), "stablelm": ("qk_layernorm", "use_parallel_residual"),
-             "phi": ("qk_layernorm",)}
+# keys a variant never switches: a structure the engine refuses (cross-attention belongs to encoder-decoder use)
+_NEVER_TOGGLED = {"tie_word_embeddings", "add_cross_attention"}
+
+
+def _default_kv(model_type: str):
+    """The config class's num_key_value_heads default (None: as many as the heads), from the family's spec."""
+    return FAMILIES[model_type].defaults.get("num_key_value_heads")
+
+
+def _toggles(model_type: str) -> list[str]:
+    """The config's switches (bias and structure flags): every boolean key the spec reads with its default."""
+    return [k for k, v in FAMILIES[model_type].defaults.items() if isinstance(v, bool) and k not in _NEVER_TOGGLED]
 
 
 def variants(model_type: str, n: int = 12, seed: int = 0) -> list[dict]:
@@ -35,30 +37,31 @@ def variants(model_type: str, n: int = 12, seed: int = 0) -> list[dict]:
         layers = rng.choice([1, 2, 3])
         vocab = rng.choice([100, 257, 512])
         c: dict = {}
-        if model_type in _LLAMA_LIKE:
+        vary = TINY[model_type].vary
+        if vary in ("llama_like", "derived_head_dim"):
             c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
                      num_hidden_layers=layers, vocab_size=vocab)
-            if model_type == "stablelm":
+            if vary == "derived_head_dim":
                 c["num_key_value_heads"] = kv if k % 2 else heads
-            if k % 3 == 1 and DEFAULT_KV.get(model_type) is None:
+            if k % 3 == 1 and _default_kv(model_type) is None:
                 c.pop("num_key_value_heads")          # the class default: as many as the heads
-            if k % 4 == 2 and model_type != "stablelm":
+            if k % 4 == 2 and vary != "derived_head_dim":
                 c["head_dim"] = rng.choice([8, 16, 24])
-            if k % 4 == 3 and model_type not in ("stablelm",):
+            if k % 4 == 3 and vary != "derived_head_dim":
                 c.pop("head_dim", None)
-        elif model_type == "phi":
+        elif vary == "optional_kv":
             c = dict(hidden_size=h, num_attention_heads=heads, intermediate_size=inter, num_hidden_layers=layers,
                      vocab_size=vocab)
             if k % 2:
                 c["num_key_value_heads"] = kv
-        elif model_type == "gpt2":
+        elif vary == "gpt_learned_positions":
             c = dict(n_embd=h, n_head=heads, n_layer=layers, vocab_size=vocab, n_positions=rng.choice([32, 64]))
             if k % 2:
                 c["n_inner"] = inter
-        elif model_type == "gpt_neox":
+        elif vary == "no_kv":
             c = dict(hidden_size=h, num_attention_heads=heads, intermediate_size=inter, num_hidden_layers=layers,
                      vocab_size=vocab)
-        elif model_type == "falcon":
+        elif vary == "fused_qkv_modes":
             c = dict(hidden_size=h, num_attention_heads=heads, num_hidden_layers=layers, vocab_size=vocab)
             mode = k % 4
             c["new_decoder_architecture"] = mode == 1
@@ -69,40 +72,37 @@ def variants(model_type: str, n: int = 12, seed: int = 0) -> list[dict]:
                 c["parallel_attn"] = False
             if k % 3 == 0:
                 c["ffn_hidden_size"] = inter
-        elif model_type in ("mixtral", "gpt_oss"):
+        elif vary in ("local_experts", "local_experts_head_dim"):
             c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
                      num_hidden_layers=layers, vocab_size=vocab, num_local_experts=rng.choice([2, 4, 8]),
                      num_experts_per_tok=rng.choice([1, 2]))
-            if model_type == "gpt_oss":
+            if vary == "local_experts_head_dim":
                 c["head_dim"] = rng.choice([8, 16])
-        elif model_type in ("qwen2_moe", "qwen3_moe"):
+        elif vary in ("sparse_step_shared", "sparse_step_head_dim"):
             c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
                      num_hidden_layers=layers + 1, vocab_size=vocab, num_experts=rng.choice([2, 4, 6]),
                      num_experts_per_tok=rng.choice([1, 2]), moe_intermediate_size=rng.choice([32, 48]))
-            if model_type == "qwen2_moe":
+            if vary == "sparse_step_shared":
                 c["shared_expert_intermediate_size"] = rng.choice([64, 96])
             if k % 3 == 1:
                 c["mlp_only_layers"] = [0]
             if k % 3 == 2:
                 c["decoder_sparse_step"] = 2
-            if model_type == "qwen3_moe" and k % 2:
+            if vary == "sparse_step_head_dim" and k % 2:
                 c["head_dim"] = 16
-        elif model_type in ("deepseek_v2", "deepseek_v3"):
+        elif vary == "latent_attention_moe":
             c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=inter,
                      num_hidden_layers=layers + 1, vocab_size=vocab, n_routed_experts=rng.choice([2, 4]),
                      n_shared_experts=rng.choice([1, 2]), num_experts_per_tok=2, moe_intermediate_size=32,
                      first_k_dense_replace=rng.choice([0, 1]), q_lora_rank=rng.choice([None, 24]),
                      kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=rng.choice([8, 16]), v_head_dim=8,
                      n_group=1, topk_group=1)
-        elif model_type in NEW_VARIANTS:
-            c = NEW_VARIANTS[model_type](k, rng, h, heads, kv, inter, layers, vocab)
-        if model_type == "phi3" or model_type in NEW_VARIANTS:
+        elif vary in BUILDERS:
+            c = BUILDERS[vary](model_type, k, rng, h, heads, kv, inter, layers, vocab)
+        if "pad_token_id" in TINY[model_type].shape:
             c["pad_token_id"] = 0             # the class default (32000) must lie inside the vocabulary
-        for key in {**_BIAS_KEYS, **NEW_BIAS_KEYS}.get(model_type, ()):
-            if rng.random() < 0.5:
-                c[key] = rng.random() < 0.5
-        for key in {**_SWITCHES, **NEW_SWITCHES}.get(model_type, ()):
-            if rng.random() < 0.5:
+        for key in _toggles(model_type):
+            if key not in c and rng.random() < 0.5:   # a key the shape sets already keeps its value
                 c[key] = rng.random() < 0.5
         if rng.random() < 0.5:
             c["tie_word_embeddings"] = rng.random() < 0.5
@@ -115,134 +115,95 @@ TARGET_SETS = {
 }
 
 
-# ------------------------------------------------------------------ families added for issue 26 (late 2026)
-# Kept apart so the lead can fold them into the shapes derived from the specs when merging.
-NEW_DEFAULT_KV = {"helium": 20, "glm": 2, "vaultgemma": 4, "smollm3": 4, "glm4": 2, "exaone4": 32, "ernie4_5": 2, "seed_oss": 8, "phimoe": 8, "glm4_moe": 8,
-                  "ernie4_5_moe": 4}
-NEW_BIAS_KEYS = {"smollm3": ("attention_bias", "mlp_bias"), "olmo3": ("attention_bias",), "glm4": ("attention_bias",),
-                 "ernie4_5": ("use_bias",), "seed_oss": ("attention_bias", "attention_out_bias", "mlp_bias"),
-                 "apertus": ("attention_bias",), "hunyuan_v1_dense": ("attention_bias",), "olmoe": ("attention_bias",),
-                 "glm4_moe": ("attention_bias",), "granitemoe": ("attention_bias",),
-                 "phimoe": ("attention_bias", "lm_head_bias"), "ernie4_5_moe": ("use_bias",)}
-NEW_BIAS_KEYS.update({"arcee": ("attention_bias", "mlp_bias"), "helium": ("attention_bias", "mlp_bias"),
-                      "glm": ("attention_bias",), "cohere2": ("attention_bias",), "vaultgemma": ("attention_bias",), "flex_olmo": ("attention_bias",)})
-NEW_SWITCHES = {"glm4_moe": ("use_qk_norm",)}
+# ------------------------------------------------------------------ more kinds of structure (issue 26)
+# Each builder makes one variant of a kind of structure (TINY[model_type].vary); config key names come from the
+# family's spec where they differ between families.
+
+def _dense(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=layers, vocab_size=vocab)
+    if k % 3 == 1 and _default_kv(model_type) is None:
+        c.pop("num_key_value_heads")
+    if k % 4 == 2 or TINY[model_type].vary == "dense_head_dim":
+        c["head_dim"] = rng.choice([8, 16, 24])
+    return c
 
 
-def _dense(model_type):
-    def make(k, rng, h, heads, kv, inter, layers, vocab):
-        c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
-                 num_hidden_layers=layers, vocab_size=vocab)
-        if k % 3 == 1 and NEW_DEFAULT_KV.get(model_type) is None:
-            c.pop("num_key_value_heads")
-        if k % 4 == 2 or model_type == "hunyuan_v1_dense":
-            c["head_dim"] = rng.choice([8, 16, 24])
-        return c
-    return make
+def _gpt(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    c = dict(n_embd=h, n_head=heads, n_layer=layers, vocab_size=vocab)
+    if TINY[model_type].vary == "gpt_multi_query":
+        c["n_positions"] = rng.choice([32, 64])
+        c["multi_query"] = k % 2 == 0
+    else:
+        c["rotary_dim"] = h // heads
+    if k % 2:
+        c["n_inner"] = inter
+    return c
 
 
-def _gpt(model_type):
-    def make(k, rng, h, heads, kv, inter, layers, vocab):
-        c = dict(n_embd=h, n_head=heads, n_layer=layers, vocab_size=vocab)
-        if model_type == "gpt_bigcode":
-            c["n_positions"] = rng.choice([32, 64])
-            c["multi_query"] = k % 2 == 0
-        else:
-            c["rotary_dim"] = h // heads
+def _moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=layers + 1, vocab_size=vocab)
+    e, top = rng.choice([2, 4, 6]), rng.choice([1, 2])
+    vary, moe = TINY[model_type].vary, FAMILIES[model_type].moe
+    if vary in ("moe_num_experts", "moe_local_experts"):
+        c.update({moe.experts: e, moe.top_k: top})
+    elif vary == "moe_shared_dense_first":
+        c.update(n_routed_experts=e, num_experts_per_tok=top, moe_intermediate_size=rng.choice([32, 48]),
+                 n_shared_experts=rng.choice([0, 1, 2]), first_k_dense_replace=rng.choice([0, 1]),
+                 n_group=1, topk_group=1)
         if k % 2:
-            c["n_inner"] = inter
-        return c
-    return make
+            c["head_dim"] = 16
+    elif vary == "moe_interval":
+        c.update(moe_num_experts=e, moe_k=top, moe_intermediate_size=rng.choice([32, 48]),
+                 moe_num_shared_experts=rng.choice([0, 1, 2]), moe_layer_start_index=rng.choice([0, 1]),
+                 moe_layer_interval=rng.choice([1, 2]))
+        if k % 3 == 2:
+            c["moe_layer_end_index"] = 1
+    return c
 
 
-def _moe(model_type):
-    def make(k, rng, h, heads, kv, inter, layers, vocab):
-        c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
-                 num_hidden_layers=layers + 1, vocab_size=vocab)
-        e, top = rng.choice([2, 4, 6]), rng.choice([1, 2])
-        if model_type in ("olmoe", "flex_olmo"):
-            c.update(num_experts=e, num_experts_per_tok=top)
-        elif model_type in ("granitemoe", "phimoe"):
-            c.update(num_local_experts=e, num_experts_per_tok=top)
-        elif model_type == "glm4_moe":
-            c.update(n_routed_experts=e, num_experts_per_tok=top, moe_intermediate_size=rng.choice([32, 48]),
-                     n_shared_experts=rng.choice([0, 1, 2]), first_k_dense_replace=rng.choice([0, 1]),
-                     n_group=1, topk_group=1)
-            if k % 2:
-                c["head_dim"] = 16
-        elif model_type == "ernie4_5_moe":
-            c.update(moe_num_experts=e, moe_k=top, moe_intermediate_size=rng.choice([32, 48]),
-                     moe_num_shared_experts=rng.choice([0, 1, 2]), moe_layer_start_index=rng.choice([0, 1]),
-                     moe_layer_interval=rng.choice([1, 2]))
-            if k % 3 == 2:
-                c["moe_layer_end_index"] = 1
-        return c
-    return make
+def _hybrid(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=layers + 3, vocab_size=vocab)
+    if TINY[model_type].vary == "linear_attention_hybrid":
+        c.update(num_experts=rng.choice([2, 4]), num_experts_per_tok=rng.choice([1, 2]),
+                 moe_intermediate_size=rng.choice([32, 48]), shared_expert_intermediate_size=rng.choice([0, 64]),
+                 linear_num_key_heads=2, linear_num_value_heads=rng.choice([2, 4]), linear_key_head_dim=8,
+                 linear_value_head_dim=rng.choice([8, 16]), head_dim=rng.choice([8, 16]))
+        if k % 3 == 1:
+            c["mlp_only_layers"] = [0]
+        if k % 3 == 2:
+            c["layer_types"] = ["full_attention", "linear_attention"] * (c["num_hidden_layers"] // 2) + \
+                ["linear_attention"] * (c["num_hidden_layers"] % 2)
+    else:                                     # short convolutions (LFM2)
+        if k % 2:
+            c["full_attn_idxs"] = [1, 2]
+        c["block_multiple_of"] = rng.choice([16, 32])
+        if k % 3 == 2:
+            c["block_auto_adjust_ff_dim"] = False
+        if k % 4 == 1:
+            c["block_ffn_dim_multiplier"] = 1.5
+    return c
 
 
-NEW_VARIANTS = {
-    **{mt: _dense(mt) for mt in ("smollm3", "olmo3", "glm4", "exaone4", "ernie4_5", "seed_oss", "apertus",
-                                 "hunyuan_v1_dense")},
-    **{mt: _gpt(mt) for mt in ("gptj", "gpt_bigcode")},
-    **{mt: _dense(mt) for mt in ("arcee", "helium", "glm", "cohere2", "vaultgemma")},
-    **{mt: _moe(mt) for mt in ("flex_olmo", "olmoe", "glm4_moe", "granitemoe", "phimoe", "ernie4_5_moe")},
-}
+def _mamba_hybrid(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    n = layers + 2
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=n, vocab_size=vocab, mamba_n_heads=rng.choice([4, 8]) if h % 8 == 0 else 4,
+             mamba_n_groups=rng.choice([1, 2]), mamba_d_state=rng.choice([8, 16]), mamba_expand=2)
+    c["mamba_d_head"] = 2 * h // c["mamba_n_heads"]
+    if TINY[model_type].vary == "mamba_dense":
+        c["attn_layer_indices"] = [1] if k % 2 else [0, n - 1]
+    else:
+        c.update(num_local_experts=rng.choice([2, 4]), num_experts_per_tok=rng.choice([1, 2]),
+                 shared_intermediate_size=rng.choice([32, 48]))
+        if k % 3:
+            c["layer_types"] = ["mamba"] * (n - 1) + ["attention"]
+    return c
 
 
-def _hybrid(model_type):
-    def make(k, rng, h, heads, kv, inter, layers, vocab):
-        c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
-                 num_hidden_layers=layers + 3, vocab_size=vocab)
-        if model_type == "qwen3_next":
-            c.update(num_experts=rng.choice([2, 4]), num_experts_per_tok=rng.choice([1, 2]),
-                     moe_intermediate_size=rng.choice([32, 48]), shared_expert_intermediate_size=rng.choice([0, 64]),
-                     linear_num_key_heads=2, linear_num_value_heads=rng.choice([2, 4]), linear_key_head_dim=8,
-                     linear_value_head_dim=rng.choice([8, 16]), head_dim=rng.choice([8, 16]))
-            if k % 3 == 1:
-                c["mlp_only_layers"] = [0]
-            if k % 3 == 2:
-                c["layer_types"] = ["full_attention", "linear_attention"] * (c["num_hidden_layers"] // 2) + \
-                    ["linear_attention"] * (c["num_hidden_layers"] % 2)
-        elif model_type == "lfm2":
-            if k % 2:
-                c["full_attn_idxs"] = [1, 2]
-            c["block_multiple_of"] = rng.choice([16, 32])
-            if k % 3 == 2:
-                c["block_auto_adjust_ff_dim"] = False
-            if k % 4 == 1:
-                c["block_ffn_dim_multiplier"] = 1.5
-        return c
-    return make
-
-
-NEW_VARIANTS.update({mt: _hybrid(mt) for mt in ("qwen3_next", "lfm2")})
-NEW_BIAS_KEYS.update({"qwen3_next": ("attention_bias",), "lfm2": ("conv_bias",)})
-
-
-def _mamba_hybrid(model_type):
-    def make(k, rng, h, heads, kv, inter, layers, vocab):
-        n = layers + 2
-        c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
-                 num_hidden_layers=n, vocab_size=vocab, mamba_n_heads=rng.choice([4, 8]) if h % 8 == 0 else 4,
-                 mamba_n_groups=rng.choice([1, 2]), mamba_d_state=rng.choice([8, 16]), mamba_expand=2)
-        c["mamba_d_head"] = 2 * h // c["mamba_n_heads"]
-        if model_type == "bamba":
-            c["attn_layer_indices"] = [1] if k % 2 else [0, n - 1]
-        else:
-            c.update(num_local_experts=rng.choice([2, 4]), num_experts_per_tok=rng.choice([1, 2]),
-                     shared_intermediate_size=rng.choice([32, 48]))
-            if k % 3:
-                c["layer_types"] = ["mamba"] * (n - 1) + ["attention"]
-        return c
-    return make
-
-
-NEW_VARIANTS.update({mt: _mamba_hybrid(mt) for mt in ("bamba", "granitemoehybrid")})
-NEW_BIAS_KEYS.update({"bamba": ("attention_bias", "mlp_bias", "mamba_conv_bias", "mamba_proj_bias"),
-                      "granitemoehybrid": ("attention_bias", "mamba_conv_bias", "mamba_proj_bias")})
-
-
-def _nemotron(k, rng, h, heads, kv, inter, layers, vocab):
+def _mamba_pattern(model_type, k, rng, h, heads, kv, inter, layers, vocab):
     pattern = ["M*-E", "M-M*E", "*EM-ME", "MM*-", "E*M"][k % 5]
     c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
              vocab_size=vocab, mamba_num_heads=rng.choice([2, 4]), mamba_head_dim=rng.choice([16, 32]),
@@ -258,11 +219,7 @@ def _nemotron(k, rng, h, heads, kv, inter, layers, vocab):
     return c
 
 
-NEW_VARIANTS["nemotron_h"] = _nemotron
-NEW_BIAS_KEYS["nemotron_h"] = ("attention_bias", "mlp_bias", "use_conv_bias", "use_bias")
-
-
-def _minimax(k, rng, h, heads, kv, inter, layers, vocab):
+def _lightning_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
     n = layers + 2
     c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
              num_hidden_layers=n, vocab_size=vocab, num_local_experts=rng.choice([2, 4]),
@@ -274,5 +231,9 @@ def _minimax(k, rng, h, heads, kv, inter, layers, vocab):
     return c
 
 
-NEW_VARIANTS["minimax"] = _minimax
-NEW_DEFAULT_KV["minimax"] = 8
+BUILDERS = {
+    "dense": _dense, "dense_head_dim": _dense, "gpt_rotary": _gpt, "gpt_multi_query": _gpt,
+    "moe_num_experts": _moe, "moe_local_experts": _moe, "moe_shared_dense_first": _moe, "moe_interval": _moe,
+    "linear_attention_hybrid": _hybrid, "short_conv_hybrid": _hybrid, "mamba_dense": _mamba_hybrid,
+    "mamba_moe": _mamba_hybrid, "mamba_pattern": _mamba_pattern, "lightning_moe": _lightning_moe,
+}

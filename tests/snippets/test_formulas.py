@@ -11,6 +11,7 @@ import pytest
 
 import loracalc
 from loracalc import estimate_memory
+from loracalc.choices import CHOICES
 
 # one product: [k x] factor unit x count [words] (x count [words])*; a factor in parentheses is a sum of bytes,
 # words in it name the parts ("soft-cap"); the unit is bytes, bits, or bytes per token
@@ -84,8 +85,8 @@ def check_every_term(est):
 
 
 SETTINGS = [dict(method=m, precision=p, optimizer=o, batch_size=b)
-            for m, p, o, b in itertools.product(["full", "lora", "qlora"], ["mixed", "bf16"],
-                                                ["adamw", "adamw_8bit", "sgd"], [1, 3])]
+            for m, p, o, b in itertools.product(["full", "lora", "qlora"], CHOICES["precision"], CHOICES["optimizer"],
+                                                [1, 3])]
 
 
 @pytest.mark.parametrize("model", ["llama-3.1-8b", "gemma-2-2b", "qwen2.5-0.5b"])

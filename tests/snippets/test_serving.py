@@ -34,24 +34,32 @@ def test_the_published_records_quote_their_sources():
 
 
 # --------------------------------------------------------------------- against transformers' cache on CPU
-TINY = {  # small configs of the families whose attention differs: GQA, MQA, local layers (alternating, 1 in 6)
-    "llama": dict(num_key_value_heads=2),
-    "qwen3": dict(num_key_value_heads=2, head_dim=24),
-    "gemma2": dict(num_key_value_heads=1, head_dim=16, sliding_window=8),
-    "gemma3_text": dict(num_key_value_heads=2, head_dim=16, sliding_window=8, num_hidden_layers=7),
-    "gpt_oss": dict(num_key_value_heads=2, head_dim=16, sliding_window=8, num_local_experts=4, num_experts_per_tok=2),
-}
-BASE = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4, vocab_size=128)
+def _tiny(model_type: str) -> dict:
+    """The family's tiny shape (loracalc.tiny_shapes), with a short window and enough layers for local ones."""
+    from loracalc.families import FAMILIES
+    from loracalc.tiny_shapes import tiny_config
+
+    cfg = tiny_config(model_type)
+    if FAMILIES[model_type].sliding:
+        cfg.update(sliding_window=8, num_hidden_layers=7)   # 7 layers: Gemma-3's pattern of 6 has a global one
+    return cfg
 
 
-def _measured_cache(model_type: str, tokens: int):
+def _cached_families() -> list[str]:
+    """Families whose KV cache is per-head keys and values (not latent attention, not hybrids), activations checked."""
+    from loracalc.families import FAMILIES
+
+    return [k for k, f in FAMILIES.items() if f.activations_checked and f.attention != "mla" and not f.attn_layers]
+
+
+def _measured_cache(cfg: dict, tokens: int):
     """Bytes per layer of transformers' DynamicCache after a forward pass over TOKENS tokens (bf16, CPU)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     torch.manual_seed(0)
-    cfg = AutoConfig.for_model(model_type, **{**BASE, **TINY[model_type]})
-    model = AutoModelForCausalLM.from_config(cfg).to(torch.bfloat16).eval()
+    hf = AutoConfig.for_model(**cfg)
+    model = AutoModelForCausalLM.from_config(hf).to(torch.bfloat16).eval()
     with torch.no_grad():
         out = model(torch.randint(0, 128, (1, tokens)), use_cache=True)
     return [(layer.keys.numel() + layer.values.numel()) * layer.keys.element_size()
@@ -59,15 +67,16 @@ def _measured_cache(model_type: str, tokens: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_type", list(TINY))
+@pytest.mark.parametrize("model_type", _cached_families())
 def test_kv_per_token_and_local_layers_match_transformers_cache(model_type):
     """Global layers: transformers keeps keys and values for every token, exactly loracalc's bytes per token.
     Local layers: transformers keeps at most window - 1 tokens (it needs no more to attend), while vLLM keeps the
     window plus a block (its kernels write the new tokens beside the window): the same layers are local, and the
     kept tokens differ only by that allowance."""
     tokens = 40
-    arch = loracalc.model_from_config({"model_type": model_type, **BASE, **TINY[model_type]})
-    measured = _measured_cache(model_type, tokens)
+    cfg = _tiny(model_type)
+    arch = loracalc.model_from_config(cfg)
+    measured = _measured_cache(cfg, tokens)
     caches, others = layer_caches(arch)
     assert others == 0 and len(caches) == len(measured)
     for i, ((values, window), got) in enumerate(zip(caches, measured)):
@@ -113,7 +122,10 @@ def test_fp8_weights_and_cache_halve_what_they_store():
 def test_capacity_on_a_card_and_a_hybrid_says_what_it_leaves_out():
     est = estimate_serving("llama-3.1-8b", context=32768, gpu="h100-80gb")
     assert est.max_sequences == est.kv_budget_bytes // est.kv_bytes_per_sequence and est.max_sequences > 0
-    hybrid = loracalc.model_from_config({"model_type": "qwen3_next", "hidden_size": 256, "num_hidden_layers": 8})
+    from loracalc.families import FAMILIES
+    from loracalc.tiny_shapes import tiny_config
+
+    hybrid = loracalc.model_from_config(tiny_config(next(k for k, f in FAMILIES.items() if f.attn_layers)))
     notes = estimate_serving(hybrid, context=1024).notes
     assert any("not attention" in n for n in notes)
 

@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import loracalc
+from loracalc.choices import CHOICES
 from lora_course.widgets import WIDGETS
 
 from .conftest import assert_clean
@@ -36,9 +37,9 @@ FIELDS = {
                           "rank": NUMERIC, "batch_size": NUMERIC, "seq_len": NUMERIC,
                           "gradient_accumulation": NUMERIC,
                           "gradient_checkpointing": st.sampled_from(["on", "off", "maybe"]),
-                          "optimizer": st.sampled_from(["adamw", "adamw_8bit", "sgd", "lion"]),
-                          "attention": st.sampled_from(["sdpa", "eager", "flash", "?"]),
-                          "gpu": st.sampled_from(["h100-80gb", "rtx-4090", "tpu"]),
+                          "optimizer": st.sampled_from([*CHOICES["optimizer"], "lion"]),
+                          "attention": st.sampled_from([*CHOICES["attention"], "flash", "?"]),
+                          "gpu": st.sampled_from([*CHOICES["gpu"], "tpu"]),
                           "config_z": TOKEN, "_changed": st.sampled_from(["", "config", "model"])},
     "nf4_explorer": {"seed": NUMERIC, "action": st.sampled_from(["", "reroll", "x"])},
     "nf4_bits": {"block_size": NUMERIC, "double_quant": st.sampled_from(["on", "off", "?"]),

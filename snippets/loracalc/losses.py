@@ -1,0 +1,54 @@
+"""The loss's own memory at its peak: full logits, chunked, compiled, fused linear and Cut Cross-Entropy."""
+from __future__ import annotations
+
+LOSSES = {
+    "full": "full logits, fp32 cross-entropy (transformers)",
+    "chunked": "chunked cross-entropy (torchtune CEWithChunkedOutputLoss, eager)",
+    "chunked_compiled": "chunked cross-entropy, torch.compile'd (torchtune with compile: True)",
+    "fused_linear": "fused linear cross-entropy (Liger)",
+    "cce": "Cut Cross-Entropy (Apple; Unsloth)",
+}
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+# --8<-- [start:losses]
+def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: int, stream_bytes: int,
+               chunks: int = 8, softcap: bool = False, head_trainable: bool = False) -> tuple[int, str]:
+    """Bytes the loss holds at its peak beyond the layers' activations, and the formula as text.
+
+    * full (transformers): the logits, their fp32 log-softmax (saved), and in backward the fp32 gradient
+      arriving at the log-softmax and the one it returns, all alive at once;
+    * chunked (torchtune, eager): the output chunks (alive while the loss runs), every chunk's fp32
+      log-softmax (saved), one chunk's fp32 upcast in flight;
+    * chunked, compiled: the compiled loss saves the 16-bit chunks and an fp32 max and log-sum-exp per token; its
+      backward is one fused kernel per chunk that writes the chunk's 16-bit gradient;
+    * fused linear (Liger): the input's gradient, computed in forward and saved, plus one chunk of logits
+      whose rows are next_pow2(tokens / ceil(vocab / hidden)); the output layer's fp32 weight gradient too
+      when it trains;
+    * Cut Cross-Entropy: the saved input and, in backward, its gradient, plus an fp32 log-sum-exp per token.
+    """
+    V, T, h = vocab, tokens, hidden
+    if loss == "full":
+        cap = logits_bytes if softcap else 0
+        return ((logits_bytes + 12 + cap) * V * T,
+                f"({logits_bytes} + 4 + 4 + 4{f' + {cap} soft-cap' if cap else ''}) B x {T:,} tokens x {V:,} vocab")
+    tc = -(-T // chunks)
+    if loss == "chunked":
+        return ((logits_bytes + 4) * V * T + 4 * V * tc,
+                f"({logits_bytes} + 4) B x {T:,} tokens x {V:,} vocab + 4 B x {tc:,} tokens x {V:,} (one of {chunks} chunks)")
+    if loss == "chunked_compiled":
+        return (logits_bytes * V * T + logits_bytes * V * tc + 8 * T,
+                f"{logits_bytes} B x {T:,} tokens x {V:,} vocab + {logits_bytes} B x {tc:,} tokens x {V:,} "
+                f"(one chunk's gradient) + 8 B x {T:,} (fp32 max and log-sum-exp)")
+    if loss == "fused_linear":
+        rows = min(T, _next_pow2(-(-T // -(-V // h))))
+        w = 4 * V * h if head_trainable else 0
+        return (stream_bytes * h * T + logits_bytes * rows * V + w,
+                f"{stream_bytes} B x {T:,} tokens x {h:,} (input gradient) + {logits_bytes} B x {rows:,} rows x {V:,} vocab"
+                + (f" + 4 B x {V * h:,} (output layer's weight gradient)" if w else ""))
+    return (2 * stream_bytes * h * T + 4 * T,
+            f"2 x {stream_bytes} B x {T:,} tokens x {h:,} (input and its gradient) + 4 B x {T:,} log-sum-exp")
+# --8<-- [end:losses]
