@@ -51,7 +51,9 @@ def test_adapter_reloads_with_the_same_outputs(tiny_model, trained_adapter):
     bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                              bnb_4bit_compute_dtype=torch.float32)
     base = AutoModelForCausalLM.from_pretrained(tiny_model, quantization_config=bnb, dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, trained_adapter / "adapter")
+    # the lab scores with bitsandbytes' training kernel (on an AVX512-BF16 CPU its eval kernel differs by ~1e-4)
+    from gpu_labs import labmodels
+    model = PeftModel.from_pretrained(labmodels.keep_training_kernel(base), trained_adapter / "adapter")
     tokenizer = AutoTokenizer.from_pretrained(trained_adapter / "adapter")
     examples = labkit.tokenize_pairs(labkit.load_instruction_jsonl(labkit.DEFAULT_DATASET), tokenizer, 512)
     reloaded = labkit.probe_loss(model, examples, tokenizer.pad_token_id)
