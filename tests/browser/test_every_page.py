@@ -4,6 +4,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from site_support import site_pages, wait_python
 
@@ -49,11 +50,19 @@ def use_every_widget(page) -> int:
                 field.press("End")
                 field.dispatch_event("input")
             used += 1
-        for b in range(widget.locator("button[data-action], button[data-copy]").count()):
-            button = widget.locator("button[data-action], button[data-copy]").nth(b)
-            if button.is_visible() and button.is_enabled():
-                button.click()
-                used += 1
+        # a click can re-render a widget's buttons (the quiz's next question): count again each time, and a button
+        # that went away between the two checks is skipped rather than waited for
+        buttons = widget.locator("button[data-action], button[data-copy]")
+        b = 0
+        while b < buttons.count():
+            button = buttons.nth(b)
+            try:
+                if button.is_visible() and button.is_enabled(timeout=2_000):
+                    button.click(timeout=5_000)
+                    used += 1
+            except PlaywrightTimeout:
+                pass
+            b += 1
     return used
 
 
