@@ -137,36 +137,6 @@ def validate_args(args) -> None:
         raise LabError("--quant-storage only applies to --method qlora.")
 
 
-def validate_args(args) -> None:
-    """Checks that need no model: fail in the first second, not after loading 16 GB."""
-    if args.dropout is not None and not 0 <= args.dropout < 1:
-        raise LabError(f"--dropout {args.dropout}: must be in [0, 1).")
-    if not 0 <= args.eval_ratio < 1:
-        raise LabError(f"--eval-ratio {args.eval_ratio}: must be in [0, 1) (0.1 holds out a tenth).")
-    if args.eval_every < 1:
-        raise LabError("--eval-every must be at least 1.")
-    if args.method == "full" and (args.use_dora or args.use_rslora or args.init != "default" or args.lora_plus):
-        raise LabError("--use-dora, --use-rslora, --init and --lora-plus shape the LoRA adapter; --method full "
-                       "trains every weight and has none. Drop them or use --method lora/qlora.")
-    if args.init == "loftq" and args.method != "qlora":
-        raise LabError("--init loftq fits the adapter to the NF4 rounding error of a 4-bit base, so it needs "
-                       "--method qlora. For a 16-bit base use --init pissa or olora.")
-    if args.init == "pissa" and args.method == "qlora":
-        raise LabError("--init pissa rewrites the base weights from their SVD, which peft only does on a 16-bit "
-                       "base (it refuses a 4-bit one). Use --method lora --init pissa, or --init olora / loftq with qlora.")
-    if args.lora_plus is not None and args.lora_plus <= 0:
-        raise LabError(f"--lora-plus {args.lora_plus}: the ratio of B's to A's learning rate must be positive (16 is usual).")
-    if args.rank < 1:
-        raise LabError(f"--rank {args.rank}: the rank must be a positive integer (try 8 or 16).")
-    for name in ("batch_size", "grad_accum", "seq_len", "save_every"):
-        if getattr(args, name) < 1:
-            raise LabError(f"--{name.replace('_', '-')} must be at least 1.")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise LabError("--max-steps must be at least 1.")
-    if args.method == "full" and args.quant_storage != "uint8":
-        raise LabError("--quant-storage only applies to --method qlora.")
-
-
 def training_arguments(args, checkpoints: Path, compute_dtype, has_eval: bool):
     """The Trainer's settings for this run, each from the flag of the same meaning."""
     import torch

@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.snippets.test_imports import find_cycle   # the one cycle finder (tests/snippets/test_imports.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 FLAT = ("gpu_labs", "hooks", "scripts")
 
@@ -80,28 +82,6 @@ def graph(root: Path = ROOT) -> dict[str, set[str]]:
                 if t and names[t] != name:
                     out[name].add(names[t])
     return out
-
-
-def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(n: str) -> list[str] | None:
-        state[n] = 1
-        stack.append(n)
-        for d in sorted(g.get(n, ())):
-            if state.get(d) == 1:
-                return stack[stack.index(d):] + [d]
-            if d not in state and (found := visit(d)):
-                return found
-        stack.pop()
-        state[n] = 2
-        return None
-
-    for n in sorted(g):
-        if n not in state and (found := visit(n)):
-            return found
-    return None
 
 
 def test_no_import_circle_among_the_projects_modules():
