@@ -108,7 +108,8 @@ def answer_error(repo_id: str, status: int, error_code: str = "", reason: str = 
     if error_code == "GatedRepo":
         return LoraCalcError(field, f"gated model {repo_id}: {gated_fix}")
     if error_code == "RepoNotFound":
-        return LoraCalcError(field, f"no model {repo_id} on the Hub (or it is private): check the id, or {fix}")
+        private = "it is private: set HF_TOKEN" if where == "cli" else "it is private"
+        return LoraCalcError(field, f"no model {repo_id} on the Hub (or {private}): check the id, or {fix}")
     if error_code == "RevisionNotFound":
         return LoraCalcError(field, f"{repo_id} has no such revision: check the part after @")
     if error_code == "EntryNotFound" or status == 404:
