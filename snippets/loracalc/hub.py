@@ -26,8 +26,8 @@ from .errors import LoraCalcError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 TIMEOUT_S = 10
-# A model's config.json is a few kB; an answer longer than this is not one (the page's config box reads as much).
-MAX_BYTES = 1_000_000
+# The longest config.json read, from the Hub or pasted into the page (published ones are a few kB).
+MAX_CONFIG_CHARS = 1_000_000
 
 # huggingface_hub.utils._validators.REPO_ID_REGEX, with the namespace required (a bare "gpt2" is also a file
 # name someone mistyped) and ASCII only (the Hub's names are): letters, digits, "_", "-", "."; neither end
@@ -124,8 +124,8 @@ def answer_error(repo_id: str, status: int, error_code: str = "", reason: str = 
 def config_from_body(repo_id: str, body: Any, field: str = "config") -> dict:
     """The answer's text as a config dict, with ``_name_or_path`` set to the id, as ``from_pretrained(id)`` sets it."""
     text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else str(body or "")
-    if len(text) > MAX_BYTES:
-        raise LoraCalcError(field, f"{repo_id}'s config.json is over {MAX_BYTES:,} characters: not a model's config")
+    if len(text) > MAX_CONFIG_CHARS:
+        raise LoraCalcError(field, f"{repo_id}'s config.json is over {MAX_CONFIG_CHARS:,} characters: not a model's config")
     try:
         cfg = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -151,7 +151,7 @@ def fetch_config(text: Any, timeout: float = TIMEOUT_S, field: str = "config") -
     opener = urllib.request.build_opener(_same_host_auth(auth))
     try:
         with opener.open(request, timeout=timeout) as response:
-            body = response.read(MAX_BYTES + 1)
+            body = response.read(MAX_CONFIG_CHARS + 1)
     except urllib.error.HTTPError as exc:
         code = exc.headers.get("X-Error-Code", "") if exc.headers else ""
         raise answer_error(repo_id, exc.code, code, field=field) from None
