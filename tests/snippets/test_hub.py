@@ -211,3 +211,21 @@ def test_subprocess_prints_one_line(fake_hub):
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr == ("loracalc: error: config: gated model acme/gated: accept its licence on the Hub, set HF_TOKEN, "
                         "or pass the downloaded config.json\n")
+
+
+def test_the_page_asks_the_same_engine(monkeypatch):
+    """The calculators' "Load from the Hub" box: the same id rules, URL and one-line answers, worded for a page."""
+    from huggingface_hub import hf_hub_url
+    from lora_course.widgets import call
+
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    asked = call("hub_config", {"repo_id": "Qwen/Qwen3-8B@v2"})
+    assert asked["ok"] and asked["outputs"]["url"] == hf_hub_url("Qwen/Qwen3-8B", "config.json", revision="v2")
+    assert call("hub_config", {"repo_id": "a/b--c"})["field"] == "repo_id"
+    gated = call("hub_config", {"repo_id": "acme/gated", "status": "401"})
+    assert not gated["ok"] and gated["message"].startswith("gated model acme/gated") and "paste it here" in gated["message"]
+    offline = call("hub_config", {"repo_id": "acme/x", "status": "0", "reason": "Failed to fetch"})
+    assert offline["message"].startswith("could not reach huggingface.co: Failed to fetch")
+    assert "not valid JSON" in call("hub_config", {"repo_id": "acme/x", "status": "200", "body": "<html>"})["message"]
+    loaded = call("hub_config", {"repo_id": "acme/x", "status": "200", "body": json.dumps(qwen3_config())})
+    assert json.loads(loaded["outputs"]["config"]) == {**qwen3_config(), "_name_or_path": "acme/x"}

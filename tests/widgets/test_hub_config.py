@@ -55,7 +55,7 @@ def note(page, name: str, containing: str) -> str:
     el = widget(page, name).locator("[data-hub-note]")
     page.wait_for_function("([el, part]) => el.textContent.includes(part)", arg=[el.element_handle(), containing],
                            timeout=15_000)
-    return el.text_content()
+    return " ".join(el.text_content().split())
 
 
 def test_memory_calculator_loads_a_model_by_its_id(wpage, site_url, tmp_path):

@@ -8,7 +8,7 @@ The page calls this twice around the one request it makes to another host, and o
    what came: ``hub_config(repo_id=ID, status=HTTP status or "0" when nothing answered, body=the text,
    error_code=the X-Error-Code header if the browser may read it, reason=the browser's error)``. Outputs
    ``config``, the file's text with the model named by its id, which the page puts into the config box as if
-   pasted, so it is read exactly as a pasted file is; or the engine's one line (field ``hub``) for any other answer.
+   pasted, so it is read exactly as a pasted file is; or the engine's one line (field ``repo_id``) for any other answer.
 """
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ from .registry import widget
 @widget("hub_config")
 def hub_config(repo_id: str = "", status: str = "", body: str = "", error_code: str = "", reason: str = "",
                **_: Any) -> dict[str, Any]:
-    name, _rev = hub.parse_id(repo_id, "hub")
-    url = hub.config_url(repo_id, "hub")
+    name, _rev = hub.parse_id(repo_id, "repo_id")
+    url = hub.config_url(repo_id, "repo_id")
     host = hub.endpoint().partition("://")[2]
     if not c.text(status):
         return {"url": url, "note": f"Asking {host} for {name}'s config.json\u2026"}
-    code = c.integer(status, "hub", 0, 999, "HTTP status")
+    code = c.integer(status, "status", 0, 999, "HTTP status")
     if code != 200:
-        raise hub.answer_error(name, code, c.text(error_code), c.text(reason)[:120], where="page", field="hub")
-    cfg = hub.config_from_body(name, body, "hub")
+        raise hub.answer_error(name, code, c.text(error_code), c.text(reason)[:120], where="page", field="repo_id")
+    cfg = hub.config_from_body(name, body, "repo_id")
     return {"config": json.dumps(cfg, indent=2, ensure_ascii=False),
             "note": f"Loaded {name}'s config.json from {host} (the model's numbers below are for it)."}
