@@ -106,7 +106,8 @@ def answer_error(repo_id: str, status: int, error_code: str = "", reason: str = 
     if not status:
         return LoraCalcError(field, f"could not reach {host}: {reason or 'no answer'} (offline?); {fix}")
     if error_code == "GatedRepo":
-        return LoraCalcError(field, f"gated model {repo_id}: {gated_fix}")
+        refused = " (HF_TOKEN is set: accept the licence with that account)" if where == "cli" and token() else ""
+        return LoraCalcError(field, f"gated model {repo_id}: {gated_fix}{refused}")
     if error_code == "RepoNotFound":
         private = "it is private: set HF_TOKEN" if where == "cli" else "it is private"
         return LoraCalcError(field, f"no model {repo_id} on the Hub (or {private}): check the id, or {fix}")
@@ -116,8 +117,10 @@ def answer_error(repo_id: str, status: int, error_code: str = "", reason: str = 
         return LoraCalcError(field, f"no such model or no config.json: {host} has no config.json for {repo_id} "
                                     f"(check the id; a GGUF or adapter-only repo has none, use its base model's)")
     if status in (401, 403):
-        return LoraCalcError(field, f"gated model {repo_id} (or a private one, or a misspelt id: the Hub answers "
-                                    f"{status} to each): {gated_fix}")
+        refused = " (HF_TOKEN is set: can it read this model?)" if where == "cli" and token() else ""
+        why = ("or a private one, or a misspelt id: the Hub answers 401 to all three" if status == 401 else
+               "or one your token may not read")
+        return LoraCalcError(field, f"gated model {repo_id} ({why}): {gated_fix}{refused}")
     return LoraCalcError(field, f"{host} answered HTTP {status} for {repo_id}'s config.json: try again later, or {fix}")
 
 

@@ -149,6 +149,9 @@ def test_revision_and_token(hub_env, capsys, monkeypatch):
     rc, _, err = cli(capsys, "memory", "--config", "Qwen/Qwen3-8B@refs/pr/3", "--json")
     assert rc == 0, err
     assert hub_env.seen == [("/Qwen/Qwen3-8B/resolve/refs%2Fpr%2F3/config.json", "Bearer hf_new")]
+    hub_env.routes["/acme/gated/resolve/main/config.json"] = (403, {"X-Error-Code": "GatedRepo"}, b"")
+    rc, _, err = cli(capsys, "params", "--config", "acme/gated")
+    assert rc == 2 and "gated model acme/gated" in err and "HF_TOKEN is set" in err and "hf_new" not in err
 
 
 @pytest.mark.parametrize("status, headers, body, says", [
