@@ -5,6 +5,10 @@
     python -m loracalc memory --model llama-3.1-70b --method lora --gpus 8 --strategy full-shard [--offload-params]
     python -m loracalc time --model llama-3.1-8b --method qlora --gpu a10 --tokens 1e7 [--price-per-gpu-hour 1.2]
     python -m loracalc models | gpus | nf4 [--json]
+    python -m loracalc memory --config Qwen/Qwen3-8B      # a Hub id: its config.json fetched from huggingface.co
+
+--config takes a config.json path; a Hub id (owner/name[@revision]) that is not an existing file, there or in
+--model, is fetched once from the Hub (loracalc.hub: HF_TOKEN for gated models, HF_ENDPOINT for a mirror).
 
 Bad input prints one line naming the field and exits with status 2.
 """
@@ -20,6 +24,11 @@ from .choices import choice_help
 from .errors import LoraCalcError
 
 
+CONFIG_HELP = ("path to a Hugging Face config.json (read offline), or a Hub id such as Qwen/Qwen3-8B[@revision] "
+               "whose config.json is fetched from huggingface.co (HF_TOKEN for gated models, HF_ENDPOINT for a mirror)")
+MODEL_HELP = "preset name (see `models`) or a Hub id such as Qwen/Qwen3-8B (as --config); default llama-3.1-8b"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, status 2, no usage block
         raise LoraCalcError("", f"{self.prog}: {message} (see --help)")
@@ -27,8 +36,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", default=None, help="preset name (see `models`); default llama-3.1-8b")
-    src.add_argument("--config", default=None, help="path to a Hugging Face config.json, read offline")
+    src.add_argument("--model", default=None, help=MODEL_HELP)
+    src.add_argument("--config", default=None, help=CONFIG_HELP)
     src.add_argument("--params", default=None, help="a bare parameter count, e.g. 7e9 (approximate shape)")
     p.add_argument("--rank", default="16", help="LoRA rank r (default 16)")
     p.add_argument("--targets", default="all-linear", help="'all-linear', 'q,v', or module names (default all-linear)")
@@ -123,8 +132,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="memory to serve a model with vLLM: weights, KV cache, LoRA slots")
     src = s.add_mutually_exclusive_group()
-    src.add_argument("--model", default=None, help="preset name (see `models`); default llama-3.1-8b")
-    src.add_argument("--config", default=None, help="path to a Hugging Face config.json, read offline")
+    src.add_argument("--model", default=None, help=MODEL_HELP)
+    src.add_argument("--config", default=None, help=CONFIG_HELP)
     s.add_argument("--context", default="8192", help="tokens per sequence, prompt and answer (default 8192)")
     s.add_argument("--batch", default="1", help="sequences served at once (default 1)")
     s.add_argument("--weights", default="bf16", help="weight format; " + choice_help("weights", "bf16"))
@@ -154,8 +163,7 @@ def _serving():
 
 
 def cmd_serve(args) -> Any:
-    from .models import get_model, model_from_config
-    arch = model_from_config(args.config) if args.config else get_model(args.model or "llama-3.1-8b")
+    arch = _arch(args)
     est = _serving().estimate_serving(arch, context=args.context, batch=args.batch, weights=args.weights,
                                       kv_dtype=args.kv_cache_dtype, max_loras=args.max_loras,
                                       max_lora_rank=args.max_lora_rank, gpu=args.gpu,
@@ -184,12 +192,22 @@ def cmd_serve(args) -> Any:
 
 
 def _arch(args):
-    from .models import get_model, model_from_config, model_from_param_count
+    from .models import PRESETS, get_model, model_from_config, model_from_param_count
+    if getattr(args, "params", None):
+        return model_from_param_count(args.params)
+    given = args.config or args.model
+    if given and not os.path.exists(given) and given.strip().lower() not in PRESETS and _hub().looks_like_id(given):
+        # a Hub id (no such file, no such preset): its config.json, fetched now, read like a file
+        cfg, url = _hub().fetch_config(given, field="config" if args.config else "model")
+        return model_from_config(cfg, source=url)
     if args.config:
         return model_from_config(args.config)
-    if args.params:
-        return model_from_param_count(args.params)
     return get_model(args.model or "llama-3.1-8b")
+
+
+def _hub():
+    from . import hub
+    return hub
 
 
 def _table(rows: list[list[str]], right: set[int] = frozenset()) -> str:
