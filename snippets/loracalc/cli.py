@@ -147,6 +147,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of the card vLLM may use (default 0.9)")
     s.add_argument("--json", action="store_true", help="print JSON")
 
+    f = sub.add_parser("preflight", help="the memory estimate from a trainer's config file (TRL/Trainer YAML or "
+                                         "JSON, axolotl YAML, torchtune YAML), before the run")
+    f.add_argument("file", help="the trainer's config file")
+    src = f.add_mutually_exclusive_group()
+    src.add_argument("--model", default=None, help="a preset (or Hub id) to use instead of the file's model; "
+                     "without it the file's model must be a preset: " + MODEL_HELP)
+    src.add_argument("--config", default=None, help="the model's config.json, for a model that is not a preset")
+    f.add_argument("--gpu", default=None, help="a GPU (see `gpus`): whether it fits there")
+    f.add_argument("--json", action="store_true", help="print JSON")
+
     g = sub.add_parser("models", help="list the model presets")
     g.add_argument("--json", action="store_true", help="print JSON")
     g = sub.add_parser("gpus", help="list the GPU catalog")
@@ -188,6 +198,39 @@ def cmd_serve(args) -> Any:
             f"{_gb(max(0, est.kv_budget_bytes))} is left after the weights; shorten --context, use --kv-cache-dtype fp8 "
             f"or smaller --weights, or split the model with --tensor-parallel"))
     lines += [f"note: {n}" for n in est.notes]
+    return "\n".join(lines)
+
+
+def cmd_preflight(args) -> Any:
+    """loracalc preflight FILE: what the file says, the estimate, and whether it fits."""
+    from .gpus import fits, get_gpu
+    from .preflight import preflight
+    try:
+        with open(args.file, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise LoraCalcError("file", f"cannot read {args.file}: {err.strerror}") from None
+    model = _arch(args) if (args.model or args.config) else None
+    est, read = preflight(text, model)
+    out = {"tool": read["tool"], "model_in_file": read["model_id"], "objective": read["objective"],
+           "read": read["origin"], "ignored": read["ignored"], "estimate": est.to_dict()}
+    if args.gpu:
+        g = get_gpu(args.gpu)
+        out["gpu"] = {"name": g.name, "memory_bytes": g.memory_bytes, "fits": est.total_bytes <= g.memory_bytes}
+    if args.json:
+        return out
+    rows = [["setting", "value", "from"]] + [[k, str(read["settings"].get(k, read["objective"] if k == "objective"
+                                                                          else "")), v]
+                                             for k, v in read["origin"].items()]
+    lines = [f"{args.file}: a {read['tool']} config for {read['model_id']} ({read['objective']}); estimated on "
+             f"{est.model}", "", _table(rows, set()), "",
+             f"needed on the card: {_gb(est.total_bytes)} (allocated peak {_gb(est.allocated_peak_bytes)})"]
+    lines += [f"note: {n}" for n in est.notes]
+    if read["ignored"]:
+        lines.append("not read (no memory term depends on them): " + ", ".join(read["ignored"]))
+    lines.append("fits on: " + (", ".join(fits(est.total_bytes, est.settings)) or "no single GPU in the catalog"))
+    if args.gpu:
+        lines.append(f"{out['gpu']['name']}: {'fits' if out['gpu']['fits'] else 'does not fit: expect out of memory'}")
     return "\n".join(lines)
 
 
@@ -491,7 +534,7 @@ def cmd_time(args) -> Any:
     return "\n".join(lines)
 
 
-COMMANDS = {"serve": cmd_serve, "time": cmd_time, "params": cmd_params, "memory": cmd_memory, "models": cmd_models, "gpus": cmd_gpus, "nf4": cmd_nf4}
+COMMANDS = {"preflight": cmd_preflight, "serve": cmd_serve, "time": cmd_time, "params": cmd_params, "memory": cmd_memory, "models": cmd_models, "gpus": cmd_gpus, "nf4": cmd_nf4}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
