@@ -478,3 +478,38 @@ def patches_per_image(arch, image_size: Any = None) -> int:
         return per
     tiles = math.ceil(size / side) ** 2
     return per * (tiles + 1 if tiles > 1 else 1)
+
+
+# ------------------------------------------------------------------------------------------ activations
+
+
+def vision_activation_bytes(arch, counts, method: str, batch_size: int, images: int, image_size: Any,
+                            gradient_checkpointing: bool, s: int, a: int) -> tuple[int, str]:
+    """(bytes, formula) the vision tower and projector keep for backward in one step. Rough: not checked
+    against saved tensors, unlike the language model's term.
+
+    Frozen and unadapted (LoRA on the language model only), the tower and projector run without a graph: no
+    parameter upstream of their outputs needs a gradient, so they keep nothing. When they train (full
+    fine-tuning) or hold adapters, each ViT layer keeps, per patch, its two norms' inputs (2 vh), q, k, v and the
+    attention output (4 vh), the MLP activation's input and the second linear's input (2 vi), all of s bytes,
+    plus each adapter's A output (a r); with gradient checkpointing, each layer's input (vh) and one layer."""
+    vis = arch.vision
+    v = vis["vision_config"]
+    vh, vi, Lv = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"]
+    mods = counts.per_module if method != "full" else ()
+    tower = method == "full" or any(m.name.startswith("vision.") for m in mods)
+    proj = tower or any(m.name.startswith("projector.") for m in mods)
+    if not images or not proj:
+        return 0, "frozen vision tower and projector: they keep nothing for backward"
+    P = batch_size * images * patches_per_image(arch, image_size)
+    proj_in = sum(r.d_in for r in arch.records if r.role == "projector" and r.kind == "linear")
+    proj_b = s * proj_in * P
+    if not tower:
+        return proj_b, f"{s} B x {proj_in:,} projector inputs x {P:,} patches"
+    adapters = sum(a * m.rank * m.copies for m in mods if m.name.startswith("vision.")) // max(1, Lv)
+    per = s * (6 * vh + 2 * vi) + adapters
+    if gradient_checkpointing:
+        kept = (Lv * s * vh + per) * P
+        return kept + proj_b, (f"({Lv} layers x {s * vh:,} B + one layer recomputed {per:,} B) x {P:,} patches "
+                               f"+ projector {proj_b:,} B")
+    return Lv * per * P + proj_b, f"{Lv} layers x {per:,} B x {P:,} patches + projector {proj_b:,} B"
