@@ -502,7 +502,7 @@ def vision_activation_bytes(arch, counts, method: str, batch_size: int, images: 
     if not images or not proj:
         return 0, "frozen vision tower and projector: they keep nothing for backward"
     P = batch_size * images * patches_per_image(arch, image_size)
-    proj_in = sum(r.d_in for r in arch.records if r.role == "projector" and r.kind == "linear")
+    proj_in = sum(r.d_in for r in arch.records if r.role == "projector" and r.kind in ("linear", "param"))
     proj_b = s * proj_in * P
     if not tower:
         return proj_b, f"{s} B x {proj_in:,} projector inputs x {P:,} patches"
