@@ -460,8 +460,12 @@ def _wrapper_model(cfg: dict) -> tuple[dict, dict, tuple[Record, ...], dict]:
         raise LoraCalcError("config.text_config", (
             f"{w.model_type}'s language model (text_config model_type {tt!r}) is not a type loracalc counts: a "
             "family spec for it in loracalc/families.py would make the whole model countable"))
-    if absent:        # transformers builds the sub-config class's defaults (with the wrapper's init_kwargs)
-        text = {**{k: d for k, d in FAMILIES[tt].defaults.items() if d is not None}, **text}
+    # transformers builds the sub-config class with its defaults for what the text_config leaves out (LLaVA-1.5's
+    # gives no width or depth: LlamaConfig's 4096 and 32 stand), and the wrapper's init_kwargs when it is absent
+    fam = FAMILIES[tt]
+    for key in (fam.defaults if absent else ("hidden_size", "num_hidden_layers")):
+        if text.get(fam.aliases.get(key, key)) is None and text.get(key) is None and fam.defaults.get(key) is not None:
+            text[key] = fam.defaults[key]
     try:
         c = resolve_config(text)
     except LoraCalcError as exc:

@@ -150,7 +150,7 @@ def as_adapt(adapt: Any) -> str:
 
 def lora_targets(arch: Architecture, targets: tuple[str, ...],
                  adapt: str = "all") -> tuple[list[tuple[Record, int]], list[str]]:
-    """(record, rank multiplier) for every tensor peft adapts; ``adapt="language"`` keeps a vision-language
+    r"""(record, rank multiplier) for every tensor peft adapts; ``adapt="language"`` keeps a vision-language
     model's language model (and a named lm_head) only, as a regex such as ``r".*language_model.*\.(q_proj)"``
     does; "all" is peft's own name matching, which reaches the vision tower and projector too."""
     out, notes = _lora_targets(arch, targets)

@@ -333,7 +333,9 @@ class Wrapper:
     # LLaVA-style configs: a false top-level tie_word_embeddings takes the text_config's (LlavaConfig.__post_init__)
     tie_from_text: bool = False
     tokens_rough: bool = False            # the image-token rule is approximate (anyres grids)
-    image_size_key: str = "image_size"
+    # sub_configs_defaults names a config class, not AutoConfig: a given model_type is not read
+    text_fixed: bool = False
+    vision_fixed: bool = False
 
 
 _CLIP_336 = dict(intermediate_size=4096, hidden_size=1024, patch_size=14, image_size=336, num_hidden_layers=24,
@@ -343,7 +345,7 @@ _LLAVA = dict(vision_feature_layer=-2, vision_feature_select_strategy="default",
 
 WRAPPERS: dict[str, Wrapper] = {w.model_type: w for w in (
     Wrapper("gemma3", "gemma3_text", "siglip_vision_model", dict(mm_tokens_per_image=256, tie_word_embeddings=True),
-            _gemma3_proj, _gemma3_tokens),
+            _gemma3_proj, _gemma3_tokens, text_fixed=True),
     Wrapper("paligemma", "gemma", "siglip_vision_model", dict(projection_dim=2048, tie_word_embeddings=True),
             _paligemma_proj, _paligemma_tokens,
             text_init=dict(hidden_size=2048, num_hidden_layers=18, intermediate_size=16384, num_attention_heads=8,
@@ -364,28 +366,30 @@ WRAPPERS: dict[str, Wrapper] = {w.model_type: w for w in (
                              num_hidden_layers=24, num_attention_heads=16)),
     Wrapper("idefics3", "llama", "idefics3_vision", dict(scale_factor=2, tie_word_embeddings=False),
             _idefics3_proj, _idefics3_tokens, language_path="model.text_model", vision_path="model.vision_model",
-            projector_path="model.connector"),
+            projector_path="model.connector", vision_fixed=True),
     Wrapper("smolvlm", "llama", "smolvlm_vision", dict(scale_factor=2, tie_word_embeddings=False),
             _idefics3_proj, _idefics3_tokens, language_path="model.text_model", vision_path="model.vision_model",
-            projector_path="model.connector"),
+            projector_path="model.connector", vision_fixed=True),
     Wrapper("internvl", "qwen2", "internvl_vision",
             dict(downsample_ratio=0.5, image_seq_length=256, tie_word_embeddings=True),
-            _internvl_proj, _internvl_tokens),
+            _internvl_proj, _internvl_tokens, vision_fixed=True),
 )}
 
 
 # ------------------------------------------------------------------------------------------- resolving
 
 
-def _sub(cfg: dict, key: str, default_type: str, init: dict) -> dict:
+def _sub(cfg: dict, key: str, default_type: str, init: dict, fixed: bool) -> dict:
     """The sub-config transformers builds: the dict as given (its model_type, else the spec's), or, when absent,
-    the spec's init_kwargs (``SubConfigSpec.create_subconfig``)."""
+    the spec's init_kwargs (``SubConfigSpec.create_subconfig``). Where the spec names a config class rather than
+    AutoConfig (``fixed``), that class is built whatever model_type the dict names (SmolVLM-256M's vision_config
+    says "idefics3": Idefics3VisionConfig is built)."""
     sub = cfg.get(key)
     if sub is None:
         return {"model_type": default_type, **init, "_absent": True}
     if not isinstance(sub, dict):
         raise LoraCalcError(f"config.{key}", f"{key} must be a JSON object")
-    mt = sub.get("model_type") or default_type
+    mt = default_type if fixed else (sub.get("model_type") or default_type)
     return {**sub, "model_type": mt}
 
 
@@ -423,12 +427,12 @@ def resolve_wrapper(cfg: dict) -> tuple[Wrapper, dict, dict, dict]:
     """(wrapper spec, the wrapper's own keys, raw text_config, resolved vision config) of a multimodal config.json."""
     w = WRAPPERS[cfg["model_type"]]
     own = {k: (cfg.get(k) if cfg.get(k) is not None else d) for k, d in w.defaults.items()}
-    text = _sub(cfg, "text_config", w.text_type, w.text_init)
+    text = _sub(cfg, "text_config", w.text_type, w.text_init, w.text_fixed)
     if w.tie_from_text and not own["tie_word_embeddings"] and text.get("tie_word_embeddings"):
         own["tie_word_embeddings"] = True
     if not isinstance(own["tie_word_embeddings"], bool):
         raise LoraCalcError("config.tie_word_embeddings", "tie_word_embeddings must be true or false")
-    v = resolve_vision(_sub(cfg, "vision_config", w.vision_type, w.vision_init), w.model_type)
+    v = resolve_vision(_sub(cfg, "vision_config", w.vision_type, w.vision_init, w.vision_fixed), w.model_type)
     for key in ("projection_dim", "spatial_merge_size", "scale_factor", "mm_tokens_per_image", "image_seq_length"):
         if key in own:
             own[key] = as_int(own[key], f"config.{key}", 1, 1 << 20, key)
@@ -436,7 +440,7 @@ def resolve_wrapper(cfg: dict) -> tuple[Wrapper, dict, dict, dict]:
         r = own["downsample_ratio"]
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
             raise LoraCalcError("config.downsample_ratio", f"downsample_ratio must be in (0, 1] (got {r!r})")
-    f = own.get("vision_feature_layer", -1)
+    f = cfg.get("vision_feature_layer", own.get("vision_feature_layer", -1))
     if isinstance(f, bool) or not (isinstance(f, int) or (isinstance(f, list) and f and all(
             isinstance(x, int) and not isinstance(x, bool) for x in f))):
         raise LoraCalcError("config.vision_feature_layer", "vision_feature_layer must be a layer number or a list")
