@@ -142,7 +142,8 @@ def model_type_table() -> str:
     for r in sorted(rows, key=lambda r: (order[r["status"]], r["model_type"])):
         if r["status"] == "refused":
             continue
-        state = r["status"] + (f" (its config.json says {r['counted_as']})" if r.get("counted_as") else "")
+        state = r["status"] + (f" (its config.json says {r['counted_as']})" if r.get("counted_as") else "") + (
+            f" ({r['whole']})" if r.get("whole") else "")
         lines.append(f"| `{r['model_type']}` | {', '.join(r['pipelines']) or '—'} | {state} | "
                      f"{r.get('configs', 0)} |")
     refused = [r["model_type"] for r in rows if r["status"] == "refused"]
