@@ -60,7 +60,7 @@ class Tower:
 
 
 def _pair(v: Any) -> tuple[int, int]:
-    return (v[0], v[1]) if isinstance(v, (list, tuple)) else (v, v)
+    return (v[0], v[-1]) if isinstance(v, (list, tuple)) else (v, v)
 
 
 def _patches(v: dict) -> int:
@@ -390,13 +390,15 @@ def _sub(cfg: dict, key: str, default_type: str, init: dict, fixed: bool) -> dic
     if not isinstance(sub, dict):
         raise LoraCalcError(f"config.{key}", f"{key} must be a JSON object")
     mt = default_type if fixed else (sub.get("model_type") or default_type)
+    if not isinstance(mt, str):
+        raise LoraCalcError(f"config.{key}.model_type", f"model_type must be a name (got {mt!r})")
     return {**sub, "model_type": mt}
 
 
 def resolve_vision(v_raw: dict, wrapper: str) -> dict:
     """The vision config with its config class's defaults filled in (refusing a tower type loracalc lacks)."""
     mt = v_raw["model_type"]
-    if mt not in TOWERS:
+    if not isinstance(mt, str) or mt not in TOWERS:
         raise LoraCalcError("config.vision_config", (
             f"{wrapper}'s vision tower (vision_config model_type {mt!r}) is not one loracalc counts; a Tower spec in "
             f"loracalc/vision.py would make it countable (covered: {', '.join(TOWERS)})"))
@@ -405,6 +407,9 @@ def resolve_vision(v_raw: dict, wrapper: str) -> dict:
     for key, default in t.defaults.items():
         val = v_raw.get(key)
         v[key] = default if val is None else val
+    for key, default in t.defaults.items():
+        if isinstance(default, bool) and not isinstance(v[key], bool):
+            raise LoraCalcError(f"config.vision_config.{key}", f"{key} must be true or false (got {v[key]!r})")
     for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels"):
         v[key] = as_int(v[key], f"config.vision_config.{key}", 1, 1 << 20, key)
     for key in ("image_size", "patch_size"):
@@ -430,8 +435,9 @@ def resolve_wrapper(cfg: dict) -> tuple[Wrapper, dict, dict, dict]:
     text = _sub(cfg, "text_config", w.text_type, w.text_init, w.text_fixed)
     if w.tie_from_text and not own["tie_word_embeddings"] and text.get("tie_word_embeddings"):
         own["tie_word_embeddings"] = True
-    if not isinstance(own["tie_word_embeddings"], bool):
-        raise LoraCalcError("config.tie_word_embeddings", "tie_word_embeddings must be true or false")
+    for key in ("tie_word_embeddings", "multimodal_projector_bias"):
+        if key in own and not isinstance(own[key], bool):
+            raise LoraCalcError(f"config.{key}", f"{key} must be true or false (got {own[key]!r})")
     v = resolve_vision(_sub(cfg, "vision_config", w.vision_type, w.vision_init, w.vision_fixed), w.model_type)
     for key in ("projection_dim", "spatial_merge_size", "scale_factor", "mm_tokens_per_image", "image_seq_length"):
         if key in own:
