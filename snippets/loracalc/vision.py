@@ -85,14 +85,15 @@ def _siglip_embed(v: dict, p: str) -> list:
 def _siglip_head(v: dict, p: str) -> list:
     # SiglipMultiheadAttentionPoolingHead, built when vision_use_head (SiglipVisionConfig's default True; the
     # published Gemma 3 / PaliGemma configs set it false): a probe, nn.MultiheadAttention (in_proj is a bare
-    # parameter, out_proj a Linear subclass), a LayerNorm and an MLP
+    # parameter, out_proj a Linear subclass peft's all-linear takes and load_in_4bit leaves 16-bit), a LayerNorm
+    # and an MLP
     if not v["vision_use_head"]:
         return []
     h, i = v["hidden_size"], v["intermediate_size"]
     q = p + ".head"
     return [Record("probe", "vision", "param", weight=h, path=q),
             Record("in_proj_weight", "vision", "param", weight=3 * h * h, bias=3 * h, path=q + ".attention"),
-            Record("out_proj", "vision", "linear", h, h, h * h, h, path=q + ".attention"),
+            Record("out_proj", "vision", "linear", h, h, h * h, h, path=q + ".attention", bnb=False),
             Record("layernorm", "vision", "norm", weight=h, bias=h, path=q),
             Record("fc1", "vision", "linear", h, i, h * i, i, path=q + ".mlp"),
             Record("fc2", "vision", "linear", i, h, h * i, h, path=q + ".mlp")]

@@ -264,3 +264,32 @@ def test_cli_params_and_memory_on_a_vlm(tmp_path):
 
 def test_every_tower_is_used_by_a_wrapper():
     assert {w.vision_type for w in WRAPPERS.values()} == set(TOWERS)
+
+
+# -------------------------------------------------------------------------------------------- 4-bit storage
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mt", sorted(WRAPPERS))
+def test_4bit_weights_are_what_bitsandbytes_quantizes(mt, tmp_path):
+    """Load a tiny random wrapper with load_in_4bit on CPU (widths in multiples of 64, as bitsandbytes' CPU path
+    needs): the vision tower's and projector's linears are stored in 4 bit like the language model's; lm_head,
+    embeddings, norms, the patch convolution, Gemma 3's bare projection weight and nn.MultiheadAttention's
+    out_proj (SigLIP's pooling head) stay 16-bit."""
+    import torch
+    import bitsandbytes as bnb
+    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+
+    cfg = tiny_vlm(mt)
+    cfg["vision_config"].update(hidden_size=64, intermediate_size=128, num_attention_heads=1, image_size=64,
+                                patch_size=16, vision_use_head=True)
+    if WRAPPERS[mt].vision_type == "internvl_vision":
+        cfg["vision_config"].update(image_size=[64, 64], patch_size=[16, 16])
+    hc, _ = hf_vlm(cfg)
+    AutoModelForImageTextToText.from_config(hc).save_pretrained(tmp_path)
+    q = AutoModelForImageTextToText.from_pretrained(tmp_path, device_map="cpu", quantization_config=BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16))
+    four_bit = sum(m.in_features * m.out_features for m in q.modules() if isinstance(m, bnb.nn.Linear4bit))
+    arch = loracalc.model_from_config(cfg)
+    assert loracalc.models.quantizable_params(arch) == four_bit
