@@ -248,6 +248,16 @@ def _idefics3_proj(w, v, t, p):
     return [_lin("proj", v["hidden_size"] * s * s, t["hidden_size"], False, p + ".modality_projection")]
 
 
+def _aya_proj(w, v, t, p):
+    # AyaVisionMultiModalProjector: pixel shuffle by downsample_factor, LayerNorm, Linear to
+    # alignment_intermediate_size (a config.json key; the text width when absent), SwiGLU halves it, Linear to the
+    # text width, all with bias
+    d, ai, th = v["hidden_size"] * w["downsample_factor"] ** 2, w["alignment_intermediate_size"], t["hidden_size"]
+    ai = th if ai is None else ai
+    return [Record("layernorm", "projector", "norm", weight=d, bias=d, path=p),
+            _lin("linear_1", d, ai, True, p), _lin("linear_2", ai // 2, th, True, p)]
+
+
 def _internvl_proj(w, v, t, p):
     # InternVLMultiModalProjector: LayerNorm(vh / ratio^2), Linear to text hidden, act, Linear(text, text)
     r = int(1 / w["downsample_ratio"])
@@ -304,6 +314,16 @@ def _idefics3_tokens(w, v, size):
     tiles = math.ceil(size / v["image_size"]) ** 2
     n = tiles + 1 if tiles > 1 else 1
     return n * (per + 2)
+
+
+def _aya_tokens(w, v, size):
+    # AyaVisionProcessor.replace_image_token: <start_of_img>, then per tile a tile marker and
+    # (img_size // (patch_size * downsample_factor))^2 patch tokens (364 // 28: 169), the global thumbnail the same,
+    # <end_of_img>; crop_to_patches makes up to max_patches 12 tiles and adds the thumbnail when it makes more than one
+    per = (v["image_size"] // (v["patch_size"] * w["downsample_factor"])) ** 2
+    tiles = min(12, math.ceil(size / v["image_size"]) ** 2)
+    n = tiles + 1 if tiles > 1 else 1
+    return 2 + n * (per + 1)
 
 
 def _internvl_tokens(w, v, size):
@@ -374,6 +394,19 @@ WRAPPERS: dict[str, Wrapper] = {w.model_type: w for w in (
     Wrapper("internvl", "qwen2", "internvl_vision",
             dict(downsample_ratio=0.5, image_seq_length=256, tie_word_embeddings=True),
             _internvl_proj, _internvl_tokens, vision_fixed=True),
+    # LLaVA-OneVision: a SigLIP tower (no CLS token: strategy "full"), the LLaVA-NeXT projector and image_newline
+    Wrapper("llava_onevision", "qwen2", "siglip_vision_model",
+            dict(vision_feature_layer=-1, vision_feature_select_strategy="full", multimodal_projector_bias=True,
+                 tie_word_embeddings=False),
+            _llava_next_proj, _llava_next_tokens, tokens_rough=True,
+            vision_init=dict(hidden_size=1152, intermediate_size=4304, patch_size=14, image_size=384,
+                             num_hidden_layers=26, num_attention_heads=16, vision_use_head=False)),
+    Wrapper("aya_vision", "cohere2", "siglip_vision_model",
+            dict(vision_feature_layer=-1, downsample_factor=2, alignment_intermediate_size=None,
+                 tie_word_embeddings=True),
+            _aya_proj, _aya_tokens,
+            vision_init=dict(hidden_size=1152, intermediate_size=4304, patch_size=14, image_size=384,
+                             num_hidden_layers=26, num_attention_heads=14, vision_use_head=False)),
 )}
 
 
@@ -440,8 +473,9 @@ def resolve_wrapper(cfg: dict) -> tuple[Wrapper, dict, dict, dict]:
         if key in own and not isinstance(own[key], bool):
             raise LoraCalcError(f"config.{key}", f"{key} must be true or false (got {own[key]!r})")
     v = resolve_vision(_sub(cfg, "vision_config", w.vision_type, w.vision_init, w.vision_fixed), w.model_type)
-    for key in ("projection_dim", "spatial_merge_size", "scale_factor", "mm_tokens_per_image", "image_seq_length"):
-        if key in own:
+    for key in ("projection_dim", "spatial_merge_size", "scale_factor", "mm_tokens_per_image", "image_seq_length",
+                "downsample_factor", "alignment_intermediate_size"):
+        if key in own and own[key] is not None:
             own[key] = as_int(own[key], f"config.{key}", 1, 1 << 20, key)
     if "downsample_ratio" in own:
         r = own["downsample_ratio"]
