@@ -304,3 +304,11 @@ def test_4bit_weights_are_what_bitsandbytes_quantizes(mt, tmp_path):
     four_bit = sum(m.in_features * m.out_features for m in q.modules() if isinstance(m, bnb.nn.Linear4bit))
     arch = loracalc.model_from_config(cfg)
     assert loracalc.models.quantizable_params(arch) == four_bit
+
+
+def test_step_flops_count_the_language_model_on_text_tokens():
+    arch = _published("google/gemma-3-4b-it")
+    text = loracalc.model_from_config({**arch.raw_config, "tie_word_embeddings": arch.tie_word_embeddings})
+    from loracalc.speed import step_flops
+    assert step_flops(arch, targets="q,v") == step_flops(text, targets="q,v")
+    assert any("vision tower" in n for n in loracalc.estimate_time(arch, "h100-80gb").notes)
