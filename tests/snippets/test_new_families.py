@@ -73,8 +73,8 @@ def test_qwen3_coder_next_total_is_the_published_total():
     ({"model_type": "rwkv", "hidden_size": 64}, "family spec"),
     # a wrapper whose text_config loracalc counts, and whose whole it does not (loracalc.vision counts Gemma 3,
     # LLaVA... whole): the advice to pass the text_config
-    ({"model_type": "aya_vision", "text_config": {"model_type": "cohere2"}, "vision_config": {}},
-     "pass its text_config (model_type 'cohere2')"),
+    ({"model_type": "llava_next_video", "text_config": {"model_type": "llama"}, "vision_config": {}},
+     "pass its text_config (model_type 'llama')"),
     # a wrapper whose text_config it does not count: no advice that would lead to a second refusal
     ({"model_type": "qwen3_vl", "text_config": {"model_type": "qwen3_vl_text"}, "vision_config": {}},
      "is not a type loracalc counts either"),
