@@ -194,7 +194,8 @@ def _activation_terms(run: RunSettings, notes: list[str], host: list[Term]) -> l
                                          s, run.a)
         if vb:
             out.append(term("vision_activations", "Vision tower and projector activations (rough)", vb, vf))
-            notes.append("the vision tower's activation term is rough: not checked against saved tensors")
+            notes.append("the vision tower's activation term is rough: 18% to 35% under the saved tensors of tiny "
+                         "towers on a CPU (scripts/vlm_activation_check.py)")
         notes.append(f"{run.images} image(s) per sequence add {run.images} x {run.image_tokens:,} tokens to the "
                      f"{run.text_seq_len:,} text tokens: the language model sees {run.seq_len:,}")
     if run.dora:

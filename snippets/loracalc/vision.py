@@ -530,14 +530,18 @@ def patches_per_image(arch, image_size: Any = None) -> int:
 
 def vision_activation_bytes(arch, counts, method: str, batch_size: int, images: int, image_size: Any,
                             gradient_checkpointing: bool, s: int, a: int) -> tuple[int, str]:
-    """(bytes, formula) the vision tower and projector keep for backward in one step. Rough: not checked
-    against saved tensors, unlike the language model's term.
+    """(bytes, formula) the vision tower and projector keep for backward in one step. Rough: measured only on a
+    few tiny towers on a CPU (``scripts/vlm_activation_check.py``), unlike the language model's term.
 
     Frozen and unadapted (LoRA on the language model only), the tower and projector run without a graph: no
     parameter upstream of their outputs needs a gradient, so they keep nothing. When they train (full
     fine-tuning) or hold adapters, each ViT layer keeps, per patch, its two norms' inputs (2 vh), q, k, v and the
     attention output (4 vh), the MLP activation's input and the second linear's input (2 vi), all of s bytes,
-    plus each adapter's A output (a r); with gradient checkpointing, each layer's input (vh) and one layer."""
+    plus each adapter's A output (a r) and, when the adapters' dtype is not the stream's, its cast input (a d_in);
+    with gradient checkpointing, each layer's input (vh) and one layer. On tiny LLaVA, Gemma 3, InternVL and
+    Mistral 3 towers on a CPU (bf16, fp32 adapters on all-linear, no checkpointing) it was 18% to 35% under what
+    saved_tensors_hooks counted (the CPU's math attention keeps fp32 copies and scores; Pixtral's gated MLP keeps
+    three intermediate-wide tensors; SigLIP's pooling head is not described); not checked on CUDA."""
     vis = arch.vision
     v = vis["vision_config"]
     vh, vi, Lv = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"]
@@ -551,7 +555,9 @@ def vision_activation_bytes(arch, counts, method: str, batch_size: int, images: 
     proj_b = s * proj_in * P
     if not tower:
         return proj_b, f"{s} B x {proj_in:,} projector inputs x {P:,} patches"
-    adapters = sum(a * m.rank * m.copies for m in mods if m.name.startswith("vision.")) // max(1, Lv)
+    # each adapter keeps A's output (a r) and, in another dtype than the stream's, its own cast input (a d_in)
+    adapters = sum(a * (m.rank + (m.d_in if a != s else 0)) * m.copies for m in mods
+                   if m.name.startswith("vision.")) // max(1, Lv)
     per = s * (6 * vh + 2 * vi) + adapters
     if gradient_checkpointing:
         kept = (Lv * s * vh + per) * P
