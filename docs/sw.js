@@ -38,6 +38,8 @@ self.addEventListener("message", (event) => {
   );
 });
 
+// Only the site's own URLs: anything else (the one other host, huggingface.co, asked for a config.json when a
+// reader presses "Load from the Hub") goes straight to the network and is never stored.
 self.addEventListener("fetch", (event) => {
   const request = event.request;
   if (request.method !== "GET" || !request.url.startsWith(SCOPE)) return;

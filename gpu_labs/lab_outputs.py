@@ -4,6 +4,7 @@
     python gpu_labs/lab_outputs.py --only trl
     python gpu_labs/lab_outputs.py --only merge   # after the tiny run (it merges that run's adapter)
     python gpu_labs/lab_outputs.py --only toy     # the toy-world model taught a new task: about 2 minutes
+    python gpu_labs/lab_outputs.py --only vlm     # the VLM lab on two tiny VLM families: about 4 minutes
 
 Writes into gpu_labs/output/ (the pages include those files; nothing on the pages is typed by hand):
 qlora-tiny-llama.txt (the QLoRA lab on the tiny Llama), qlora-toy-model.txt (the lab's default CPU model,
@@ -11,7 +12,8 @@ pretrained on the toy world, fine-tuned on a new task and scored on held-out pro
 merge-toy-model.txt (that adapter merged, the merged model scored again), families.md (one 20-step run per model family:
 steps/s, trainable parameters, predicted and measured memory) and trl-vs-lab.md (the loss curves of the
 lab and of TRL's SFTTrainer on the same run) and merge-tiny-llama.txt (the merge lab on the tiny run's adapter,
-both merge routes measured against the model as trained).
+both merge routes measured against the model as trained), vlm-tiny-llava.txt and vlm-tiny-gemma3.txt (the VLM lab
+on the two tiny VLM families, through the lab's Trainer and through TRL).
 """
 
 from __future__ import annotations
@@ -135,9 +137,35 @@ def record_trl(tmp: Path) -> None:
     (OUT / "trl-vs-lab.md").write_text("\n".join(rows) + "\n")
 
 
+# The VLM lab page's CPU commands: the two tiny VLM families, each through one trainer.
+VLM_RUNS = {"llava": ("course", "runs/tiny-llava-qlora"), "gemma3": ("trl", "runs/tiny-gemma3-trl")}
+
+
+def vlm_commands(family: str) -> list[str]:
+    trainer, out = VLM_RUNS[family]
+    return [f"python gpu_labs/vlm.py tiny-vlm runs/tiny-{family} --family {family}",
+            "python gpu_labs/vlm.py data runs/shapes",
+            f"python gpu_labs/vlm_finetune.py --model runs/tiny-{family} --dataset runs/shapes/train.jsonl "
+            f"--lr 3e-3 --max-steps 150 --eval-every 50 --save-every 50"
+            + (f" --trainer {trainer}" if trainer != "course" else "") + f" --output-dir {out}"]
+
+
+def record_vlm() -> None:
+    for family in VLM_RUNS:
+        *setup, train = vlm_commands(family)
+        for command in setup:
+            _, script, *args = command.split()
+            run(Path(script).name, *args)
+        _, script, *args = train.split()
+        out = run(Path(script).name, *args, "--no-resume")
+        (OUT / f"vlm-tiny-{family}.txt").write_text("".join(f"$ {c}\n" for c in (*setup, train)) + out)
+        if family == "llava":  # the page's copyable commands
+            (OUT / "vlm-commands.txt").write_text("".join(f"{c}\n" for c in (*setup, train)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("tiny", "merge", "toy", "families", "trl"), default=None,
+    parser.add_argument("--only", choices=("tiny", "merge", "toy", "families", "trl", "vlm"), default=None,
                         help="record one part only")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
@@ -152,6 +180,8 @@ def main() -> int:
             record_families(Path(tmp))
         if args.only in (None, "trl"):
             record_trl(Path(tmp))
+        if args.only in (None, "vlm"):
+            record_vlm()
     print(f"written to {OUT}/")
     return 0
 

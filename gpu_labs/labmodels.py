@@ -113,11 +113,12 @@ def build_tiny_model(out_dir: str | os.PathLike, family: str = "llama", vocab_si
 def meta_model(model_path: str | os.PathLike):
     """The model built on the meta device from its config: every module and shape, no memory, no weights."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
     config = AutoConfig.from_pretrained(model_path)
+    auto = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+        return auto.from_config(config)
 
 
 def linear_layers(model) -> dict[str, tuple[int, int]]:
@@ -171,24 +172,26 @@ def default_16bit_modules(model) -> list[str]:
         return ["lm_head"]
 
 
-def bnb_4bit_config(model_path, compute_dtype, quant_storage=None, on_cpu: bool | None = None):
+def bnb_4bit_config(model_path, compute_dtype, quant_storage=None, on_cpu: bool | None = None,
+                    keep_16bit: tuple[str, ...] = ()):
     """(BitsAndBytesConfig for NF4 with double quantization, layers kept 16-bit on this machine).
 
     Passing quantization settings once, here, keeps training, serving and merging on the same base.
     On a CPU run the layers bitsandbytes' CPU kernel cannot repack stay 16-bit (llm_int8_skip_modules,
     which despite its name is what the 4-bit loader reads), so evaluation and generation work; the
-    caller reports them."""
+    caller reports them. keep_16bit names more modules to leave unquantized (a VLM's vision tower)."""
     import torch
     from transformers import BitsAndBytesConfig
 
     on_cpu = (not torch.cuda.is_available()) if on_cpu is None else on_cpu
     kept = []
     skip = None
-    if on_cpu:
+    if on_cpu or keep_16bit:
         model = meta_model(model_path)
-        kept = cpu_packing_problems(model)
-        if kept:
-            skip = default_16bit_modules(model) + [name for name, _, _ in kept]
+        kept = [k for k in (cpu_packing_problems(model) if on_cpu else [])
+                if not set(k[0].split(".")) & set(keep_16bit)]
+        if kept or keep_16bit:
+            skip = default_16bit_modules(model) + list(keep_16bit) + [name for name, _, _ in kept]
     # --8<-- [start:bnb_config]
     config = BitsAndBytesConfig(
         load_in_4bit=True,                      # frozen base weights packed as 4-bit codes

@@ -21,6 +21,29 @@ STRATEGIES = {
     "full-shard": "FSDP FULL_SHARD / ZeRO-3 (weights sharded, gathered a layer at a time)",
 }
 
+# preference and RL tuning as TRL runs them (loracalc.preference says what each does)
+OBJECTIVES = {
+    "sft": "supervised fine-tuning (no preference pairs, no generation)",
+    "dpo": "DPO: chosen + rejected in one forward (2 x batch), a reference forward without gradients",
+    "orpo": "ORPO: chosen + rejected in one forward (2 x batch), no reference",
+    "simpo": "SimPO (TRL's CPO trainer): chosen + rejected in one forward (2 x batch), no reference",
+    "kto": "KTO: unpaired answers plus a KL batch without gradients, a reference forward",
+    "grpo": "GRPO: a group of generated completions per prompt; a reference only with beta > 0",
+}
+REFERENCES = {
+    "default": "the trainer's default (DPO, KTO: the adapter off, or a second model for a full fine-tune; "
+               "GRPO, ORPO, SimPO: none)",
+    "adapter-off": "the same weights with the adapter switched off (peft; TRL's default with an adapter)",
+    "separate": "a second copy of the base model (TRL's default without peft)",
+    "precomputed": "reference log-probabilities computed before training (precompute_ref_log_probs)",
+    "none": "no reference (GRPO with beta = 0, TRL's default; ORPO and SimPO never have one)",
+}
+GENERATIONS = {
+    "generate": "transformers' generate in the training process (TRL's default)",
+    "vllm-colocate": "a vLLM engine in the training process, holding a fixed share of the card",
+    "vllm-server": "a vLLM server on other GPUs (nothing on the training card)",
+}
+
 # setting name (as estimate_memory and the widgets spell it) -> {value: label}
 CHOICES: dict[str, dict[str, str]] = {
     "method": METHODS,
@@ -30,6 +53,9 @@ CHOICES: dict[str, dict[str, str]] = {
     "recipe": RECIPES,
     "loss": LOSSES,
     "strategy": STRATEGIES,
+    "objective": OBJECTIVES,
+    "reference": REFERENCES,
+    "generation": GENERATIONS,
     "gpu": {g.name: g.display_name + ("" if "GB" in g.display_name else f" ({g.memory_gb:g} GB)")
             for group in vendors().values() for g in group},
 }

@@ -6,6 +6,10 @@
     python -m loracalc time --model llama-3.1-8b --method qlora --gpu a10 --tokens 1e7 [--price-per-gpu-hour 1.2]
     python -m loracalc models | gpus | nf4 [--json]
     python -m loracalc memory --config gemma-3-4b-it/config.json --adapt language --images 1   (vision-language)
+    python -m loracalc memory --config Qwen/Qwen3-8B      # a Hub id: its config.json fetched from huggingface.co
+
+--config takes a config.json path; a Hub id (owner/name[@revision]) that is not an existing file, there or in
+--model, is fetched once from the Hub (loracalc.hub: HF_TOKEN for gated models, HF_ENDPOINT for a mirror).
 
 Bad input prints one line naming the field and exits with status 2.
 """
@@ -21,6 +25,11 @@ from .choices import choice_help
 from .errors import LoraCalcError
 
 
+CONFIG_HELP = ("path to a Hugging Face config.json (read offline), or a Hub id such as Qwen/Qwen3-8B[@revision] "
+               "whose config.json is fetched from huggingface.co (HF_TOKEN for gated models, HF_ENDPOINT for a mirror)")
+MODEL_HELP = "preset name (see `models`) or a Hub id such as Qwen/Qwen3-8B (as --config); default llama-3.1-8b"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, status 2, no usage block
         raise LoraCalcError("", f"{self.prog}: {message} (see --help)")
@@ -28,8 +37,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", default=None, help="preset name (see `models`); default llama-3.1-8b")
-    src.add_argument("--config", default=None, help="path to a Hugging Face config.json, read offline")
+    src.add_argument("--model", default=None, help=MODEL_HELP)
+    src.add_argument("--config", default=None, help=CONFIG_HELP)
     src.add_argument("--params", default=None, help="a bare parameter count, e.g. 7e9 (approximate shape)")
     p.add_argument("--rank", default="16", help="LoRA rank r (default 16)")
     p.add_argument("--targets", default="all-linear", help="'all-linear', 'q,v', or module names (default all-linear)")
@@ -119,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--offload-params", action="store_true",
                    help="with a sharded strategy: sharded weights, gradients and optimizer state in host memory "
                         "(FSDP CPUOffloadPolicy)")
+    _add_objective_args(m)
     m.add_argument("--json", action="store_true", help="print JSON")
 
     t = sub.add_parser("time", help="training time, GPU-hours and cost of a run on a GPU")
@@ -135,8 +145,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="memory to serve a model with vLLM: weights, KV cache, LoRA slots")
     src = s.add_mutually_exclusive_group()
-    src.add_argument("--model", default=None, help="preset name (see `models`); default llama-3.1-8b")
-    src.add_argument("--config", default=None, help="path to a Hugging Face config.json, read offline")
+    src.add_argument("--model", default=None, help=MODEL_HELP)
+    src.add_argument("--config", default=None, help=CONFIG_HELP)
     s.add_argument("--context", default="8192", help="tokens per sequence, prompt and answer (default 8192)")
     s.add_argument("--batch", default="1", help="sequences served at once (default 1)")
     s.add_argument("--weights", default="bf16", help="weight format; " + choice_help("weights", "bf16"))
@@ -166,8 +176,7 @@ def _serving():
 
 
 def cmd_serve(args) -> Any:
-    from .models import get_model, model_from_config
-    arch = model_from_config(args.config) if args.config else get_model(args.model or "llama-3.1-8b")
+    arch = _arch(args)
     est = _serving().estimate_serving(arch, context=args.context, batch=args.batch, weights=args.weights,
                                       kv_dtype=args.kv_cache_dtype, max_loras=args.max_loras,
                                       max_lora_rank=args.max_lora_rank, gpu=args.gpu,
@@ -196,12 +205,22 @@ def cmd_serve(args) -> Any:
 
 
 def _arch(args):
-    from .models import get_model, model_from_config, model_from_param_count
+    from .models import PRESETS, get_model, model_from_config, model_from_param_count
+    if getattr(args, "params", None):
+        return model_from_param_count(args.params)
+    given = args.config or args.model
+    if given and not os.path.exists(given) and given.strip().lower() not in PRESETS and _hub().looks_like_id(given):
+        # a Hub id (no such file, no such preset): its config.json, fetched now, read like a file
+        cfg, url = _hub().fetch_config(given, field="config" if args.config else "model")
+        return model_from_config(cfg, source=url)
     if args.config:
         return model_from_config(args.config)
-    if args.params:
-        return model_from_param_count(args.params)
     return get_model(args.model or "llama-3.1-8b")
+
+
+def _hub():
+    from . import hub
+    return hub
 
 
 def _table(rows: list[list[str]], right: set[int] = frozenset()) -> str:
@@ -279,10 +298,39 @@ def cmd_models(args) -> Any:
     return _table(rows, {2, 3, 4, 5, 6, 8})
 
 
+def _add_objective_args(m) -> None:
+    """Preference and RL tuning as TRL runs them (loracalc.preference)."""
+    from .preference import DEFAULT_VLLM_SHARE
+    m.add_argument("--objective", default="sft", metavar="OBJECTIVE",
+                   help=choice_help("objective", "sft") + "; --batch-size then counts pairs (dpo, orpo, simpo), "
+                        "answers (kto) or completions (grpo) per device, as TRL's per_device_train_batch_size")
+    m.add_argument("--reference", default="default", metavar="REFERENCE",
+                   help="dpo, kto, grpo: " + choice_help("reference", "default"))
+    m.add_argument("--generation", default="generate", metavar="WHERE",
+                   help="grpo: " + choice_help("generation", "generate"))
+    m.add_argument("--num-generations", default="8", help="grpo: completions per prompt (default 8, TRL's)")
+    m.add_argument("--completion-len", default="512",
+                   help="grpo: max_completion_length (default 512, TRL's); --seq-len is prompt + completion")
+    m.add_argument("--vllm-share", default=str(DEFAULT_VLLM_SHARE),
+                   help=f"grpo with vllm-colocate: the card's share vLLM takes (default {DEFAULT_VLLM_SHARE}, TRL's)")
+
+
+def _objective_estimate(args, arch, kw):
+    """The estimate for --objective other than sft (loracalc.preference)."""
+    from .gpus import get_gpu
+    from .preference import preference_memory
+    gpu_bytes = get_gpu(args.gpu).memory_bytes if args.gpu else None
+    return preference_memory(arch, args.objective, reference=args.reference, generation=args.generation,
+                             num_generations=args.num_generations, completion_len=args.completion_len,
+                             vllm_share=args.vllm_share, gpu_bytes=gpu_bytes, **kw)
+
+
 def cmd_memory(args) -> Any:
     from .fit import max_batch_size, max_seq_len
     from .gpus import fits, get_gpu, limit_lines, runs
     from .memory import estimate_memory
+    if args.objective.strip().lower() != "sft":
+        return _cmd_objective(args)
     arch = _arch(args)
     kw = dict(method=args.method, rank=args.rank, targets=args.targets, batch_size=args.batch_size,
               seq_len=args.seq_len, gradient_checkpointing=args.gc, optimizer=args.optimizer,
@@ -333,6 +381,43 @@ def cmd_memory(args) -> Any:
         lines.append(f"{gi['name']}: " + ("" if gi["runs"] else "cannot run these settings (above); in memory it ")
                      + f"{'fits' if gi['fits'] else 'does not fit'}; largest batch "
                      f"{gi['max_batch_size']}, largest seq_len {gi['max_seq_len']}")
+    return "\n".join(lines)
+
+
+def _cmd_objective(args) -> Any:
+    """loracalc memory --objective dpo|orpo|simpo|kto|grpo: the terms, the total and the GPUs it fits on."""
+    from .gpus import fits, get_gpu
+    if args.gpus is not None:
+        raise LoraCalcError("gpus", "--objective is estimated for one GPU; leave out --gpus")
+    arch = _arch(args)
+    kw = dict(method=args.method, rank=args.rank, targets=args.targets, batch_size=args.batch_size,
+              seq_len=args.seq_len, gradient_checkpointing=args.gc, optimizer=args.optimizer,
+              attention=args.attention, precision=args.precision, lora_dropout=args.lora_dropout,
+              recipe=args.recipe, loss_chunks=args.loss_chunks, activation_offload=args.activation_offload,
+              optimizer_in_backward=args.optimizer_in_backward, paged_state_on_host=args.paged_state_on_host,
+              dora=args.dora, quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
+              old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
+              gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast)
+    if args.loss != "full":   # the trainer's own loss otherwise (TRL's fused head, or full logits)
+        kw["loss"] = args.loss
+    est = _objective_estimate(args, arch, kw)
+    out = est.to_dict()
+    if args.gpu:
+        g = get_gpu(args.gpu)
+        out["gpu"] = {"name": g.name, "memory_bytes": g.memory_bytes, "fits": est.total_bytes <= g.memory_bytes}
+    if args.json:
+        return out
+    s = est.settings
+    lines = [f"{arch.display_name}: {s['objective']} ({s['method']}, rank {s['rank']}), batch {s['batch_size']} per "
+             f"device = {s['rows_per_forward']} sequences per forward, seq {s['seq_len']}, reference {s['reference']}",
+             ""]
+    rows = [["term", "memory", "formula"]] + [[t.label, _gb(t.bytes), t.formula] for t in est.terms]
+    rows.append(["allocated peak", _gb(est.allocated_peak_bytes), "compare with torch.cuda.max_memory_allocated"])
+    rows.append(["total needed on the card", _gb(est.total_bytes), "reserved + CUDA context; compare with nvidia-smi"])
+    lines += [_table(rows, {1})] + [f"note: {n}" for n in est.notes] + [""]
+    lines.append("fits on: " + (", ".join(fits(est.total_bytes, est.settings)) or "no single GPU in the catalog"))
+    if args.gpu:
+        lines.append(f"{out['gpu']['name']}: {'fits' if out['gpu']['fits'] else 'does not fit'}")
     return "\n".join(lines)
 
 

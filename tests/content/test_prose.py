@@ -6,9 +6,7 @@ and the lab script themselves, never from loracalc's own output.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -124,14 +122,7 @@ def test_peft_defaults_match_the_library():
 
 
 def test_recipe_matches_the_lab_defaults():
-    path = ROOT / "gpu_labs" / "qlora_finetune.py"
-    spec = importlib.util.spec_from_file_location("qlora_finetune_for_test", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(path.parent))
+    from gpu_labs import qlora_finetune as mod   # a package module: no sys.path juggling (it failed run alone)
     args = mod.build_parser().parse_args(["--model", "x"])
     assert fig("recipe_rank") == str(args.rank)
     assert number(fig("recipe_alpha")) == args.alpha

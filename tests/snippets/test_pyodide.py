@@ -29,7 +29,7 @@ console.log(py.runPython(`
 import sys, json
 sys.path.insert(0, "/lib")
 import loracalc
-from loracalc import nf4
+from loracalc import nf4, hub
 c = loracalc.count_params("llama-3.1-8b", 16, "all-linear")
 try:
     loracalc.estimate_memory("llama-3.1-8b", batch_size=0)
@@ -38,7 +38,8 @@ except loracalc.LoraCalcError as e:
     err = e.field
 json.dumps({"version": sys.version_info[:2], "total": c.total_params, "lora": c.lora_params,
             "nf4": nf4.code_book(), "bits": nf4.bits_per_param(), "err": err,
-            "mem": loracalc.estimate_memory("llama-3.1-70b").total_bytes})
+            "mem": loracalc.estimate_memory("llama-3.1-70b").total_bytes,
+            "hub_url": hub.config_url("Qwen/Qwen3-8B@refs/pr/1")})
 `));
 """
 
@@ -58,5 +59,7 @@ def test_runs_in_pyodide(tmp_path):
     assert out["nf4"][1] == pytest.approx(-0.6961928, abs=1e-7)             # FACTS.md
     assert out["bits"] == 4 + 8 / 64 + 32 / (64 * 256)
     assert out["err"] == "batch_size"
+    # the Hub module imports in Pyodide (its urllib request is never made there: the page uses fetch())
+    assert out["hub_url"] == "https://huggingface.co/Qwen/Qwen3-8B/resolve/refs%2Fpr%2F1/config.json"   # hf_hub_url's
     import loracalc
     assert out["mem"] == loracalc.estimate_memory("llama-3.1-70b").total_bytes  # CPython and Pyodide agree

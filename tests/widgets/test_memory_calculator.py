@@ -222,7 +222,7 @@ def test_simple_mode_shows_five_inputs_and_the_rest_behind_disclosures():
     assert f.outside == ["model", "method", "gpu", "seq_len", "batch_size", "config"]
     assert set(f.inside) == set(mc.memory_calculator.__code__.co_varnames[:mc.memory_calculator.__code__.co_argcount]) \
         - set(f.outside) - {"config_z", "_changed"}
-    assert f.summaries == 3   # more settings; several GPUs; your data (time and cost)
+    assert f.summaries == 4   # more settings; preference and RL tuning; several GPUs; your data (time and cost)
 
 
 # --------------------------------------------------------------------- time and cost beside the memory (issue 27)
@@ -308,3 +308,28 @@ def test_gpu_select_lists_the_catalog_grouped_by_vendor():
     o = Options()
     o.feed(select)
     assert o.groups == {v: [g.name for g in cards] for v, cards in vendors().items()}
+
+
+@pytest.mark.parametrize("flags,fields", [
+    (["--objective", "dpo", "--batch-size", "2"], {"objective": "dpo", "batch_size": "2"}),
+    (["--objective", "grpo", "--batch-size", "8", "--gradient-accumulation", "2", "--gpu", "h100-80gb",
+      "--generation", "vllm-colocate"],
+     {"objective": "grpo", "batch_size": "8", "gradient_accumulation": "2", "generation": "vllm-colocate"}),
+    (["--objective", "dpo", "--method", "full"], {"objective": "dpo", "method": "full"}),
+])
+def test_preference_tuning_is_what_the_terminal_prints(flags, fields):
+    """The calculator's DPO/GRPO estimate is the CLI's `memory --objective ...` (loracalc.preference)."""
+    cmd = [sys.executable, "-m", "loracalc", "memory", "--model", "llama-3.1-8b", "--json", *flags]
+    cli = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    cli.pop("gpu", None)
+    out = call_widget("memory_calculator", {**DEFAULT, **fields})
+    assert json.loads(out["json"]) == cli
+    assert out["max_batch"] == "not searched for preference tuning"
+    assert_clean(out)
+
+
+def test_preference_settings_get_one_line_errors():
+    import lora_course.widgets as registry
+    result = registry.call("memory_calculator", {**DEFAULT, "objective": "grpo", "num_generations": "3"})
+    assert not result["ok"] and result["field"] == "num_generations"
+    assert "multiple of num_generations" in result["message"] and "\n" not in result["message"]

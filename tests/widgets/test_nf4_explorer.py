@@ -44,9 +44,17 @@ def test_errors_follow_the_engine(seed):
 
 
 def test_svg_draws_the_sixteen_levels_and_sixty_four_weights():
+    """Both drawings (the wide one, and the narrower one a phone shows instead) draw the whole block."""
     out = call_widget("nf4_explorer", {"seed": "3"})
-    assert len(re.findall(r'<line class="lc-level', out["svg"])) == 16
-    assert len(re.findall(r"<circle ", out["svg"])) == 64
+    drawings = re.findall(r"<svg .*?</svg>", out["svg"], re.S)
+    assert [re.search(r'class="[^"]*(lc-wide-only|lc-phone-only)"', d).group(1) for d in drawings] == \
+        ["lc-wide-only", "lc-phone-only"]
+    for drawing in drawings:
+        assert len(re.findall(r'<line class="lc-level', drawing)) == 16
+        assert len(re.findall(r"<circle ", drawing)) == 64
+    # The phone drawing's view box is at most 340 units wide, so its 13 px labels render at 11 px or more
+    # in the widget, 332 px wide on a 390 px phone (tests/browser/test_phone.py measures it).
+    assert float(re.search(r'viewBox="0 0 ([\d.]+) ', drawings[1]).group(1)) <= 340
 
 
 @pytest.mark.parametrize("seed", ["", "-1", "abc", "1.5", "2147483648"])

@@ -655,6 +655,13 @@
       });
     }
 
+    // "Load from the Hub" ([data-hub-into=FIELD]): the one request the site makes to another host, and only on the
+    // reader's click. Python checks the id and builds the URL (loracalc.hub, via lora_course.widgets.hub_config);
+    // this asks for it with no cookies and past every cache (the service worker handles only the site's own URLs),
+    // hands whatever came back to Python, and puts the config text it returns into FIELD, as if pasted.
+    var hubBox = widget.querySelector("[data-hub-into]");
+    if (hubBox && hubBox.closest("[data-widget]") === widget) attachHub(widget, hubBox, update);
+
     // Saved state (URL first, then localStorage) goes into the form at once, so the reader sees their
     // inputs from the first paint; the outputs are marked pending until Python answers for them.
     var fromUrl = widget.hasAttribute("data-url-state") ? urlState(widget) : null;
@@ -671,6 +678,51 @@
     } else {
       markState(widget, "current", "");
     }
+  }
+
+  function attachHub(widget, hubBox, update) {
+    var input = hubBox.querySelector("input");
+    var button = hubBox.querySelector("[data-hub-load]");
+    var note = hubBox.querySelector("[data-hub-note]");
+    var into = hubBox.dataset.hubInto;
+    function say(text, bad) {
+      note.textContent = text;
+      note.classList.toggle("lc-error", !!bad);
+      hubBox.toggleAttribute("data-hub-failed", !!bad);
+    }
+    function answerOf(id, response) {
+      return response.text().then(function (body) {
+        return { repo_id: id, status: String(response.status), body: body, error_code: response.headers.get("X-Error-Code") || "" };
+      });
+    }
+    function load() {
+      var id = input.value;
+      button.disabled = true;
+      call("hub_config", { repo_id: id }).then(function (asked) {
+        if (!asked.ok) throw asked;
+        say(asked.outputs.note);
+        return fetch(asked.outputs.url, { credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" })
+          .then(function (response) { return answerOf(id, response); },
+                function (error) { return { repo_id: id, status: "0", reason: String(error && error.message || error) }; })
+          .then(function (answer) { return call("hub_config", answer); });
+      }).then(function (loaded) {
+        if (!loaded.ok) throw loaded;
+        var box = fields(widget).filter(function (el) { return el.name === into && el.type !== "file"; })[0];
+        if (box) box.value = loaded.outputs.config;
+        say(loaded.outputs.note);
+        return update(null, null, into);
+      }).catch(function (failed) {
+        var message = failed && failed.message === "python-unavailable"
+          ? "Python is not running here (" + bridge.reason + "), so the page cannot load a model from the Hub."
+          : failed && failed.message ? failed.message : String(failed);
+        say(message, true);
+        announce(widget, message);
+      }).then(function () { button.disabled = false; });
+    }
+    button.addEventListener("click", load);
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") { event.preventDefault(); load(); }
+    });
   }
 
   // A copy button says for a moment, on itself, what happened (the live region alone was invisible).

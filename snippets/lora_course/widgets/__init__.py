@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import memory_calculator, nf4_explorer, quiz, rank_trick, serving_memory  # noqa: F401  (each registers)
+from . import hub_config, memory_calculator, nf4_explorer, quiz, rank_trick, serving_memory  # noqa: F401  (each registers)
 from ._common import AwaitingInput
 from .registry import WIDGETS, widget  # noqa: F401  (re-exported)
 

@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from loracalc.errors import LoraCalcError, as_bool, as_choice, as_int
+from loracalc.hub import MAX_CONFIG_CHARS  # noqa: F401  (the engine's limit, also for a file from the Hub)
 
 
 def preset(value: Any, default: str):
@@ -123,9 +124,8 @@ CONFIG_TOKEN_PREFIX = "1."        # the format's version: a later format can sti
 # The longest token a link carries: with the rest of the address it stays under the 8 kB request line that
 # common web servers accept (nginx's large_client_header_buffers default, Apache's LimitRequestLine).
 MAX_TOKEN_CHARS = 6_000
-# The longest config.json read (text, or a token's unpacked JSON); published config.json files are a few kB.
-# The page reads at most this many bytes (+1) of a dropped file: its data-max-bytes says the same number.
-MAX_CONFIG_CHARS = 1_000_000
+# MAX_CONFIG_CHARS (imported above): the longest config.json read (text, or a token's unpacked JSON). The page
+# reads at most this many bytes (+1) of a dropped file: its data-max-bytes says the same number.
 
 
 class AwaitingInput(LoraCalcError):

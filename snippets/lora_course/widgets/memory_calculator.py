@@ -21,6 +21,7 @@ import loracalc
 from loracalc import gpus as catalog
 from loracalc import sharding
 from loracalc.cli import params_text
+from loracalc.preference import preference_memory
 
 from .. import measured
 from . import _common as c
@@ -74,6 +75,8 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       optimizer_in_backward: str = "off", paged_state_on_host: str = "auto", dora: str = "off",
                       gradient_accumulation: str = "1", autocast: str = "recipe", gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
                       samples: str = "2000", avg_tokens: str = "", epochs: str = "1",
+                      objective: str = "sft", reference: str = "default", generation: str = "generate",
+                      num_generations: str = "8", completion_len: str = "512",
                       config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
     arch, source = _model(model, config, config_z, _changed)
     raw = {"method": method, "rank": c.text(rank), "targets": targets, "batch_size": c.text(batch_size),
@@ -88,8 +91,15 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
     ac = c.text(autocast) or "recipe"
     if ac != "recipe":
         raw["autocast"] = ac         # "on" or "off"; anything else gets the engine's one-line message
-    est = loracalc.estimate_memory(arch, **raw)
     g = _gpu(gpu)
+    pref = dict(objective=c.text(objective) or "sft", reference=c.text(reference) or "default",
+                generation=c.text(generation) or "generate", num_generations=c.text(num_generations),
+                completion_len=c.text(completion_len), gpu_bytes=g.memory_bytes)
+    tuned = pref["objective"] != "sft"
+    if tuned:   # TRL's own loss (fused head or full logits) unless the reader chose another
+        est = preference_memory(arch, **pref, **{k: v for k, v in raw.items() if k != "loss" or v != "full"})
+    else:
+        est = loracalc.estimate_memory(arch, **raw)
     st = est.settings
     s = {k: st[k] for k in FIELDS}  # the validated settings, as the engine read them (paged state: where it went)
     if ac != "recipe":
@@ -98,13 +108,12 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
     # DoRA is a LoRA variant: the full fine-tuning column leaves it out
     # full fine-tuning has its own mixed precision instead of a chosen autocast
     per_method = {m: (est if m == s["method"] else
-                      loracalc.estimate_memory(arch, **{**{k: v for k, v in s.items()
-                                                           if not (m == "full" and k == "autocast")},
-                                                        "method": m, "dora": s["dora"] and m != "full"}))
+                      _other_method(arch, m, s, pref if tuned else None))
                   for m in loracalc.METHODS}
     limit = int(g.memory_bytes)
-    mb = _largest("batch", arch, g.name, _key(s, "batch_size"))
-    ms = _largest("seq", arch, g.name, _key(s, "seq_len"))
+    # the largest batch and sequence are searched for supervised fine-tuning only
+    mb = None if tuned else _largest("batch", arch, g.name, _key(s, "batch_size"))
+    ms = None if tuned else _largest("seq", arch, g.name, _key(s, "seq_len"))
     counts = loracalc.count_params(arch, rank=s["rank"], targets=s["targets"])
     trainable = counts.total_params if s["method"] == "full" else counts.lora_params
     alloc = int(est.allocated_peak_bytes)
@@ -124,8 +133,10 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         **verdict_outputs(total, limit, card_label(g), catalog.cannot_run(g, st),
                           catalog.limit_lines(g, st)),
         "explain": explain(per_method, s),
-        "max_batch": (c.fmt_int(mb) if mb else "none (batch 1 does not fit)"),
-        "max_seq": (c.fmt_int(ms) if ms else "none"),
+        "max_batch": ("not searched for preference tuning" if tuned else
+                      c.fmt_int(mb) if mb else "none (batch 1 does not fit)"),
+        "max_seq": ("not searched for preference tuning" if tuned else c.fmt_int(ms) if ms else "none"),
+        "objective_note": objective_note(est) if tuned else "Supervised fine-tuning: no preference pairs, no generation.",
         "json": json.dumps(est.to_dict(), indent=2),
         # what `loracalc params --config config.json --rank R --targets T` prints, for any family
         "params_text": params_text(arch, s["rank"], s["targets"]),
@@ -133,10 +144,33 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
     }
     out.update(multi_gpu(est, arch, g, s, gpus, strategy, offload))
     out.update(time_and_cost(arch, g, s, total, samples, avg_tokens, epochs))
+    if tuned:   # the time model counts one forward and backward per sequence: supervised fine-tuning only
+        out["time_cost"] = ("Time and cost are modelled for supervised fine-tuning only; a preference or RL step "
+                            "runs extra forwards (the reference, the generation) the time model does not count yet.")
     out.update(source)
     out["announce"] = (f"Needed on the card {out['total']}, allocated peak {out['allocated_peak']}. "
                        f"{out['gpu_verdict']}. {out['per_gpu_verdict']}.")
     return out
+
+
+def _other_method(arch, method: str, s: dict, pref: dict | None):
+    """The same settings with another method, for the per-method comparison (a full fine-tune has no adapter
+    to switch off: its reference is a second model)."""
+    settings = {**{k: v for k, v in s.items() if not (method == "full" and k == "autocast")},
+                "method": method, "dora": s["dora"] and method != "full"}
+    if pref is None:
+        return loracalc.estimate_memory(arch, **settings)
+    ref = pref["reference"]
+    if method == "full" and ref == "adapter-off":   # no adapter to switch off: the trainer loads a second model
+        ref = "separate"
+    return preference_memory(arch, **{**pref, "reference": ref}, **{k: v for k, v in settings.items() if k != "loss"})
+
+
+def objective_note(est) -> str:
+    """What the objective adds, in one paragraph: rows per forward, the reference, the generation."""
+    s = est.settings
+    return (f"{s['objective'].upper()}: {s['batch_size']} per device means {s['rows_per_forward']} sequences per "
+            f"forward; reference: {s['reference']}. " + " ".join(n for n in est.notes[1:] if not n.startswith("peak at")))
 
 
 OFFLOADS = {"none": (False, False), "optimizer": (True, False), "params": (False, True)}

@@ -81,10 +81,22 @@ def values_table(weights, codes, deq) -> str:
             '<th scope="col" class="lc-num">error</th></tr></thead><tbody>' + rows + '</tbody></table>')
 
 
+# The chart is drawn twice: for a wide screen, and 340 units wide for a phone (shown up to 719 px, widgets.css),
+# where the wide one would have to scroll sideways to keep its 13-unit labels at 11 px or more.
+# (width, height, left margin, dot radius, half the width of a dequantized-value bar, classes)
+WIDE = (640.0, 300.0, 44.0, 4.0, 3.0, "lc-wide-only")
+PHONE = (340.0, 300.0, 40.0, 2.4, 2.0, "lc-phone-only")
+
+
 def levels_svg(weights, deq, code, absmax) -> str:
+    """The block against the 16 scaled NF4 levels: the wide drawing, then the phone one."""
+    return "".join(levels_drawing(weights, deq, code, absmax, layout) for layout in (WIDE, PHONE))
+
+
+def levels_drawing(weights, deq, code, absmax, layout) -> str:
     n = c.num
-    W, H = 640.0, 300.0
-    left, right, top, bottom = 44.0, 10.0, 10.0, 22.0
+    W, H, left, dot, bar, shown = layout
+    right, top, bottom = 10.0, 10.0, 22.0
     pw, ph = W - left - right, H - top - bottom
     lim = absmax * 1.05
 
@@ -94,7 +106,7 @@ def levels_svg(weights, deq, code, absmax) -> str:
     def x(i):
         return left + (i + 0.5) * pw / len(weights)
 
-    parts = [f'<svg class="lc-svg lc-nf4-svg" viewBox="0 0 {n(W)} {n(H)}" role="img" '
+    parts = [f'<svg class="lc-svg lc-nf4-svg {shown}" viewBox="0 0 {n(W)} {n(H)}" role="img" '
              f'aria-label="64 weights between {min(weights):.2f} and {max(weights):.2f}, the 16 NF4 levels scaled by '
              f'absmax {absmax:.3f}, and each weight\'s dequantized value">']
     for k, lv in enumerate(code):
@@ -102,12 +114,12 @@ def levels_svg(weights, deq, code, absmax) -> str:
         yy = y(lv * absmax)
         parts.append(f'<line class="{cls}" x1="{n(left)}" x2="{n(W - right)}" y1="{n(yy)}" y2="{n(yy)}"/>')
         if k in (0, 7, 15):
-            parts.append(f'<text class="lc-svg-small" x="{n(left - 4)}" y="{n(yy + 3)}" text-anchor="end">{lv * absmax:+.2f}</text>')
+            parts.append(f'<text class="lc-svg-small" x="{n(left - 4)}" y="{n(yy + 4)}" text-anchor="end">{lv * absmax:+.2f}</text>')
     for i, (w, v) in enumerate(zip(weights, deq)):
         xx = x(i)
         parts.append(f'<line class="lc-err" x1="{n(xx)}" x2="{n(xx)}" y1="{n(y(w))}" y2="{n(y(v))}"/>')
-        parts.append(f'<line class="lc-deq" x1="{n(xx - 3)}" x2="{n(xx + 3)}" y1="{n(y(v))}" y2="{n(y(v))}"/>')
-        parts.append(f'<circle class="lc-weight" cx="{n(xx)}" cy="{n(y(w))}" r="3.2"/>')
+        parts.append(f'<line class="lc-deq" x1="{n(xx - bar)}" x2="{n(xx + bar)}" y1="{n(y(v))}" y2="{n(y(v))}"/>')
+        parts.append(f'<circle class="lc-weight" cx="{n(xx)}" cy="{n(y(w))}" r="{n(dot)}"/>')
     parts.append(f'<text class="lc-svg-small" x="{n(left + pw / 2)}" y="{n(H - 6)}" text-anchor="middle">'
                  'weight index in the block (0 to 63)</text>')
     parts.append("</svg>")
