@@ -4,8 +4,8 @@
 
 For each model_type in loracalc's family specs it builds the config variants of
 ``tests/snippets/family_configs.py`` with transformers on the meta device and compares total parameters and
-peft's LoRA counts (several ranks and target sets) with loracalc's; multimodal wrappers and an unknown type
-are tried too and must be refused in one line. Writes ``snippets/lora_course/data/family_coverage.json``
+peft's LoRA counts (several ranks and target sets) with loracalc's; multimodal wrappers loracalc.vision does not
+describe are tried too and must be refused in one line. Writes ``snippets/lora_course/data/family_coverage.json``
 (read by ``{{ table.family_coverage }}``) and the same table into README.md between its markers.
 A few minutes on two CPU cores.
 """
@@ -22,12 +22,15 @@ OUT = os.path.join(ROOT, "snippets", "lora_course", "data", "family_coverage.jso
 README = os.path.join(ROOT, "README.md")
 START, END = "<!-- family-coverage:start -->", "<!-- family-coverage:end -->"
 
-# wrappers people bring: their config.json nests a text_config next to a vision tower's config
+# wrappers people bring whose vision tower loracalc does not describe (loracalc.vision counts Gemma 3, LLaVA,
+# Mistral 3, PaliGemma... whole: scripts/model_type_coverage.py checks those): their config.json nests a
+# text_config next to a vision tower's config, and they must be refused in one line
 WRAPPERS = {
-    "llava": {"model_type": "llava", "text_config": {"model_type": "llama"}, "vision_config": {"model_type": "clip_vision_model"}},
-    "gemma3": {"model_type": "gemma3", "text_config": {"model_type": "gemma3_text"}, "vision_config": {}},
-    "mistral3": {"model_type": "mistral3", "text_config": {"model_type": "mistral"}, "vision_config": {}},
-    "paligemma": {"model_type": "paligemma", "text_config": {"model_type": "gemma"}, "vision_config": {}},
+    "qwen2_vl": {"model_type": "qwen2_vl", "text_config": {"model_type": "qwen2_vl_text"}, "vision_config": {}},
+    "mllama": {"model_type": "mllama", "text_config": {"model_type": "mllama_text_model"}, "vision_config": {}},
+    "llama4": {"model_type": "llama4", "text_config": {"model_type": "llama4_text"}, "vision_config": {}},
+    "gemma3n": {"model_type": "gemma3n", "text_config": {"model_type": "gemma3n_text"}, "vision_config": {},
+                "audio_config": {}},
 }
 
 
@@ -36,6 +39,8 @@ def main() -> int:
     ap.add_argument("--configs", type=int, default=12, help="config variants per family (default 12)")
     ap.add_argument("--families", default="", help="comma-separated model_types to count again (default: all); "
                     "the other rows of the record stay as they were, with their own versions and dates")
+    ap.add_argument("--wrappers-only", action="store_true",
+                    help="try the wrappers again and keep every family's recorded row (seconds, not minutes)")
     args = ap.parse_args()
     sys.path[:0] = [os.path.join(ROOT, "snippets"), ROOT]
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -51,7 +56,7 @@ def main() -> int:
     t0 = time.time()
     stamp = {"transformers": transformers.__version__, "peft": peft.__version__,
              "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    chosen = [f for f in args.families.split(",") if f] or sorted(FAMILIES)
+    chosen = [] if args.wrappers_only else ([f for f in args.families.split(",") if f] or sorted(FAMILIES))
     unknown = sorted(set(chosen) - set(FAMILIES))
     if unknown:
         ap.error(f"--families: not a supported model_type: {', '.join(unknown)}")
@@ -81,7 +86,7 @@ def main() -> int:
             wrappers.append({"model_type": mt, "refused": False, "message": ""})
         except loracalc.LoraCalcError as exc:
             wrappers.append({"model_type": mt, "refused": True, "message": str(exc)})
-    if args.families and os.path.exists(OUT):
+    if (args.families or args.wrappers_only) and os.path.exists(OUT):
         # a partial run replaces only its own families' rows; the others keep the versions they were counted with
         with open(OUT, encoding="utf-8") as f:
             old = json.load(f)

@@ -9,6 +9,10 @@ The list comes from the installed transformers' auto mappings (``MODEL_FOR_CAUSA
   with transformers on the meta device has the same total parameter count, and the same LoRA count as peft's
   ``get_peft_model`` at several ranks and target sets (``check_family_config``, as ``family_coverage.py`` does);
 - ``wrong``: a spec, and some variant differs (the list must hold none);
+  A vision-language wrapper loracalc describes whole (``loracalc.vision.WRAPPERS``) is ``exact`` the same way over
+  ``tests/snippets/test_vlm.py``'s variants and the config class's own default config.json (``check_wrapper``):
+  totals against the model ``AutoModelForImageTextToText`` builds, LoRA against peft over the whole model and
+  over the language model alone;
 - ``refused``: no spec; the config class's own default config.json is refused in one line, and where the line
   advises passing the ``text_config``, that text_config is counted (the advice must not lead to a second refusal);
 - ``untested``: a spec, but transformers built none of its variants.
@@ -96,6 +100,39 @@ def check_family(mt: str, n: int) -> dict:
             **({"problem": first} if first else {})}
 
 
+def check_wrapper(mt: str, n: int) -> dict:
+    """A vision-language wrapper: its tiny variants (totals and LoRA) and its default config.json (totals)."""
+    import loracalc
+    from tests.snippets.hf import total_params
+    from tests.snippets.test_vlm import check_vlm_config, hf_vlm, vlm_variants
+    exact = failed = checks = 0
+    first = ""
+    tiny = vlm_variants(mt)[:max(n, 1)]
+    for cfg in tiny + [default_config(mt)]:
+        try:
+            if cfg in tiny:
+                checks += check_vlm_config(cfg)
+            else:           # the default config.json: a full-size model, totals only
+                try:
+                    _, model = hf_vlm(cfg)
+                except ValueError:      # transformers cannot build it (Aya Vision's): loracalc must refuse it too
+                    try:
+                        loracalc.model_from_config(cfg)
+                    except loracalc.LoraCalcError:
+                        checks += 1
+                        continue
+                    raise AssertionError(f"{mt}'s default config is counted but transformers cannot build it")
+                assert loracalc.total_params(loracalc.model_from_config(cfg)) == total_params(model), mt
+                checks += 1
+            exact += 1
+        except (AssertionError, loracalc.LoraCalcError) as exc:
+            failed += 1
+            first = first or str(exc)[:200]
+    status = "wrong" if failed else ("exact" if exact else "untested")
+    return {"status": status, "configs": exact + failed, "exact": exact, "failed": failed, "comparisons": checks,
+            "whole": "vision tower, projector and language model", **({"problem": first} if first else {})}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", type=int, default=4, help="config variants per family with a spec (default 4)")
@@ -109,6 +146,7 @@ def main() -> int:
     import transformers
 
     from loracalc.families import FAMILIES
+    from loracalc.vision import WRAPPERS
     types = transformers_types()
     only = {t for t in args.types.split(",") if t}
     old = {}
@@ -123,7 +161,9 @@ def main() -> int:
         row = {"model_type": mt, "pipelines": pipelines}
         # a type whose config class writes another model_type (GPT-SW3's config.json says "gpt2") is counted as that
         alias = default_config(mt).get("model_type") if mt not in FAMILIES else None
-        if isinstance(alias, str) and alias != mt and alias in FAMILIES:
+        if mt in WRAPPERS:
+            row.update(check_wrapper(mt, args.configs))
+        elif isinstance(alias, str) and alias != mt and alias in FAMILIES:
             row.update(check_family(alias, args.configs), counted_as=alias)
         else:
             row.update(check_family(mt, args.configs) if mt in FAMILIES else check_refusal(mt))

@@ -32,15 +32,22 @@ def coverage_table() -> str:
         lines.append(f"| `{r['model_type']}` | {kind} | {r['configs']} | {r['exact']} | {r['refused']} | "
                      f"{r['failed']} |")
     for w in data["wrappers"]:
-        lines.append(f"| `{w['model_type']}` | multimodal wrapper | 1 | 0 | {1 if w['refused'] else 0} | "
-                     f"{0 if w['refused'] else 1} |")
+        lines.append(f"| `{w['model_type']}` | multimodal wrapper, no vision spec | 1 | 0 | "
+                     f"{1 if w['refused'] else 0} | {0 if w['refused'] else 1} |")
     n = sum(r["configs"] for r in data["families"])
     lines.append("")
     lines.append(f"Checked against {_checked_with(data)}: "
                  f"{n} configs, each compared on total parameters and on LoRA parameters at ranks 1, 4 and 16 "
-                 "for several target sets (`scripts/family_coverage.py`). Any other `model_type` is refused "
-                 "in one line.")
+                 "for several target sets (`scripts/family_coverage.py`). Vision-language wrappers "
+                 + ", ".join(f"`{mt}`" for mt in _vision_wrappers())
+                 + " are counted whole, vision tower and projector included (`loracalc/vision.py`, checked by "
+                 "`scripts/model_type_coverage.py`). Any other `model_type` is refused in one line.")
     return "\n".join(lines)
+
+
+def _vision_wrappers() -> list[str]:
+    from loracalc.vision import WRAPPERS
+    return sorted(WRAPPERS)
 
 
 def _checked_with(data: dict) -> str:
@@ -142,7 +149,8 @@ def model_type_table() -> str:
     for r in sorted(rows, key=lambda r: (order[r["status"]], r["model_type"])):
         if r["status"] == "refused":
             continue
-        state = r["status"] + (f" (its config.json says {r['counted_as']})" if r.get("counted_as") else "")
+        state = r["status"] + (f" (its config.json says {r['counted_as']})" if r.get("counted_as") else "") + (
+            f" ({r['whole']})" if r.get("whole") else "")
         lines.append(f"| `{r['model_type']}` | {', '.join(r['pipelines']) or '—'} | {state} | "
                      f"{r.get('configs', 0)} |")
     refused = [r["model_type"] for r in rows if r["status"] == "refused"]

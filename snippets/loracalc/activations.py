@@ -279,7 +279,8 @@ def _chosen_adapters(arch, method: str, targets) -> list:
         return []
     names = targets if isinstance(targets, tuple) and targets and targets[0] != "all-linear" \
         else parse_targets(targets if targets else "all-linear", arch)
-    return lora_targets(arch, tuple(names))[0]
+    # the language model's adapters only: a vision tower's are counted apart (loracalc.vision)
+    return [x for x in lora_targets(arch, tuple(names))[0] if x[0].role not in ("vision", "projector")]
 
 
 def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq_len: int,

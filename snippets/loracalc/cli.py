@@ -5,6 +5,7 @@
     python -m loracalc memory --model llama-3.1-70b --method lora --gpus 8 --strategy full-shard [--offload-params]
     python -m loracalc time --model llama-3.1-8b --method qlora --gpu a10 --tokens 1e7 [--price-per-gpu-hour 1.2]
     python -m loracalc models | gpus | nf4 [--json]
+    python -m loracalc memory --config gemma-3-4b-it/config.json --adapt language --images 1   (vision-language)
     python -m loracalc memory --config Qwen/Qwen3-8B      # a Hub id: its config.json fetched from huggingface.co
 
 --config takes a config.json path; a Hub id (owner/name[@revision]) that is not an existing file, there or in
@@ -41,6 +42,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--params", default=None, help="a bare parameter count, e.g. 7e9 (approximate shape)")
     p.add_argument("--rank", default="16", help="LoRA rank r (default 16)")
     p.add_argument("--targets", default="all-linear", help="'all-linear', 'q,v', or module names (default all-linear)")
+    p.add_argument("--adapt", default=None, metavar="all|language",
+                   help="vision-language models (a gemma3, llava, mistral3... config.json): all (default) adapts every "
+                        "module peft matches by name, vision tower and projector included; language adapts the "
+                        "language model only, as target_modules=r'.*language_model.*\\.(q_proj|v_proj)' does")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_args(m)
     m.add_argument("--method", default="qlora", metavar="METHOD", help=choice_help("method", "qlora"))
     m.add_argument("--batch-size", default="1", help="sequences per step (default 1)")
-    m.add_argument("--seq-len", default="2048", help="tokens per sequence (default 2048)")
+    m.add_argument("--seq-len", default="2048", help="tokens per sequence (default 2048); a vision-language model's "
+                   "image tokens come on top (see --images)")
+    m.add_argument("--images", default="0", metavar="N",
+                   help="images per sequence for a vision-language model (default 0): each adds the tokens its "
+                        "processor makes (Gemma 3: 256 + 2; LLaVA-1.5: 576; ...) to the sequence")
+    m.add_argument("--image-size", default=None, metavar="PIXELS",
+                   help="each image's longer side in pixels (default: the vision tower's image_size); tiling "
+                        "processors (Idefics3, SmolVLM, InternVL, LLaVA-NeXT) and Pixtral make more tokens of "
+                        "larger images")
     gc = m.add_mutually_exclusive_group()
     gc.add_argument("--gradient-checkpointing", dest="gc", action="store_true", default=True,
                     help="recompute activations in backward (default)")
@@ -268,18 +281,27 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:,.2f} GB"
 
 
-def params_text(arch, rank: Any = 16, targets: Any = "all-linear") -> str:
+def params_text(arch, rank: Any = 16, targets: Any = "all-linear", adapt: Any = None) -> str:
     """What ``loracalc params`` prints for an architecture (the browser shows the same text)."""
     from .params import count_params
-    c = count_params(arch, rank=rank, targets=targets)
+    c = count_params(arch, rank=rank, targets=targets, adapt=adapt)
     asked = ",".join(c.requested)
-    lines = [f"{arch.display_name}  ({arch.model_type})" + ("  (approximate)" if arch.approximate else ""),
+    vis = arch.vision
+    kind = f"{vis['wrapper']}: {vis['vision_config']['model_type']} + {arch.model_type}" if vis else arch.model_type
+    lines = [f"{arch.display_name}  ({kind})" + ("  (approximate)" if arch.approximate else ""),
              f"total parameters     {c.total_params:>18,}"]
+    if vis:
+        tower = sum(r.params for r in arch.records if r.role == "vision")
+        proj = sum(r.params for r in arch.records if r.role == "projector")
+        lines.append(f"  vision tower       {tower:>18,}   projector {proj:,}; language model "
+                     f"{c.total_params - tower - proj:,}")
     if c.active_params != c.total_params:
         moe = arch.family.moe
         lines.append(f"active per token     {c.active_params:>18,}   {arch.config[moe.top_k]} of "
                      f"{arch.config[moe.experts]} routed experts")
-    lines += [f"LoRA parameters      {c.lora_params:>18,}   rank {c.rank}, targets {asked}",
+    lines += [f"LoRA parameters      {c.lora_params:>18,}   rank {c.rank}, targets {asked}"
+              + (f", adapting {'the language model only' if c.adapt == 'language' else 'the whole model'}"
+                 if vis else ""),
               f"trainable            {c.trainable_percent:>17.4f}%"]
     lines += [f"note: {n}" for n in c.notes]
     lines.append("")
@@ -294,9 +316,10 @@ def cmd_params(args) -> Any:
     from .params import count_params
     arch = _arch(args)
     if args.json:
-        c = count_params(arch, rank=args.rank, targets=args.targets)
-        return {**c.to_dict(), "display_name": arch.display_name, "model_type": arch.model_type}
-    return params_text(arch, args.rank, args.targets)
+        c = count_params(arch, rank=args.rank, targets=args.targets, adapt=args.adapt)
+        return {**c.to_dict(), "display_name": arch.display_name, "model_type": arch.model_type,
+                **({"wrapper": arch.vision["wrapper"]} if arch.vision else {})}
+    return params_text(arch, args.rank, args.targets, args.adapt)
 
 
 def cmd_models(args) -> Any:
@@ -361,6 +384,8 @@ def cmd_memory(args) -> Any:
               quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
               old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
               gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast)
+    if arch.vision or args.adapt is not None or args.images != "0" or args.image_size is not None:
+        kw.update(adapt=args.adapt, images_per_sample=args.images, image_size=args.image_size)
     est = estimate_memory(arch, **kw)
     if args.gpus is not None:
         return _memory_per_gpu(args, arch, kw, est)
@@ -509,6 +534,9 @@ def cmd_time(args) -> Any:
     from .speed import estimate_time
     if not args.gpu:
         raise LoraCalcError("gpu", "time needs a GPU: give --gpu (see `gpus`)")
+    if args.images != "0" or args.image_size is not None or args.adapt is not None:
+        raise LoraCalcError("images", "time does not model a vision tower yet: leave out --images, --image-size and "
+                                      "--adapt, and add the image tokens to --seq-len (memory --images shows them)")
     strategy = None if args.gpus is None else args.strategy
     est = estimate_time(_arch(args), args.gpu, method=args.method, rank=args.rank, targets=args.targets,
                         batch_size=args.batch_size, seq_len=args.seq_len, gradient_checkpointing=args.gc,

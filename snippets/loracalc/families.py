@@ -47,6 +47,9 @@ class Record:
     # the tensor the module reads, so modules reading one tensor share its saved copy (activations):
     # attn_in | attn_out | mlp_in | mlp_act | shared_act | q_latent | kv_latent | expert_in | expert_act
     reads: str = ""
+    # load_in_4bit replaces this linear (False: nn.MultiheadAttention's out_proj, which SigLIP's pooling head
+    # holds, stays 16-bit; measured in tests/snippets/test_vlm.py)
+    bnb: bool = True
 
     @property
     def params(self) -> int:
@@ -383,7 +386,7 @@ def is_4bit(record, family=None, every_linear: bool = False) -> bool:
     """
     if family is not None and not family.bnb_4bit and not every_linear:
         return False
-    return record.kind in ("linear", "conv1d") and record.role != "head" and record.weight > 0
+    return record.kind in ("linear", "conv1d") and record.role != "head" and record.weight > 0 and record.bnb
 
 
 # ------------------------------------------------------------------------------------ families

@@ -26,6 +26,7 @@ from .recipes import (ADAPTER_BYTES, AUTOCAST, DEQUANT_COPIES, HOLDS_LAST_STEP, 
                       QUANTIZE_LM_HEAD, QUANTIZES_EVERY_LINEAR, RECIPES)
 from .run_settings import MAX_BATCH, MAX_SEQ, RunSettings, read_settings
 from .terms import MemoryEstimate, Term, gb, term
+from .vision import vision_activation_bytes
 
 __all__ = ["ACTIVATIONS_CHECKED", "ADAPTER_BYTES", "ALLOCATOR_SLACK", "ATTENTIONS", "AUTOCAST", "CUDA_CONTEXT_BYTES",
            "DEQUANT_COPIES", "HOLDS_LAST_STEP", "INT8_SCALE_BYTES", "KBIT_UPCAST", "KV_EXPANDED", "LOSSES",
@@ -188,6 +189,15 @@ def _activation_terms(run: RunSettings, notes: list[str], host: list[Term]) -> l
     if moved:
         host.append(Term("activations_offloaded", "Activations offloaded to CPU memory", moved,
                          f"{L - kept_on_card} layers' saved tensors in pinned host memory"))
+    if arch.vision and run.images:
+        vb, vf = vision_activation_bytes(arch, counts, run.method, run.batch_size, run.images, run.image_size, gc,
+                                         s, run.a)
+        if vb:
+            out.append(term("vision_activations", "Vision tower and projector activations (rough)", vb, vf))
+            notes.append("the vision tower's activation term is rough: 18% to 35% under the saved tensors of tiny "
+                         "towers on a CPU (scripts/vlm_activation_check.py)")
+        notes.append(f"{run.images} image(s) per sequence add {run.images} x {run.image_tokens:,} tokens to the "
+                     f"{run.text_seq_len:,} text tokens: the language model sees {run.seq_len:,}")
     if run.dora:
         out += dora_terms(run, kept_on_card)
     return out
@@ -230,19 +240,24 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                     paged_state_on_host: Any = None, dora: Any = False,
                     quantize_lm_head: Any = None, adapter_dtype: Any = None, kbit_upcast: Any = None,
                     old_bitsandbytes: Any = False, autocast: Any = None,
-                    gradient_accumulation: Any = 1) -> MemoryEstimate:
+                    gradient_accumulation: Any = 1, adapt: Any = None, images_per_sample: Any = 0,
+                    image_size: Any = None) -> MemoryEstimate:
     """Memory for one training step, as labelled terms (bytes) with their formulas.
 
     Defaults are today's common Hugging Face QLoRA recipe: peft with prepare_model_for_kbit_training, rank
     16 on all linear layers, batch 1, 2,048 tokens, gradient checkpointing, AdamW, fused attention, NF4
     with double quantization (block 64), transformers' full-logits loss. ``total_bytes`` is what the card
     must hold; ``allocated_peak_bytes`` what torch.cuda.max_memory_allocated would report.
+
+    Vision-language models (``loracalc.vision``): ``adapt`` "all" (peft's matching by name, vision tower
+    included) or "language"; ``images_per_sample`` images of ``image_size`` pixels (default the tower's) add
+    their tokens to ``seq_len``'s text tokens, and a rough term for the vision tower's activations.
     """
     run = read_settings(model, method, rank, targets, batch_size, seq_len, gradient_checkpointing, optimizer,
                         attention, precision, lora_dropout, double_quant, block_size, cuda_overhead, recipe, loss,
                         loss_chunks, activation_offload, optimizer_in_backward, paged_state_on_host, dora,
                         quantize_lm_head, adapter_dtype, kbit_upcast, old_bitsandbytes, autocast,
-                        gradient_accumulation)
+                        gradient_accumulation, adapt, images_per_sample, image_size)
     arch = run.arch
     notes: list[str] = list(run.counts.notes)
     sizes, state_sizes = _trainable_sizes(run)

@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import LoraCalcError, as_int
 from .families import FAMILIES, KEY_KINDS, KEY_SYNONYMS, Record, is_4bit, softcap_on, walk
+from .vision import TOWERS, WRAPPERS, resolve_wrapper, vision_records
 
 MAX_PARAMS = 100 * 10**12   # "absurd" starts above 100T parameters
 
@@ -34,11 +35,15 @@ class Architecture:
     config: dict
     approximate: bool = False
     published_params: str | None = None     # the model card's count as it prints it ("30.5B", "3.3B active")
-    raw_config: dict = field(default_factory=dict, repr=False)   # the config.json as given
+    raw_config: dict = field(default_factory=dict, repr=False)   # the config.json as given (a wrapper's text_config)
+    # a vision-language model (loracalc.vision): {"wrapper", "wrapper_config", "vision_config", "language_path",
+    # "vision_path", "projector_path", "raw"}; its tower's and projector's records follow the language model's
+    vision: dict | None = field(default=None, repr=False)
+    extra_records: tuple[Record, ...] = field(default=(), repr=False)
     records: tuple[Record, ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "records", walk(self.family, self.config))
+        object.__setattr__(self, "records", walk(self.family, self.config) + tuple(self.extra_records))
 
     # ---------------------------------------------------------------- views of the config
     family = property(lambda self: FAMILIES[self.config["model_type"]])
@@ -87,8 +92,13 @@ class Architecture:
 
     # ------------------------------------------------------------------ shapes
     def layer_linears(self) -> tuple[Record, ...]:
-        """Linear-like modules inside the decoder layers (not the output layer)."""
+        """Linear-like modules inside the decoder layers (not the output layer); a vision-language model's vision
+        tower and projector linears follow (peft's all-linear and bitsandbytes take them too)."""
         return tuple(r for r in self.records if r.kind in ("linear", "conv1d") and r.role != "head")
+
+    def text_records(self) -> tuple[Record, ...]:
+        """The language model's records (all of them for a text-only model)."""
+        return tuple(r for r in self.records if r.role not in ("vision", "projector"))
 
     def linear_names(self) -> tuple[str, ...]:
         """Module names of the layers' linear modules, in build order, each once."""
@@ -110,7 +120,8 @@ class Architecture:
                 "head_dim": c["head_dim"], "vocab_size": c["vocab_size"],
                 "tie_word_embeddings": c["tie_word_embeddings"], "approximate": self.approximate,
                 "published_params": self.published_params, "moe": self.is_moe,
-                "config": {k: v for k, v in c.items() if not k.startswith("_")}}
+                "config": {k: v for k, v in c.items() if not k.startswith("_")},
+                **({"vision": {k: v for k, v in self.vision.items() if k != "raw"}} if self.vision else {})}
 
 
 def _hub(repo: str) -> str:
@@ -325,21 +336,7 @@ def resolve_config(cfg: dict) -> dict:
                             f"{json.dumps(mt)[:40]}); supported: " + ", ".join(SUPPORTED))
     sub = [k for k in ("text_config", "vision_config", "audio_config") if isinstance(cfg.get(k), dict)]
     if sub and mt not in FAMILIES:
-        # a wrapper (LLaVA, Gemma 3, Mistral 3, PaliGemma...): counting its text_config alone would leave
-        # out the vision tower and projector, and the whole is not described here. The advice to pass the
-        # text_config is given only where loracalc counts that text_config's type
-        inner = cfg["text_config"].get("model_type") if "text_config" in sub else None
-        if isinstance(inner, str) and inner in FAMILIES:
-            advice = (f": to count the language model alone, pass its text_config (model_type {inner!r}) as a "
-                      "config of its own")
-        elif isinstance(inner, str) and inner:
-            advice = (f"; its language model (text_config, model_type {inner!r}) is not a type loracalc counts "
-                      "either: a family spec for it would make the language model countable")
-        else:
-            advice = "; its language model's keys are not in a text_config loracalc could count on its own"
-        raise LoraCalcError("config.model_type", (
-            f"model_type {mt!r} is a multimodal wrapper ({', '.join(sub)}); loracalc counts decoder-only "
-            f"models, not vision or audio towers{advice}"))
+        raise LoraCalcError("config.model_type", _wrapper_refusal(cfg, mt, sub))
     if not isinstance(mt, str) or not mt:
         raise LoraCalcError("config.model_type", "config.json has no model_type; supported: " + ", ".join(SUPPORTED))
     if mt not in FAMILIES:
@@ -432,14 +429,71 @@ def resolve_config(cfg: dict) -> dict:
     return c
 
 
+def _wrapper_refusal(cfg: dict, mt: Any, sub: list) -> str:
+    """One line for a multimodal wrapper loracalc has no Wrapper spec for: what would make it countable."""
+    # counting its text_config alone would leave out the vision tower and projector. The advice to pass the
+    # text_config is given only where loracalc counts that text_config's type
+    inner = cfg["text_config"].get("model_type") if "text_config" in sub else None
+    if isinstance(inner, str) and inner in FAMILIES:
+        advice = (f": to count the language model alone, pass its text_config (model_type {inner!r}) as a "
+                  "config of its own")
+    elif isinstance(inner, str) and inner:
+        advice = (f"; its language model (text_config, model_type {inner!r}) is not a type loracalc counts "
+                  "either: a family spec for it would make the language model countable")
+    else:
+        advice = "; its language model's keys are not in a text_config loracalc could count on its own"
+    vt = cfg["vision_config"].get("model_type") if "vision_config" in sub else None
+    tower = (f"its vision tower ({vt}) has a Tower spec" if vt in TOWERS else
+             "a Tower spec for its vision tower" + (f" ({vt})" if isinstance(vt, str) and vt else ""))
+    return (f"model_type {mt!r} is a multimodal wrapper ({', '.join(sub)}) loracalc does not count whole: "
+            f"{tower} and a Wrapper spec in loracalc/vision.py would make it countable (covered: "
+            f"{', '.join(WRAPPERS)}){advice}")
+
+
+def _wrapper_model(cfg: dict) -> tuple[dict, dict, tuple[Record, ...], dict]:
+    """(resolved text config, its raw dict, vision and projector records, the ``vision`` view) of a wrapper."""
+    w, own, text, v = resolve_wrapper(cfg)
+    text = dict(text)
+    absent = text.pop("_absent", False)
+    tt = text["model_type"]
+    if tt not in FAMILIES:
+        raise LoraCalcError("config.text_config", (
+            f"{w.model_type}'s language model (text_config model_type {tt!r}) is not a type loracalc counts: a "
+            "family spec for it in loracalc/families.py would make the whole model countable"))
+    # transformers builds the sub-config class with its defaults for what the text_config leaves out (LLaVA-1.5's
+    # gives no width or depth: LlamaConfig's 4096 and 32 stand), and the wrapper's init_kwargs when it is absent
+    fam = FAMILIES[tt]
+    for key in (fam.defaults if absent else ("hidden_size", "num_hidden_layers")):
+        if text.get(fam.aliases.get(key, key)) is None and text.get(key) is None and fam.defaults.get(key) is not None:
+            text[key] = fam.defaults[key]
+    try:
+        c = resolve_config(text)
+    except LoraCalcError as exc:
+        raise LoraCalcError(exc.field.replace("config.", "config.text_config.", 1), exc.message) from None
+    # the ForConditionalGeneration class ties lm_head to the input embeddings by the wrapper's own
+    # tie_word_embeddings (PreTrainedModel.get_expanded_tied_weights_keys reads the top-level config)
+    c["tie_word_embeddings"] = own["tie_word_embeddings"]
+    recs = vision_records(w, own, v, c)
+    view = {"wrapper": w.model_type, "wrapper_config": own, "vision_config": v, "language_path": w.language_path,
+            "vision_path": w.vision_path, "projector_path": w.projector_path, "raw": dict(cfg)}
+    return c, text, recs, view
+
+
 def model_from_config(path_or_dict: Any, name: str | None = None, display_name: str | None = None,
                       source: str | None = None, published_params: str | None = None) -> Architecture:
-    """An architecture from a Hugging Face ``config.json`` (a path or the parsed dict); read offline."""
+    """An architecture from a Hugging Face ``config.json`` (a path or the parsed dict); read offline.
+
+    A vision-language wrapper that ``loracalc.vision`` describes (gemma3, llava, mistral3, ...) is counted whole:
+    its language model's config is ``config``, its vision tower and projector are in ``vision`` and ``records``."""
     cfg, where = _read(path_or_dict)
-    c = resolve_config(cfg)
-    label = name or cfg.get("_name_or_path") or f"{c['model_type']} from config.json"
+    if isinstance(cfg.get("model_type"), str) and cfg["model_type"] in WRAPPERS:
+        c, raw, extra, vision = _wrapper_model(cfg)
+    else:
+        c, raw, extra, vision = resolve_config(cfg), dict(cfg), (), None
+    label = name or cfg.get("_name_or_path") or f"{cfg['model_type']} from config.json"
     arch = Architecture(name=str(label), display_name=str(display_name or label), source=source or where,
-                        config=c, published_params=published_params, raw_config=dict(cfg))
+                        config=c, published_params=published_params, raw_config=raw, vision=vision,
+                        extra_records=extra)
     _check_size(arch, "config")
     return arch
 

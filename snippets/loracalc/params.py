@@ -18,6 +18,10 @@ MAX_RANK = 65536
 _SHORT = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
           "gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
 ALL_LINEAR = ("all-linear", "all")
+# which parts of a vision-language model the targets reach: peft matches a module name anywhere in the model
+# (the vision tower's q_proj too); "language" is what practitioners get with a regex over the language model,
+# e.g. target_modules=r".*language_model.*\.(q_proj|v_proj)"
+ADAPT = ("all", "language")
 _GROUPS = {"attention": ("attention",), "mlp": ("mlp", "shared_expert")}
 
 
@@ -137,8 +141,26 @@ def _lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tu
     return out, notes
 
 
-def lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tuple[Record, int]], list[str]]:
+def as_adapt(adapt: Any) -> str:
+    """``None`` -> "all" (peft's own matching by name); else one of ``ADAPT``."""
+    if adapt is None:
+        return "all"
+    return as_choice(adapt, "adapt", ADAPT, "adapted part")
+
+
+def lora_targets(arch: Architecture, targets: tuple[str, ...],
+                 adapt: str = "all") -> tuple[list[tuple[Record, int]], list[str]]:
+    r"""(record, rank multiplier) for every tensor peft adapts; ``adapt="language"`` keeps a vision-language
+    model's language model (and a named lm_head) only, as a regex such as ``r".*language_model.*\.(q_proj)"``
+    does; "all" is peft's own name matching, which reaches the vision tower and projector too."""
     out, notes = _lora_targets(arch, targets)
+    if adapt == "language":
+        out = [x for x in out if x[0].role not in ("vision", "projector")]
+    elif arch.vision and any(x[0].role in ("vision", "projector") for x in out):
+        n = sum(1 for x in out if x[0].role in ("vision", "projector"))
+        notes.append(f"peft matches these names in the vision tower and projector too ({n} module kinds there); "
+                     "adapt=\"language\" keeps the language model only, as a regex over "
+                     f"{arch.vision['language_path']} does")
     refused = sorted({r.name for r, _ in out if r.name in arch.family.peft_refuses})
     if refused:
         keep = [n for n in dict.fromkeys(r.name for r in arch.layer_linears()) if n not in arch.family.peft_refuses]
@@ -209,6 +231,7 @@ class ParamCount:
     active_params: int = 0       # parameters one token passes through (differs from total for MoE)
     notes: tuple[str, ...] = ()
     requested: tuple[str, ...] = ()   # the targets as given to peft ("all-linear" or module names)
+    adapt: str = "all"                # the parts of a vision-language model adapted (see ``ADAPT``)
 
     @property
     def trainable_percent(self) -> float:
@@ -222,24 +245,41 @@ class ParamCount:
                 "lora_params_per_layer": self.lora_params_per_layer, "num_layers": self.num_layers,
                 "trainable_percent": self.trainable_percent, "approximate": self.approximate,
                 "per_module": [m.to_dict() for m in self.per_module], "notes": list(self.notes),
-                "requested_targets": list(self.requested)}
+                "requested_targets": list(self.requested), "adapt": self.adapt}
 
 
-def count_params(model: Any, rank: Any = 8, targets: Any = "q,v") -> ParamCount:
-    """Total and LoRA parameter counts for ``model`` (a preset name or an Architecture), as peft counts them."""
+def _label(rec: Record) -> str:
+    if rec.kind == "experts":
+        return f"experts.{rec.name}"
+    if rec.role in ("vision", "projector"):      # a vision tower's q_proj is not the language model's
+        return f"{rec.role}.{rec.name}"
+    return rec.name
+
+
+def count_params(model: Any, rank: Any = 8, targets: Any = "q,v", adapt: Any = None) -> ParamCount:
+    """Total and LoRA parameter counts for ``model`` (a preset name or an Architecture), as peft counts them.
+
+    ``adapt`` (vision-language models): "all" (default) is peft's matching by name over the whole model, vision
+    tower included; "language" adapts the language model only. Vision and projector modules are listed in
+    ``per_module`` as ``vision.<name>`` / ``projector.<name>``."""
     arch = get_model(model)
     r = as_int(rank, "rank", 1, MAX_RANK, "rank")
+    part = as_adapt(adapt)
     names = parse_targets(targets, arch)
-    chosen, notes = lora_targets(arch, names)
+    chosen, notes = lora_targets(arch, names, part)
+    if not chosen and part == "language":
+        raise LoraCalcError("targets", f"no module named {', '.join(names)} in {arch.model_type}'s language model: "
+                                       "peft would refuse the config; name modules of the language model")
     mods = []
     for rec, mult in chosen:
         per_copy = (rec.experts or 1) * lora_params(rec.d_in, rec.d_out, r * mult)
-        label = f"experts.{rec.name}" if rec.kind == "experts" else rec.name
-        mods.append(ModuleCount(label, rec.d_in, rec.d_out, rec.weight + rec.bias, per_copy, rec.copies, rec.kind, r * mult))
+        mods.append(ModuleCount(_label(rec), rec.d_in, rec.d_out, rec.weight + rec.bias, per_copy, rec.copies,
+                                rec.kind, r * mult))
     total_lora = sum(m.lora_params * m.copies for m in mods)
-    per_layer = sum(m.lora_params for m in mods if m.kind != "embedding" and m.name != "lm_head")
+    per_layer = sum(m.lora_params for m in mods if m.kind != "embedding" and m.name != "lm_head"
+                    and not m.name.startswith(("vision.", "projector.")))
     adapted = tuple(dict.fromkeys(m.name for m in mods))
     return ParamCount(model=arch.name, rank=r, targets=adapted, requested=names, total_params=total_params(arch),
                       lora_params=total_lora, lora_params_per_layer=per_layer,
                       num_layers=arch.num_hidden_layers, per_module=tuple(mods), approximate=arch.approximate,
-                      active_params=active_params(arch), notes=tuple(notes))
+                      active_params=active_params(arch), notes=tuple(notes), adapt=part)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .terms import Term
 
 # the order the terms are shown in (the gradients first)
-ORDER = ("activations", "recomputed", "bnb_inputs", "dora_activations", "dora_weights", "dora_transient",
+ORDER = ("activations", "vision_activations", "recomputed", "bnb_inputs", "dora_activations", "dora_weights", "dora_transient",
          "last_step", "logits_so_far", "logits", "head_lora_grads", "dequant_head", "dequant_layer", "optimizer_temp")
 
 
@@ -45,6 +45,10 @@ def moments(grad_key: str, gc: bool, dora: bool, holds_last_step: bool, accum: i
             out["recompute of a DoRA layer in backward"] = ["activations", "recomputed", grad_key,
                                                             "dora_activations", "dora_weights", "bnb_inputs",
                                                             "dora_transient"]
+    # a vision tower's kept tensors live from its forward until backward reaches it, after the language model's
+    for k in out:
+        if "activations" in out[k]:
+            out[k].insert(out[k].index("activations") + 1, "vision_activations")
     return out
 
 

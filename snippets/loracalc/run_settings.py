@@ -12,6 +12,7 @@ from .models import get_model
 from .optimizers import OPTIMIZER_FACTS, OPTIMIZERS, Optimizer
 from .params import ParamCount, count_params
 from .recipes import RECIPE_FACTS, RECIPES, Recipe
+from .vision import image_tokens
 
 MAX_BATCH = 1 << 20
 MAX_SEQ = 1 << 24
@@ -49,6 +50,12 @@ class RunSettings:
     a: int                   # bytes per trainable value (adapters; full: master or bf16 weights)
     logits_b: int            # bytes per logit (peft's upcast makes lm_head, and so the logits, fp32)
     head_copy: int           # autocast's saved bf16 copy of an fp32 output layer
+    # vision-language models: images per sequence, their side in pixels, the tokens each adds (seq_len counts
+    # them: it is text_seq_len + images x image_tokens, what the language model sees)
+    images: int = 0
+    image_size: int | None = None
+    image_tokens: int = 0
+    text_seq_len: int = 0
 
     @property
     def quantized(self) -> bool:
@@ -80,7 +87,10 @@ class RunSettings:
                 "activation_offload": self.offload, "optimizer_in_backward": self.in_backward,
                 "paged_state_on_host": self.on_host, "dora": self.dora, "quantize_lm_head": self.quantize_lm_head,
                 "adapter_dtype": "fp32" if self.a == 4 else "bf16", "kbit_upcast": self.upcast,
-                "old_bitsandbytes": self.old_bnb, "autocast": self.autocast, "gradient_accumulation": self.accum}
+                "old_bitsandbytes": self.old_bnb, "autocast": self.autocast, "gradient_accumulation": self.accum,
+                **({"seq_len": self.text_seq_len, "lm_seq_len": self.seq_len, "images_per_sample": self.images,
+                    "image_size": self.image_size, "image_tokens_per_image": self.image_tokens,
+                    "adapt": self.counts.adapt} if self.arch.vision else {})}
 
 
 def read_settings(model: Any, method: Any, rank: Any, targets: Any, batch_size: Any, seq_len: Any,
@@ -88,7 +98,8 @@ def read_settings(model: Any, method: Any, rank: Any, targets: Any, batch_size: 
                   double_quant: Any, block_size: Any, cuda_overhead: Any, recipe: Any, loss: Any, loss_chunks: Any,
                   activation_offload: Any, optimizer_in_backward: Any, paged_state_on_host: Any, dora: Any,
                   quantize_lm_head: Any, adapter_dtype: Any, kbit_upcast: Any, old_bitsandbytes: Any,
-                  autocast: Any, gradient_accumulation: Any) -> RunSettings:
+                  autocast: Any, gradient_accumulation: Any, adapt: Any = None, images_per_sample: Any = 0,
+                  image_size: Any = None) -> RunSettings:
     """``estimate_memory``'s arguments, checked in the order a reader gives them; see its docstring."""
     arch = get_model(model)
     method = as_choice(method, "method", METHODS)
@@ -99,6 +110,16 @@ def read_settings(model: Any, method: Any, rank: Any, targets: Any, batch_size: 
     loss = as_choice(loss, "loss", LOSSES)
     b = as_int(batch_size, "batch_size", 1, MAX_BATCH, "batch size")
     S = as_int(seq_len, "seq_len", 1, MAX_SEQ, "sequence length")
+    text_S, images, per_image, side = S, as_int(images_per_sample, "images_per_sample", 0, 4096, "images"), 0, None
+    if images or image_size is not None:
+        if not arch.vision:
+            raise LoraCalcError("images_per_sample", f"{arch.name} has no vision tower: images need a "
+                                                     "vision-language model (e.g. a gemma3 or llava config.json)")
+        side = None if image_size is None else as_int(image_size, "image_size", 1, 1 << 16, "image size")
+        per_image = image_tokens(arch, side)
+        S += images * per_image
+        if S > MAX_SEQ:
+            raise LoraCalcError("seq_len", f"text and image tokens ({S:,}) exceed {MAX_SEQ:,}")
     gc = as_bool(gradient_checkpointing, "gradient_checkpointing")
     dropout = as_float(lora_dropout, "lora_dropout", 0.0, 0.99, "LoRA dropout")
     dq = as_bool(double_quant, "double_quant")
@@ -131,7 +152,7 @@ def read_settings(model: Any, method: Any, rank: Any, targets: Any, batch_size: 
         {"fp32": 4, "bf16": 2}[as_choice(adapter_dtype, "adapter_dtype", ("fp32", "bf16"), "adapter dtype")]
     if use_dora and method == "full":
         raise LoraCalcError("dora", "DoRA is a LoRA variant: choose method lora, lora_8bit or qlora with dora")
-    counts = count_params(arch, rank=rank, targets=targets)
+    counts = count_params(arch, rank=rank, targets=targets, adapt=adapt)
     fused = any(m.kind in ("experts", "router") for m in counts.per_module)
     if use_dora and fused:
         # peft's ParamWrapper, which adapts fused experts and routers, raises for use_dora=True
@@ -162,4 +183,5 @@ def read_settings(model: Any, method: Any, rank: Any, targets: Any, batch_size: 
         a=4 if method == "full" and precision == "mixed" else (2 if method == "full" else adapter_b),
         logits_b=4 if upcast == "all" and not ac else 2,
         # under autocast an fp32 output layer is cast to bf16 for its matmul, and the copy is saved for backward
-        head_copy=2 * V * h if (ac and upcast == "all") else 0)
+        head_copy=2 * V * h if (ac and upcast == "all") else 0,
+        images=images, image_size=side, image_tokens=per_image, text_seq_len=text_S)

@@ -89,7 +89,7 @@ def step_flops(model: Any, method: str = "qlora", rank: int = 16, targets: Any =
     L = arch.num_hidden_layers
     layer_w = 0       # weight entries a token meets in the decoder layers (routed experts at top_k)
     first_attn_w = 0  # one layer's projections reading the attention input (their input gradient is skipped)
-    for r in arch.records:
+    for r in arch.text_records():      # a vision-language model's tower runs on patches, not on these tokens
         if r.kind in ("linear", "conv1d", "router") and r.role != "head":
             layer_w += r.weight * r.copies
             if r.reads == "attn_in" and not full:
@@ -103,6 +103,8 @@ def step_flops(model: Any, method: str = "qlora", rank: int = 16, targets: Any =
     if not full:
         pc = count_params(arch, rank, targets)
         for m in pc.per_module:
+            if m.name.startswith(("vision.", "projector.")):
+                continue
             share = 1.0
             if m.kind == "experts":
                 rec = next(x for x in arch.records if x.kind == "experts" and f"experts.{x.name}" == m.name)
@@ -226,6 +228,9 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
     bw = card.memory_bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY
     sec: dict[str, float] = {"matmuls": fl.total / (card.peak_bf16_tflops * 1e12 * EFFICIENCY[stack])}
     notes: list[str] = []
+    if arch.vision:
+        notes.append("the vision tower's and projector's FLOPs are not counted: text tokens through the language "
+                     "model only")
     full = method == "full"
     pc = None if full else count_params(arch, r, targets)
     every = QUANTIZES_EVERY_LINEAR[recipe]

@@ -28,6 +28,13 @@ def test_every_family_was_counted_exactly_and_nothing_is_wrong():
     assert RECORD["counts"]["exact"] == sum(1 for r in RECORD["types"] if r["status"] == "exact")
 
 
+def test_every_vision_language_wrapper_loracalc_describes_was_counted_exactly():
+    from loracalc.vision import WRAPPERS
+    by_type = {r["model_type"]: r for r in RECORD["types"]}
+    for mt in WRAPPERS:
+        assert by_type[mt]["status"] == "exact" and by_type[mt]["exact"] >= 4, mt
+
+
 def test_each_refused_type_is_refused_by_the_engine_as_it_is_now_in_one_line():
     for r in RECORD["types"]:
         if r["status"] != "refused":

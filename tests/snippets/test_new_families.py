@@ -71,9 +71,10 @@ def test_qwen3_coder_next_total_is_the_published_total():
     ({"model_type": "my_remote_llm", "auto_map": {"AutoModelForCausalLM": "modeling.MyLM"}, "hidden_size": 64},
      "trust_remote_code"),
     ({"model_type": "rwkv", "hidden_size": 64}, "family spec"),
-    # a wrapper whose text_config loracalc counts: the advice to pass it
-    ({"model_type": "gemma3", "text_config": {"model_type": "gemma3_text"}, "vision_config": {}},
-     "pass its text_config (model_type 'gemma3_text')"),
+    # a wrapper whose text_config loracalc counts, and whose whole it does not (loracalc.vision counts Gemma 3,
+    # LLaVA... whole): the advice to pass the text_config
+    ({"model_type": "llava_next_video", "text_config": {"model_type": "llama"}, "vision_config": {}},
+     "pass its text_config (model_type 'llama')"),
     # a wrapper whose text_config it does not count: no advice that would lead to a second refusal
     ({"model_type": "qwen3_vl", "text_config": {"model_type": "qwen3_vl_text"}, "vision_config": {}},
      "is not a type loracalc counts either"),

@@ -1,0 +1,566 @@
+"""Vision-language models, whole: vision towers, projectors and the wrappers that join them to a language model.
+
+A multimodal ``config.json`` (``model_type`` "gemma3", "llava", "mistral3", ...) holds a ``vision_config`` and a
+``text_config``. Transformers 5.25 builds the wrapper's ``ForConditionalGeneration`` class from them: a vision
+tower (``AutoModel`` of the vision_config), a projector into the language model's width, the language model
+(``AutoModel`` of the text_config, a family loracalc already counts) and ``lm_head``. This module describes
+the first two as data, like ``families.py``: one ``Tower`` per vision config type, one ``Wrapper`` per wrapper
+type, and walks them into the same tensor ``Record`` s, so totals, LoRA counts and 4-bit storage are sums over
+one list. Vision records carry ``role="vision"`` (the tower) or ``role="projector"``, and ``path`` holds the real
+module path in the transformers model (``model.vision_tower.encoder.layers.self_attn``), which peft matches.
+
+Defaults were read from the config classes and modeling files of transformers 5.25 (``models/<type>/``);
+``tests/snippets/test_vlm.py`` builds each wrapper with transformers on the meta device to check them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import LoraCalcError, as_int
+from .families import LN, RMS, Record
+
+VISION_ROLES = ("vision", "projector")
+
+
+def is_vision(record: Record) -> bool:
+    """Whether a record belongs to the vision tower or the projector (not to the language model)."""
+    return record.role in VISION_ROLES
+
+
+# --------------------------------------------------------------------------------------------- towers
+
+
+@dataclass(frozen=True)
+class Tower:
+    """A ViT-style vision encoder: patch embedding, position embedding, pre-norm layers, a final norm.
+
+    ``embed``: patch and position embeddings as records (a function of the resolved vision config and the path).
+    Each layer holds ``norm`` kind norms named ``layer_norms``, attention ``attn_names`` (q, k, v, out) and an MLP
+    ``mlp_names`` (gated: gate, up, down; else fc1, fc2); ``extra`` adds per-layer or final parameters.
+    """
+
+    model_type: str
+    defaults: dict[str, Any]              # config key -> the config class's default
+    embed: Callable[[dict, str], list]
+    layers_path: str = "encoder.layers"   # where the layers sit under the tower
+    attn_path: str = "self_attn"
+    attn_names: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    qkv_bias: bool | str = True
+    o_bias: bool = True
+    mlp_path: str = "mlp"
+    mlp_names: tuple[str, ...] = ("fc1", "fc2")
+    mlp_bias: bool = True
+    norm: str | Callable[[dict], str] = LN
+    layer_norms: tuple[str, ...] = ("layer_norm1", "layer_norm2")
+    final_norms: tuple[str, ...] = ("post_layernorm",)
+    extra: Callable[[dict, str], list] | None = None
+    notes: str = ""
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (v[0], v[-1]) if isinstance(v, (list, tuple)) else (v, v)
+
+
+def _patches(v: dict) -> int:
+    (ih, iw), (ph, pw) = _pair(v["image_size"]), _pair(v["patch_size"])
+    return (ih // ph) * (iw // pw)
+
+
+def _conv(name: str, v: dict, path: str, bias: bool) -> Record:
+    ph, pw = _pair(v["patch_size"])
+    k = v["num_channels"] * ph * pw
+    h = v["hidden_size"]
+    return Record(name, "vision", "conv2d", k, h, k * h, h if bias else 0, path=path)
+
+
+def _siglip_embed(v: dict, p: str) -> list:
+    # SiglipVisionEmbeddings / Idefics3VisionEmbeddings: Conv2d with bias, one position per patch
+    n, h = _patches(v), v["hidden_size"]
+    return [_conv("patch_embedding", v, p + ".embeddings", True),
+            Record("position_embedding", "vision", "embedding", n, h, n * h, path=p + ".embeddings")]
+
+
+def _siglip_head(v: dict, p: str) -> list:
+    # SiglipMultiheadAttentionPoolingHead, built when vision_use_head (SiglipVisionConfig's default True; the
+    # published Gemma 3 / PaliGemma configs set it false): a probe, nn.MultiheadAttention (in_proj is a bare
+    # parameter, out_proj a Linear subclass peft's all-linear takes and load_in_4bit leaves 16-bit), a LayerNorm
+    # and an MLP
+    if not v["vision_use_head"]:
+        return []
+    h, i = v["hidden_size"], v["intermediate_size"]
+    q = p + ".head"
+    return [Record("probe", "vision", "param", weight=h, path=q),
+            Record("in_proj_weight", "vision", "param", weight=3 * h * h, bias=3 * h, path=q + ".attention"),
+            Record("out_proj", "vision", "linear", h, h, h * h, h, path=q + ".attention", bnb=False),
+            Record("layernorm", "vision", "norm", weight=h, bias=h, path=q),
+            Record("fc1", "vision", "linear", h, i, h * i, i, path=q + ".mlp"),
+            Record("fc2", "vision", "linear", i, h, h * i, h, path=q + ".mlp")]
+
+
+def _clip_embed(v: dict, p: str) -> list:
+    # CLIPVisionEmbeddings: a class embedding, a bias-free Conv2d, one position per patch plus the class token;
+    # CLIPVisionTransformer's pre_layrnorm (so spelled) before the layers
+    n, h = _patches(v) + 1, v["hidden_size"]
+    return [Record("class_embedding", "vision", "param", weight=h, path=p + ".embeddings"),
+            _conv("patch_embedding", v, p + ".embeddings", False),
+            Record("position_embedding", "vision", "embedding", n, h, n * h, path=p + ".embeddings"),
+            Record("pre_layrnorm", "vision", "norm", weight=h, bias=h, path=p)]
+
+
+def _pixtral_embed(v: dict, p: str) -> list:
+    # PixtralVisionModel: a bias-free Conv2d and an RMSNorm ln_pre; positions are rotary (no parameters)
+    h = v["hidden_size"]
+    return [_conv("patch_conv", v, p, False), Record("ln_pre", "vision", "norm", weight=h, path=p)]
+
+
+def _internvl_embed(v: dict, p: str) -> list:
+    # InternVLVisionEmbeddings: a cls token, an optional mask token, a Conv2d with bias, absolute positions as a
+    # bare (1, patches + 1, hidden) parameter
+    h = v["hidden_size"]
+    out = [Record("cls_token", "vision", "param", weight=h, path=p + ".embeddings")]
+    if v["use_mask_token"]:
+        out.append(Record("mask_token", "vision", "param", weight=h, path=p + ".embeddings"))
+    out.append(_conv("projection", v, p + ".embeddings.patch_embeddings", True))
+    if v["use_absolute_position_embeddings"]:
+        out.append(Record("position_embeddings", "vision", "param", weight=(_patches(v) + 1) * h,
+                          path=p + ".embeddings"))
+    return out
+
+
+def _internvl_extra(v: dict, p: str) -> list:
+    h, L = v["hidden_size"], v["num_hidden_layers"]
+    lp = p + ".encoder.layer"
+    out = [Record("lambda_1", "vision", "param", weight=h, copies=L, path=lp),
+           Record("lambda_2", "vision", "param", weight=h, copies=L, path=lp)]
+    if v["use_qk_norm"]:       # InternVLVisionRMSNorm over all heads at once
+        out += [Record(n, "vision", "norm", weight=h, copies=L, path=lp + ".attention") for n in ("q_norm", "k_norm")]
+    if not v["use_mean_pooling"]:
+        out.append(Record("layernorm", "vision", "norm", weight=h, bias=h, path=p))
+    return out
+
+
+_SIGLIP = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, num_channels=3,
+               image_size=224, patch_size=16)
+_IDEFICS3 = dict(hidden_size=1152, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=16,
+                 num_channels=3, image_size=224, patch_size=32)
+
+TOWERS: dict[str, Tower] = {t.model_type: t for t in (
+    Tower("siglip_vision_model", {**_SIGLIP, "vision_use_head": True}, _siglip_embed, extra=_siglip_head),
+    Tower("clip_vision_model", dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                    num_attention_heads=12, num_channels=3, image_size=224, patch_size=32),
+          _clip_embed),
+    Tower("idefics3_vision", _IDEFICS3, _siglip_embed),
+    Tower("smolvlm_vision", _IDEFICS3, _siglip_embed),
+    Tower("pixtral", dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                          num_channels=3, image_size=1024, patch_size=16),
+          _pixtral_embed, layers_path="transformer.layers", attn_path="attention",
+          attn_names=("q_proj", "k_proj", "v_proj", "o_proj"), qkv_bias=False, o_bias=False,
+          mlp_path="feed_forward", mlp_names=("gate_proj", "up_proj", "down_proj"), mlp_bias=False, norm=RMS,
+          layer_norms=("attention_norm", "ffn_norm"), final_norms=()),
+    Tower("internvl_vision", dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                  num_attention_heads=16, num_channels=3, image_size=[448, 448], patch_size=[14, 14],
+                                  attention_bias=False, use_qk_norm=False, norm_type="layer_norm",
+                                  use_mask_token=False, use_absolute_position_embeddings=True, use_mean_pooling=True),
+          _internvl_embed, layers_path="encoder.layer", attn_path="attention",
+          attn_names=("q_proj", "k_proj", "v_proj", "projection_layer"), qkv_bias="attention_bias",
+          norm=lambda v: RMS if v["norm_type"] == "rms_norm" else LN,
+          layer_norms=("layernorm_before", "layernorm_after"), final_norms=(), extra=_internvl_extra),
+)}
+
+
+def walk_tower(t: Tower, v: dict, path: str) -> list[Record]:
+    """Records of a vision tower built from the resolved vision config ``v``, under the module path ``path``."""
+    h, i, L = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"]
+    norm = t.norm(v) if callable(t.norm) else t.norm
+    lp = f"{path}.{t.layers_path}"
+    out = list(t.embed(v, path))
+
+    def lin(name, d_in, d_out, bias, sub):
+        out.append(Record(name, "vision", "linear", d_in, d_out, d_in * d_out, d_out if bias else 0, L,
+                          path=f"{lp}.{sub}"))
+
+    qb = bool(v[t.qkv_bias]) if isinstance(t.qkv_bias, str) else t.qkv_bias
+    for n in t.layer_norms:
+        out.append(Record(n, "vision", "norm", weight=h, bias=h if norm == LN else 0, copies=L, path=lp))
+    for n in t.attn_names[:3]:
+        lin(n, h, h, qb, t.attn_path)
+    lin(t.attn_names[3], h, h, t.o_bias, t.attn_path)
+    for n in t.mlp_names[:-1]:
+        lin(n, h, i, t.mlp_bias, t.mlp_path)
+    lin(t.mlp_names[-1], i, h, t.mlp_bias, t.mlp_path)
+    for n in t.final_norms:
+        out.append(Record(n, "vision", "norm", weight=h, bias=h if norm == LN else 0, path=path))
+    if t.extra:
+        out.extend(t.extra(v, path))
+    return [r for r in out if r.copies]
+
+
+# ------------------------------------------------------------------------------------------- wrappers
+
+
+def _feature_layers(w: dict) -> int:
+    f = w.get("vision_feature_layer", -1)
+    return len(f) if isinstance(f, list) else 1
+
+
+def _lin(name, d_in, d_out, bias, path) -> Record:
+    return Record(name, "projector", "linear", d_in, d_out, d_in * d_out, d_out if bias else 0, path=path)
+
+
+def _gemma3_proj(w, v, t, p):
+    # Gemma3MultiModalProjector: a bare (vision hidden, text hidden) weight and a Gemma RMSNorm
+    vh, th = v["hidden_size"], t["hidden_size"]
+    return [Record("mm_input_projection_weight", "projector", "param", vh, th, vh * th, path=p),
+            Record("mm_soft_emb_norm", "projector", "norm", weight=vh, path=p)]
+
+
+def _paligemma_proj(w, v, t, p):
+    # PaliGemmaMultiModalProjector: Linear(vision hidden, projection_dim) with bias
+    return [_lin("linear", v["hidden_size"], w["projection_dim"], True, p)]
+
+
+def _llava_proj(w, v, t, p):
+    # LlavaMultiModalProjector: Linear(vision hidden x feature layers, text hidden), act, Linear(text, text)
+    th, b = t["hidden_size"], w["multimodal_projector_bias"]
+    return [_lin("linear_1", v["hidden_size"] * _feature_layers(w), th, b, p), _lin("linear_2", th, th, b, p)]
+
+
+def _llava_next_proj(w, v, t, p):
+    # LlavaNextModel adds image_newline, a (text hidden,) parameter, beside the LLaVA projector
+    return _llava_proj(w, v, t, p) + [Record("image_newline", "projector", "param", weight=t["hidden_size"],
+                                             path=p.rsplit(".", 1)[0])]
+
+
+def _mistral3_proj(w, v, t, p):
+    # Mistral3MultiModalProjector: RMSNorm(vision hidden), a patch merger Linear(vh * merge^2, vh) without
+    # bias, then the LLaVA projector (bias off by default)
+    vh, th, b, m = v["hidden_size"], t["hidden_size"], w["multimodal_projector_bias"], w["spatial_merge_size"]
+    return [Record("norm", "projector", "norm", weight=vh, path=p),
+            _lin("merging_layer", vh * m * m, vh, False, p + ".patch_merger"),
+            _lin("linear_1", vh * _feature_layers(w), th, b, p), _lin("linear_2", th, th, b, p)]
+
+
+def _idefics3_proj(w, v, t, p):
+    # Idefics3Connector: pixel shuffle by scale_factor, then Linear(vh * scale^2, text hidden) without bias
+    s = w["scale_factor"]
+    return [_lin("proj", v["hidden_size"] * s * s, t["hidden_size"], False, p + ".modality_projection")]
+
+
+def _aya_proj(w, v, t, p):
+    # AyaVisionMultiModalProjector: pixel shuffle by downsample_factor, LayerNorm, Linear to
+    # alignment_intermediate_size (a config.json key; the text width when absent), SwiGLU halves it, Linear to the
+    # text width, all with bias
+    d, ai, th = v["hidden_size"] * w["downsample_factor"] ** 2, w["alignment_intermediate_size"], t["hidden_size"]
+    ai = th if ai is None else ai
+    return [Record("layernorm", "projector", "norm", weight=d, bias=d, path=p),
+            _lin("linear_1", d, ai, True, p), _lin("linear_2", ai // 2, th, True, p)]
+
+
+def _internvl_proj(w, v, t, p):
+    # InternVLMultiModalProjector: LayerNorm(vh / ratio^2), Linear to text hidden, act, Linear(text, text)
+    r = int(1 / w["downsample_ratio"])
+    d, th = v["hidden_size"] * r * r, t["hidden_size"]
+    return [Record("layer_norm", "projector", "norm", weight=d, bias=d, path=p),
+            _lin("linear_1", d, th, True, p), _lin("linear_2", th, th, True, p)]
+
+
+# --------------------------------------------------------------------- image tokens (the processors' rules)
+
+
+def _gemma3_tokens(w, v, size):
+    # Gemma3Processor (processing_gemma3.py): "\n\n" + boi + image_token * mm_tokens_per_image + eoi + "\n\n",
+    # whatever the image size (the image processor resizes to image_size); boi and eoi counted here
+    return w["mm_tokens_per_image"] + 2
+
+
+def _paligemma_tokens(w, v, size):
+    # PaliGemmaConfig: num_image_tokens = (image_size // patch_size) ** 2; PaliGemmaProcessor repeats the image
+    # token image_seq_length (= that) times before the bos token
+    return (v["image_size"] // v["patch_size"]) ** 2
+
+
+def _llava_tokens(w, v, size):
+    # LlavaProcessor (processing_llava.py): (height // patch_size) * (width // patch_size) + 1 (CLS), minus 1 when
+    # vision_feature_select_strategy == "default"; the image processor resizes to the tower's image_size
+    n = (v["image_size"] // v["patch_size"]) ** 2 + 1
+    return n - 1 if w.get("vision_feature_select_strategy", "default") == "default" else n
+
+
+def _llava_next_tokens(w, v, size):
+    # rough: LlavaNextProcessor's anyres picks a grid from image_grid_pinpoints, then adds the base image and one
+    # image_newline per row of the unpadded features; taken here as the base image plus ceil(size / image_size)^2
+    # tiles of image_size, each a square of (image_size // patch)^2 features, plus one newline per feature row
+    side = v["image_size"] // v["patch_size"]
+    grid = max(1, math.ceil(size / v["image_size"]))
+    return side * side + (grid * side) ** 2 + grid * side
+
+
+def _mistral3_tokens(w, v, size):
+    # PixtralProcessor (processing_pixtral.py): rows = ceil(height / (patch_size * spatial_merge_size)), columns
+    # likewise, each row of image tokens ends with [IMG_BREAK] (the last with [IMG_END]): rows * (columns + 1).
+    # The image processor first shrinks the image to fit longest_edge (Mistral Small 3.1: 1540 = image_size)
+    side = min(size, v["image_size"])
+    n = math.ceil(side / (v["patch_size"] * w["spatial_merge_size"]))
+    return n * (n + 1)
+
+
+def _idefics3_tokens(w, v, size):
+    # Idefics3Processor / SmolVLMProcessor: the image is split into tiles of the tower's image_size (max_image_size
+    # longest_edge), each tile (image_size // patch_size)^2 / scale_factor^2 tokens (image_seq_len) plus a
+    # <row_r_col_c> marker and <fake_token_around_image>, and a global image the same; one tile: no split
+    per = (v["image_size"] // v["patch_size"]) ** 2 // (w["scale_factor"] ** 2)
+    tiles = math.ceil(size / v["image_size"]) ** 2
+    n = tiles + 1 if tiles > 1 else 1
+    return n * (per + 2)
+
+
+def _aya_tokens(w, v, size):
+    # AyaVisionProcessor.replace_image_token: <start_of_img>, then per tile a tile marker and
+    # (img_size // (patch_size * downsample_factor))^2 patch tokens (364 // 28: 169), the global thumbnail the same,
+    # <end_of_img>; crop_to_patches makes up to max_patches 12 tiles and adds the thumbnail when it makes more than one
+    per = (v["image_size"] // (v["patch_size"] * w["downsample_factor"])) ** 2
+    tiles = min(12, math.ceil(size / v["image_size"]) ** 2)
+    n = tiles + 1 if tiles > 1 else 1
+    return 2 + n * (per + 1)
+
+
+def _internvl_tokens(w, v, size):
+    # InternVLProcessor: image_seq_length (256) tokens per 448-pixel tile, inside <img> ... </img>; crop_to_patches
+    # splits a larger image into tiles (max_patches 12) and adds a thumbnail when there is more than one
+    tiles = min(12, math.ceil(size / _pair(v["image_size"])[0]) ** 2)
+    n = tiles + 1 if tiles > 1 else 1
+    return n * w["image_seq_length"] + 2
+
+
+@dataclass(frozen=True)
+class Wrapper:
+    """A vision-language wrapper type: its sub-config defaults, where transformers puts each part, its projector."""
+
+    model_type: str
+    text_type: str                        # the text_config's model_type when it names none
+    vision_type: str                      # the vision_config's model_type when it names none
+    defaults: dict[str, Any]              # the wrapper config's own keys that decide shapes
+    projector: Callable[[dict, dict, dict, str], list]
+    image_tokens: Callable[[dict, dict, int], int]
+    # the sub-configs transformers builds when config.json has no text_config / vision_config
+    # (the config class's sub_configs_defaults init_kwargs)
+    text_init: dict[str, Any] = field(default_factory=dict)
+    vision_init: dict[str, Any] = field(default_factory=dict)
+    language_path: str = "model.language_model"
+    vision_path: str = "model.vision_tower"
+    projector_path: str = "model.multi_modal_projector"
+    # LLaVA-style configs: a false top-level tie_word_embeddings takes the text_config's (LlavaConfig.__post_init__)
+    tie_from_text: bool = False
+    tokens_rough: bool = False            # the image-token rule is approximate (anyres grids)
+    # sub_configs_defaults names a config class, not AutoConfig: a given model_type is not read
+    text_fixed: bool = False
+    vision_fixed: bool = False
+
+
+_CLIP_336 = dict(intermediate_size=4096, hidden_size=1024, patch_size=14, image_size=336, num_hidden_layers=24,
+                 num_attention_heads=16)
+_LLAVA = dict(vision_feature_layer=-2, vision_feature_select_strategy="default", multimodal_projector_bias=True,
+              tie_word_embeddings=False)
+
+WRAPPERS: dict[str, Wrapper] = {w.model_type: w for w in (
+    Wrapper("gemma3", "gemma3_text", "siglip_vision_model", dict(mm_tokens_per_image=256, tie_word_embeddings=True),
+            _gemma3_proj, _gemma3_tokens, text_fixed=True),
+    Wrapper("paligemma", "gemma", "siglip_vision_model", dict(projection_dim=2048, tie_word_embeddings=True),
+            _paligemma_proj, _paligemma_tokens,
+            text_init=dict(hidden_size=2048, num_hidden_layers=18, intermediate_size=16384, num_attention_heads=8,
+                           num_key_value_heads=1, vocab_size=257152),
+            vision_init=dict(intermediate_size=4096, hidden_size=1152, patch_size=14, image_size=224,
+                             num_hidden_layers=27, num_attention_heads=16, vision_use_head=False)),
+    Wrapper("llava", "llama", "clip_vision_model", _LLAVA, _llava_proj, _llava_tokens, vision_init=_CLIP_336,
+            tie_from_text=True),
+    Wrapper("llava_next", "llama", "clip_vision_model", _LLAVA, _llava_next_proj, _llava_next_tokens,
+            vision_init=_CLIP_336, tokens_rough=True),
+    Wrapper("mistral3", "mistral", "pixtral",
+            dict(vision_feature_layer=-1, multimodal_projector_bias=False, spatial_merge_size=2,
+                 tie_word_embeddings=True),
+            _mistral3_proj, _mistral3_tokens,
+            text_init=dict(head_dim=128, hidden_size=5120, intermediate_size=32768, num_attention_heads=32,
+                           num_hidden_layers=40, num_key_value_heads=8, sliding_window=None, vocab_size=131072),
+            vision_init=dict(intermediate_size=4096, hidden_size=1024, patch_size=14, image_size=1540,
+                             num_hidden_layers=24, num_attention_heads=16)),
+    Wrapper("idefics3", "llama", "idefics3_vision", dict(scale_factor=2, tie_word_embeddings=False),
+            _idefics3_proj, _idefics3_tokens, language_path="model.text_model", vision_path="model.vision_model",
+            projector_path="model.connector", vision_fixed=True),
+    Wrapper("smolvlm", "llama", "smolvlm_vision", dict(scale_factor=2, tie_word_embeddings=False),
+            _idefics3_proj, _idefics3_tokens, language_path="model.text_model", vision_path="model.vision_model",
+            projector_path="model.connector", vision_fixed=True),
+    Wrapper("internvl", "qwen2", "internvl_vision",
+            dict(downsample_ratio=0.5, image_seq_length=256, tie_word_embeddings=True),
+            _internvl_proj, _internvl_tokens, vision_fixed=True),
+    # LLaVA-OneVision: a SigLIP tower (no CLS token: strategy "full"), the LLaVA-NeXT projector and image_newline
+    Wrapper("llava_onevision", "qwen2", "siglip_vision_model",
+            dict(vision_feature_layer=-1, vision_feature_select_strategy="full", multimodal_projector_bias=True,
+                 tie_word_embeddings=False),
+            _llava_next_proj, _llava_next_tokens, tokens_rough=True,
+            vision_init=dict(hidden_size=1152, intermediate_size=4304, patch_size=14, image_size=384,
+                             num_hidden_layers=26, num_attention_heads=16, vision_use_head=False)),
+    Wrapper("aya_vision", "cohere2", "siglip_vision_model",
+            dict(vision_feature_layer=-1, downsample_factor=2, alignment_intermediate_size=None,
+                 tie_word_embeddings=True),
+            _aya_proj, _aya_tokens,
+            vision_init=dict(hidden_size=1152, intermediate_size=4304, patch_size=14, image_size=384,
+                             num_hidden_layers=26, num_attention_heads=14, vision_use_head=False)),
+)}
+
+
+# ------------------------------------------------------------------------------------------- resolving
+
+
+def _sub(cfg: dict, key: str, default_type: str, init: dict, fixed: bool) -> dict:
+    """The sub-config transformers builds: the dict as given (its model_type, else the spec's), or, when absent,
+    the spec's init_kwargs (``SubConfigSpec.create_subconfig``). Where the spec names a config class rather than
+    AutoConfig (``fixed``), that class is built whatever model_type the dict names (SmolVLM-256M's vision_config
+    says "idefics3": Idefics3VisionConfig is built)."""
+    sub = cfg.get(key)
+    if sub is None:
+        return {"model_type": default_type, **init, "_absent": True}
+    if not isinstance(sub, dict):
+        raise LoraCalcError(f"config.{key}", f"{key} must be a JSON object")
+    mt = default_type if fixed else (sub.get("model_type") or default_type)
+    if not isinstance(mt, str):
+        raise LoraCalcError(f"config.{key}.model_type", f"model_type must be a name (got {mt!r})")
+    return {**sub, "model_type": mt}
+
+
+def resolve_vision(v_raw: dict, wrapper: str) -> dict:
+    """The vision config with its config class's defaults filled in (refusing a tower type loracalc lacks)."""
+    mt = v_raw["model_type"]
+    if not isinstance(mt, str) or mt not in TOWERS:
+        raise LoraCalcError("config.vision_config", (
+            f"{wrapper}'s vision tower (vision_config model_type {mt!r}) is not one loracalc counts; a Tower spec in "
+            f"loracalc/vision.py would make it countable (covered: {', '.join(TOWERS)})"))
+    t = TOWERS[mt]
+    v: dict[str, Any] = {"model_type": mt}
+    for key, default in t.defaults.items():
+        val = v_raw.get(key)
+        v[key] = default if val is None else val
+    for key, default in t.defaults.items():
+        if isinstance(default, bool) and not isinstance(v[key], bool):
+            raise LoraCalcError(f"config.vision_config.{key}", f"{key} must be true or false (got {v[key]!r})")
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels"):
+        v[key] = as_int(v[key], f"config.vision_config.{key}", 1, 1 << 20, key)
+    for key in ("image_size", "patch_size"):
+        parts = v[key] if isinstance(v[key], (list, tuple)) else [v[key]]
+        if not 1 <= len(parts) <= 2:
+            raise LoraCalcError(f"config.vision_config.{key}", f"{key} must be a number or a pair of numbers")
+        vals = [as_int(x, f"config.vision_config.{key}", 1, 1 << 16, key) for x in parts]
+        v[key] = vals if isinstance(v[key], (list, tuple)) else vals[0]
+    for (i, p) in zip(_pair(v["image_size"]), _pair(v["patch_size"])):
+        if p > i:
+            raise LoraCalcError("config.vision_config.patch_size", f"patch_size ({p}) exceeds image_size ({i})")
+    if v["hidden_size"] % v["num_attention_heads"]:
+        raise LoraCalcError("config.vision_config.num_attention_heads", (
+            f"the vision tower's hidden_size ({v['hidden_size']}) must be a multiple of its num_attention_heads "
+            f"({v['num_attention_heads']})"))
+    return v
+
+
+def resolve_wrapper(cfg: dict) -> tuple[Wrapper, dict, dict, dict]:
+    """(wrapper spec, the wrapper's own keys, raw text_config, resolved vision config) of a multimodal config.json."""
+    w = WRAPPERS[cfg["model_type"]]
+    own = {k: (cfg.get(k) if cfg.get(k) is not None else d) for k, d in w.defaults.items()}
+    text = _sub(cfg, "text_config", w.text_type, w.text_init, w.text_fixed)
+    if w.tie_from_text and not own["tie_word_embeddings"] and text.get("tie_word_embeddings"):
+        own["tie_word_embeddings"] = True
+    for key in ("tie_word_embeddings", "multimodal_projector_bias"):
+        if key in own and not isinstance(own[key], bool):
+            raise LoraCalcError(f"config.{key}", f"{key} must be true or false (got {own[key]!r})")
+    v = resolve_vision(_sub(cfg, "vision_config", w.vision_type, w.vision_init, w.vision_fixed), w.model_type)
+    for key in ("projection_dim", "spatial_merge_size", "scale_factor", "mm_tokens_per_image", "image_seq_length",
+                "downsample_factor", "alignment_intermediate_size"):
+        if key in own and own[key] is not None:
+            own[key] = as_int(own[key], f"config.{key}", 1, 1 << 20, key)
+    if "downsample_ratio" in own:
+        r = own["downsample_ratio"]
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
+            raise LoraCalcError("config.downsample_ratio", f"downsample_ratio must be in (0, 1] (got {r!r})")
+    f = cfg.get("vision_feature_layer", own.get("vision_feature_layer", -1))
+    if isinstance(f, bool) or not (isinstance(f, int) or (isinstance(f, list) and f and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in f))):
+        raise LoraCalcError("config.vision_feature_layer", "vision_feature_layer must be a layer number or a list")
+    return w, own, text, v
+
+
+def vision_records(w: Wrapper, own: dict, v: dict, text_c: dict) -> tuple[Record, ...]:
+    """The vision tower's and the projector's records, then nothing of the language model."""
+    out = walk_tower(TOWERS[v["model_type"]], v, w.vision_path)
+    out += w.projector(own, v, text_c, w.projector_path)
+    return tuple(out)
+
+
+def image_tokens(arch, image_size: Any = None) -> int:
+    """Tokens one image adds to the sequence the language model sees, by the wrapper's processor rule.
+
+    ``image_size``: the image's longer side in pixels (default: the vision tower's image_size)."""
+    vis = getattr(arch, "vision", None)
+    if vis is None:
+        raise LoraCalcError("images", f"{arch.name} has no vision tower: images need a vision-language model")
+    w, own, v = WRAPPERS[vis["wrapper"]], vis["wrapper_config"], vis["vision_config"]
+    size = _pair(v["image_size"])[0] if image_size is None else as_int(image_size, "image_size", 1, 1 << 16,
+                                                                       "image size")
+    return w.image_tokens(own, v, size)
+
+
+def patches_per_image(arch, image_size: Any = None) -> int:
+    """Patches the vision tower encodes for one image (its sequence length, summed over tiles): rough for
+    tiling processors (LLaVA-NeXT, Idefics3, InternVL), whose tile count follows their image-token rule."""
+    vis = arch.vision
+    v = vis["vision_config"]
+    side = _pair(v["image_size"])[0]
+    size = side if image_size is None else as_int(image_size, "image_size", 1, 1 << 16, "image size")
+    per = _patches(v) + (1 if v["model_type"] in ("clip_vision_model", "internvl_vision") else 0)
+    if vis["wrapper"] == "mistral3":            # Pixtral encodes the image at its own size, up to image_size
+        n = math.ceil(min(size, side) / _pair(v["patch_size"])[0])
+        return n * n
+    if vis["wrapper"] in ("gemma3", "paligemma", "llava"):
+        return per
+    tiles = math.ceil(size / side) ** 2
+    return per * (tiles + 1 if tiles > 1 else 1)
+
+
+# ------------------------------------------------------------------------------------------ activations
+
+
+def vision_activation_bytes(arch, counts, method: str, batch_size: int, images: int, image_size: Any,
+                            gradient_checkpointing: bool, s: int, a: int) -> tuple[int, str]:
+    """(bytes, formula) the vision tower and projector keep for backward in one step. Rough: measured only on a
+    few tiny towers on a CPU (``scripts/vlm_activation_check.py``), unlike the language model's term.
+
+    Frozen and unadapted (LoRA on the language model only), the tower and projector run without a graph: no
+    parameter upstream of their outputs needs a gradient, so they keep nothing. When they train (full
+    fine-tuning) or hold adapters, each ViT layer keeps, per patch, its two norms' inputs (2 vh), q, k, v and the
+    attention output (4 vh), the MLP activation's input and the second linear's input (2 vi), all of s bytes,
+    plus each adapter's A output (a r) and, when the adapters' dtype is not the stream's, its cast input (a d_in);
+    with gradient checkpointing, each layer's input (vh) and one layer. On tiny LLaVA, Gemma 3, InternVL and
+    Mistral 3 towers on a CPU (bf16, fp32 adapters on all-linear, no checkpointing) it was 18% to 35% under what
+    saved_tensors_hooks counted (the CPU's math attention keeps fp32 copies and scores; Pixtral's gated MLP keeps
+    three intermediate-wide tensors; SigLIP's pooling head is not described); not checked on CUDA."""
+    vis = arch.vision
+    v = vis["vision_config"]
+    vh, vi, Lv = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"]
+    mods = counts.per_module if method != "full" else ()
+    tower = method == "full" or any(m.name.startswith("vision.") for m in mods)
+    proj = tower or any(m.name.startswith("projector.") for m in mods)
+    if not images or not proj:
+        return 0, "frozen vision tower and projector: they keep nothing for backward"
+    P = batch_size * images * patches_per_image(arch, image_size)
+    proj_in = sum(r.d_in for r in arch.records if r.role == "projector" and r.kind in ("linear", "param"))
+    proj_b = s * proj_in * P
+    if not tower:
+        return proj_b, f"{s} B x {proj_in:,} projector inputs x {P:,} patches"
+    # each adapter keeps A's output (a r) and, in another dtype than the stream's, its own cast input (a d_in)
+    adapters = sum(a * (m.rank + (m.d_in if a != s else 0)) * m.copies for m in mods
+                   if m.name.startswith("vision.")) // max(1, Lv)
+    per = s * (6 * vh + 2 * vi) + adapters
+    if gradient_checkpointing:
+        kept = (Lv * s * vh + per) * P
+        return kept + proj_b, (f"({Lv} layers x {s * vh:,} B + one layer recomputed {per:,} B) x {P:,} patches "
+                               f"+ projector {proj_b:,} B")
+    return Lv * per * P + proj_b, f"{Lv} layers x {per:,} B x {P:,} patches + projector {proj_b:,} B"
