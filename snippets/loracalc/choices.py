@@ -6,6 +6,7 @@ from __future__ import annotations
 from .gpus import GPUS, vendors
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS
+from .params import ADAPT
 from .recipes import RECIPES
 
 METHODS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit frozen base)",
@@ -53,6 +54,7 @@ CHOICES: dict[str, dict[str, str]] = {
     "recipe": RECIPES,
     "loss": LOSSES,
     "strategy": STRATEGIES,
+    "adapt": ADAPT,
     "objective": OBJECTIVES,
     "reference": REFERENCES,
     "generation": GENERATIONS,

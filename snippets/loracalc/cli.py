@@ -43,9 +43,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rank", default="16", help="LoRA rank r (default 16)")
     p.add_argument("--targets", default="all-linear", help="'all-linear', 'q,v', or module names (default all-linear)")
     p.add_argument("--adapt", default=None, metavar="all|language",
-                   help="vision-language models (a gemma3, llava, mistral3... config.json): all (default) adapts every "
-                        "module peft matches by name, vision tower and projector included; language adapts the "
-                        "language model only, as target_modules=r'.*language_model.*\\.(q_proj|v_proj)' does")
+                   help="vision-language models (a gemma3, llava, mistral3... config.json), which part the targets "
+                        "reach: " + choice_help("adapt", "all"))
 
 
 def _parser() -> argparse.ArgumentParser:

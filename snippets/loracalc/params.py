@@ -21,7 +21,8 @@ ALL_LINEAR = ("all-linear", "all")
 # which parts of a vision-language model the targets reach: peft matches a module name anywhere in the model
 # (the vision tower's q_proj too); "language" is what practitioners get with a regex over the language model,
 # e.g. target_modules=r".*language_model.*\.(q_proj|v_proj)"
-ADAPT = ("all", "language")
+ADAPT = {"all": "the whole model, as peft matches names (vision tower and projector included)",
+         "language": "the language model only (a target_modules regex over language_model)"}
 _GROUPS = {"attention": ("attention",), "mlp": ("mlp", "shared_expert")}
 
 

@@ -107,7 +107,8 @@ def preference_memory(model: Any, objective: Any = "dpo", *, reference: Any = No
         ref = term("reference_forward", "Reference forward without gradients (one layer at a time, transient)",
                    *_no_grad_forward(arch, T, stream))
         # right after the policy's forward: everything it keeps is alive (and earlier micro-batches' gradients)
-        extra_moments["reference forward (no gradients)"] = (["activations", "bnb_inputs", "dora_activations"], [ref],
+        extra_moments["reference forward (no gradients)"] = (["activations", "vision_activations", "bnb_inputs",
+                                                              "dora_activations"], [ref],
                                                              True)
     if objective == "grpo":
         _grpo(arch, batch, s, generation, num_generations, completion_len, vllm_share, gpu_bytes, extra_static,

@@ -3,7 +3,7 @@ LoRA counts what peft's get_peft_model reports, over the whole model and over th
 
 Tiny configs: the wrapper's text_config is the engine's tiny shape of its default text family
 (``loracalc.tiny_shapes``), its vision_config a small tower of its default type, and each wrapper type is varied
-(tied or not, the tower's switches, the projector's). Published configs are in ``data/vlm_configs.json``.
+(tied or not, the tower's switches, the projector's). Published configs are in ``snippets/lora_course/data/vlm_configs.json``.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from loracalc.vision import TOWERS, WRAPPERS, image_tokens, is_vision
 
 from .hf import peft_counts, total_params
 
-DATA = json.loads((Path(__file__).parent / "data" / "vlm_configs.json").read_text())["models"]
+DATA_FILE = Path(__file__).parents[2] / "snippets" / "lora_course" / "data" / "vlm_configs.json"
+DATA = json.loads(DATA_FILE.read_text())["models"]
 ROOT = Path(__file__).resolve().parents[2]
 
 # a small tower of each vision type (widths bitsandbytes' CPU path would take are not needed: meta device only)

@@ -222,7 +222,7 @@ def test_simple_mode_shows_five_inputs_and_the_rest_behind_disclosures():
     assert f.outside == ["model", "method", "gpu", "seq_len", "batch_size", "config"]
     assert set(f.inside) == set(mc.memory_calculator.__code__.co_varnames[:mc.memory_calculator.__code__.co_argcount]) \
         - set(f.outside) - {"config_z", "_changed"}
-    assert f.summaries == 4   # more settings; preference and RL tuning; several GPUs; your data (time and cost)
+    assert f.summaries == 5   # more settings; vision-language; preference and RL tuning; several GPUs; your data
 
 
 # --------------------------------------------------------------------- time and cost beside the memory (issue 27)
@@ -333,3 +333,34 @@ def test_preference_settings_get_one_line_errors():
     result = registry.call("memory_calculator", {**DEFAULT, "objective": "grpo", "num_generations": "3"})
     assert not result["ok"] and result["field"] == "num_generations"
     assert "multiple of num_generations" in result["message"] and "\n" not in result["message"]
+
+
+def _gemma3_4b() -> dict:
+    from pathlib import Path
+    data = json.loads((Path(__file__).parents[2] / "snippets" / "lora_course" / "data"
+                       / "vlm_configs.json").read_text())
+    return next(m["config"] for m in data["models"] if m["repo"].lower().endswith("gemma-3-4b-it"))
+
+
+@pytest.mark.parametrize("fields,flags", [
+    ({"images_per_sample": "1"}, ["--images", "1"]),
+    ({"images_per_sample": "2", "adapt": "language", "image_size": "448"},
+     ["--images", "2", "--adapt", "language", "--image-size", "448"]),
+])
+def test_a_vision_language_config_is_what_the_terminal_prints(tmp_path, fields, flags):
+    """A pasted Gemma 3 (multimodal) config.json with images: the calculator's JSON is the CLI's."""
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps(_gemma3_4b()))
+    cmd = [sys.executable, "-m", "loracalc", "memory", "--config", str(f), "--json", *flags]
+    cli = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    out = call_widget("memory_calculator", {**DEFAULT, "model": "config", "config": f.read_text(), **fields})
+    mine = json.loads(out["json"])
+    assert {k: v for k, v in mine.items() if k != "model"} == {k: v for k, v in cli.items() if k != "model"}
+    assert "counted whole" in out["vision_note"] and f"{cli['settings']['lm_seq_len']:,}" in out["vision_note"]
+    assert_clean(out)
+
+
+def test_images_on_a_text_model_get_one_line():
+    import lora_course.widgets as registry
+    result = registry.call("memory_calculator", {**DEFAULT, "images_per_sample": "1"})
+    assert not result["ok"] and result["field"] == "images_per_sample" and "no vision tower" in result["message"]

@@ -112,3 +112,26 @@ def test_model_lora_bad_inputs(inputs, field):
     with pytest.raises(loracalc.LoraCalcError) as exc:
         rt.model_lora(**inputs)
     assert exc.value.field == field
+
+
+@pytest.mark.parametrize("adapt", ["all", "language"])
+def test_model_lora_counts_a_vision_language_config_as_the_terminal(tmp_path, adapt):
+    """A multimodal Gemma 3 config.json (counted whole, exact against transformers and peft in
+    tests/snippets/test_vlm.py): the widget's counts are `loracalc params --config ... --adapt ...`."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parents[2] / "snippets" / "lora_course" / "data"
+                       / "vlm_configs.json").read_text())
+    cfg = next(m["config"] for m in data["models"] if m["repo"].lower().endswith("gemma-3-4b-it"))
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps(cfg))
+    cli = json.loads(subprocess.run([sys.executable, "-m", "loracalc", "params", "--config", str(f), "--rank", "8",
+                                     "--targets", "q,v", "--adapt", adapt, "--json"],
+                                    capture_output=True, text=True, check=True).stdout)
+    out = call_widget("model_lora", {"model": "config", "config": f.read_text(), "rank": "8", "targets": "q,v",
+                                     "adapt": adapt})
+    assert out["lora_params"] == f"{cli['lora_params']:,}" and out["total_params"] == f"{cli['total_params']:,}"
+    assert_clean(out)

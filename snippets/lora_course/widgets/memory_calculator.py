@@ -31,7 +31,7 @@ from .registry import widget
 # same fields as this form's inputs.
 FIELDS = ("method", "rank", "targets", "batch_size", "seq_len", "gradient_checkpointing", "optimizer", "attention",
           "recipe", "loss", "activation_offload", "optimizer_in_backward", "paged_state_on_host", "dora",
-          "gradient_accumulation")
+          "gradient_accumulation", "adapt", "images_per_sample", "image_size")
 
 
 def _model(model: str, config: str, config_z: str = "", changed: str = ""):
@@ -75,6 +75,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       optimizer_in_backward: str = "off", paged_state_on_host: str = "auto", dora: str = "off",
                       gradient_accumulation: str = "1", autocast: str = "recipe", gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
                       samples: str = "2000", avg_tokens: str = "", epochs: str = "1",
+                      images_per_sample: str = "0", image_size: str = "", adapt: str = "all",
                       objective: str = "sft", reference: str = "default", generation: str = "generate",
                       num_generations: str = "8", completion_len: str = "512",
                       config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
@@ -84,7 +85,10 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
            "optimizer": optimizer, "attention": attention, "recipe": c.text(recipe) or "peft",
            "loss": c.text(loss) or "full", "activation_offload": c.text(activation_offload) or "off",
            "optimizer_in_backward": c.text(optimizer_in_backward) or "off",
-           "dora": c.text(dora) or "off", "gradient_accumulation": c.text(gradient_accumulation)}
+           "dora": c.text(dora) or "off", "gradient_accumulation": c.text(gradient_accumulation),
+           "adapt": c.text(adapt) or "all", "images_per_sample": c.text(images_per_sample) or "0"}
+    if c.text(image_size):
+        raw["image_size"] = c.text(image_size)
     paged = c.text(paged_state_on_host) or "auto"
     if paged != "auto":
         raw["paged_state_on_host"] = paged   # "on" or "off"; anything else gets the engine's one-line message
@@ -101,7 +105,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
     else:
         est = loracalc.estimate_memory(arch, **raw)
     st = est.settings
-    s = {k: st[k] for k in FIELDS}  # the validated settings, as the engine read them (paged state: where it went)
+    s = {k: st[k] for k in FIELDS if k in st}  # the validated settings, as the engine read them (paged state: where it went)
     if ac != "recipe":
         s["autocast"] = st["autocast"]
     total = int(est.total_bytes)
@@ -137,6 +141,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       c.fmt_int(mb) if mb else "none (batch 1 does not fit)"),
         "max_seq": ("not searched for preference tuning" if tuned else c.fmt_int(ms) if ms else "none"),
         "objective_note": objective_note(est) if tuned else "Supervised fine-tuning: no preference pairs, no generation.",
+        "vision_note": vision_note(arch, est),
         "json": json.dumps(est.to_dict(), indent=2),
         # what `loracalc params --config config.json --rank R --targets T` prints, for any family
         "params_text": params_text(arch, s["rank"], s["targets"]),
@@ -164,6 +169,17 @@ def _other_method(arch, method: str, s: dict, pref: dict | None):
     if method == "full" and ref == "adapter-off":   # no adapter to switch off: the trainer loads a second model
         ref = "separate"
     return preference_memory(arch, **{**pref, "reference": ref}, **{k: v for k, v in settings.items() if k != "loss"})
+
+
+def vision_note(arch, est) -> str:
+    """What the images add, or that the model has no vision tower."""
+    if not arch.vision:
+        return f"{arch.display_name} reads text only: these settings apply to a vision-language config.json."
+    s = est.settings
+    per = s.get("image_tokens_per_image") or 0
+    return (f"{arch.display_name} is counted whole: vision tower, projector and language model. "
+            + (f"Each image adds {per:,} tokens: the language model sees {s['lm_seq_len']:,} per sequence."
+               if s.get("images_per_sample") else "No images per example: text tokens only."))
 
 
 def objective_note(est) -> str:

@@ -137,13 +137,14 @@ def matrices_svg(d: int, r: int) -> str:
 # ------------------------------------------------------------------ the whole model
 @widget("model_lora")
 def model_lora(model: str = "llama-3.1-8b", rank: str = "16", targets: str = "all-linear", config: str = "",
-               config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
+               adapt: str = "all", config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
     # A pasted, dropped or linked config.json goes the same way as in the memory calculator (_common.model_source)
     name, data, source = c.model_source(model, config, config_z, _changed)
     arch = c.config_model(data) if data is not None else c.preset(name, "llama-3.1-8b")
     r_val = c.integer(rank, "rank", R_MIN, R_MAX, "rank")
     t = c.choice(targets, "targets", TARGET_CHOICES)
-    counts = loracalc.count_params(arch, rank=r_val, targets=t)
+    part = c.text(adapt) or "all"
+    counts = loracalc.count_params(arch, rank=r_val, targets=t, adapt=part)
     lora = int(counts.lora_params)
     return {
         "model_name": arch.display_name,
@@ -155,7 +156,7 @@ def model_lora(model: str = "llama-3.1-8b", rank: str = "16", targets: str = "al
         "adapter_fp32": c.fmt_bytes(loracalc.adapter_file_bytes(lora, dtype="fp32")),
         "modules_table": _modules_table(counts, arch),
         # what `loracalc params --config config.json --rank R --targets T` prints, and with --json
-        "params_text": params_text(arch, r_val, t),
+        "params_text": params_text(arch, r_val, t, part),
         "json": json.dumps({**counts.to_dict(), "display_name": arch.display_name, "model_type": arch.model_type},
                            indent=2),
         **source,
