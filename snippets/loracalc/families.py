@@ -1029,6 +1029,70 @@ _NEW_FAMILIES = (
 # --8<-- [end:families_2026]
 FAMILIES.update({f.model_type: f for f in _NEW_FAMILIES})
 
+
+# ===================================================================== text towers of vision-language models
+# (issue 26, 2026-12-07). The language model a vision-language wrapper holds, counted from its text_config as
+# transformers 5.25 builds it with a causal-LM head. Qwen3.5's, Gemma 4's and Llama 4's towers have causal-LM
+# classes of their own; Qwen2.5-VL's and Qwen3-VL's have none: their count is the wrapper's language model plus
+# the wrapper's lm_head (tests/snippets/hf.py builds the wrapper and counts those two). In such a wrapper the
+# top-level tie_word_embeddings decides the tie (Qwen3-VL ignores the text_config's), so a caller counting a
+# wrapper passes the wrapper's value; a tower's own tie default is its config class's, else its wrapper's.
+
+def _split_delta_net(c: dict) -> list[Record]:
+    """Qwen3.5's Gated DeltaNet: Qwen3-Next's, with the fused in-projections split into in_proj_qkv (q, k, v),
+    in_proj_z (the output gate), in_proj_b and in_proj_a (one per value head each)."""
+    recs = [r for r in _gated_delta_net(c) if r.name not in ("in_proj_qkvz", "in_proj_ba")]
+    n, h = recs[0].copies if recs else 0, c["hidden_size"]
+    nv = c["linear_num_value_heads"]
+    kd, vd = c["linear_num_key_heads"] * c["linear_key_head_dim"], nv * c["linear_value_head_dim"]
+    p = "linear_attn"
+    split = [Record(name, "attention", "linear", h, w, h * w, 0, n, path=p, reads="attn_in")
+             for name, w in (("in_proj_qkv", 2 * kd + vd), ("in_proj_z", vd), ("in_proj_b", nv), ("in_proj_a", nv))]
+    return split + recs
+
+
+def _qwen3_5(c: dict) -> None:
+    _qwen3_next(c)
+    if c.get("intermediate_size") is None:       # Qwen3.5-MoE has no dense MLP: every layer is sparse
+        c["intermediate_size"] = c["moe_intermediate_size"]
+
+
+_QWEN3_5_KEYS = dict(attention_bias=False, linear_conv_kernel_dim=4, linear_key_head_dim=128,
+                     linear_value_head_dim=128, linear_num_key_heads=16, linear_num_value_heads=32, layer_types=None,
+                     full_attention_interval=None)
+
+
+def _full_layers(c: dict) -> int:
+    return sum(1 for k in _qwen3_next_kinds(c) if k == "full_attention")
+
+
+_TOWER_FAMILIES = (
+    # Qwen2.5-VL's language model: Qwen2's (q, k, v biases), head_dim always hidden / heads
+    Family("qwen2_5_vl_text", _d(152064, 8192, 29568, 80, 64, 8, None, False), head_dim="hidden", qkv_bias=True),
+    # Qwen3-VL's: Qwen3's (q/k norms per head), head_dim 128 unless given
+    Family("qwen3_vl_text", _d(151936, 4096, 22016, 32, 32, 32, 128, False, attention_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head"),
+    Family("qwen3_vl_moe_text", _d(151936, 2048, 5632, 24, 16, 16, None, True, attention_bias=False,
+                                   decoder_sparse_step=1, moe_intermediate_size=1408, num_experts_per_tok=4,
+                                   num_experts=60, mlp_only_layers=None),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head",
+           moe=MoE("num_experts", "num_experts_per_tok", "moe_intermediate_size", sparse_layer=_QWEN_SPARSE),
+           synonyms={"num_experts": ("num_local_experts",)}),
+    # Qwen3.5: Qwen3-Next's hybrid (gated full attention every full_attention_interval-th layer, Gated DeltaNet
+    # in the others) with split linear-attention projections; dense MLP, or routed experts with a gated shared one
+    Family("qwen3_5_text", _d(248320, 4096, 12288, 32, 16, 4, 256, False, **_QWEN3_5_KEYS),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", norm_weight_fp32=True,
+           derive=_qwen3_5, extra=_split_delta_net, attn_layers=_full_layers),
+    Family("qwen3_5_moe_text", _d(248320, 2048, None, 40, 16, 2, 256, False, moe_intermediate_size=512,
+                                  shared_expert_intermediate_size=512, num_experts_per_tok=8, num_experts=256,
+                                  **_QWEN3_5_KEYS),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", norm_weight_fp32=True,
+           derive=_qwen3_5, extra=_split_delta_net, attn_layers=_full_layers, mlp_layers=lambda c: 0,
+           moe=MoE("num_experts", "num_experts_per_tok", "moe_intermediate_size", shared="shared_expert",
+                   shared_width=lambda c: c["shared_expert_intermediate_size"], shared_gate="shared_expert_gate")),
+)
+FAMILIES.update({f.model_type: f for f in _TOWER_FAMILIES})
+
 # how resolve_config validates a key that is not a positive integer: "bool", "names" (a list of layer kinds),
 # "ints" (a list of layer numbers), or an int: the lowest value allowed (0, or -1 meaning "the last layer")
 KEY_KINDS: dict[str, Any] = {

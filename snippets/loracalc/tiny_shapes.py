@@ -27,6 +27,8 @@ _MLA = dict(num_key_value_heads=4, n_routed_experts=4, n_shared_experts=1, num_e
 _MAMBA = dict(num_hidden_layers=4, mamba_n_heads=4, mamba_d_head=64, mamba_n_groups=1, mamba_d_state=16,
               mamba_chunk_size=64, pad_token_id=0)
 _E4 = dict(num_experts_per_tok=2)
+_DELTA = dict(head_dim=32, num_hidden_layers=4, linear_num_key_heads=2, linear_num_value_heads=4,
+              linear_key_head_dim=32, linear_value_head_dim=32)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,13 @@ TINY: dict[str, Tiny] = {
     "ernie4_5_moe": _t("moe_interval", moe_num_experts=4, moe_k=2, moe_intermediate_size=64,
                        moe_num_shared_experts=1, pad_token_id=0),
     "ministral": _t("dense_head_dim", head_dim=32, pad_token_id=0),
+    # ---- text towers of vision-language models (issue 26, 2026-12-07)
+    "qwen2_5_vl_text": _t("dense"),
+    "qwen3_vl_text": _t("dense", head_dim=32),
+    "qwen3_vl_moe_text": _t("sparse_step_head_dim", num_experts=4, moe_intermediate_size=64, **_E4),
+    "qwen3_5_text": _t("delta_hybrid", **_DELTA),
+    "qwen3_5_moe_text": _t("delta_hybrid", intermediate_size=None, num_experts=4, moe_intermediate_size=64,
+                           shared_expert_intermediate_size=64, **_DELTA, **_E4),
 }
 
 

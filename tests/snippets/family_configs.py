@@ -231,9 +231,28 @@ def _lightning_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
     return c
 
 
+def _delta_hybrid(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Qwen3.5: Gated DeltaNet layers and gated full attention, a dense MLP or routed experts (no dense layers)."""
+    n = layers + 3
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, num_hidden_layers=n, vocab_size=vocab,
+             linear_num_key_heads=2, linear_num_value_heads=rng.choice([2, 4]), linear_key_head_dim=8,
+             linear_value_head_dim=rng.choice([8, 16]), head_dim=rng.choice([8, 16]))
+    if FAMILIES[model_type].moe:
+        c.update(num_experts=rng.choice([2, 4]), num_experts_per_tok=rng.choice([1, 2]),
+                 moe_intermediate_size=rng.choice([32, 48]), shared_expert_intermediate_size=rng.choice([0, 64]))
+    else:
+        c["intermediate_size"] = inter
+    if k % 3 == 1:
+        c["full_attention_interval"] = 2
+    if k % 3 == 2:
+        c["layer_types"] = ["full_attention", "linear_attention"] * (n // 2) + ["linear_attention"] * (n % 2)
+    return c
+
+
 BUILDERS = {
     "dense": _dense, "dense_head_dim": _dense, "gpt_rotary": _gpt, "gpt_multi_query": _gpt,
     "moe_num_experts": _moe, "moe_local_experts": _moe, "moe_shared_dense_first": _moe, "moe_interval": _moe,
     "linear_attention_hybrid": _hybrid, "short_conv_hybrid": _hybrid, "mamba_dense": _mamba_hybrid,
     "mamba_moe": _mamba_hybrid, "mamba_pattern": _mamba_pattern, "lightning_moe": _lightning_moe,
+    "delta_hybrid": _delta_hybrid,
 }
