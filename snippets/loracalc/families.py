@@ -1066,6 +1066,51 @@ def _full_layers(c: dict) -> int:
     return sum(1 for k in _qwen3_next_kinds(c) if k == "full_attention")
 
 
+def _llama4(c: dict) -> None:
+    """Llama 4: routed experts and the shared expert are intermediate_size wide, a dense layer's MLP
+    intermediate_size_mlp; a layer is sparse if listed in moe_layers (default: every interleave_moe_layer_step-th)."""
+    c["_expert_width"] = c["intermediate_size"]
+    c["intermediate_size"] = c["intermediate_size_mlp"]
+
+
+def _llama4_sparse(c: dict, i: int) -> bool:
+    layers = c["moe_layers"]
+    if layers is None:
+        step = c["interleave_moe_layer_step"]
+        layers = range(step - 1, c["num_hidden_layers"], step)
+    return i in layers
+
+
+def _mllama_cross(c: dict) -> list[int]:
+    layers = c["cross_attention_layers"]
+    return [3, 8, 13, 18, 23, 28, 33, 38] if layers is None else layers
+
+
+def _mllama(c: dict) -> None:
+    n = sum(1 for i in _mllama_cross(c) if 0 <= i < c["num_hidden_layers"])
+    c["_cross_layers"] = n
+    c["tie_word_embeddings"] = False      # MllamaForCausalLM ties nothing (no _tied_weights_keys), whatever the file says
+
+
+def _mllama_extra(c: dict) -> list[Record]:
+    """Mllama's cross-attention layers (in place of self-attention in the layers cross_attention_layers lists):
+    q, k, v, o projections of the self-attention's shapes (k and v read the projected image states), q/k norms over
+    head_dim, and two tanh gates; and the eight rows the embedding holds beyond vocab_size (image tokens), a record
+    of no width so that LoRA on embed_tokens counts them once, as peft's lora_embedding_A does."""
+    n, h = c["_cross_layers"], c["hidden_size"]
+    heads, kv, hd = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+    p = "cross_attn"
+    out = [Record("embed_tokens", "embedding", "embedding", 8, 0, 8 * h)]
+    for name, d_in, d_out, reads in (("q_proj", h, heads * hd, "attn_in"), ("k_proj", h, kv * hd, ""),
+                                     ("v_proj", h, kv * hd, ""), ("o_proj", heads * hd, h, "attn_out")):
+        out.append(Record(name, "attention", "linear", d_in, d_out, d_in * d_out, 0, n, path=p, reads=reads))
+    out += [Record("q_norm", "norm", "norm", weight=hd, copies=n, path=p),
+            Record("k_norm", "norm", "norm", weight=hd, copies=n, path=p),
+            Record("cross_attn_attn_gate", "attention", "param", weight=1, copies=n),
+            Record("cross_attn_mlp_gate", "mlp", "param", weight=1, copies=n)]
+    return out
+
+
 _TOWER_FAMILIES = (
     # Qwen2.5-VL's language model: Qwen2's (q, k, v biases), head_dim always hidden / heads
     Family("qwen2_5_vl_text", _d(152064, 8192, 29568, 80, 64, 8, None, False), head_dim="hidden", qkv_bias=True),
@@ -1090,6 +1135,20 @@ _TOWER_FAMILIES = (
            derive=_qwen3_5, extra=_split_delta_net, attn_layers=_full_layers, mlp_layers=lambda c: 0,
            moe=MoE("num_experts", "num_experts_per_tok", "moe_intermediate_size", shared="shared_expert",
                    shared_width=lambda c: c["shared_expert_intermediate_size"], shared_gate="shared_expert_gate")),
+    # Llama 4 (Scout, Maverick): routed experts stored (E, hidden, 2i) with a shared expert, dense layers between
+    # (Maverick); its router subclasses nn.Linear (peft matches it); the q/k norm has no weight
+    Family("llama4_text", _d(202048, 5120, 8192, 48, 40, 8, 128, False, attention_bias=False,
+                             intermediate_size_mlp=16384, num_local_experts=16, num_experts_per_tok=1,
+                             moe_layers=None, interleave_moe_layer_step=1),
+           qkv_bias="attention_bias", o_bias="attention_bias", derive=_llama4,
+           moe=MoE("num_local_experts", "num_experts_per_tok", "_expert_width", router="router", router_kind="linear",
+                   in_first=True, path="feed_forward", shared="shared_expert", shared_width=lambda c: c["_expert_width"],
+                   sparse_layer=_llama4_sparse)),
+    # Llama 3.2 Vision's language model (MllamaForCausalLM): Llama layers, cross-attention in some instead of
+    # self-attention; the count covers the text model and its lm_head, not the vision tower nor the projector
+    Family("mllama_text_model", _d(128256, 4096, 14336, 40, 32, 8, None, False, cross_attention_layers=None),
+           derive=_mllama, extra=_mllama_extra, attn_layers=lambda c: c["num_hidden_layers"] - c["_cross_layers"],
+           dropouts=(("mlp_out", "dropout", 0.0),)),
 )
 FAMILIES.update({f.model_type: f for f in _TOWER_FAMILIES})
 
@@ -1104,6 +1163,7 @@ KEY_KINDS.update({"attn_layer_indices": "ints", "mamba_conv_bias": "bool", "mamb
                   "shared_intermediate_size": 0})
 KEY_KINDS.update({"layers_block_type": "names", "hybrid_override_pattern": "str", "use_conv_bias": "bool",
                   "moe_latent_size": 0, "n_shared_experts": 0})
+KEY_KINDS.update({"moe_layers": "ints", "cross_attention_layers": "ints"})        # the text towers (Llama 4, Mllama)
 
 # ---- derived from the specs: what other modules read by name
 # transformers' attribute_map spellings, by family (models.resolve_config reads these)

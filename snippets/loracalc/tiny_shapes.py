@@ -123,6 +123,9 @@ TINY: dict[str, Tiny] = {
     "qwen3_5_text": _t("delta_hybrid", **_DELTA),
     "qwen3_5_moe_text": _t("delta_hybrid", intermediate_size=None, num_experts=4, moe_intermediate_size=64,
                            shared_expert_intermediate_size=64, **_DELTA, **_E4),
+    "llama4_text": _t("moe_interleaved", head_dim=32, num_local_experts=4, intermediate_size_mlp=192,
+                      interleave_moe_layer_step=2, pad_token_id=0, **_E4),
+    "mllama_text_model": _t("cross_attention", cross_attention_layers=[1], pad_token_id=0),
 }
 
 

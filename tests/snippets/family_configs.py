@@ -154,6 +154,13 @@ def _moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
                  n_group=1, topk_group=1)
         if k % 2:
             c["head_dim"] = 16
+    elif vary == "moe_interleaved":            # Llama 4: dense layers of another width between sparse ones
+        c.update(num_local_experts=e, num_experts_per_tok=top, intermediate_size_mlp=rng.choice([64, 96]),
+                 head_dim=rng.choice([8, 16]))
+        if k % 3 == 1:
+            c["interleave_moe_layer_step"] = 2
+        if k % 3 == 2:
+            c["moe_layers"] = [c["num_hidden_layers"] - 1]
     elif vary == "moe_interval":
         c.update(moe_num_experts=e, moe_k=top, moe_intermediate_size=rng.choice([32, 48]),
                  moe_num_shared_experts=rng.choice([0, 1, 2]), moe_layer_start_index=rng.choice([0, 1]),
@@ -249,10 +256,19 @@ def _delta_hybrid(model_type, k, rng, h, heads, kv, inter, layers, vocab):
     return c
 
 
+def _cross_attention(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Mllama's language model: cross-attention layers among the self-attention ones."""
+    c = _dense(model_type, k, rng, h, heads, kv, inter, layers + 2, vocab)
+    c.pop("head_dim", None)
+    c["cross_attention_layers"] = [[1], [0, 2], []][k % 3]
+    return c
+
+
 BUILDERS = {
     "dense": _dense, "dense_head_dim": _dense, "gpt_rotary": _gpt, "gpt_multi_query": _gpt,
     "moe_num_experts": _moe, "moe_local_experts": _moe, "moe_shared_dense_first": _moe, "moe_interval": _moe,
+    "moe_interleaved": _moe,
     "linear_attention_hybrid": _hybrid, "short_conv_hybrid": _hybrid, "mamba_dense": _mamba_hybrid,
     "mamba_moe": _mamba_hybrid, "mamba_pattern": _mamba_pattern, "lightning_moe": _lightning_moe,
-    "delta_hybrid": _delta_hybrid,
+    "delta_hybrid": _delta_hybrid, "cross_attention": _cross_attention,
 }
