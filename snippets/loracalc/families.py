@@ -1111,6 +1111,98 @@ def _mllama_extra(c: dict) -> list[Record]:
     return out
 
 
+def _gemma4_kinds(c: dict) -> list[str]:
+    """Gemma 4's layer kinds: layer_types, else five sliding layers to one full; the last layer is always full."""
+    kinds = list(_layer_kinds(c, "layer_types", lambda c, i: "full_attention" if (i + 1) % 6 == 0
+                              else "sliding_attention"))
+    kinds[-1] = "full_attention"
+    return kinds
+
+
+def _gemma4(c: dict) -> None:
+    """Per-layer attention shapes as Gemma4TextConfig derives them: per_layer_config where the file has one (a
+    config saved by transformers 5.25), else full-attention layers take global_head_dim (512) and, with
+    attention_k_eq_v, num_global_key_value_heads; the last num_kv_shared_layers layers reuse earlier k and v."""
+    L, kinds = c["num_hidden_layers"], _gemma4_kinds(c)
+    shared = c["num_kv_shared_layers"]
+    if shared > L or (shared and set(kinds[:L - shared]) != set(kinds)):
+        raise LoraCalcError("config.num_kv_shared_layers", "num_kv_shared_layers must leave a layer of each kind "
+                            "(sliding, full) before the shared ones, as transformers requires")
+    over = c["per_layer_config"]
+    if over is None:
+        full = {"head_dim": c["global_head_dim"] or 512}
+        if c["attention_k_eq_v"] and c["num_global_key_value_heads"]:
+            full["num_key_value_heads"] = c["num_global_key_value_heads"]
+        over = {i: full for i, k in enumerate(kinds) if k == "full_attention"}
+    layers = []
+    for i, kind in enumerate(kinds):
+        o = over.get(i, over.get(str(i), {}))
+        hd, kv = o.get("head_dim", c["head_dim"]), o.get("num_key_value_heads", c["num_key_value_heads"])
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in (hd, kv)) or c[
+                "num_attention_heads"] % kv:
+            raise LoraCalcError("config.per_layer_config", f"layer {i}: head_dim and num_key_value_heads must be "
+                                                           "positive, and divide the heads")
+        layers.append((hd, kv, i >= L - shared, kind == "full_attention" and c["attention_k_eq_v"]))
+    c["_layers"] = layers
+    if not c["enable_moe_block"]:
+        for key in ("num_experts", "top_k_experts", "moe_intermediate_size"):
+            c[key] = c[key] or 0
+    elif not (c["num_experts"] and c["top_k_experts"] and c["moe_intermediate_size"]):
+        raise LoraCalcError("config.num_experts", "enable_moe_block needs num_experts, top_k_experts and "
+                                                  "moe_intermediate_size")
+
+
+def _gemma4_double(c: dict) -> int:
+    return sum(1 for _, _, shared, _ in c["_layers"] if shared) if c["use_double_wide_mlp"] else 0
+
+
+def _gemma4_extra(c: dict) -> list[Record]:
+    """Gemma 4's attention, layer by layer (head_dim and k/v heads differ between sliding and full layers; a layer
+    reusing earlier k and v has no k_proj, v_proj nor k_norm; with attention_k_eq_v a full layer has no v_proj),
+    the double-wide MLP of kv-shared layers, the per-layer input embeddings and the MoE block's extra parameters."""
+    h, L, heads, ab = c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"], c["attention_bias"]
+    out: list[Record] = []
+    groups: dict = {}
+    for key in c["_layers"]:
+        groups[key] = groups.get(key, 0) + 1
+    p = "self_attn"
+    for (hd, kv, shared, k_eq_v), n in groups.items():
+        mods = [("q_proj", h, heads * hd, "attn_in")]
+        if not shared:
+            mods += [("k_proj", h, kv * hd, "attn_in")] + ([] if k_eq_v else [("v_proj", h, kv * hd, "attn_in")])
+        mods.append(("o_proj", heads * hd, h, "attn_out"))
+        for name, d_in, d_out, reads in mods:
+            out.append(Record(name, "attention", "linear", d_in, d_out, d_in * d_out, d_out if ab else 0, n, path=p,
+                              reads=reads))
+        out += [Record(name, "norm", "norm", weight=hd, copies=n, path=p)
+                for name in (("q_norm",) if shared else ("q_norm", "k_norm"))]
+    wide, i2 = _gemma4_double(c), 2 * c["intermediate_size"]
+    if wide:
+        out += [Record("gate_proj", "mlp", "linear", h, i2, h * i2, 0, wide, path="mlp", reads="mlp_in"),
+                Record("up_proj", "mlp", "linear", h, i2, h * i2, 0, wide, path="mlp", reads="mlp_in"),
+                Record("down_proj", "mlp", "linear", i2, h, h * i2, 0, wide, path="mlp", reads="mlp_act")]
+    hpl = c["hidden_size_per_layer_input"]
+    if hpl:
+        v = c["vocab_size_per_layer_input"]
+        out += [Record("embed_tokens_per_layer", "embedding", "embedding", v, L * hpl, v * L * hpl),
+                Record("per_layer_model_projection", "attention", "linear", h, L * hpl, h * L * hpl, 0, 1),
+                Record("per_layer_projection_norm", "norm", "norm", weight=hpl),
+                Record("per_layer_input_gate", "mlp", "linear", h, hpl, h * hpl, 0, L, reads="mlp_in"),
+                Record("per_layer_projection", "mlp", "linear", hpl, h, h * hpl, 0, L, reads="mlp_act")]
+    if c["enable_moe_block"]:
+        out += [Record("scale", "router", "param", weight=h, copies=L, path="router")]
+    return out
+
+
+def _gemma4_norms(c: dict) -> tuple[str, ...]:
+    names = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm")
+    if c["hidden_size_per_layer_input"]:
+        names += ("post_per_layer_input_norm",)
+    if c["enable_moe_block"]:
+        names += ("post_feedforward_layernorm_1", "post_feedforward_layernorm_2", "pre_feedforward_layernorm_2")
+    return names
+
+
 _TOWER_FAMILIES = (
     # Qwen2.5-VL's language model: Qwen2's (q, k, v biases), head_dim always hidden / heads
     Family("qwen2_5_vl_text", _d(152064, 8192, 29568, 80, 64, 8, None, False), head_dim="hidden", qkv_bias=True),
@@ -1149,6 +1241,21 @@ _TOWER_FAMILIES = (
     Family("mllama_text_model", _d(128256, 4096, 14336, 40, 32, 8, None, False, cross_attention_layers=None),
            derive=_mllama, extra=_mllama_extra, attn_layers=lambda c: c["num_hidden_layers"] - c["_cross_layers"],
            dropouts=(("mlp_out", "dropout", 0.0),)),
+    # Gemma 4: Gemma 3's layer (four norms, q/k norms) with full-attention layers of another head_dim, k/v shared
+    # across the last layers, per-layer input embeddings and an optional MoE block beside the dense MLP
+    Family("gemma4_text", _d(262144, 2304, 9216, 30, 8, 4, 256, True, attention_bias=False, sliding_window=512,
+                             layer_types=None, vocab_size_per_layer_input=262144, hidden_size_per_layer_input=256,
+                             attention_k_eq_v=False, num_kv_shared_layers=0, enable_moe_block=False,
+                             use_double_wide_mlp=False, num_experts=None, top_k_experts=None,
+                             moe_intermediate_size=None, global_head_dim=None, num_global_key_value_heads=None,
+                             per_layer_config=None),
+           norm_weight_fp32=True, final_softcap_key=("final_logit_softcapping", None), layer_norms=_gemma4_norms,
+           derive=_gemma4, extra=_gemma4_extra, attn_layers=lambda c: 0,
+           mlp_layers=lambda c: c["num_hidden_layers"] - _gemma4_double(c),
+           act_key="hidden_activation", act_default="gelu_pytorch_tanh",
+           moe=MoE("num_experts", "top_k_experts", "moe_intermediate_size", router="proj", router_kind="linear",
+                   path="router", sparse_layer=lambda c, i: c["enable_moe_block"],
+                   router_extra=("per_expert_scale", lambda c: c["num_experts"]))),
 )
 FAMILIES.update({f.model_type: f for f in _TOWER_FAMILIES})
 
@@ -1163,7 +1270,11 @@ KEY_KINDS.update({"attn_layer_indices": "ints", "mamba_conv_bias": "bool", "mamb
                   "shared_intermediate_size": 0})
 KEY_KINDS.update({"layers_block_type": "names", "hybrid_override_pattern": "str", "use_conv_bias": "bool",
                   "moe_latent_size": 0, "n_shared_experts": 0})
-KEY_KINDS.update({"moe_layers": "ints", "cross_attention_layers": "ints"})        # the text towers (Llama 4, Mllama)
+# the text towers (Llama 4, Mllama, Gemma 4)
+KEY_KINDS.update({"moe_layers": "ints", "cross_attention_layers": "ints", "per_layer_config": "mapping",
+                  "hidden_size_per_layer_input": 0, "num_kv_shared_layers": 0, "num_experts": 0, "top_k_experts": 0,
+                  "moe_intermediate_size": 0, "attention_k_eq_v": "bool", "enable_moe_block": "bool",
+                  "use_double_wide_mlp": "bool"})
 
 # ---- derived from the specs: what other modules read by name
 # transformers' attribute_map spellings, by family (models.resolve_config reads these)

@@ -375,6 +375,9 @@ def resolve_config(cfg: dict) -> dict:
         elif kind == "str":                     # a pattern string (Nemotron-H's hybrid_override_pattern), or null
             if c[key] is not None and not isinstance(c[key], str):
                 raise LoraCalcError(f"config.{key}", f"{key} must be a string (got {c[key]!r})")
+        elif kind == "mapping":                 # overrides by layer (Gemma 4's per_layer_config), or null; the
+            if c[key] is not None and not isinstance(c[key], dict):          # family's derive reads the values
+                raise LoraCalcError(f"config.{key}", f"{key} must be a mapping from layer numbers to settings")
         elif kind == "float":                   # a real number (LFM2's block_ffn_dim_multiplier), or null
             if c[key] is not None and (isinstance(c[key], bool) or not isinstance(c[key], (int, float))
                                        or not 0 < c[key] < 1e6):

@@ -126,6 +126,9 @@ TINY: dict[str, Tiny] = {
     "llama4_text": _t("moe_interleaved", head_dim=32, num_local_experts=4, intermediate_size_mlp=192,
                       interleave_moe_layer_step=2, pad_token_id=0, **_E4),
     "mllama_text_model": _t("cross_attention", cross_attention_layers=[1], pad_token_id=0),
+    "gemma4_text": _t("per_layer_attention", head_dim=32, global_head_dim=64, num_hidden_layers=4,
+                      layer_types=["sliding_attention", "full_attention"] * 2, vocab_size_per_layer_input=512,
+                      hidden_size_per_layer_input=16, pad_token_id=0),
 }
 
 

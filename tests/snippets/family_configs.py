@@ -264,6 +264,24 @@ def _cross_attention(model_type, k, rng, h, heads, kv, inter, layers, vocab):
     return c
 
 
+def _per_layer_attention(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Gemma 4: sliding and full layers of other head_dims, k/v shared by the last layers, per-layer inputs, MoE."""
+    n = layers + 3
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=n, vocab_size=vocab, head_dim=rng.choice([8, 16]), global_head_dim=rng.choice([16, 32]),
+             vocab_size_per_layer_input=rng.choice([50, 100]), hidden_size_per_layer_input=rng.choice([0, 8]))
+    if k % 2:
+        c["layer_types"] = ["sliding_attention", "full_attention"] * (n // 2) + ["full_attention"] * (n % 2)
+        c["num_kv_shared_layers"] = 2
+    if k % 3 == 1:
+        c["num_global_key_value_heads"] = 1
+    c["enable_moe_block"] = k % 4 == 2          # set, so that the random switches leave it alone
+    if k % 4 == 2:
+        c.update(num_experts=rng.choice([2, 4]), top_k_experts=rng.choice([1, 2]),
+                 moe_intermediate_size=rng.choice([32, 48]))
+    return c
+
+
 BUILDERS = {
     "dense": _dense, "dense_head_dim": _dense, "gpt_rotary": _gpt, "gpt_multi_query": _gpt,
     "moe_num_experts": _moe, "moe_local_experts": _moe, "moe_shared_dense_first": _moe, "moe_interval": _moe,
@@ -271,4 +289,5 @@ BUILDERS = {
     "linear_attention_hybrid": _hybrid, "short_conv_hybrid": _hybrid, "mamba_dense": _mamba_hybrid,
     "mamba_moe": _mamba_hybrid, "mamba_pattern": _mamba_pattern, "lightning_moe": _lightning_moe,
     "delta_hybrid": _delta_hybrid, "cross_attention": _cross_attention,
+    "per_layer_attention": _per_layer_attention,
 }
