@@ -1259,6 +1259,117 @@ _TOWER_FAMILIES = (
 )
 FAMILIES.update({f.model_type: f for f in _TOWER_FAMILIES})
 
+
+# ===================================================================== more text families (issue 26, 2026-12-07)
+
+def _mamba1(c: dict, n: int, path: str, dt_norms: bool) -> list[Record]:
+    """A Mamba(-1) mixer: in_proj makes x and the gate z; a depthwise causal conv over x; x_proj makes dt's low-rank
+    input, B and C; dt_proj widens dt; A_log (inner x state) and D; out_proj. Jamba adds RMSNorms over dt, B, C."""
+    h, inner, s, r = c["hidden_size"], c["mamba_expand"] * c["hidden_size"], c["mamba_d_state"], c["mamba_dt_rank"]
+    if r == "auto":
+        r = -(-h // 16)
+    pb, cb = c["mamba_proj_bias"], c["mamba_conv_bias"]
+    out = [Record("in_proj", "attention", "linear", h, 2 * inner, 2 * inner * h, 2 * inner if pb else 0, n, path=path,
+                  reads="attn_in"),
+           Record("conv1d", "attention", "conv", inner, inner, inner * c["mamba_d_conv"], inner if cb else 0, n,
+                  path=path),
+           Record("x_proj", "attention", "linear", inner, r + 2 * s, inner * (r + 2 * s), 0, n, path=path),
+           Record("dt_proj", "attention", "linear", r, inner, r * inner, inner, n, path=path),
+           Record("A_log", "attention", "param", weight=inner * s, copies=n, path=path),
+           Record("D", "attention", "param", weight=inner, copies=n, path=path),
+           Record("out_proj", "attention", "linear", inner, h, inner * h, h if pb else 0, n, path=path,
+                  reads="attn_out")]
+    if dt_norms:
+        out += [Record(name, "norm", "norm", weight=w, copies=n, path=path)
+                for name, w in (("dt_layernorm", r), ("b_layernorm", s), ("c_layernorm", s))]
+    return out
+
+
+def _jamba_attn(c: dict) -> int:
+    return sum(1 for i in range(c["num_hidden_layers"]) if i % c["attn_layer_period"] == c["attn_layer_offset"])
+
+
+def _jamba_refuse(c: dict) -> str | None:
+    for kind in ("attn", "expert"):
+        if c[f"{kind}_layer_offset"] >= c[f"{kind}_layer_period"]:
+            return f"{kind}_layer_offset must be smaller than {kind}_layer_period (transformers refuses the config)"
+    return None
+
+
+def _falcon_h1(c: dict) -> None:
+    c["_mamba_inner"] = c["mamba_d_ssm"] or c["mamba_expand"] * c["hidden_size"]
+
+
+def _falcon_h1_mixer(c: dict) -> list[Record]:
+    """Falcon-H1's Mamba-2 mixer, in every layer beside attention: out_proj's bias is projectors_bias, and the gated
+    RMSNorm exists only with mamba_rms_norm."""
+    out = []
+    for r in _mamba2(c, c["num_hidden_layers"], "mamba"):
+        if r.name == "norm" and not c["mamba_rms_norm"]:
+            continue
+        if r.name == "out_proj":
+            r = Record(r.name, r.role, r.kind, r.d_in, r.d_out, r.weight, r.d_out if c["projectors_bias"] else 0,
+                       r.copies, path=r.path, reads=r.reads)
+        out.append(r)
+    return out
+
+
+def _v32_kinds(c: dict) -> list[str]:
+    return _layer_kinds(c, "mlp_layer_types", lambda c, i: "dense" if i < c["first_k_dense_replace"] else "sparse")
+
+
+def _v32_indexer(c: dict) -> list[Record]:
+    """DeepSeek-V3.2's lightning indexer in every layer: wq_b from the q latent, wk, a LayerNorm over its head,
+    weights_proj giving each indexer head's weight."""
+    L, h, q = c["num_hidden_layers"], c["hidden_size"], c["q_lora_rank"]
+    n, d = c["index_n_heads"], c["index_head_dim"]
+    p = "self_attn.indexer"
+    return [Record("wq_b", "attention", "linear", q, n * d, q * n * d, 0, L, path=p, reads="q_latent"),
+            Record("wk", "attention", "linear", h, d, h * d, 0, L, path=p, reads="attn_in"),
+            Record("k_norm", "norm", "norm", weight=d, bias=d, copies=L, path=p),
+            Record("weights_proj", "attention", "linear", h, n, h * n, 0, L, path=p, reads="attn_in")]
+
+
+def _v32_refuse(c: dict) -> str | None:
+    if not c.get("q_lora_rank"):
+        return "deepseek_v32 needs q_lora_rank: its indexer reads the q latent (transformers 5.25 builds none without)"
+    _v32_kinds(c)
+    return None
+
+
+_MORE_FAMILIES = (
+    # Jamba: Mamba(-1) layers with attention every attn_layer_period-th, experts every expert_layer_period-th
+    Family("jamba", _d(65536, 4096, 14336, 32, 32, 8, None, False, num_experts=16, num_experts_per_tok=2,
+                       expert_layer_period=2, expert_layer_offset=1, attn_layer_period=8, attn_layer_offset=4,
+                       mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_dt_rank="auto", mamba_conv_bias=True,
+                       mamba_proj_bias=False),
+           mlp_names=("gate_proj", "up_proj", "down_proj"), layer_norms=("input_layernorm", "pre_ff_layernorm"),
+           final_norm="final_layernorm", attn_layers=_jamba_attn, refuse=_jamba_refuse,
+           extra=lambda c: _mamba1(c, c["num_hidden_layers"] - _jamba_attn(c), "mamba", True),
+           moe=MoE("num_experts", "num_experts_per_tok", "intermediate_size", router="router", path="feed_forward",
+                   sparse_layer=lambda c, i: c["num_experts"] > 1
+                   and i % c["expert_layer_period"] == c["expert_layer_offset"])),
+    # Falcon-H1: attention and a Mamba-2 mixer side by side in every layer, then the MLP
+    Family("falcon_h1", _d(128000, 4096, 14336, 32, 32, 8, None, False, attention_bias=False, mlp_bias=False,
+                           mamba_d_ssm=1024, mamba_n_heads=128, mamba_n_groups=1, mamba_d_state=256, mamba_d_conv=4,
+                           mamba_expand=2, mamba_conv_bias=True, mamba_proj_bias=False, mamba_rms_norm=False,
+                           projectors_bias=False),
+           qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias",
+           layer_norms=("input_layernorm", "pre_ff_layernorm"), final_norm="final_layernorm", derive=_falcon_h1,
+           extra=_falcon_h1_mixer, peft_refuses=("out_proj", "conv1d")),
+    # DeepSeek-V3.2: DeepSeek-V3 with a lightning indexer in each layer's attention
+    Family("deepseek_v32", _d(129280, 7168, 18432, 61, 128, 128, 64, False, attention_bias=False,
+                              first_k_dense_replace=3, n_routed_experts=256, n_shared_experts=1, num_experts_per_tok=8,
+                              moe_intermediate_size=2048, index_head_dim=128, index_n_heads=64, mlp_layer_types=None,
+                              **_MLA_KEYS),
+           attention="mla", derive=_deepseek, extra=_v32_indexer, refuse=_v32_refuse,     # mlp_bias is read by nothing
+           moe=MoE("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", shared="shared_experts",
+                   shared_width=lambda c: c["moe_intermediate_size"] * (c["n_shared_experts"] or 0),
+                   sparse_layer=lambda c, i: _v32_kinds(c)[i] == "sparse", peft_names=_QWEN_PEFT, router_fp32=True),
+           synonyms={"n_routed_experts": ("num_experts",)}),
+)
+FAMILIES.update({f.model_type: f for f in _MORE_FAMILIES})
+
 # how resolve_config validates a key that is not a positive integer: "bool", "names" (a list of layer kinds),
 # "ints" (a list of layer numbers), or an int: the lowest value allowed (0, or -1 meaning "the last layer")
 KEY_KINDS: dict[str, Any] = {
@@ -1275,6 +1386,9 @@ KEY_KINDS.update({"moe_layers": "ints", "cross_attention_layers": "ints", "per_l
                   "hidden_size_per_layer_input": 0, "num_kv_shared_layers": 0, "num_experts": 0, "top_k_experts": 0,
                   "moe_intermediate_size": 0, "attention_k_eq_v": "bool", "enable_moe_block": "bool",
                   "use_double_wide_mlp": "bool"})
+# Jamba, Falcon-H1, DeepSeek-V3.2
+KEY_KINDS.update({"mamba_dt_rank": "auto", "mamba_rms_norm": "bool", "projectors_bias": "bool",
+                  "mlp_layer_types": "names", "expert_layer_offset": 0, "attn_layer_offset": 0})
 
 # ---- derived from the specs: what other modules read by name
 # transformers' attribute_map spellings, by family (models.resolve_config reads these)

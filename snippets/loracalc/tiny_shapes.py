@@ -129,6 +129,12 @@ TINY: dict[str, Tiny] = {
     "gemma4_text": _t("per_layer_attention", head_dim=32, global_head_dim=64, num_hidden_layers=4,
                       layer_types=["sliding_attention", "full_attention"] * 2, vocab_size_per_layer_input=512,
                       hidden_size_per_layer_input=16, pad_token_id=0),
+    # ---- more text families (issue 26, 2026-12-07)
+    "jamba": _t("mamba1_moe", num_hidden_layers=4, num_experts=4, attn_layer_period=2, attn_layer_offset=1,
+                mamba_d_state=8, use_mamba_kernels=False, pad_token_id=0, **_E4),
+    "falcon_h1": _t("mamba_parallel", mamba_d_ssm=128, mamba_n_heads=4, mamba_d_head=32, mamba_n_groups=1,
+                    mamba_d_state=16, mamba_chunk_size=64, pad_token_id=0),
+    "deepseek_v32": _t("indexed_latent_moe", index_n_heads=4, index_head_dim=32, pad_token_id=0, **_MLA),
 }
 
 

@@ -282,6 +282,42 @@ def _per_layer_attention(model_type, k, rng, h, heads, kv, inter, layers, vocab)
     return c
 
 
+def _mamba1_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Jamba: Mamba(-1) layers, attention every attn_layer_period-th layer, experts every expert_layer_period-th."""
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=layers + 3, vocab_size=vocab, num_experts=rng.choice([1, 2, 4]),
+             num_experts_per_tok=1, attn_layer_period=rng.choice([2, 3]), attn_layer_offset=1,
+             expert_layer_period=rng.choice([1, 2]), expert_layer_offset=0, mamba_d_state=rng.choice([8, 16]),
+             use_mamba_kernels=False)
+    if k % 2:
+        c["mamba_dt_rank"] = rng.choice([4, 8])
+    return c
+
+
+def _mamba_parallel(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Falcon-H1: attention and a Mamba-2 mixer side by side in each layer."""
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=layers, vocab_size=vocab, mamba_n_heads=rng.choice([2, 4]), mamba_n_groups=1,
+             mamba_d_state=rng.choice([8, 16]), mamba_chunk_size=64)
+    c["mamba_d_ssm"] = [None, 64, 128][k % 3]
+    if k % 4 == 2:
+        c["head_dim"] = 16
+    return c
+
+
+def _indexed_latent_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """DeepSeek-V3.2: DeepSeek-V3's latent attention and experts, with an indexer in each layer."""
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=inter,
+             num_hidden_layers=layers + 1, vocab_size=vocab, n_routed_experts=rng.choice([2, 4]),
+             n_shared_experts=rng.choice([1, 2]), num_experts_per_tok=2, moe_intermediate_size=32,
+             first_k_dense_replace=rng.choice([0, 1]), q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8,
+             qk_nope_head_dim=rng.choice([8, 16]), v_head_dim=8, n_group=1, topk_group=1,
+             index_n_heads=rng.choice([2, 4]), index_head_dim=rng.choice([16, 32]))
+    if k % 3 == 2:
+        c["mlp_layer_types"] = ["sparse"] * c["num_hidden_layers"]
+    return c
+
+
 BUILDERS = {
     "dense": _dense, "dense_head_dim": _dense, "gpt_rotary": _gpt, "gpt_multi_query": _gpt,
     "moe_num_experts": _moe, "moe_local_experts": _moe, "moe_shared_dense_first": _moe, "moe_interval": _moe,
@@ -289,5 +325,6 @@ BUILDERS = {
     "linear_attention_hybrid": _hybrid, "short_conv_hybrid": _hybrid, "mamba_dense": _mamba_hybrid,
     "mamba_moe": _mamba_hybrid, "mamba_pattern": _mamba_pattern, "lightning_moe": _lightning_moe,
     "delta_hybrid": _delta_hybrid, "cross_attention": _cross_attention,
-    "per_layer_attention": _per_layer_attention,
+    "per_layer_attention": _per_layer_attention, "mamba1_moe": _mamba1_moe, "mamba_parallel": _mamba_parallel,
+    "indexed_latent_moe": _indexed_latent_moe,
 }
