@@ -1404,3 +1404,13 @@ ACTIVATIONS_CHECKED = frozenset(mt for mt, f in FAMILIES.items() if f.activation
 # linear-attention, short-convolution and Mamba-2 layers: -35% to -73% for qwen3_next, bamba, granitemoehybrid;
 # +23% for lfm2's LoRA run): left out, so their activation term is called rough. Measured with transformers'
 # torch paths on CPU (no flash-linear-attention or mamba-ssm kernels), which is what the page must say.
+# The text towers and families of 2026-12-07 are all left out (scripts/family_activation_check.py, same settings):
+# the hybrids again miss autograd's bytes by far (qwen3_5_text and qwen3_5_moe_text -35% to -58%, jamba -56% to
+# -78%, falcon_h1's full fine-tuning -59% to -63%; its LoRA runs fail as peft 0.21 refuses all-linear there);
+# gemma4_text's per-layer inputs, shared k/v and mixed head sizes are not in the estimate (-27% to +11%);
+# deepseek_v32's indexer is (full fine-tuning and QLoRA within 2.6%) but LoRA on its wq_b/wk/weights_proj reads
+# more than autograd keeps (+11% to +13%); llama4_text's full fine-tuning is -28% to -36% (chunked attention, the
+# router's sigmoid scores) and peft's LoRA step fails on its nn.Linear router, which returns a tuple
+# (AttributeError 'tuple' object has no attribute 'dtype', as for phimoe). qwen2_5_vl_text, qwen3_vl_text,
+# qwen3_vl_moe_text and mllama_text_model have no class AutoModelForCausalLM builds, which the measurement uses:
+# not measured, so rough.
