@@ -1337,6 +1337,19 @@ def _v32_refuse(c: dict) -> str | None:
     return None
 
 
+def _need_experts(c: dict) -> None:
+    if c["n_routed_experts"] is None:
+        raise LoraCalcError("config.n_routed_experts", "config.json lacks n_routed_experts, the routed experts of each "
+                                                       "MoE layer (transformers 5.25 builds no dots1 model without it)")
+
+
+def _hunyuan_moe(c: dict) -> None:
+    for key in ("num_experts", "moe_topk"):
+        if isinstance(c[key], list):
+            raise LoraCalcError(f"config.{key}", f"{key} given per layer is not described by loracalc's spec; a "
+                                                 "single number is counted")
+
+
 _MORE_FAMILIES = (
     # Jamba: Mamba(-1) layers with attention every attn_layer_period-th, experts every expert_layer_period-th
     Family("jamba", _d(65536, 4096, 14336, 32, 32, 8, None, False, num_experts=16, num_experts_per_tok=2,
@@ -1367,6 +1380,22 @@ _MORE_FAMILIES = (
                    shared_width=lambda c: c["moe_intermediate_size"] * (c["n_shared_experts"] or 0),
                    sparse_layer=lambda c, i: _v32_kinds(c)[i] == "sparse", peft_names=_QWEN_PEFT, router_fp32=True),
            synonyms={"n_routed_experts": ("num_experts",)}),
+    # dots.llm1: Qwen3-style attention (q/k norms), DeepSeek-style experts with shared ones after dense first layers
+    Family("dots1", _d(152064, 4608, 10944, 62, 32, 32, None, False, attention_bias=False, moe_intermediate_size=1408,
+                       n_shared_experts=None, n_routed_experts=None, num_experts_per_tok=None, first_k_dense_replace=0),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", derive=_need_experts,
+           moe=MoE("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size", shared="shared_experts",
+                   shared_width=lambda c: c["moe_intermediate_size"] * (c["n_shared_experts"] or 0),
+                   sparse_layer=lambda c, i: i >= c["first_k_dense_replace"], peft_names=_QWEN_PEFT)),
+    # Hunyuan-A13B: experts of intermediate_size in every layer beside a shared MLP of the same width; its router
+    # is an nn.Linear (gate.wg) that peft adapts
+    Family("hunyuan_v1_moe", _d(290943, 4096, 11008, 32, 32, None, None, False, attention_bias=False, num_experts=1,
+                                moe_topk=1),
+           qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head",
+           qk_norm_names=("query_layernorm", "key_layernorm"), derive=_hunyuan_moe,
+           refuse=_need_head_dim("hunyuan_v1_moe"),
+           moe=MoE("num_experts", "moe_topk", "intermediate_size", router="wg", router_kind="linear", path="mlp",
+                   shared="shared_mlp", shared_width=lambda c: c["intermediate_size"], peft_names=_QWEN_PEFT)),
 )
 FAMILIES.update({f.model_type: f for f in _MORE_FAMILIES})
 

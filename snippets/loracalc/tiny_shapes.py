@@ -135,6 +135,9 @@ TINY: dict[str, Tiny] = {
     "falcon_h1": _t("mamba_parallel", mamba_d_ssm=128, mamba_n_heads=4, mamba_d_head=32, mamba_n_groups=1,
                     mamba_d_state=16, mamba_chunk_size=64, pad_token_id=0),
     "deepseek_v32": _t("indexed_latent_moe", index_n_heads=4, index_head_dim=32, pad_token_id=0, **_MLA),
+    "dots1": _t("moe_shared_dense_first", n_routed_experts=4, moe_intermediate_size=64, n_shared_experts=1,
+                first_k_dense_replace=1, pad_token_id=0, **_E4),
+    "hunyuan_v1_moe": _t("moe_num_experts_head_dim", head_dim=32, num_experts=4, moe_topk=2, pad_token_id=0),
 }
 
 

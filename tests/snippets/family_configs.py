@@ -146,8 +146,10 @@ def _moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
              num_hidden_layers=layers + 1, vocab_size=vocab)
     e, top = rng.choice([2, 4, 6]), rng.choice([1, 2])
     vary, moe = TINY[model_type].vary, FAMILIES[model_type].moe
-    if vary in ("moe_num_experts", "moe_local_experts"):
+    if vary in ("moe_num_experts", "moe_local_experts", "moe_num_experts_head_dim"):
         c.update({moe.experts: e, moe.top_k: top})
+        if vary == "moe_num_experts_head_dim":          # a family transformers builds only with head_dim
+            c["head_dim"] = rng.choice([8, 16])
     elif vary == "moe_shared_dense_first":
         c.update(n_routed_experts=e, num_experts_per_tok=top, moe_intermediate_size=rng.choice([32, 48]),
                  n_shared_experts=rng.choice([0, 1, 2]), first_k_dense_replace=rng.choice([0, 1]),
@@ -321,7 +323,7 @@ def _indexed_latent_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
 BUILDERS = {
     "dense": _dense, "dense_head_dim": _dense, "gpt_rotary": _gpt, "gpt_multi_query": _gpt,
     "moe_num_experts": _moe, "moe_local_experts": _moe, "moe_shared_dense_first": _moe, "moe_interval": _moe,
-    "moe_interleaved": _moe,
+    "moe_interleaved": _moe, "moe_num_experts_head_dim": _moe,
     "linear_attention_hybrid": _hybrid, "short_conv_hybrid": _hybrid, "mamba_dense": _mamba_hybrid,
     "mamba_moe": _mamba_hybrid, "mamba_pattern": _mamba_pattern, "lightning_moe": _lightning_moe,
     "delta_hybrid": _delta_hybrid, "cross_attention": _cross_attention,

@@ -164,7 +164,7 @@ def test_qwen3_coder_next_total_is_the_published_total():
     ({"model_type": "gemma3", "text_config": {"model_type": "gemma3_text"}, "vision_config": {}},
      "pass its text_config (model_type 'gemma3_text')"),
     # a wrapper whose text_config it does not count: no advice that would lead to a second refusal
-    ({"model_type": "qwen3_vl", "text_config": {"model_type": "qwen3_vl_text"}, "vision_config": {}},
+    ({"model_type": "glm4v", "text_config": {"model_type": "glm4v_text"}, "vision_config": {}},
      "is not a type loracalc counts either"),
     # Qwen2.5-VL keeps its language model's keys at the top level, with no text_config
     ({"model_type": "qwen2_5_vl", "vision_config": {"depth": 32}, "hidden_size": 3584},
