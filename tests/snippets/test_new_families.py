@@ -118,13 +118,21 @@ PUBLISHED = {
                                                qk_rope_head_dim=64, qk_nope_head_dim=128, v_head_dim=128, n_group=8,
                                                topk_group=4, index_n_heads=64, index_head_dim=128, index_topk=2048,
                                                vocab_size=129280, tie_word_embeddings=False)),
+    # rednote-hilab/dots.llm1.inst config.json; copy: a trimmed copy of a 4-bit conversion's config.json in a public
+    # loader's tests (62 layers, 128 experts of 1408, 6 a token, 2 shared, the first layer dense)
+    "dots.llm1": ("dots1", dict(hidden_size=4096, num_hidden_layers=62, intermediate_size=10944, num_attention_heads=32,
+                                num_key_value_heads=32, vocab_size=152064, first_k_dense_replace=1,
+                                moe_intermediate_size=1408, n_routed_experts=128, n_shared_experts=2,
+                                num_experts_per_tok=6, attention_bias=False, tie_word_embeddings=False)),
 }
 
 # Published parameter counts (model cards, in billions as they round them) that the language model alone must meet:
 # (total or None, active or None, decimals given). Qwen2.5-7B "7.61B"; Qwen3-8B "8.2B"; Qwen3-30B-A3B "30.5B, 3.3B activated";
-# Llama 4 Scout "17B active" (109B total with its vision tower); Jamba Mini "12B active, 52B total"
+# Llama 4 Scout "17B active" (109B total with its vision tower); Jamba Mini "12B active, 52B total"; dots.llm1
+# "142B total, 14B activated"
 PUBLISHED_TOTALS = {"qwen2.5-vl-7b": (7.61, None, 2), "qwen3-vl-8b": (8.2, None, 1),
-                    "qwen3-vl-30b-a3b": (30.5, 3.3, 1), "llama-4-scout": (None, 17, 0), "jamba-mini-1.7": (52, 12, 0)}
+                    "qwen3-vl-30b-a3b": (30.5, 3.3, 1), "llama-4-scout": (None, 17, 0), "jamba-mini-1.7": (52, 12, 0),
+                    "dots.llm1": (142, 14, 0)}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_TOTALS))
