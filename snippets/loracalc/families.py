@@ -1051,6 +1051,18 @@ def _split_delta_net(c: dict) -> list[Record]:
     return split + recs
 
 
+def _qwen3_5_moe_extra(c: dict) -> list[Record]:
+    """Qwen3.5-MoE builds its shared expert whatever its width: at shared_expert_intermediate_size 0 its three
+    Linear modules hold no weight, yet peft still gives them LoRA matrices (A of rank x hidden, B of hidden x rank)."""
+    out = _split_delta_net(c)
+    if c["shared_expert_intermediate_size"] == 0:
+        h, L, p = c["hidden_size"], c["num_hidden_layers"], "mlp.shared_expert"
+        out += [Record("gate_proj", "shared_expert", "linear", h, 0, 0, 0, L, path=p, reads="mlp_in"),
+                Record("up_proj", "shared_expert", "linear", h, 0, 0, 0, L, path=p, reads="mlp_in"),
+                Record("down_proj", "shared_expert", "linear", 0, h, 0, 0, L, path=p, reads="shared_act")]
+    return out
+
+
 def _qwen3_5(c: dict) -> None:
     _qwen3_next(c)
     if c.get("intermediate_size") is None:       # Qwen3.5-MoE has no dense MLP: every layer is sparse
@@ -1224,7 +1236,7 @@ _TOWER_FAMILIES = (
                                   shared_expert_intermediate_size=512, num_experts_per_tok=8, num_experts=256,
                                   **_QWEN3_5_KEYS),
            qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", norm_weight_fp32=True,
-           derive=_qwen3_5, extra=_split_delta_net, attn_layers=_full_layers, mlp_layers=lambda c: 0,
+           derive=_qwen3_5, extra=_qwen3_5_moe_extra, attn_layers=_full_layers, mlp_layers=lambda c: 0,
            moe=MoE("num_experts", "num_experts_per_tok", "moe_intermediate_size", shared="shared_expert",
                    shared_width=lambda c: c["shared_expert_intermediate_size"], shared_gate="shared_expert_gate")),
     # Llama 4 (Scout, Maverick): routed experts stored (E, hidden, 2i) with a shared expert, dense layers between
