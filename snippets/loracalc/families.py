@@ -1414,7 +1414,8 @@ _MORE_FAMILIES = (
 FAMILIES.update({f.model_type: f for f in _MORE_FAMILIES})
 
 # how resolve_config validates a key that is not a positive integer: "bool", "names" (a list of layer kinds),
-# "ints" (a list of layer numbers), or an int: the lowest value allowed (0, or -1 meaning "the last layer")
+# "ints" (a list of layer numbers), "str", "float", "mapping" (settings by layer, read by the family's derive),
+# "auto" (a positive integer or "auto"), or an int: the lowest value allowed (0, or -1 meaning "the last layer")
 KEY_KINDS: dict[str, Any] = {
     "attention_out_bias": "bool", "lm_head_bias": "bool", "moe_layer_start_index": 0, "moe_layer_end_index": -1,
     "moe_num_shared_experts": 0, "shared_expert_intermediate_size": 0, "layer_types": "names", "full_attn_idxs": "ints", "conv_bias": "bool",
