@@ -1141,6 +1141,11 @@ def _gemma4(c: dict) -> None:
         raise LoraCalcError("config.num_kv_shared_layers", "num_kv_shared_layers must leave a layer of each kind "
                             "(sliding, full) before the shared ones, as transformers requires")
     over = c["per_layer_config"]
+    if over is not None:         # transformers writes the layer numbers as strings, zero-padded past 9 layers ("05")
+        try:
+            over = {int(k): v if isinstance(v, dict) else {} for k, v in over.items()}
+        except ValueError:
+            raise LoraCalcError("config.per_layer_config", "per_layer_config's keys must be layer numbers") from None
     if over is None:
         full = {"head_dim": c["global_head_dim"] or 512}
         if c["attention_k_eq_v"] and c["num_global_key_value_heads"]:
@@ -1148,7 +1153,7 @@ def _gemma4(c: dict) -> None:
         over = {i: full for i, k in enumerate(kinds) if k == "full_attention"}
     layers = []
     for i, kind in enumerate(kinds):
-        o = over.get(i, over.get(str(i), {}))
+        o = over.get(i, {})
         hd, kv = o.get("head_dim", c["head_dim"]), o.get("num_key_value_heads", c["num_key_value_heads"])
         if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in (hd, kv)) or c[
                 "num_attention_heads"] % kv:
