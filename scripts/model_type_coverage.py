@@ -169,7 +169,8 @@ def main() -> int:
             row.update(check_family(mt, args.configs) if mt in FAMILIES else check_refusal(mt))
         rows.append(row)
         print(f"{mt:28} {row['status']:8} {row.get('problem', '')[:100]}", flush=True)
-    # families loracalc counts that no auto mapping lists (none today) still belong on the page
+    # families loracalc counts that no auto mapping lists (the text towers of Qwen2.5-VL, Qwen3-VL and Mllama) still
+    # belong on the page
     for mt in sorted(set(FAMILIES) - set(types)):
         rows.append({"model_type": mt, "pipelines": [], **check_family(mt, args.configs)})
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("exact", "wrong", "refused", "untested")}

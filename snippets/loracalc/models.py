@@ -302,7 +302,8 @@ def get_model(name: Any) -> Architecture:
 
 # ---------------------------------------------------------------------------------- config.json
 SUPPORTED = tuple(FAMILIES)
-_NULLABLE = {"q_lora_rank", "sliding_window"}   # an explicit null: none (no q latent, no local attention)
+# an explicit null: none (no q latent, no local attention), or derived otherwise (Falcon-H1's mamba_d_ssm: expand x hidden)
+_NULLABLE = {"q_lora_rank", "sliding_window", "mamba_d_ssm"}
 _BOOL_KEYS = {"tie_word_embeddings", "attention_bias", "mlp_bias", "qkv_bias", "use_qkv_bias", "qk_layernorm",
               "use_parallel_residual", "use_qk_norm", "use_bias", "bias", "multi_query", "new_decoder_architecture",
               "parallel_attn", "add_cross_attention"}
@@ -372,6 +373,12 @@ def resolve_config(cfg: dict) -> dict:
         elif kind == "str":                     # a pattern string (Nemotron-H's hybrid_override_pattern), or null
             if c[key] is not None and not isinstance(c[key], str):
                 raise LoraCalcError(f"config.{key}", f"{key} must be a string (got {c[key]!r})")
+        elif kind == "mapping":                 # overrides by layer (Gemma 4's per_layer_config), or null; the
+            if c[key] is not None and not isinstance(c[key], dict):          # family's derive reads the values
+                raise LoraCalcError(f"config.{key}", f"{key} must be a mapping from layer numbers to settings")
+        elif kind == "auto":                    # a whole number, or "auto": the family derives it (Mamba's dt_rank)
+            if c[key] != "auto":
+                c[key] = as_int(c[key], f"config.{key}", 1, _LIMITS.get(key, 1 << 24), key)
         elif kind == "float":                   # a real number (LFM2's block_ffn_dim_multiplier), or null
             if c[key] is not None and (isinstance(c[key], bool) or not isinstance(c[key], (int, float))
                                        or not 0 < c[key] < 1e6):

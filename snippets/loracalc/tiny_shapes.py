@@ -27,6 +27,8 @@ _MLA = dict(num_key_value_heads=4, n_routed_experts=4, n_shared_experts=1, num_e
 _MAMBA = dict(num_hidden_layers=4, mamba_n_heads=4, mamba_d_head=64, mamba_n_groups=1, mamba_d_state=16,
               mamba_chunk_size=64, pad_token_id=0)
 _E4 = dict(num_experts_per_tok=2)
+_DELTA = dict(head_dim=32, num_hidden_layers=4, linear_num_key_heads=2, linear_num_value_heads=4,
+              linear_key_head_dim=32, linear_value_head_dim=32)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,28 @@ TINY: dict[str, Tiny] = {
     "ernie4_5_moe": _t("moe_interval", moe_num_experts=4, moe_k=2, moe_intermediate_size=64,
                        moe_num_shared_experts=1, pad_token_id=0),
     "ministral": _t("dense_head_dim", head_dim=32, pad_token_id=0),
+    # ---- text towers of vision-language models (issue 26, 2026-12-07)
+    "qwen2_5_vl_text": _t("dense"),
+    "qwen3_vl_text": _t("dense", head_dim=32),
+    "qwen3_vl_moe_text": _t("sparse_step_head_dim", num_experts=4, moe_intermediate_size=64, **_E4),
+    "qwen3_5_text": _t("delta_hybrid", **_DELTA),
+    "qwen3_5_moe_text": _t("delta_hybrid", intermediate_size=None, num_experts=4, moe_intermediate_size=64,
+                           shared_expert_intermediate_size=64, **_DELTA, **_E4),
+    "llama4_text": _t("moe_interleaved", head_dim=32, num_local_experts=4, intermediate_size_mlp=192,
+                      interleave_moe_layer_step=2, pad_token_id=0, **_E4),
+    "mllama_text_model": _t("cross_attention", cross_attention_layers=[1], pad_token_id=0),
+    "gemma4_text": _t("per_layer_attention", head_dim=32, global_head_dim=64, num_hidden_layers=4,
+                      layer_types=["sliding_attention", "full_attention"] * 2, vocab_size_per_layer_input=512,
+                      hidden_size_per_layer_input=16, pad_token_id=0),
+    # ---- more text families (issue 26, 2026-12-07)
+    "jamba": _t("mamba1_moe", num_hidden_layers=4, num_experts=4, attn_layer_period=2, attn_layer_offset=1,
+                mamba_d_state=8, use_mamba_kernels=False, pad_token_id=0, **_E4),
+    "falcon_h1": _t("mamba_parallel", mamba_d_ssm=128, mamba_n_heads=4, mamba_d_head=32, mamba_n_groups=1,
+                    mamba_d_state=16, mamba_chunk_size=64, pad_token_id=0),
+    "deepseek_v32": _t("indexed_latent_moe", index_n_heads=4, index_head_dim=32, pad_token_id=0, **_MLA),
+    "dots1": _t("moe_shared_dense_first", n_routed_experts=4, moe_intermediate_size=64, n_shared_experts=1,
+                first_k_dense_replace=1, pad_token_id=0, **_E4),
+    "hunyuan_v1_moe": _t("moe_num_experts_head_dim", head_dim=32, num_experts=4, moe_topk=2, pad_token_id=0),
 }
 
 

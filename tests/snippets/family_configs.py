@@ -146,14 +146,23 @@ def _moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
              num_hidden_layers=layers + 1, vocab_size=vocab)
     e, top = rng.choice([2, 4, 6]), rng.choice([1, 2])
     vary, moe = TINY[model_type].vary, FAMILIES[model_type].moe
-    if vary in ("moe_num_experts", "moe_local_experts"):
+    if vary in ("moe_num_experts", "moe_local_experts", "moe_num_experts_head_dim"):
         c.update({moe.experts: e, moe.top_k: top})
+        if vary == "moe_num_experts_head_dim":          # a family transformers builds only with head_dim
+            c["head_dim"] = rng.choice([8, 16])
     elif vary == "moe_shared_dense_first":
         c.update(n_routed_experts=e, num_experts_per_tok=top, moe_intermediate_size=rng.choice([32, 48]),
                  n_shared_experts=rng.choice([0, 1, 2]), first_k_dense_replace=rng.choice([0, 1]),
                  n_group=1, topk_group=1)
         if k % 2:
             c["head_dim"] = 16
+    elif vary == "moe_interleaved":            # Llama 4: dense layers of another width between sparse ones
+        c.update(num_local_experts=e, num_experts_per_tok=top, intermediate_size_mlp=rng.choice([64, 96]),
+                 head_dim=rng.choice([8, 16]))
+        if k % 3 == 1:
+            c["interleave_moe_layer_step"] = 2
+        if k % 3 == 2:
+            c["moe_layers"] = [c["num_hidden_layers"] - 1]
     elif vary == "moe_interval":
         c.update(moe_num_experts=e, moe_k=top, moe_intermediate_size=rng.choice([32, 48]),
                  moe_num_shared_experts=rng.choice([0, 1, 2]), moe_layer_start_index=rng.choice([0, 1]),
@@ -231,9 +240,93 @@ def _lightning_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
     return c
 
 
+def _delta_hybrid(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Qwen3.5: Gated DeltaNet layers and gated full attention, a dense MLP or routed experts (no dense layers)."""
+    n = layers + 3
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, num_hidden_layers=n, vocab_size=vocab,
+             linear_num_key_heads=2, linear_num_value_heads=rng.choice([2, 4]), linear_key_head_dim=8,
+             linear_value_head_dim=rng.choice([8, 16]), head_dim=rng.choice([8, 16]))
+    if FAMILIES[model_type].moe:
+        c.update(num_experts=rng.choice([2, 4]), num_experts_per_tok=rng.choice([1, 2]),
+                 moe_intermediate_size=rng.choice([32, 48]), shared_expert_intermediate_size=rng.choice([0, 64]))
+    else:
+        c["intermediate_size"] = inter
+    if k % 3 == 1:
+        c["full_attention_interval"] = 2
+    if k % 3 == 2:
+        c["layer_types"] = ["full_attention", "linear_attention"] * (n // 2) + ["linear_attention"] * (n % 2)
+    return c
+
+
+def _cross_attention(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Mllama's language model: cross-attention layers among the self-attention ones."""
+    c = _dense(model_type, k, rng, h, heads, kv, inter, layers + 2, vocab)
+    c.pop("head_dim", None)
+    c["cross_attention_layers"] = [[1], [0, 2], []][k % 3]
+    return c
+
+
+def _per_layer_attention(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Gemma 4: sliding and full layers of other head_dims, k/v shared by the last layers, per-layer inputs, MoE."""
+    n = layers + 3
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=n, vocab_size=vocab, head_dim=rng.choice([8, 16]), global_head_dim=rng.choice([16, 32]),
+             vocab_size_per_layer_input=rng.choice([50, 100]), hidden_size_per_layer_input=rng.choice([0, 8]))
+    if k % 2:
+        c["layer_types"] = ["sliding_attention", "full_attention"] * (n // 2) + ["full_attention"] * (n % 2)
+        c["num_kv_shared_layers"] = 2
+    if k % 3 == 1:
+        c["num_global_key_value_heads"] = 1
+    c["enable_moe_block"] = k % 4 == 2          # set, so that the random switches leave it alone
+    if k % 4 == 2:
+        c.update(num_experts=rng.choice([2, 4]), top_k_experts=rng.choice([1, 2]),
+                 moe_intermediate_size=rng.choice([32, 48]))
+    return c
+
+
+def _mamba1_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Jamba: Mamba(-1) layers, attention every attn_layer_period-th layer, experts every expert_layer_period-th."""
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=layers + 3, vocab_size=vocab, num_experts=rng.choice([1, 2, 4]),
+             num_experts_per_tok=1, attn_layer_period=rng.choice([2, 3]), attn_layer_offset=1,
+             expert_layer_period=rng.choice([1, 2]), expert_layer_offset=0, mamba_d_state=rng.choice([8, 16]),
+             use_mamba_kernels=False)
+    if k % 2:
+        c["mamba_dt_rank"] = rng.choice([4, 8])
+    return c
+
+
+def _mamba_parallel(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """Falcon-H1: attention and a Mamba-2 mixer side by side in each layer."""
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=kv, intermediate_size=inter,
+             num_hidden_layers=layers, vocab_size=vocab, mamba_n_heads=rng.choice([2, 4]), mamba_n_groups=1,
+             mamba_d_state=rng.choice([8, 16]), mamba_chunk_size=64)
+    c["mamba_d_ssm"] = [None, 64, 128][k % 3]
+    if k % 4 == 2:
+        c["head_dim"] = 16
+    return c
+
+
+def _indexed_latent_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    """DeepSeek-V3.2: DeepSeek-V3's latent attention and experts, with an indexer in each layer."""
+    c = dict(hidden_size=h, num_attention_heads=heads, num_key_value_heads=heads, intermediate_size=inter,
+             num_hidden_layers=layers + 1, vocab_size=vocab, n_routed_experts=rng.choice([2, 4]),
+             n_shared_experts=rng.choice([1, 2]), num_experts_per_tok=2, moe_intermediate_size=32,
+             first_k_dense_replace=rng.choice([0, 1]), q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8,
+             qk_nope_head_dim=rng.choice([8, 16]), v_head_dim=8, n_group=1, topk_group=1,
+             index_n_heads=rng.choice([2, 4]), index_head_dim=rng.choice([16, 32]))
+    if k % 3 == 2:
+        c["mlp_layer_types"] = ["sparse"] * c["num_hidden_layers"]
+    return c
+
+
 BUILDERS = {
     "dense": _dense, "dense_head_dim": _dense, "gpt_rotary": _gpt, "gpt_multi_query": _gpt,
     "moe_num_experts": _moe, "moe_local_experts": _moe, "moe_shared_dense_first": _moe, "moe_interval": _moe,
+    "moe_interleaved": _moe, "moe_num_experts_head_dim": _moe,
     "linear_attention_hybrid": _hybrid, "short_conv_hybrid": _hybrid, "mamba_dense": _mamba_hybrid,
     "mamba_moe": _mamba_hybrid, "mamba_pattern": _mamba_pattern, "lightning_moe": _lightning_moe,
+    "delta_hybrid": _delta_hybrid, "cross_attention": _cross_attention,
+    "per_layer_attention": _per_layer_attention, "mamba1_moe": _mamba1_moe, "mamba_parallel": _mamba_parallel,
+    "indexed_latent_moe": _indexed_latent_moe,
 }

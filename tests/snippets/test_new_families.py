@@ -48,7 +48,104 @@ PUBLISHED = {
                                          conv_kernel=4, expand=2, num_attention_heads=32, num_key_value_heads=8,
                                          vocab_size=131072, tie_word_embeddings=False, mlp_bias=False,
                                          mamba_proj_bias=False, pad_token_id=0)),
+    # ---- text towers and more families (2026-12-07). Qwen/Qwen2.5-VL-7B-Instruct config.json keeps its language
+    # model's keys at the top level (Qwen2.5-7B's shape: hidden 3584, 28 layers, 28 heads, 4 kv heads, vocabulary
+    # 152064, untied); copy: the Qwen2.5-7B shape as the Qwen2.5 model card's table gives it
+    "qwen2.5-vl-7b": ("qwen2_5_vl_text", dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                                              num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
+                                              tie_word_embeddings=False)),
+    # Qwen/Qwen3-VL-8B-Instruct text_config: Qwen3-8B's shape (36 layers, hidden 4096, MLP 12288, 32 heads, 8 kv)
+    "qwen3-vl-8b": ("qwen3_vl_text", dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                                          num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                                          vocab_size=151936, tie_word_embeddings=False)),
+    # Qwen/Qwen3-VL-30B-A3B-Instruct text_config: Qwen3-30B-A3B's shape (48 layers, 128 experts of 768, 8 a token)
+    "qwen3-vl-30b-a3b": ("qwen3_vl_moe_text", dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=48,
+                                                   num_attention_heads=32, num_key_value_heads=4, head_dim=128,
+                                                   moe_intermediate_size=768, num_experts=128, num_experts_per_tok=8,
+                                                   decoder_sparse_step=1, mlp_only_layers=[], vocab_size=151936,
+                                                   tie_word_embeddings=False)),
+    # Qwen/Qwen3.5-27B text_config; copy: a Qwen3_5Config built in a public test from that file (64 layers, hidden
+    # 5120, MLP 17408, 24 heads, 4 kv heads of 256, DeltaNet 16 key / 48 value heads of 128, full attention every
+    # 4th layer) and a training script giving its untied embeddings and vocabulary 248320
+    "qwen3.5-27b": ("qwen3_5_text", dict(hidden_size=5120, intermediate_size=17408, num_hidden_layers=64,
+                                         num_attention_heads=24, num_key_value_heads=4, head_dim=256,
+                                         linear_num_key_heads=16, linear_num_value_heads=48, linear_key_head_dim=128,
+                                         linear_value_head_dim=128, linear_conv_kernel_dim=4,
+                                         full_attention_interval=4, vocab_size=248320, tie_word_embeddings=False)),
+    # meta-llama/Llama-4-Scout-17B-16E text_config (16 experts, one a token, a shared expert, MoE in every layer)
+    "llama-4-scout": ("llama4_text", dict(hidden_size=5120, intermediate_size=8192, intermediate_size_mlp=16384,
+                                          num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8,
+                                          head_dim=128, num_local_experts=16, num_experts_per_tok=1,
+                                          interleave_moe_layer_step=1, vocab_size=202048, tie_word_embeddings=False,
+                                          pad_token_id=200018)),
+    # meta-llama/Llama-3.2-11B-Vision text_config (Llama-3.1-8B's shape, cross-attention in 8 of 40 layers)
+    "llama-3.2-11b-vision": ("mllama_text_model", dict(hidden_size=4096, intermediate_size=14336,
+                                                       num_hidden_layers=40, num_attention_heads=32,
+                                                       num_key_value_heads=8, vocab_size=128256,
+                                                       cross_attention_layers=[3, 8, 13, 18, 23, 28, 33, 38],
+                                                       tie_word_embeddings=False)),
+    # google/gemma-4-26B-A4B-it text_config; copy: a test header transcribing a re-quantized upload's config.json
+    # (30 layers of 2816, five sliding layers to one full, 128 experts of 704, 8 a token, beside a 2112-wide MLP)
+    "gemma-4-26b-a4b": ("gemma4_text", dict(hidden_size=2816, intermediate_size=2112, num_hidden_layers=30,
+                                            num_attention_heads=16, num_key_value_heads=8, head_dim=256,
+                                            global_head_dim=512, num_global_key_value_heads=2, attention_k_eq_v=True,
+                                            enable_moe_block=True, num_experts=128, top_k_experts=8,
+                                            moe_intermediate_size=704, hidden_size_per_layer_input=0,
+                                            num_kv_shared_layers=0, use_double_wide_mlp=False,
+                                            layer_types=["sliding_attention" if (i + 1) % 6 else "full_attention"
+                                                         for i in range(30)],
+                                            sliding_window=1024, final_logit_softcapping=30.0, vocab_size=262144,
+                                            vocab_size_per_layer_input=262144, tie_word_embeddings=True,
+                                            pad_token_id=0)),
+    # ai21labs/AI21-Jamba-Mini-1.7 config.json (Jamba-v0.1's shape: 32 layers, attention every 8th, 16 experts)
+    "jamba-mini-1.7": ("jamba", dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                     num_attention_heads=32, num_key_value_heads=8, num_experts=16,
+                                     num_experts_per_tok=2, expert_layer_period=2, expert_layer_offset=1,
+                                     attn_layer_period=8, attn_layer_offset=4, mamba_d_state=16, mamba_d_conv=4,
+                                     mamba_expand=2, mamba_dt_rank=256, mamba_conv_bias=True, mamba_proj_bias=False,
+                                     vocab_size=65536, tie_word_embeddings=False, use_mamba_kernels=False)),
+    # tiiuae/Falcon-H1-7B-Instruct config.json; copy: a "FALCON_H1_7B_HF" fixture in a public sizing test
+    "falcon-h1-7b": ("falcon_h1", dict(hidden_size=3072, num_hidden_layers=44, num_attention_heads=12,
+                                       num_key_value_heads=2, head_dim=128, intermediate_size=12288,
+                                       vocab_size=130048, tie_word_embeddings=False, mamba_d_state=256,
+                                       mamba_n_groups=1, mamba_n_heads=24, mamba_d_head=128, mamba_d_ssm=3072,
+                                       mamba_expand=2, mamba_d_conv=4, mamba_chunk_size=128)),
+    # deepseek-ai/DeepSeek-V3.2-Exp config.json: DeepSeek-V3's shape and an indexer of 64 heads of 128
+    "deepseek-v3.2-exp": ("deepseek_v32", dict(hidden_size=7168, intermediate_size=18432, moe_intermediate_size=2048,
+                                               num_hidden_layers=61, num_attention_heads=128, num_key_value_heads=128,
+                                               n_routed_experts=256, n_shared_experts=1, num_experts_per_tok=8,
+                                               first_k_dense_replace=3, q_lora_rank=1536, kv_lora_rank=512,
+                                               qk_rope_head_dim=64, qk_nope_head_dim=128, v_head_dim=128, n_group=8,
+                                               topk_group=4, index_n_heads=64, index_head_dim=128, index_topk=2048,
+                                               vocab_size=129280, tie_word_embeddings=False)),
+    # rednote-hilab/dots.llm1.inst config.json; copy: a trimmed copy of a 4-bit conversion's config.json in a public
+    # loader's tests (62 layers, 128 experts of 1408, 6 a token, 2 shared, the first layer dense)
+    "dots.llm1": ("dots1", dict(hidden_size=4096, num_hidden_layers=62, intermediate_size=10944, num_attention_heads=32,
+                                num_key_value_heads=32, vocab_size=152064, first_k_dense_replace=1,
+                                moe_intermediate_size=1408, n_routed_experts=128, n_shared_experts=2,
+                                num_experts_per_tok=6, attention_bias=False, tie_word_embeddings=False)),
 }
+
+# Published parameter counts (model cards, in billions as they round them) that the language model alone must meet:
+# (total or None, active or None, decimals given). Qwen2.5-7B "7.61B"; Qwen3-8B "8.2B"; Qwen3-30B-A3B "30.5B, 3.3B activated";
+# Llama 4 Scout "17B active" (109B total with its vision tower); Jamba Mini "12B active, 52B total"; dots.llm1
+# "142B total, 14B activated"
+PUBLISHED_TOTALS = {"qwen2.5-vl-7b": (7.61, None, 2), "qwen3-vl-8b": (8.2, None, 1),
+                    "qwen3-vl-30b-a3b": (30.5, 3.3, 1), "llama-4-scout": (None, 17, 0), "jamba-mini-1.7": (52, 12, 0),
+                    "dots.llm1": (142, 14, 0)}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_TOTALS))
+def test_text_towers_meet_the_published_sizes(name):
+    from loracalc.models import active_params
+    model_type, cfg = PUBLISHED[name]
+    arch = loracalc.model_from_config({"model_type": model_type, **cfg})
+    total, active, places = PUBLISHED_TOTALS[name]
+    # within one unit of the last digit given: the cards round or truncate (Qwen2.5-7B's 7,615,616,512 is "7.61B")
+    if total is not None:
+        assert abs(loracalc.total_params(arch) / 1e9 - total) < 10 ** -places
+    if active is not None:
+        assert abs(active_params(arch) / 1e9 - active) < 10 ** -places
 
 
 @pytest.mark.slow
@@ -76,7 +173,7 @@ def test_qwen3_coder_next_total_is_the_published_total():
     ({"model_type": "llava_next_video", "text_config": {"model_type": "llama"}, "vision_config": {}},
      "pass its text_config (model_type 'llama')"),
     # a wrapper whose text_config it does not count: no advice that would lead to a second refusal
-    ({"model_type": "qwen3_vl", "text_config": {"model_type": "qwen3_vl_text"}, "vision_config": {}},
+    ({"model_type": "glm4v", "text_config": {"model_type": "glm4v_text"}, "vision_config": {}},
      "is not a type loracalc counts either"),
     # Qwen2.5-VL keeps its language model's keys at the top level, with no text_config
     ({"model_type": "qwen2_5_vl", "vision_config": {"depth": 32}, "hidden_size": 3584},
