@@ -103,6 +103,9 @@ def layer_caches(arch: Architecture, tensor_parallel: int = 1) -> tuple[list[tup
     c, fam = arch.config, arch.family
     layers = c["num_hidden_layers"]
     attn = fam.attn_layers(c) if fam.attn_layers else layers
+    if attn == 0:   # a family whose attention is described apart (gemma4_text's per-layer shapes): not modelled
+        raise LoraCalcError("model", f"{arch.model_type}'s KV cache is not modelled by loracalc (its attention "
+                                     "layers have per-layer shapes the cache formula does not read yet)")
     if fam.attention == "mla":
         per_token = c["kv_lora_rank"] + c["qk_rope_head_dim"]
     else:
