@@ -1,5 +1,5 @@
-"""Measure peft's DoRA on tiny models (CPU) and record the bytes into tests/snippets/data/dora_measured.json,
-which the fast tests in test_recorded_dora.py ask the engine to predict again.
+"""Measure peft's DoRA on tiny models and the losses' algorithms (CPU), and record the bytes into tests/snippets/data/stack_measured.json,
+which the fast tests in test_dora_recorded.py and test_losses_recorded.py ask the engine to predict again.
 
 The measurements are those of the slow tests in test_memory_stacks.py, with the same helpers:
 
@@ -8,13 +8,15 @@ The measurements are those of the slow tests in test_memory_stacks.py, with the 
   autocast, and in the backward's recomputation under gradient checkpointing;
 * ``saved``: the bytes autograd keeps for backward (saved_tensors_hooks) with DoRA minus without, for a few
   targets, methods, adapter dtypes, dropouts and checkpointing; and the magnitude vectors' values and bytes
-  (parameters, gradients and AdamW's moments after one step).
+  (parameters, gradients and AdamW's moments after one step);
+* ``loss``: the loss's peak and saved bytes for each loss the engine knows (stack_losses.py's algorithms),
+  on two vocabulary / tokens / hidden shapes.
 
 Regenerate (about a minute on two cores; rows keep their own versions and date):
 
-    OMP_NUM_THREADS=1 PYTHONPATH=snippets .venv/bin/python -m tests.snippets.dora_record
+    OMP_NUM_THREADS=1 PYTHONPATH=snippets .venv/bin/python -m tests.snippets.stack_record
 
-or ``RECORD_DORA=1 .venv/bin/python -m pytest tests/snippets/test_memory_stacks.py -m slow -k dora_records``,
+or ``RECORD_STACKS=1 .venv/bin/python -m pytest tests/snippets/test_memory_stacks.py -m slow -k stack_records``,
 which measures every recorded row again and compares it with the file (and rewrites the file when asked).
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "data" / "dora_measured.json"
+OUT = Path(__file__).resolve().parent / "data" / "stack_measured.json"
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "gpu_labs"))
 
 # what is measured; each (kind, settings) is one row of the file
@@ -134,6 +136,45 @@ def magnitude_bytes(model) -> dict:
             "magnitude_bytes": sum(p.nbytes + p.grad.nbytes for p in mags) + moments}
 
 
+LOSS_SHAPES = [(2048, 256, 64), (3000, 196, 96)]     # vocabulary, tokens, hidden (196: not a multiple of 8 chunks)
+
+
+def measure_losses(V: int, T: int, H: int) -> dict[str, int]:
+    """The losses of stack_losses.py (transformers' own loss; torchtune's chunked loss, eager and compiled;
+    Liger's and Cut Cross-Entropy's algorithms in torch ops) on bf16 inputs: the profiler's peak of forward and
+    backward, and the bytes autograd saves (the output layer's weight excluded), as test_memory_stacks.py's
+    loss tests measure them."""
+    import torch
+    import torch.nn.functional as F
+    from transformers.loss.loss_utils import ForCausalLMLoss
+    from tests.snippets.stack_losses import _CutCrossEntropy, _FusedLinearCE, peak_bytes, saved_bytes
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(T, H, generator=g).to(torch.bfloat16).requires_grad_()
+    w = torch.randn(V, H, generator=g).to(torch.bfloat16)
+    y = torch.randint(0, V, (T,), generator=g)
+
+    def full():
+        logits = (x @ w.t()).unsqueeze(0)             # the model's bf16 logits, alive through backward
+        ForCausalLMLoss(logits, y.unsqueeze(0), vocab_size=V).backward()
+        return logits
+
+    def chunked(n=8):
+        logits = [c @ w.t() for c in x.chunk(n)]
+        loss = sum(F.cross_entropy(c.float(), t, reduction="sum") for c, t in zip(logits, y.chunk(n))) / T
+        del logits
+        return loss
+
+    ce = torch.compile(lambda c, t: F.cross_entropy(c.float(), t, reduction="sum"))
+    logits = (x @ w.t()).detach().requires_grad_()
+    return {"full_peak": peak_bytes(full), "chunked_peak": peak_bytes(lambda: chunked().backward()),
+            "chunked_saved": saved_bytes(chunked, exclude=[w]),
+            "compiled_chunk_saved_less_labels": saved_bytes(lambda: ce(logits, y)) - 8 * T,
+            "fused_linear_saved": saved_bytes(lambda: _FusedLinearCE.apply(x, w, y), exclude=[w]),
+            "fused_linear_peak": peak_bytes(lambda: _FusedLinearCE.apply(x, w, y).backward()),
+            "cce_saved": saved_bytes(lambda: _CutCrossEntropy.apply(x * 1, w, y), exclude=[w]),
+            "cce_peak": peak_bytes(lambda: _CutCrossEntropy.apply(x * 1, w, y).backward())}
+
+
 def measure_all() -> dict:
     import torch
     torch.set_num_threads(1)
@@ -150,9 +191,12 @@ def measure_all() -> dict:
                          "lora_dropout": dropout, "gradient_checkpointing": gc, "rank": 8, "batch_size": BATCH,
                          "seq_len": SEQ, "autocast": False,
                          "measured_bytes": measure_saved(method, adapter, targets, dropout, gc, tmp), **stamp})
+    for V, T, H in LOSS_SHAPES:
+        rows.append({"kind": "loss", "vocab": V, "tokens": T, "hidden": H, "logits_dtype": "bfloat16",
+                     "measured_bytes": measure_losses(V, T, H), **stamp})
     config = {k: v for k, v in DORA_TINY.items() if k != "max_position_embeddings"}
-    return {"about": "peft DoRA measured on CPU by tests/snippets/dora_record.py (regenerate: python -m "
-                     "tests.snippets.dora_record); test_recorded_dora.py asks the engine again",
+    return {"about": "peft DoRA and the losses measured on CPU by tests/snippets/stack_record.py (regenerate: python -m "
+                     "tests.snippets.stack_record); test_dora_recorded.py and test_losses_recorded.py ask the engine again",
             "config": config, "rows": rows}
 
 

@@ -1,5 +1,5 @@
-"""Recompute, don't replay: peft's DoRA measured on tiny CPU models (tests/snippets/dora_record.py, which the
-slow test ``test_dora_records_remeasured`` in test_memory_stacks.py checks and can rewrite), predicted again by
+"""Recompute, don't replay: peft's DoRA measured on tiny CPU models (tests/snippets/stack_record.py, which the
+slow test ``test_stack_records_remeasured`` in test_memory_stacks.py checks and can rewrite), predicted again by
 the engine as it is now, without importing torch.
 
 Tolerances are the slow tests': the weight norm's temporaries exactly (but 16 bytes of 0-dim scalars inside
@@ -16,7 +16,7 @@ import pytest
 import loracalc
 from loracalc.dora import dora_transient
 
-DATA = json.loads((Path(__file__).resolve().parent / "data" / "dora_measured.json").read_text())
+DATA = json.loads((Path(__file__).resolve().parent / "data" / "stack_measured.json").read_text())
 ARCH = loracalc.model_from_config(DATA["config"])
 TRANSIENT = [r for r in DATA["rows"] if r["kind"] == "transient"]
 SAVED = [r for r in DATA["rows"] if r["kind"] == "saved"]
