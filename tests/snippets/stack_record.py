@@ -40,6 +40,10 @@ TRANSIENT = [
     ("lora", "fp32", True, False), ("qlora-paper", "bf16", True, False),
     ("lora", "fp32", False, True), ("qlora", "fp32", False, True),
 ]
+# a wider MLP (down_proj 1024 -> 128): under autocast with fp32 adapters the identity, its bf16 copy and B A
+# (while lora_B runs) outweigh the weight-sized tensors at the sum
+WIDE = {"intermediate_size": 1024}
+TRANSIENT_WIDE = [("lora", "fp32", True, False)]
 SAVED = [
     # method, adapter dtype, targets, dropout, gradient checkpointing
     ("lora", "fp32", "q,v", 0.0, False), ("lora", "fp32", "q,v", 0.1, False),
@@ -73,8 +77,17 @@ def _cuda_autocast_meaning():
         torch.is_autocast_enabled = real
 
 
-def measure_transient(method: str, adapter: str, autocast: bool, gc: bool, model_dir: str) -> dict[str, int]:
+def measure_transient(method: str, adapter: str, autocast: bool, gc: bool, model_dir: str,
+                      overrides: dict | None = None) -> dict[str, int]:
     import torch
+    from tests.snippets import test_memory_stacks as stacks
+    if overrides:
+        tiny = stacks.DORA_TINY
+        stacks.DORA_TINY = {**tiny, **overrides}
+        try:
+            return measure_transient(method, adapter, autocast, gc, os.path.join(model_dir, "wide"))
+        finally:
+            stacks.DORA_TINY = tiny
     from tests.snippets.test_memory_stacks import (DORA_TINY, _dora_forward_peaks, _dora_model,
                                                    _qlora_paper_model)
     ids = torch.randint(0, DORA_TINY["vocab_size"], (1, 4), generator=torch.Generator().manual_seed(0))
@@ -175,6 +188,13 @@ def measure_losses(V: int, T: int, H: int) -> dict[str, int]:
             "cce_peak": peak_bytes(lambda: _CutCrossEntropy.apply(x * 1, w, y).backward())}
 
 
+def wide_rows(tmp: str, stamp: dict) -> list[dict]:
+    return [{"kind": "transient", "method": method, "adapter": adapter, "autocast": autocast,
+             "gradient_checkpointing": gc, "targets": "all-linear", "rank": 8, "tokens": 4, "config_overrides": WIDE,
+             "measured_bytes": measure_transient(method, adapter, autocast, gc, tmp, WIDE), **stamp}
+            for method, adapter, autocast, gc in TRANSIENT_WIDE]
+
+
 def measure_all() -> dict:
     import torch
     torch.set_num_threads(1)
@@ -186,6 +206,7 @@ def measure_all() -> dict:
             rows.append({"kind": "transient", "method": method, "adapter": adapter, "autocast": autocast,
                          "gradient_checkpointing": gc, "targets": "all-linear", "rank": 8, "tokens": 4,
                          "measured_bytes": measure_transient(method, adapter, autocast, gc, tmp), **stamp})
+        rows += wide_rows(tmp, stamp)
         for method, adapter, targets, dropout, gc in SAVED:
             rows.append({"kind": "saved", "method": method, "adapter": adapter, "targets": targets,
                          "lora_dropout": dropout, "gradient_checkpointing": gc, "rank": 8, "batch_size": BATCH,

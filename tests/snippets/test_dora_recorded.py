@@ -25,7 +25,13 @@ SCALARS = 16     # LLM.int8's dequantization with bf16 adapters: two 0-dim scala
 
 def _tid(r: dict) -> str:
     return (f"{r['method']}-{r['adapter']}{'-autocast' if r['autocast'] else ''}"
-            f"{'-gc' if r['gradient_checkpointing'] else ''}")
+            f"{'-gc' if r['gradient_checkpointing'] else ''}{'-wide' if r.get('config_overrides') else ''}")
+
+
+def _arch(r: dict):
+    """The recorded config, with the row's overrides (a wider MLP for one row)."""
+    return loracalc.model_from_config({**DATA["config"], **r["config_overrides"]}) if r.get("config_overrides") \
+        else ARCH
 
 
 def _sid(r: dict) -> str:
@@ -42,7 +48,7 @@ def _cached_casts(r: dict, name: str) -> int:
     and B (rank 8: 2 B x 8 x (in + out)), persistent and counted with the activations, not in the transient."""
     if not (r["autocast"] and r["method"] == "lora" and r["adapter"] == "fp32"):
         return 0
-    rec = next(x for x in ARCH.layer_linears() if x.name == name)
+    rec = next(x for x in _arch(r).layer_linears() if x.name == name)
     return 2 * r["rank"] * (rec.d_in + rec.d_out)
 
 
@@ -66,7 +72,7 @@ def test_dora_transient_recomputed_per_module(row):
                                           "down_proj"}
     for name, peak in row["measured_bytes"].items():
         want = peak - _cached_casts(row, name)
-        got = dora_transient(ARCH, method, (name,), row["rank"], a, s, row["autocast"])[0]
+        got = dora_transient(_arch(row), method, (name,), row["rank"], a, s, row["autocast"])[0]
         assert got == pytest.approx(want, abs=SCALARS), (name, got, want)
 
 
@@ -76,7 +82,7 @@ def test_dora_transient_term_is_the_largest_module(row):
     the largest module's peak: down_proj, whose input width squared (the identity) outweighs gate_proj."""
     kw = {"recipe": "qlora-paper"} if row["method"] == "qlora-paper" else {
         "adapter_dtype": row["adapter"], "autocast": row["autocast"]}
-    est = loracalc.estimate_memory(ARCH, method="qlora" if row["method"] == "qlora-paper" else row["method"],
+    est = loracalc.estimate_memory(_arch(row), method="qlora" if row["method"] == "qlora-paper" else row["method"],
                                    rank=row["rank"], targets=row["targets"], dora=True, batch_size=1,
                                    seq_len=row["tokens"], gradient_checkpointing=row["gradient_checkpointing"], **kw)
     assert bool(est.settings["autocast"]) == row["autocast"]
