@@ -90,6 +90,7 @@ def test_dora_transient_term_is_the_largest_module(row):
     term = {t.key: t for t in est.terms + est.off_peak}["dora_transient"]
     assert term.bytes == pytest.approx(want, abs=SCALARS)
     assert term.formula.endswith(" in down_proj")
+    assert f" x {row['rank']} (A on it)" in term.formula          # A's output: input width x rank, as peft makes it
 
 
 def _estimate(row: dict):
