@@ -179,6 +179,18 @@ def test_litgpt_dequantizes_its_quantized_output_layer_twice():
     assert "dequant_head" not in {t.key for t in peft.terms + peft.off_peak}
 
 
+def test_dequantized_layer_copies_per_stack():
+    """With checkpointing, backward dequantizes the largest 4-bit layer weight (Llama-3.1-8B's MLP: 4096 x
+    14,336 entries). bitsandbytes' MatMul4Bit.backward makes one bf16 copy (measured in test_memory_stacks.py);
+    torchtune's base is torchao's NF4Tensor, whose LinearNF4.backward computes ``grad_output @
+    weight.to(grad_output.dtype)`` (torchao/dtypes/nf4tensor.py): one bf16 copy too; Lightning's plugin
+    (LitGPT) keeps an fp16 quant state, so an fp16 and a bf16 copy."""
+    entries = 4096 * 14_336
+    for recipe, copies in (("peft", 1), ("torchtune", 1), ("qlora-paper", 1), ("litgpt", 2)):
+        est = loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe=recipe, gradient_checkpointing=True)
+        assert {t.key: t.bytes for t in est.terms + est.off_peak}["dequant_layer"] == copies * 2 * entries, recipe
+
+
 def test_litgpt_keeps_k_and_v_expanded_to_every_head():
     """LitGPT's CausalSelfAttention expands k and v to every query head before SDPA (litgpt/model.py, 2024:
     "training: flash attention requires it"); torchtune's recipe, otherwise the same bf16 stack, does not.
