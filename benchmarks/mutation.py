@@ -111,6 +111,8 @@ EXPLAINED: dict[str, str] = {
     "params.py:square_lora_params:20 -> 19": _BOUND,
     "params.py:square_lora_params:20 -> 21": _BOUND,
     "run_settings.py:read_settings:0.99 -> 0.495": _BOUND,
+    "run_settings.py:read_settings:4096 -> 4097#1": _BOUND + " (loss_chunks at most 4096)",
+    "run_settings.py:read_settings:4096 -> 4095#1": _BOUND + " (loss_chunks at most 4096)",
     "models.py:<module>:12 -> 11": _BOUND + " (MAX_PARAMS, 100T)",
     "models.py:<module>:12 -> 13": _BOUND + " (MAX_PARAMS, 100T)",
     "models.py:<module>:28 -> 29#0":

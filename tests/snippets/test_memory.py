@@ -191,6 +191,16 @@ def test_dequantized_layer_copies_per_stack():
         assert {t.key: t.bytes for t in est.terms + est.off_peak}["dequant_layer"] == copies * 2 * entries, recipe
 
 
+def test_one_loss_chunk_is_the_whole_sequence():
+    """A chunk count is a count: torchtune's chunked loss with one chunk (num_output_chunks=1) runs the whole
+    sequence as one chunk, so the in-flight fp32 chunk is every token's (4 B x tokens x vocab on top of the
+    16-bit logits and their fp32 log-softmax)."""
+    est = loracalc.estimate_memory("llama-3.2-1b", method="lora", loss="chunked", loss_chunks=1, batch_size=1,
+                                   seq_len=512, gradient_checkpointing=True)
+    assert est.settings["loss_chunks"] == 1
+    assert est.term("logits").bytes == (2 + 4 + 4) * 512 * 128_256
+
+
 def test_litgpt_keeps_k_and_v_expanded_to_every_head():
     """LitGPT's CausalSelfAttention expands k and v to every query head before SDPA (litgpt/model.py, 2024:
     "training: flash attention requires it"); torchtune's recipe, otherwise the same bf16 stack, does not.
