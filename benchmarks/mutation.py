@@ -94,6 +94,9 @@ EQUIVALENT: dict[str, str] = {
         "count reaches (both sides of the tie would give a model within 2% anyway)",
     "dora.py:<module>:TYPE_CHECKING -> (not (TYPE_CHECKING))": _TYPE_ONLY,
     "bnb_kernels.py:<module>:TYPE_CHECKING -> (not (TYPE_CHECKING))": _TYPE_ONLY,
+    "terms.py:MemoryEstimate:False -> True":
+        "the default of MemoryEstimate.approximate: its one constructor (memory.py's estimate_memory) always passes "
+        "approximate=arch.approximate, so the default is never used",
     "fit.py:_largest:1 -> 2#2":
         "the doubling search's first step: starting at 2 instead of 1 probes other batch sizes on the way, but "
         "the bisection that follows covers every value between the last fit and the first miss, so the answer "
