@@ -201,6 +201,16 @@ def test_one_loss_chunk_is_the_whole_sequence():
     assert est.term("logits").bytes == (2 + 4 + 4) * 512 * 128_256
 
 
+def test_litgpt_qlora_runs_without_autocast():
+    """LitGPT's finetune/lora.py, with --quantize bnb.*: ``if "mixed" in precision: raise ValueError("Quantization
+    and mixed precision is not supported.")``, then BitsandbytesPrecision(..., dtype) with precision None: a
+    quantized LitGPT run is bf16-true, never autocast. The QLoRA paper's qlora.py runs HF Trainer with --bf16
+    (autocast)."""
+    lit = loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe="litgpt")
+    assert lit.settings["autocast"] is False
+    assert loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe="qlora-paper").settings["autocast"] is True
+
+
 def test_litgpt_keeps_k_and_v_expanded_to_every_head():
     """LitGPT's CausalSelfAttention expands k and v to every query head before SDPA (litgpt/model.py, 2024:
     "training: flash attention requires it"); torchtune's recipe, otherwise the same bf16 stack, does not.
