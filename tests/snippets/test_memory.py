@@ -211,6 +211,20 @@ def test_litgpt_qlora_runs_without_autocast():
     assert loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe="qlora-paper").settings["autocast"] is True
 
 
+@pytest.mark.parametrize("gc", [False, True])
+def test_qlora_paper_is_peft_with_three_settings_changed(gc):
+    """artidoro/qlora's qlora.py builds a transformers model, calls prepare_model_for_kbit_training and
+    get_peft_model, and trains with HF Trainer: peft's stack (the same attention, loss, kernels and optimizer),
+    except that it casts the adapters to bf16, keeps only the norms in fp32 and passes --bf16 (autocast). With
+    those three set, the two recipes give the same estimate, on a grouped-query model."""
+    kw = dict(method="qlora", rank=16, targets="all-linear", batch_size=2, seq_len=1024, gradient_checkpointing=gc,
+              adapter_dtype="bf16", kbit_upcast="norms", autocast=True)
+    paper = loracalc.estimate_memory("llama-3.1-8b", recipe="qlora-paper", **kw)
+    peft = loracalc.estimate_memory("llama-3.1-8b", recipe="peft", **kw)
+    assert paper.breakdown == peft.breakdown
+    assert {t.key: t.bytes for t in paper.off_peak} == {t.key: t.bytes for t in peft.off_peak}
+
+
 def test_litgpt_keeps_k_and_v_expanded_to_every_head():
     """LitGPT's CausalSelfAttention expands k and v to every query head before SDPA (litgpt/model.py, 2024:
     "training: flash attention requires it"); torchtune's recipe, otherwise the same bf16 stack, does not.
