@@ -257,6 +257,16 @@ def test_gradient_accumulation_keeps_gradients_through_later_micro_batches():
             loracalc.estimate_memory("llama-3.2-1b", gradient_accumulation=bad)
 
 
+def test_litgpt_output_chunks_so_far():
+    """LitGPT's finetune/lora.py calls ``model(input_ids, lm_head_chunk_size=128)``, and GPT.forward returns
+    ``[self.lm_head(x_i) for x_i in x.split(lm_head_chunk_size, dim=1)]``: while the last chunk is computed, the
+    first 1024 - 128 positions' bf16 logits are alive. With 8 loss chunks of a 1024-token sequence the engine's
+    chunks are those."""
+    est = loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe="litgpt", batch_size=1, seq_len=1024,
+                                   loss="chunked", loss_chunks=8, gradient_checkpointing=True)
+    assert {t.key: t.bytes for t in est.terms + est.off_peak}["logits_so_far"] == 2 * (1024 - 128) * 128_256
+
+
 def test_litgpt_loop_holds_the_last_steps_output():
     # litgpt/finetune/lora.py fit(): `logits = model(input_ids, lm_head_chunk_size=128)` is replaced only when
     # the next forward returns, so the last step's logits (and, under old bitsandbytes, its kept inputs) are
