@@ -73,6 +73,9 @@ COPY_IGNORE = shutil.ignore_patterns(".git", "node_modules", "site", "site-offli
 
 # Mutants that behave exactly like the engine. Key: "module:function:original -> replacement", with "#k" for
 # the k-th mutant that reads the same in that function (0 first); value: why no test can catch it.
+_TYPE_ONLY = ("the import under TYPE_CHECKING (RunSettings) is for annotations only, which `from __future__ import "
+              "annotations` never evaluates; importing run_settings at run time instead makes no import cycle (it "
+              "imports neither module), so loading and every result are the same")
 EQUIVALENT: dict[str, str] = {
     "cli.py:main:False -> True":
         "json.dumps(allow_nan=True) prints the same text: the engine's outputs are finite (inputs are validated; "
@@ -89,6 +92,11 @@ EQUIVALENT: dict[str, str] = {
     "models.py:model_from_param_count:err / target > 0.02 -> (err / target >= 0.02)":
         "differs only when a candidate misses the target by exactly 2.000...% as a float, which no parameter "
         "count reaches (both sides of the tie would give a model within 2% anyway)",
+    "dora.py:<module>:TYPE_CHECKING -> (not (TYPE_CHECKING))": _TYPE_ONLY,
+    "bnb_kernels.py:<module>:TYPE_CHECKING -> (not (TYPE_CHECKING))": _TYPE_ONLY,
+    "terms.py:MemoryEstimate:False -> True":
+        "the default of MemoryEstimate.approximate: its one constructor (memory.py's estimate_memory) always passes "
+        "approximate=arch.approximate, so the default is never used",
     "fit.py:_largest:1 -> 2#2":
         "the doubling search's first step: starting at 2 instead of 1 probes other batch sizes on the way, but "
         "the bisection that follows covers every value between the last fit and the first miss, so the answer "
@@ -106,6 +114,8 @@ EXPLAINED: dict[str, str] = {
     "params.py:square_lora_params:20 -> 19": _BOUND,
     "params.py:square_lora_params:20 -> 21": _BOUND,
     "run_settings.py:read_settings:0.99 -> 0.495": _BOUND,
+    "run_settings.py:read_settings:4096 -> 4097#1": _BOUND + " (loss_chunks at most 4096)",
+    "run_settings.py:read_settings:4096 -> 4095#1": _BOUND + " (loss_chunks at most 4096)",
     "models.py:<module>:12 -> 11": _BOUND + " (MAX_PARAMS, 100T)",
     "models.py:<module>:12 -> 13": _BOUND + " (MAX_PARAMS, 100T)",
     "models.py:<module>:28 -> 29#0":

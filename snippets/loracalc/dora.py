@@ -43,9 +43,11 @@ def dora_transient(arch: Any, method: str, targets: tuple[str, ...], rank: int, 
         if method == "lora_8bit":
             moments.append((graph + (x_b + 8) * o * i, graph_f, [(x_b, "B A"), (8, "int8 dequantized, two fp32 steps")]))
         if autocast and a != 2:
-            # while lora_A runs on the identity: the fp32 identity and autocast's bf16 copy of it
-            moments.append(((a + 2) * i * i + 2 * i * r, f"({a} + 2) B x {i:,} x {i:,} (identity and its bf16 copy) + "
-                            f"2 B x {i:,} x {r} (A on it)", []))
+            # while lora_B runs on A's output: the fp32 identity (a local of peft's get_lora_weight, alive until it
+            # returns), autocast's bf16 copy of it (kept by A's graph), A's output and B A, both bf16
+            moments.append(((a + 2) * i * i + 2 * i * r + 2 * o * i,
+                            f"({a} + 2) B x {i:,} x {i:,} (identity and its bf16 copy) + "
+                            f"2 B x {i:,} x {r} (A on it) + 2 B x {o:,} x {i:,} (B A)", []))
         for nbytes, head, parts in moments:
             if nbytes > best:
                 best = nbytes

@@ -57,6 +57,8 @@ def test_json_total_in_gb_is_the_bytes_rounded_to_megabytes():
     assert d["total_gb"] == pytest.approx(d["total_bytes"] / 1e9, abs=5e-4)
     assert d["total_gb"] == round(d["total_gb"], 3)
     assert d["total_bytes"] == sum(d["breakdown"].values())
+    assert d["allocated_peak_gb"] == pytest.approx(d["allocated_peak_bytes"] / 1e9, abs=5e-4)
+    assert 0 < d["allocated_peak_bytes"] < d["total_bytes"]
 
 
 def test_approximate_model_says_so_in_notes():

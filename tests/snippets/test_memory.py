@@ -179,6 +179,52 @@ def test_litgpt_dequantizes_its_quantized_output_layer_twice():
     assert "dequant_head" not in {t.key for t in peft.terms + peft.off_peak}
 
 
+def test_dequantized_layer_copies_per_stack():
+    """With checkpointing, backward dequantizes the largest 4-bit layer weight (Llama-3.1-8B's MLP: 4096 x
+    14,336 entries). bitsandbytes' MatMul4Bit.backward makes one bf16 copy (measured in test_memory_stacks.py);
+    torchtune's base is torchao's NF4Tensor, whose LinearNF4.backward computes ``grad_output @
+    weight.to(grad_output.dtype)`` (torchao/dtypes/nf4tensor.py): one bf16 copy too; Lightning's plugin
+    (LitGPT) keeps an fp16 quant state, so an fp16 and a bf16 copy."""
+    entries = 4096 * 14_336
+    for recipe, copies in (("peft", 1), ("torchtune", 1), ("qlora-paper", 1), ("litgpt", 2)):
+        est = loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe=recipe, gradient_checkpointing=True)
+        assert {t.key: t.bytes for t in est.terms + est.off_peak}["dequant_layer"] == copies * 2 * entries, recipe
+
+
+def test_one_loss_chunk_is_the_whole_sequence():
+    """A chunk count is a count: torchtune's chunked loss with one chunk (num_output_chunks=1) runs the whole
+    sequence as one chunk, so the in-flight fp32 chunk is every token's (4 B x tokens x vocab on top of the
+    16-bit logits and their fp32 log-softmax)."""
+    est = loracalc.estimate_memory("llama-3.2-1b", method="lora", loss="chunked", loss_chunks=1, batch_size=1,
+                                   seq_len=512, gradient_checkpointing=True)
+    assert est.settings["loss_chunks"] == 1
+    assert est.term("logits").bytes == (2 + 4 + 4) * 512 * 128_256
+
+
+def test_litgpt_qlora_runs_without_autocast():
+    """LitGPT's finetune/lora.py, with --quantize bnb.*: ``if "mixed" in precision: raise ValueError("Quantization
+    and mixed precision is not supported.")``, then BitsandbytesPrecision(..., dtype) with precision None: a
+    quantized LitGPT run is bf16-true, never autocast. The QLoRA paper's qlora.py runs HF Trainer with --bf16
+    (autocast)."""
+    lit = loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe="litgpt")
+    assert lit.settings["autocast"] is False
+    assert loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe="qlora-paper").settings["autocast"] is True
+
+
+@pytest.mark.parametrize("gc", [False, True])
+def test_qlora_paper_is_peft_with_three_settings_changed(gc):
+    """artidoro/qlora's qlora.py builds a transformers model, calls prepare_model_for_kbit_training and
+    get_peft_model, and trains with HF Trainer: peft's stack (the same attention, loss, kernels and optimizer),
+    except that it casts the adapters to bf16, keeps only the norms in fp32 and passes --bf16 (autocast). With
+    those three set, the two recipes give the same estimate, on a grouped-query model."""
+    kw = dict(method="qlora", rank=16, targets="all-linear", batch_size=2, seq_len=1024, gradient_checkpointing=gc,
+              adapter_dtype="bf16", kbit_upcast="norms", autocast=True)
+    paper = loracalc.estimate_memory("llama-3.1-8b", recipe="qlora-paper", **kw)
+    peft = loracalc.estimate_memory("llama-3.1-8b", recipe="peft", **kw)
+    assert paper.breakdown == peft.breakdown
+    assert {t.key: t.bytes for t in paper.off_peak} == {t.key: t.bytes for t in peft.off_peak}
+
+
 def test_litgpt_keeps_k_and_v_expanded_to_every_head():
     """LitGPT's CausalSelfAttention expands k and v to every query head before SDPA (litgpt/model.py, 2024:
     "training: flash attention requires it"); torchtune's recipe, otherwise the same bf16 stack, does not.
@@ -209,6 +255,16 @@ def test_gradient_accumulation_keeps_gradients_through_later_micro_batches():
     for bad in (0, -1, "two", 2.5):
         with pytest.raises(loracalc.LoraCalcError):
             loracalc.estimate_memory("llama-3.2-1b", gradient_accumulation=bad)
+
+
+def test_litgpt_output_chunks_so_far():
+    """LitGPT's finetune/lora.py calls ``model(input_ids, lm_head_chunk_size=128)``, and GPT.forward returns
+    ``[self.lm_head(x_i) for x_i in x.split(lm_head_chunk_size, dim=1)]``: while the last chunk is computed, the
+    first 1024 - 128 positions' bf16 logits are alive. With 8 loss chunks of a 1024-token sequence the engine's
+    chunks are those."""
+    est = loracalc.estimate_memory("llama-3.1-8b", method="qlora", recipe="litgpt", batch_size=1, seq_len=1024,
+                                   loss="chunked", loss_chunks=8, gradient_checkpointing=True)
+    assert {t.key: t.bytes for t in est.terms + est.off_peak}["logits_so_far"] == 2 * (1024 - 128) * 128_256
 
 
 def test_litgpt_loop_holds_the_last_steps_output():

@@ -937,3 +937,21 @@ def test_dora_with_dropout_keeps_each_modules_converted_weight(tmp_path, method,
     assert measured[0.1] - measured[0.0] == engine[0.1] - engine[0.0]
     if method == "qlora" or adapter == "fp32":
         assert engine[0.1] > engine[0.0]       # a dequantized or cast copy per module
+
+
+def test_stack_records_remeasured():
+    """The DoRA bytes recorded in tests/snippets/data/stack_measured.json (which test_dora_recorded.py and test_losses_recorded.py asks the
+    fast engine tests to predict) are measured again with the libraries installed now and must be the same;
+    with RECORD_STACKS=1 the file is rewritten from this measurement instead (versions and date on every row)."""
+    import json
+    from tests.snippets import stack_record
+    fresh = stack_record.measure_all()
+    if os.environ.get("RECORD_STACKS") == "1":
+        stack_record.write(fresh)
+    recorded = json.loads(stack_record.OUT.read_text())
+    assert recorded["config"] == fresh["config"]
+    settings = lambda r: {k: v for k, v in r.items() if k not in ("measured_bytes", "torch", "transformers",  # noqa: E731
+                                                                   "peft", "bitsandbytes", "date", "device")}
+    assert [settings(r) for r in recorded["rows"]] == [settings(r) for r in fresh["rows"]]
+    for old, new in zip(recorded["rows"], fresh["rows"]):
+        assert old["measured_bytes"] == new["measured_bytes"], settings(old)

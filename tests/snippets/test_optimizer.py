@@ -80,3 +80,20 @@ def test_bitsandbytes_adamw_8bit_state_on_cpu():
     assert per_value == pytest.approx(STATE_BYTES["adamw_8bit"] * n_big, rel=1e-9)
     tables = sum(v.nbytes for k, v in st if k in ("qmap1", "qmap2"))
     assert tables == len(big) * 2 * 256 * 4
+
+
+@pytest.mark.parametrize("hidden, head_dim, rank, paged", [(11_111, 271, 9, False), (12_500, 125, 8, True)])
+def test_paged_state_starts_at_100k_values(hidden, head_dim, rank, paged):
+    """bitsandbytes 0.50 (optim/optimizer.py, Optimizer8bit.get_state_buffer): ``if not self.is_paged or
+    p.numel() < 1e5`` the state is an ordinary tensor, else a paged one. LoRA on q_proj at rank r makes A
+    (r x hidden) and B (hidden x r): 99,999 values each (ordinary) and 100,000 values each (paged), on
+    one-layer configs of those widths; AdamW keeps 8 B per fp32 value."""
+    arch = loracalc.model_from_config({"model_type": "llama", "hidden_size": hidden, "intermediate_size": 256,
+                                       "num_hidden_layers": 1, "num_attention_heads": hidden // head_dim,
+                                       "num_key_value_heads": hidden // head_dim, "vocab_size": 1000})
+    est = loracalc.estimate_memory(arch, method="lora", rank=rank, targets="q", optimizer="paged_adamw",
+                                   paged_state_on_host=False)
+    state = {t.key: t.bytes for t in est.terms + est.off_peak}
+    assert rank * hidden in (99_999, 100_000)
+    assert state["optimizer_paged"] == (8 * 2 * rank * hidden if paged else 0)
+    assert state["optimizer"] == (0 if paged else 8 * 2 * rank * hidden)
