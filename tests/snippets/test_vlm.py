@@ -39,6 +39,12 @@ _SWITCHES = {
     "internvl_vision": [{"vision_config": {"use_qk_norm": True, "norm_type": "rms_norm", "attention_bias": True}},
                         {"vision_config": {"use_mean_pooling": False, "use_mask_token": True,
                                            "use_absolute_position_embeddings": False}, "downsample_ratio": 0.25}],
+    "qwen2_5_vl_vision": [{"vision_config": {"spatial_merge_size": 1, "temporal_patch_size": 1, "in_channels": 1}}],
+    "qwen3_vl_vision": [{"vision_config": {"deepstack_visual_indexes": [0, 1], "num_position_embeddings": 9}},
+                        {"vision_config": {"deepstack_visual_indexes": [], "spatial_merge_size": 1}}],
+    "qwen3_vl_moe_vision": [{"vision_config": {"deepstack_visual_indexes": [1], "temporal_patch_size": 1}}],
+    "qwen3_5_vision": [{"vision_config": {"num_position_embeddings": 9, "spatial_merge_size": 1}}],
+    "qwen3_5_moe_vision": [{"vision_config": {"temporal_patch_size": 1, "out_hidden_size": 48}}],
 }
 
 
@@ -56,9 +62,14 @@ def _own(mt: str, text: dict) -> dict:
 def tiny_vlm(mt: str) -> dict:
     w = WRAPPERS[mt]
     text = {k: v for k, v in tiny_config(w.text_type).items() if k != "max_position_embeddings"}
-    vision = {"model_type": w.vision_type, **_TOWER}
+    aliases = TOWERS[w.vision_type].aliases     # Qwen's towers spell depth, num_heads
+    vision = {"model_type": w.vision_type, **{aliases.get(k, k): v for k, v in _TOWER.items()}}
     if w.vision_type == "internvl_vision":
         vision.update(image_size=[32, 32], patch_size=[8, 8])
+    if aliases:                                 # the merger projects to the language model's width
+        vision.update(out_hidden_size=text["hidden_size"], deepstack_visual_indexes=[0])
+        if w.vision_type.startswith("qwen3_5"):
+            del vision["deepstack_visual_indexes"]
     return {"model_type": mt, "text_config": text, "vision_config": vision, **_own(mt, text)}
 
 
@@ -123,8 +134,16 @@ def test_vision_names_reach_the_tower_unless_language_only(mt):
     # nothing, and peft refuses the config, so loracalc refuses too
     arch = loracalc.model_from_config(tiny_vlm(mt))
     text = {r.name for r in arch.text_records()}
-    only = sorted({r.name for r in arch.records if is_vision(r) and r.kind == "linear"} - text)
+    # Qwen2.5-VL's merger Linears are "0" and "2" (an nn.Sequential): peft matches those to blocks.0 and
+    # layers.0 too and refuses, and so does loracalc
+    digits = sorted({r.name for r in arch.records if is_vision(r) and r.name.isdigit()})
+    only = sorted({r.name for r in arch.records if is_vision(r) and r.kind == "linear"} - text - set(digits))
     assert only, mt
+    if digits:
+        with pytest.raises(ValueError, match="is not supported"):
+            peft_counts(hf_vlm(tiny_vlm(mt))[1], 4, digits)
+        with pytest.raises(loracalc.LoraCalcError, match="index"):
+            loracalc.count_params(arch, 4, digits)
     _, model = hf_vlm(tiny_vlm(mt))
     ours = loracalc.count_params(arch, 4, only)
     assert ours.lora_params == peft_counts(model, 4, only)[0]
@@ -166,6 +185,32 @@ def test_a_wrapper_without_its_text_or_vision_config_takes_the_spec_defaults():
         cfg = {"model_type": mt}
         _, model = hf_vlm(cfg)
         assert loracalc.total_params(loracalc.model_from_config(cfg)) == total_params(model), mt
+
+
+def test_qwen2_5_vl_flat_config_reads_the_language_model_from_the_top_level():
+    # Qwen2_5_VLConfig.__post_init__ pops the language model's keys from a config.json without text_config
+    base = tiny_vlm("qwen2_5_vl")
+    flat = {k: v for k, v in base.items() if k != "text_config"}
+    flat.update({k: v for k, v in base["text_config"].items() if k != "model_type"})
+    check_vlm_config(flat, ranks=(4,), targets=("all-linear",))
+    check_vlm_config({**flat, "tie_word_embeddings": True}, ranks=(4,), targets=("all-linear",))
+
+
+def test_qwen_image_tokens_follow_smart_resize():
+    # Qwen2VLImageProcessor (transformers' own, class defaults) on a square image: tokens = grid_thw.prod() // 4
+    import numpy as np
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    for mt, patch in (("qwen2_5_vl", 14), ("qwen3_vl", 16)):
+        proc = Qwen2VLImageProcessorPil(patch_size=patch, merge_size=2)
+        arch = loracalc.model_from_config(AutoConfigDict(mt))
+        for side in (20, 100, 448, 1000, 2000):
+            grid = proc(images=np.zeros((side, side, 3), dtype=np.uint8), return_tensors="np")["image_grid_thw"]
+            assert image_tokens(arch, side) == int(grid.prod()) // 4 + 2, (mt, side)
+
+
+def AutoConfigDict(mt: str) -> dict:
+    from transformers import AutoConfig
+    return AutoConfig.for_model(mt).to_dict()
 
 
 # ---------------------------------------------------------------------------------------------- refusals
