@@ -61,6 +61,8 @@ class Tower:
     aliases: dict[str, str] = field(default_factory=dict)
     # towers without an image_size (Qwen's native resolution): the image side the widgets assume when none is given
     image_side: int = 0
+    # derived keys, set from the resolved config (Qwen2-VL's MLP width: embed_dim * mlp_ratio)
+    derive: Callable[[dict], None] | None = None
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -174,6 +176,19 @@ _QWEN3 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, nu
               num_position_embeddings=2304)
 
 
+# Qwen2VLVisionConfig's: the tower's width is embed_dim, hidden_size the merger's output (the language model's width),
+# the MLP int(embed_dim * mlp_ratio) wide
+_QWEN2 = dict(hidden_size=1280, out_hidden_size=3584, mlp_ratio=4, num_hidden_layers=32, num_attention_heads=16,
+              num_channels=3, patch_size=14, temporal_patch_size=2, spatial_merge_size=2)
+
+
+def _qwen2_mlp(v: dict) -> None:
+    r = v["mlp_ratio"]
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1024:
+        raise LoraCalcError("config.vision_config.mlp_ratio", f"mlp_ratio must be a positive number (got {r!r})")
+    v["intermediate_size"] = int(v["hidden_size"] * r)
+
+
 def _qwen_tower(mt: str, defaults: dict) -> Tower:
     # Qwen2_5_VisionTransformerPretrainedModel / Qwen3VLVisionModel / Qwen3_5VisionModel: blocks of norm1, a fused
     # qkv Linear(h, 3h) with bias and proj, norm2 and an MLP with bias (Qwen2.5-VL: gated, RMSNorm; Qwen3:
@@ -186,6 +201,10 @@ def _qwen_tower(mt: str, defaults: dict) -> Tower:
 
 
 TOWERS: dict[str, Tower] = {t.model_type: t for t in (
+    # Qwen2VisionTransformerPretrainedModel: Qwen2.5-VL's layout with LayerNorms and a fc1, fc2 MLP with bias
+    Tower("qwen2_vl_vision", _QWEN2, _qwen_embed, layers_path="blocks", attn_path="attn", attn_names=("qkv", "proj"),
+          layer_norms=("norm1", "norm2"), final_norms=(), image_side=448, derive=_qwen2_mlp,
+          aliases={**_QWEN_ALIASES, "hidden_size": "embed_dim", "out_hidden_size": "hidden_size"}),
     _qwen_tower("qwen2_5_vl_vision", _QWEN2_5),
     _qwen_tower("qwen3_vl_vision", {**_QWEN3, "deepstack_visual_indexes": [8, 16, 24]}),
     _qwen_tower("qwen3_vl_moe_vision", {**_QWEN3, "deepstack_visual_indexes": [8, 16, 24]}),
@@ -319,8 +338,9 @@ def _qwen_proj(w, v, t, p):
     # (deepstack_merger_list), its LayerNorm after the shuffle (h m^2 wide)
     h, m, o = v["hidden_size"], v["spatial_merge_size"], v["out_hidden_size"]
     d = h * m * m
-    if "num_position_embeddings" not in v:
-        return [Record("ln_q", "projector", "norm", weight=h, path=p), _lin("0", d, d, True, p + ".mlp"),
+    if "num_position_embeddings" not in v:            # Qwen2-VL's ln_q is a LayerNorm, Qwen2.5-VL's an RMSNorm
+        ln = h if v["model_type"] == "qwen2_vl_vision" else 0
+        return [Record("ln_q", "projector", "norm", weight=h, bias=ln, path=p), _lin("0", d, d, True, p + ".mlp"),
                 _lin("2", d, o, True, p + ".mlp")]
     out = [Record("norm", "projector", "norm", weight=h, bias=h, path=p), _lin("linear_fc1", d, d, True, p),
            _lin("linear_fc2", d, o, True, p)]
@@ -498,6 +518,11 @@ WRAPPERS: dict[str, Wrapper] = {w.model_type: w for w in (
     Wrapper("qwen2_5_vl", "qwen2_5_vl_text", "qwen2_5_vl_vision", dict(tie_word_embeddings=False), _qwen_proj,
             _qwen_tokens, vision_path="model.visual", projector_path="model.visual.merger", tie_from_text=True,
             text_fixed=True, vision_fixed=True, text_flat=True),
+    # Qwen2-VL: its text_config (Qwen2VLTextConfig) has Qwen2.5-VL's keys, defaults and modules: counted by the
+    # qwen2_5_vl_text family
+    Wrapper("qwen2_vl", "qwen2_5_vl_text", "qwen2_vl_vision", dict(tie_word_embeddings=False), _qwen_proj,
+            _qwen_tokens, vision_path="model.visual", projector_path="model.visual.merger", tie_from_text=True,
+            text_fixed=True, vision_fixed=True, text_flat=True),
     # Qwen3-VL and Qwen3.5: the top-level tie_word_embeddings alone decides (no fallback to the text_config's)
     *(Wrapper(mt, mt + "_text", mt + "_vision", dict(tie_word_embeddings=False), _qwen_proj, _qwen_tokens,
               vision_path="model.visual", projector_path="model.visual.merger", text_fixed=True, vision_fixed=True)
@@ -552,6 +577,10 @@ def resolve_vision(v_raw: dict, wrapper: str) -> dict:
         if key in v:
             name = t.aliases.get(key, key)
             v[key] = as_int(v[key], f"config.vision_config.{name}", 1, 1 << 20, name)
+    if t.derive:
+        t.derive(v)
+        v["intermediate_size"] = as_int(v["intermediate_size"], "config.vision_config.mlp_ratio", 1, 1 << 20,
+                                        "the MLP width (embed_dim x mlp_ratio)")
     if "deepstack_visual_indexes" in v and not (isinstance(v["deepstack_visual_indexes"], (list, tuple)) and all(
             isinstance(x, int) and not isinstance(x, bool) for x in v["deepstack_visual_indexes"])):
         raise LoraCalcError("config.vision_config.deepstack_visual_indexes",

@@ -39,6 +39,7 @@ _SWITCHES = {
     "internvl_vision": [{"vision_config": {"use_qk_norm": True, "norm_type": "rms_norm", "attention_bias": True}},
                         {"vision_config": {"use_mean_pooling": False, "use_mask_token": True,
                                            "use_absolute_position_embeddings": False}, "downsample_ratio": 0.25}],
+    "qwen2_vl_vision": [{"vision_config": {"mlp_ratio": 3, "spatial_merge_size": 1, "temporal_patch_size": 1}}],
     "qwen2_5_vl_vision": [{"vision_config": {"spatial_merge_size": 1, "temporal_patch_size": 1, "in_channels": 1}}],
     "qwen3_vl_vision": [{"vision_config": {"deepstack_visual_indexes": [0, 1], "num_position_embeddings": 9}},
                         {"vision_config": {"deepstack_visual_indexes": [], "spatial_merge_size": 1}}],
@@ -67,7 +68,11 @@ def tiny_vlm(mt: str) -> dict:
     if w.vision_type == "internvl_vision":
         vision.update(image_size=[32, 32], patch_size=[8, 8])
     if aliases:                                 # the merger projects to the language model's width
-        vision.update(out_hidden_size=text["hidden_size"], deepstack_visual_indexes=[0])
+        vision.update({aliases.get("out_hidden_size", "out_hidden_size"): text["hidden_size"],
+                       "deepstack_visual_indexes": [0]})
+        if w.vision_type == "qwen2_vl_vision":  # its MLP is embed_dim x mlp_ratio wide
+            vision.update(embed_dim=_TOWER["hidden_size"], hidden_size=text["hidden_size"], mlp_ratio=2)
+            del vision["intermediate_size"]
         if w.vision_type.startswith("qwen3_5"):
             del vision["deepstack_visual_indexes"]
     return {"model_type": mt, "text_config": text, "vision_config": vision, **_own(mt, text)}
@@ -187,9 +192,11 @@ def test_a_wrapper_without_its_text_or_vision_config_takes_the_spec_defaults():
         assert loracalc.total_params(loracalc.model_from_config(cfg)) == total_params(model), mt
 
 
-def test_qwen2_5_vl_flat_config_reads_the_language_model_from_the_top_level():
-    # Qwen2_5_VLConfig.__post_init__ pops the language model's keys from a config.json without text_config
-    base = tiny_vlm("qwen2_5_vl")
+@pytest.mark.parametrize("mt", ["qwen2_vl", "qwen2_5_vl"])
+def test_qwen2_vl_flat_config_reads_the_language_model_from_the_top_level(mt):
+    # Qwen2VLConfig / Qwen2_5_VLConfig.__post_init__ pop the language model's keys from a config.json without
+    # text_config
+    base = tiny_vlm(mt)
     flat = {k: v for k, v in base.items() if k != "text_config"}
     flat.update({k: v for k, v in base["text_config"].items() if k != "model_type"})
     check_vlm_config(flat, ranks=(4,), targets=("all-linear",))
@@ -217,16 +224,16 @@ def AutoConfigDict(mt: str) -> dict:
 
 
 def test_an_uncovered_tower_is_refused_in_one_line_saying_what_would_count_it():
-    cfg = {**tiny_vlm("llava"), "vision_config": {"model_type": "qwen2_vl", "hidden_size": 32}}
+    cfg = {**tiny_vlm("llava"), "vision_config": {"model_type": "mllama_vision_model", "hidden_size": 32}}
     with pytest.raises(loracalc.LoraCalcError) as e:
         loracalc.model_from_config(cfg)
     msg = str(e.value)
-    assert "\n" not in msg and "Tower spec" in msg and "qwen2_vl" in msg
+    assert "\n" not in msg and "Tower spec" in msg and "mllama_vision_model" in msg
 
 
 def test_an_uncovered_wrapper_is_refused_in_one_line_saying_what_would_count_it():
     from transformers import AutoConfig
-    for mt in ("qwen2_vl", "mllama"):
+    for mt in ("llama4", "mllama"):
         with pytest.raises(loracalc.LoraCalcError) as e:
             loracalc.model_from_config(AutoConfig.for_model(mt).to_dict())
         msg = str(e.value)
