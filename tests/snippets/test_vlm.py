@@ -345,8 +345,10 @@ def test_4bit_weights_are_what_bitsandbytes_quantizes(mt, tmp_path):
     from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 
     cfg = tiny_vlm(mt)
-    cfg["vision_config"].update(hidden_size=64, intermediate_size=128, num_attention_heads=1, image_size=64,
-                                patch_size=16, vision_use_head=True)
+    aliases = TOWERS[WRAPPERS[mt].vision_type].aliases          # Qwen's towers spell num_heads, embed_dim
+    cfg["vision_config"].update({aliases.get(k, k): v for k, v in dict(
+        hidden_size=64, intermediate_size=128, num_attention_heads=1, image_size=64, patch_size=16,
+        vision_use_head=True).items()})
     if WRAPPERS[mt].vision_type == "internvl_vision":
         cfg["vision_config"].update(image_size=[64, 64], patch_size=[16, 16])
     hc, _ = hf_vlm(cfg)
