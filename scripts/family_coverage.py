@@ -28,7 +28,7 @@ START, END = "<!-- family-coverage:start -->", "<!-- family-coverage:end -->"
 WRAPPERS = {
     "gemma4": {"model_type": "gemma4", "text_config": {"model_type": "gemma4_text"}, "vision_config": {}},
     "mllama": {"model_type": "mllama", "text_config": {"model_type": "mllama_text_model"}, "vision_config": {}},
-    "llama4": {"model_type": "llama4", "text_config": {"model_type": "llama4_text"}, "vision_config": {}},
+    "glm4v": {"model_type": "glm4v", "text_config": {"model_type": "glm4v_text"}, "vision_config": {}},
     "gemma3n": {"model_type": "gemma3n", "text_config": {"model_type": "gemma3n_text"}, "vision_config": {},
                 "audio_config": {}},
 }

@@ -149,6 +149,27 @@ def _qwen_embed(v: dict, p: str) -> list:
     return out
 
 
+def _llama4_embed(v: dict, p: str) -> list:
+    # Llama4VisionModel: Llama4UnfoldConvolution (an nn.Unfold and a bias-free Linear(channels x patch^2, hidden)),
+    # a class embedding, positional_embedding_vlm ((image // patch)^2 + 1, hidden) and layernorm_pre
+    n, h = _patches(v) + 1, v["hidden_size"]
+    ph, pw = _pair(v["patch_size"])
+    k = v["num_channels"] * ph * pw
+    return [Record("linear", "vision", "linear", k, h, k * h, path=p + ".patch_embedding"),
+            Record("class_embedding", "vision", "param", weight=h, path=p),
+            Record("positional_embedding_vlm", "vision", "param", weight=n * h, path=p),
+            Record("layernorm_pre", "vision", "norm", weight=h, bias=h, path=p)]
+
+
+def _llama4_extra(v: dict, p: str) -> list:
+    # Llama4VisionPixelShuffleMLP's Llama4VisionMLP2: fc1 Linear(intermediate_size, projector_input_dim) and fc2
+    # Linear(projector_output_dim, projector_output_dim), both bias-free
+    i, pi, po = v["intermediate_size"], v["projector_input_dim"], v["projector_output_dim"]
+    q = p + ".vision_adapter.mlp"
+    return [Record("fc1", "vision", "linear", i, pi, i * pi, path=q),
+            Record("fc2", "vision", "linear", po, po, po * po, path=q)]
+
+
 def _internvl_extra(v: dict, p: str) -> list:
     h, L = v["hidden_size"], v["num_hidden_layers"]
     lp = p + ".encoder.layer"
@@ -201,6 +222,12 @@ def _qwen_tower(mt: str, defaults: dict) -> Tower:
 
 
 TOWERS: dict[str, Tower] = {t.model_type: t for t in (
+    Tower("llama4_vision_model", dict(hidden_size=768, intermediate_size=5632, num_hidden_layers=34,
+                                      num_attention_heads=16, num_channels=3, image_size=448, patch_size=14,
+                                      vision_output_dim=7680, projector_input_dim=4096, projector_output_dim=4096),
+          _llama4_embed, layers_path="model.layers", attn_names=("q_proj", "k_proj", "v_proj", "o_proj"),
+          layer_norms=("input_layernorm", "post_attention_layernorm"), final_norms=("layernorm_post",),
+          extra=_llama4_extra),
     # Qwen2VisionTransformerPretrainedModel: Qwen2.5-VL's layout with LayerNorms and a fc1, fc2 MLP with bias
     Tower("qwen2_vl_vision", _QWEN2, _qwen_embed, layers_path="blocks", attn_path="attn", attn_names=("qkv", "proj"),
           layer_norms=("norm1", "norm2"), final_norms=(), image_side=448, derive=_qwen2_mlp,
@@ -331,6 +358,11 @@ def _internvl_proj(w, v, t, p):
             _lin("linear_1", d, th, True, p), _lin("linear_2", th, th, True, p)]
 
 
+def _llama4_proj(w, v, t, p):
+    # Llama4MultiModalProjector: Linear(vision_output_dim, text hidden) without bias
+    return [_lin("linear_1", v["vision_output_dim"], t["hidden_size"], False, p)]
+
+
 def _qwen_proj(w, v, t, p):
     # the towers' mergers, at model.visual.merger: a norm of the tower's width (Qwen2.5-VL: ln_q, RMSNorm; Qwen3:
     # norm, LayerNorm), then Linear(h m^2, h m^2) and Linear(h m^2, out_hidden_size), both with bias (Qwen2.5-VL's
@@ -370,6 +402,15 @@ def _qwen_grid(v: dict, size: int) -> tuple[int, int]:
         s = math.ceil(size * math.sqrt(lo / (size * size)) / f) * f
     n = s // _pair(v["patch_size"])[0]
     return n, n
+
+
+def _llama4_tokens(w, v, size):
+    # rough: Llama4Processor._prompt_split_image writes (image_size // patch)^2 * pixel_shuffle_ratio^2 image tokens
+    # per 336/448-pixel tile (256 at the defaults), tiles up to max_patches 16 plus a global image when there is
+    # more than one, inside <|image_start|> ... <|image_end|>; tile separators are left out here
+    per = int((v["image_size"] // _pair(v["patch_size"])[0]) ** 2 * 0.25)
+    tiles = min(16, math.ceil(size / v["image_size"]) ** 2)
+    return (tiles + 1 if tiles > 1 else 1) * per + 2
 
 
 def _qwen_tokens(w, v, size):
@@ -471,6 +512,9 @@ class Wrapper:
     # Qwen2.5-VL: a config.json without text_config holds the language model's keys at its top level
     # (Qwen2_5_VLConfig.__post_init__ pops them into the text_config)
     text_flat: bool = False
+    # Llama 4: the language model is a ForCausalLM of its own, tied by the text_config's tie_word_embeddings alone
+    # (Llama4TextConfig's default false); the top-level key is ignored (measured in tests/snippets/test_vlm.py)
+    tie_text_only: bool = False
 
 
 _CLIP_336 = dict(intermediate_size=4096, hidden_size=1024, patch_size=14, image_size=336, num_hidden_layers=24,
@@ -527,6 +571,12 @@ WRAPPERS: dict[str, Wrapper] = {w.model_type: w for w in (
     *(Wrapper(mt, mt + "_text", mt + "_vision", dict(tie_word_embeddings=False), _qwen_proj, _qwen_tokens,
               vision_path="model.visual", projector_path="model.visual.merger", text_fixed=True, vision_fixed=True)
       for mt in ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")),
+    # Llama 4: Llama4ForConditionalGeneration holds vision_model, multi_modal_projector and language_model, a
+    # Llama4ForCausalLM (its own lm_head at language_model.lm_head)
+    Wrapper("llama4", "llama4_text", "llama4_vision_model", dict(tie_word_embeddings=False), _llama4_proj,
+            _llama4_tokens, language_path="language_model.model", vision_path="vision_model",
+            projector_path="multi_modal_projector", tokens_rough=True, text_fixed=True, vision_fixed=True,
+            tie_text_only=True),
     Wrapper("aya_vision", "cohere2", "siglip_vision_model",
             dict(vision_feature_layer=-1, downsample_factor=2, alignment_intermediate_size=None,
                  tie_word_embeddings=True),
@@ -573,7 +623,8 @@ def resolve_vision(v_raw: dict, wrapper: str) -> dict:
         if isinstance(default, bool) and not isinstance(v[key], bool):
             raise LoraCalcError(f"config.vision_config.{key}", f"{key} must be true or false (got {v[key]!r})")
     for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels",
-                "temporal_patch_size", "spatial_merge_size", "out_hidden_size", "num_position_embeddings"):
+                "temporal_patch_size", "spatial_merge_size", "out_hidden_size", "num_position_embeddings",
+                "vision_output_dim", "projector_input_dim", "projector_output_dim"):
         if key in v:
             name = t.aliases.get(key, key)
             v[key] = as_int(v[key], f"config.vision_config.{name}", 1, 1 << 20, name)
@@ -610,6 +661,8 @@ def resolve_wrapper(cfg: dict) -> tuple[Wrapper, dict, dict, dict]:
     text = _sub(cfg, "text_config", w.text_type, w.text_init, w.text_fixed, w.text_flat)
     if w.tie_from_text and not own["tie_word_embeddings"] and text.get("tie_word_embeddings"):
         own["tie_word_embeddings"] = True
+    if w.tie_text_only:
+        own["tie_word_embeddings"] = text.get("tie_word_embeddings") or False
     for key in ("tie_word_embeddings", "multimodal_projector_bias"):
         if key in own and not isinstance(own[key], bool):
             raise LoraCalcError(f"config.{key}", f"{key} must be true or false (got {own[key]!r})")

@@ -39,6 +39,7 @@ _SWITCHES = {
     "internvl_vision": [{"vision_config": {"use_qk_norm": True, "norm_type": "rms_norm", "attention_bias": True}},
                         {"vision_config": {"use_mean_pooling": False, "use_mask_token": True,
                                            "use_absolute_position_embeddings": False}, "downsample_ratio": 0.25}],
+    "llama4_vision_model": [{"vision_config": {"image_size": 64, "projector_input_dim": 24, "projector_output_dim": 24}}],
     "qwen2_vl_vision": [{"vision_config": {"mlp_ratio": 3, "spatial_merge_size": 1, "temporal_patch_size": 1}}],
     "qwen2_5_vl_vision": [{"vision_config": {"spatial_merge_size": 1, "temporal_patch_size": 1, "in_channels": 1}}],
     "qwen3_vl_vision": [{"vision_config": {"deepstack_visual_indexes": [0, 1], "num_position_embeddings": 9}},
@@ -50,7 +51,8 @@ _SWITCHES = {
 
 
 # projector switches of one wrapper type
-_WRAPPER_SWITCHES = {"aya_vision": [{"alignment_intermediate_size": 96, "downsample_factor": 1}],
+_WRAPPER_SWITCHES = {"llama4": [{"text_config": {"tie_word_embeddings": True}}],
+                     "aya_vision": [{"alignment_intermediate_size": 96, "downsample_factor": 1}],
                      "llava_onevision": [{"vision_feature_layer": [-1, -2], "multimodal_projector_bias": False}]}
 
 
@@ -67,6 +69,8 @@ def tiny_vlm(mt: str) -> dict:
     vision = {"model_type": w.vision_type, **{aliases.get(k, k): v for k, v in _TOWER.items()}}
     if w.vision_type == "internvl_vision":
         vision.update(image_size=[32, 32], patch_size=[8, 8])
+    if w.vision_type == "llama4_vision_model":  # the pixel-shuffle MLP and the projector's widths
+        vision.update(vision_output_dim=48, projector_input_dim=40, projector_output_dim=48)
     if aliases:                                 # the merger projects to the language model's width
         vision.update({aliases.get("out_hidden_size", "out_hidden_size"): text["hidden_size"],
                        "deepstack_visual_indexes": [0]})
@@ -83,8 +87,9 @@ def vlm_variants(mt: str) -> list[dict]:
     base = tiny_vlm(mt)
     out = [base, {**base, "tie_word_embeddings": not WRAPPERS[mt].defaults["tie_word_embeddings"]}]
     for sw in _WRAPPER_SWITCHES.get(mt, []) + _SWITCHES[WRAPPERS[mt].vision_type]:
-        cfg = {**base, **{k: v for k, v in sw.items() if k != "vision_config"}}
+        cfg = {**base, **{k: v for k, v in sw.items() if k not in ("vision_config", "text_config")}}
         cfg["vision_config"] = {**base["vision_config"], **sw.get("vision_config", {})}
+        cfg["text_config"] = {**base["text_config"], **sw.get("text_config", {})}
         out.append(cfg)
     return out
 
@@ -233,7 +238,7 @@ def test_an_uncovered_tower_is_refused_in_one_line_saying_what_would_count_it():
 
 def test_an_uncovered_wrapper_is_refused_in_one_line_saying_what_would_count_it():
     from transformers import AutoConfig
-    for mt in ("llama4", "mllama"):
+    for mt in ("gemma4", "mllama"):
         with pytest.raises(loracalc.LoraCalcError) as e:
             loracalc.model_from_config(AutoConfig.for_model(mt).to_dict())
         msg = str(e.value)
