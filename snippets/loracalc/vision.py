@@ -709,7 +709,7 @@ def patches_per_image(arch, image_size: Any = None) -> int:
     v = vis["vision_config"]
     side = _pair(v["image_size"])[0]
     size = side if image_size is None else as_int(image_size, "image_size", 1, 1 << 16, "image size")
-    per = _patches(v) + (1 if v["model_type"] in ("clip_vision_model", "internvl_vision") else 0)
+    per = _patches(v) + (1 if v["model_type"] in ("clip_vision_model", "internvl_vision", "llama4_vision_model") else 0)
     if vis["wrapper"] == "mistral3":            # Pixtral encodes the image at its own size, up to image_size
         n = math.ceil(min(size, side) / _pair(v["patch_size"])[0])
         return n * n
