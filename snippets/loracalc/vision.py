@@ -596,7 +596,8 @@ def _sub(cfg: dict, key: str, default_type: str, init: dict, fixed: bool, flat: 
     says "idefics3": Idefics3VisionConfig is built)."""
     sub = cfg.get(key)
     if sub is None and flat:
-        return {**{k: x for k, x in cfg.items() if k not in ("vision_config", "text_config")}, "model_type": default_type}
+        flat = {k: x for k, x in cfg.items() if k not in ("vision_config", "text_config")}
+        return {**flat, "model_type": default_type}
     if sub is None:
         return {"model_type": default_type, **init, "_absent": True}
     if not isinstance(sub, dict):
