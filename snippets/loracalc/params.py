@@ -102,6 +102,12 @@ def _lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tu
         names = set(r.name for r in lin) | set(mapping)
     else:
         names = set(targets)
+        digits = sorted(n for n in names if n.isdigit())
+        if digits:
+            # peft matches a name as a suffix of module paths: "0" is also every ModuleList's first entry
+            # (model.layers.0, a decoder layer), which it refuses to adapt (Qwen2.5-VL's merger holds mlp.0, mlp.2)
+            raise LoraCalcError("targets", f"target {digits[0]!r} is an index, which peft matches to whole layers "
+                                           "(layers.0) and refuses: name modules by their own names, or all-linear")
     out: list[tuple[Record, int]] = []
     params = {mapping[n] for n in names if n in mapping}
     if mapping:
@@ -120,11 +126,13 @@ def _lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tu
             out.append((r, 1))
         elif r.name in names and r.name not in mapping and r.kind not in ("experts", "param"):
             # fused expert weights and bare parameters are not modules: peft's name matching skips them
-            if r.kind in ("linear", "conv1d", "embedding"):
+            # a vision tower's Conv2d / Conv3d named by the user: peft's LoRA conv layers, A a conv of the
+            # module's kernel (rank x d_in, d_in = channels x kernel), B a 1x1 conv (d_out x rank)
+            if r.kind in ("linear", "conv1d", "embedding", "conv2d", "conv3d"):
                 out.append((r, 1))
             else:
                 raise LoraCalcError("targets", f"{r.name} is a {r.kind} module in {arch.model_type}; peft adapts only "
-                                               "Linear, Conv1D and Embedding modules")
+                                               "Linear, Conv1D, Conv2d, Conv3d and Embedding modules")
     if "lm_head" in names and not any(r.name == "lm_head" and r.weight for r, _ in out):
         h, V = arch.hidden_size, arch.vocab_size
         out = [x for x in out if x[0].name != "lm_head"]

@@ -57,6 +57,12 @@ class Tower:
     final_norms: tuple[str, ...] = ("post_layernorm",)
     extra: Callable[[dict, str], list] | None = None
     notes: str = ""
+    # config keys spelled otherwise in this tower's config (Qwen's depth, num_heads, in_channels)
+    aliases: dict[str, str] = field(default_factory=dict)
+    # towers without an image_size (Qwen's native resolution): the image side the widgets assume when none is given
+    image_side: int = 0
+    # derived keys, set from the resolved config (Qwen2-VL's MLP width: embed_dim * mlp_ratio)
+    derive: Callable[[dict], None] | None = None
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -129,6 +135,41 @@ def _internvl_embed(v: dict, p: str) -> list:
     return out
 
 
+def _qwen_embed(v: dict, p: str) -> list:
+    # Qwen2_5_VisionPatchEmbed / Qwen3VLVisionPatchEmbed: a Conv3d of kernel (temporal_patch_size, patch, patch)
+    # (bias-free in Qwen2.5-VL, with bias in Qwen3-VL and Qwen3.5); Qwen3-VL's and Qwen3.5's towers add learned
+    # positions, nn.Embedding(num_position_embeddings, hidden); rotary positions hold no parameters
+    ph, pw = _pair(v["patch_size"])
+    k, h = v["num_channels"] * v["temporal_patch_size"] * ph * pw, v["hidden_size"]
+    qwen3 = "num_position_embeddings" in v
+    out = [Record("proj", "vision", "conv3d", k, h, k * h, h if qwen3 else 0, path=p + ".patch_embed")]
+    if qwen3:
+        n = v["num_position_embeddings"]
+        out.append(Record("pos_embed", "vision", "embedding", n, h, n * h, path=p))
+    return out
+
+
+def _llama4_embed(v: dict, p: str) -> list:
+    # Llama4VisionModel: Llama4UnfoldConvolution (an nn.Unfold and a bias-free Linear(channels x patch^2, hidden)),
+    # a class embedding, positional_embedding_vlm ((image // patch)^2 + 1, hidden) and layernorm_pre
+    n, h = _patches(v) + 1, v["hidden_size"]
+    ph, pw = _pair(v["patch_size"])
+    k = v["num_channels"] * ph * pw
+    return [Record("linear", "vision", "linear", k, h, k * h, path=p + ".patch_embedding"),
+            Record("class_embedding", "vision", "param", weight=h, path=p),
+            Record("positional_embedding_vlm", "vision", "param", weight=n * h, path=p),
+            Record("layernorm_pre", "vision", "norm", weight=h, bias=h, path=p)]
+
+
+def _llama4_extra(v: dict, p: str) -> list:
+    # Llama4VisionPixelShuffleMLP's Llama4VisionMLP2: fc1 Linear(intermediate_size, projector_input_dim) and fc2
+    # Linear(projector_output_dim, projector_output_dim), both bias-free
+    i, pi, po = v["intermediate_size"], v["projector_input_dim"], v["projector_output_dim"]
+    q = p + ".vision_adapter.mlp"
+    return [Record("fc1", "vision", "linear", i, pi, i * pi, path=q),
+            Record("fc2", "vision", "linear", po, po, po * po, path=q)]
+
+
 def _internvl_extra(v: dict, p: str) -> list:
     h, L = v["hidden_size"], v["num_hidden_layers"]
     lp = p + ".encoder.layer"
@@ -146,7 +187,56 @@ _SIGLIP = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, nu
 _IDEFICS3 = dict(hidden_size=1152, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=16,
                  num_channels=3, image_size=224, patch_size=32)
 
+_QWEN_ALIASES = dict(num_hidden_layers="depth", num_attention_heads="num_heads", num_channels="in_channels")
+# Qwen2_5_VLVisionConfig's defaults (a 3584-wide tower; the published 7B's is 1280 wide)
+_QWEN2_5 = dict(hidden_size=3584, intermediate_size=3420, num_hidden_layers=32, num_attention_heads=16,
+                num_channels=3, patch_size=14, temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=3584)
+# Qwen3VLVisionConfig's (Qwen3.5's the same without the deepstack mergers)
+_QWEN3 = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16, num_channels=3,
+              patch_size=16, temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=3584,
+              num_position_embeddings=2304)
+
+
+# Qwen2VLVisionConfig's: the tower's width is embed_dim, hidden_size the merger's output (the language model's width),
+# the MLP int(embed_dim * mlp_ratio) wide
+_QWEN2 = dict(hidden_size=1280, out_hidden_size=3584, mlp_ratio=4, num_hidden_layers=32, num_attention_heads=16,
+              num_channels=3, patch_size=14, temporal_patch_size=2, spatial_merge_size=2)
+
+
+def _qwen2_mlp(v: dict) -> None:
+    r = v["mlp_ratio"]
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1024:
+        raise LoraCalcError("config.vision_config.mlp_ratio", f"mlp_ratio must be a positive number (got {r!r})")
+    v["intermediate_size"] = int(v["hidden_size"] * r)
+
+
+def _qwen_tower(mt: str, defaults: dict) -> Tower:
+    # Qwen2_5_VisionTransformerPretrainedModel / Qwen3VLVisionModel / Qwen3_5VisionModel: blocks of norm1, a fused
+    # qkv Linear(h, 3h) with bias and proj, norm2 and an MLP with bias (Qwen2.5-VL: gated, RMSNorm; Qwen3:
+    # linear_fc1, linear_fc2, LayerNorm); the merger is counted as the wrapper's projector
+    q2 = "num_position_embeddings" not in defaults
+    return Tower(mt, defaults, _qwen_embed, layers_path="blocks", attn_path="attn", attn_names=("qkv", "proj"),
+                 mlp_names=("gate_proj", "up_proj", "down_proj") if q2 else ("linear_fc1", "linear_fc2"),
+                 norm=RMS if q2 else LN, layer_norms=("norm1", "norm2"), final_norms=(), aliases=_QWEN_ALIASES,
+                 image_side=448)
+
+
 TOWERS: dict[str, Tower] = {t.model_type: t for t in (
+    Tower("llama4_vision_model", dict(hidden_size=768, intermediate_size=5632, num_hidden_layers=34,
+                                      num_attention_heads=16, num_channels=3, image_size=448, patch_size=14,
+                                      vision_output_dim=7680, projector_input_dim=4096, projector_output_dim=4096),
+          _llama4_embed, layers_path="model.layers", attn_names=("q_proj", "k_proj", "v_proj", "o_proj"),
+          layer_norms=("input_layernorm", "post_attention_layernorm"), final_norms=("layernorm_post",),
+          extra=_llama4_extra),
+    # Qwen2VisionTransformerPretrainedModel: Qwen2.5-VL's layout with LayerNorms and a fc1, fc2 MLP with bias
+    Tower("qwen2_vl_vision", _QWEN2, _qwen_embed, layers_path="blocks", attn_path="attn", attn_names=("qkv", "proj"),
+          layer_norms=("norm1", "norm2"), final_norms=(), image_side=448, derive=_qwen2_mlp,
+          aliases={**_QWEN_ALIASES, "hidden_size": "embed_dim", "out_hidden_size": "hidden_size"}),
+    _qwen_tower("qwen2_5_vl_vision", _QWEN2_5),
+    _qwen_tower("qwen3_vl_vision", {**_QWEN3, "deepstack_visual_indexes": [8, 16, 24]}),
+    _qwen_tower("qwen3_vl_moe_vision", {**_QWEN3, "deepstack_visual_indexes": [8, 16, 24]}),
+    _qwen_tower("qwen3_5_vision", _QWEN3),
+    _qwen_tower("qwen3_5_moe_vision", _QWEN3),
     Tower("siglip_vision_model", {**_SIGLIP, "vision_use_head": True}, _siglip_embed, extra=_siglip_head),
     Tower("clip_vision_model", dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                                     num_attention_heads=12, num_channels=3, image_size=224, patch_size=32),
@@ -184,9 +274,11 @@ def walk_tower(t: Tower, v: dict, path: str) -> list[Record]:
     qb = bool(v[t.qkv_bias]) if isinstance(t.qkv_bias, str) else t.qkv_bias
     for n in t.layer_norms:
         out.append(Record(n, "vision", "norm", weight=h, bias=h if norm == LN else 0, copies=L, path=lp))
-    for n in t.attn_names[:3]:
+    if len(t.attn_names) == 2:                # one fused Linear(h, 3h) for q, k and v (Qwen's qkv)
+        lin(t.attn_names[0], h, 3 * h, qb, t.attn_path)
+    for n in t.attn_names[:3] if len(t.attn_names) == 4 else ():
         lin(n, h, h, qb, t.attn_path)
-    lin(t.attn_names[3], h, h, t.o_bias, t.attn_path)
+    lin(t.attn_names[-1], h, h, t.o_bias, t.attn_path)
     for n in t.mlp_names[:-1]:
         lin(n, h, i, t.mlp_bias, t.mlp_path)
     lin(t.mlp_names[-1], i, h, t.mlp_bias, t.mlp_path)
@@ -266,7 +358,67 @@ def _internvl_proj(w, v, t, p):
             _lin("linear_1", d, th, True, p), _lin("linear_2", th, th, True, p)]
 
 
+def _llama4_proj(w, v, t, p):
+    # Llama4MultiModalProjector: Linear(vision_output_dim, text hidden) without bias
+    return [_lin("linear_1", v["vision_output_dim"], t["hidden_size"], False, p)]
+
+
+def _qwen_proj(w, v, t, p):
+    # the towers' mergers, at model.visual.merger: a norm of the tower's width (Qwen2.5-VL: ln_q, RMSNorm; Qwen3:
+    # norm, LayerNorm), then Linear(h m^2, h m^2) and Linear(h m^2, out_hidden_size), both with bias (Qwen2.5-VL's
+    # in an nn.Sequential: modules "0" and "2"). Qwen3-VL adds one merger per deepstack_visual_indexes entry
+    # (deepstack_merger_list), its LayerNorm after the shuffle (h m^2 wide)
+    h, m, o = v["hidden_size"], v["spatial_merge_size"], v["out_hidden_size"]
+    d = h * m * m
+    if "num_position_embeddings" not in v:            # Qwen2-VL's ln_q is a LayerNorm, Qwen2.5-VL's an RMSNorm
+        ln = h if v["model_type"] == "qwen2_vl_vision" else 0
+        return [Record("ln_q", "projector", "norm", weight=h, bias=ln, path=p), _lin("0", d, d, True, p + ".mlp"),
+                _lin("2", d, o, True, p + ".mlp")]
+    out = [Record("norm", "projector", "norm", weight=h, bias=h, path=p), _lin("linear_fc1", d, d, True, p),
+           _lin("linear_fc2", d, o, True, p)]
+    n = len(v.get("deepstack_visual_indexes") or ())
+    if n:
+        q = p.rsplit(".", 1)[0] + ".deepstack_merger_list"
+        out += [Record("norm", "projector", "norm", weight=d, bias=d, copies=n, path=q),
+                Record("linear_fc1", "projector", "linear", d, d, d * d, d, n, path=q),
+                Record("linear_fc2", "projector", "linear", d, o, d * o, o, n, path=q)]
+    return out
+
+
 # --------------------------------------------------------------------- image tokens (the processors' rules)
+
+
+def _qwen_grid(v: dict, size: int) -> tuple[int, int]:
+    """Patches along each side of a square image of side ``size`` after Qwen2VLImageProcessor's resize: smart_resize
+    (image_processing_qwen2_vl.py) rounds each side to a multiple of patch_size * merge_size, then scales into
+    [min_pixels, max_pixels] (the class defaults, 56 * 56 and 28 * 28 * 1280; a checkpoint's
+    preprocessor_config.json may set others, which loracalc does not read)."""
+    f = _pair(v["patch_size"])[0] * v["spatial_merge_size"]
+    lo, hi = 56 * 56, 28 * 28 * 1280
+    s = max(f, round(size / f) * f)
+    if s * s > hi:
+        s = max(f, math.floor(size / math.sqrt(size * size / hi) / f) * f)
+    elif s * s < lo:
+        s = math.ceil(size * math.sqrt(lo / (size * size)) / f) * f
+    n = s // _pair(v["patch_size"])[0]
+    return n, n
+
+
+def _llama4_tokens(w, v, size):
+    # rough: Llama4Processor._prompt_split_image writes (image_size // patch)^2 * pixel_shuffle_ratio^2 image tokens
+    # per 336/448-pixel tile (256 at the defaults), tiles up to max_patches 16 plus a global image when there is
+    # more than one, inside <|image_start|> ... <|image_end|>; tile separators are left out here
+    per = int((v["image_size"] // _pair(v["patch_size"])[0]) ** 2 * 0.25)
+    tiles = min(16, math.ceil(size / v["image_size"]) ** 2)
+    return (tiles + 1 if tiles > 1 else 1) * per + 2
+
+
+def _qwen_tokens(w, v, size):
+    # Qwen2VLProcessor / Qwen2_5_VLProcessor / Qwen3VLProcessor: one <|image_pad|> per merged patch,
+    # image_grid_thw.prod() // merge_size^2, between <|vision_start|> and <|vision_end|> (the chat template's)
+    gh, gw = _qwen_grid(v, size)
+    return gh * gw // v["spatial_merge_size"] ** 2 + 2
+
 
 
 def _gemma3_tokens(w, v, size):
@@ -357,6 +509,12 @@ class Wrapper:
     # sub_configs_defaults names a config class, not AutoConfig: a given model_type is not read
     text_fixed: bool = False
     vision_fixed: bool = False
+    # Qwen2.5-VL: a config.json without text_config holds the language model's keys at its top level
+    # (Qwen2_5_VLConfig.__post_init__ pops them into the text_config)
+    text_flat: bool = False
+    # Llama 4: the language model is a ForCausalLM of its own, tied by the text_config's tie_word_embeddings alone
+    # (Llama4TextConfig's default false); the top-level key is ignored (measured in tests/snippets/test_vlm.py)
+    tie_text_only: bool = False
 
 
 _CLIP_336 = dict(intermediate_size=4096, hidden_size=1024, patch_size=14, image_size=336, num_hidden_layers=24,
@@ -401,6 +559,24 @@ WRAPPERS: dict[str, Wrapper] = {w.model_type: w for w in (
             _llava_next_proj, _llava_next_tokens, tokens_rough=True,
             vision_init=dict(hidden_size=1152, intermediate_size=4304, patch_size=14, image_size=384,
                              num_hidden_layers=26, num_attention_heads=16, vision_use_head=False)),
+    Wrapper("qwen2_5_vl", "qwen2_5_vl_text", "qwen2_5_vl_vision", dict(tie_word_embeddings=False), _qwen_proj,
+            _qwen_tokens, vision_path="model.visual", projector_path="model.visual.merger", tie_from_text=True,
+            text_fixed=True, vision_fixed=True, text_flat=True),
+    # Qwen2-VL: its text_config (Qwen2VLTextConfig) has Qwen2.5-VL's keys, defaults and modules: counted by the
+    # qwen2_5_vl_text family
+    Wrapper("qwen2_vl", "qwen2_5_vl_text", "qwen2_vl_vision", dict(tie_word_embeddings=False), _qwen_proj,
+            _qwen_tokens, vision_path="model.visual", projector_path="model.visual.merger", tie_from_text=True,
+            text_fixed=True, vision_fixed=True, text_flat=True),
+    # Qwen3-VL and Qwen3.5: the top-level tie_word_embeddings alone decides (no fallback to the text_config's)
+    *(Wrapper(mt, mt + "_text", mt + "_vision", dict(tie_word_embeddings=False), _qwen_proj, _qwen_tokens,
+              vision_path="model.visual", projector_path="model.visual.merger", text_fixed=True, vision_fixed=True)
+      for mt in ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")),
+    # Llama 4: Llama4ForConditionalGeneration holds vision_model, multi_modal_projector and language_model, a
+    # Llama4ForCausalLM (its own lm_head at language_model.lm_head)
+    Wrapper("llama4", "llama4_text", "llama4_vision_model", dict(tie_word_embeddings=False), _llama4_proj,
+            _llama4_tokens, language_path="language_model.model", vision_path="vision_model",
+            projector_path="multi_modal_projector", tokens_rough=True, text_fixed=True, vision_fixed=True,
+            tie_text_only=True),
     Wrapper("aya_vision", "cohere2", "siglip_vision_model",
             dict(vision_feature_layer=-1, downsample_factor=2, alignment_intermediate_size=None,
                  tie_word_embeddings=True),
@@ -413,12 +589,15 @@ WRAPPERS: dict[str, Wrapper] = {w.model_type: w for w in (
 # ------------------------------------------------------------------------------------------- resolving
 
 
-def _sub(cfg: dict, key: str, default_type: str, init: dict, fixed: bool) -> dict:
+def _sub(cfg: dict, key: str, default_type: str, init: dict, fixed: bool, flat: bool = False) -> dict:
     """The sub-config transformers builds: the dict as given (its model_type, else the spec's), or, when absent,
     the spec's init_kwargs (``SubConfigSpec.create_subconfig``). Where the spec names a config class rather than
     AutoConfig (``fixed``), that class is built whatever model_type the dict names (SmolVLM-256M's vision_config
     says "idefics3": Idefics3VisionConfig is built)."""
     sub = cfg.get(key)
+    if sub is None and flat:
+        flat = {k: x for k, x in cfg.items() if k not in ("vision_config", "text_config")}
+        return {**flat, "model_type": default_type}
     if sub is None:
         return {"model_type": default_type, **init, "_absent": True}
     if not isinstance(sub, dict):
@@ -439,13 +618,27 @@ def resolve_vision(v_raw: dict, wrapper: str) -> dict:
     t = TOWERS[mt]
     v: dict[str, Any] = {"model_type": mt}
     for key, default in t.defaults.items():
-        val = v_raw.get(key)
+        val = v_raw.get(t.aliases.get(key, key))
         v[key] = default if val is None else val
     for key, default in t.defaults.items():
         if isinstance(default, bool) and not isinstance(v[key], bool):
             raise LoraCalcError(f"config.vision_config.{key}", f"{key} must be true or false (got {v[key]!r})")
-    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels"):
-        v[key] = as_int(v[key], f"config.vision_config.{key}", 1, 1 << 20, key)
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels",
+                "temporal_patch_size", "spatial_merge_size", "out_hidden_size", "num_position_embeddings",
+                "vision_output_dim", "projector_input_dim", "projector_output_dim"):
+        if key in v:
+            name = t.aliases.get(key, key)
+            v[key] = as_int(v[key], f"config.vision_config.{name}", 1, 1 << 20, name)
+    if t.derive:
+        t.derive(v)
+        v["intermediate_size"] = as_int(v["intermediate_size"], "config.vision_config.mlp_ratio", 1, 1 << 20,
+                                        "the MLP width (embed_dim x mlp_ratio)")
+    if "deepstack_visual_indexes" in v and not (isinstance(v["deepstack_visual_indexes"], (list, tuple)) and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v["deepstack_visual_indexes"])):
+        raise LoraCalcError("config.vision_config.deepstack_visual_indexes",
+                            "deepstack_visual_indexes must be a list of layer numbers")
+    if "image_size" not in v:
+        v["image_size"] = t.image_side     # no fixed size: the side the widgets assume (see Tower.image_side)
     for key in ("image_size", "patch_size"):
         parts = v[key] if isinstance(v[key], (list, tuple)) else [v[key]]
         if not 1 <= len(parts) <= 2:
@@ -466,9 +659,11 @@ def resolve_wrapper(cfg: dict) -> tuple[Wrapper, dict, dict, dict]:
     """(wrapper spec, the wrapper's own keys, raw text_config, resolved vision config) of a multimodal config.json."""
     w = WRAPPERS[cfg["model_type"]]
     own = {k: (cfg.get(k) if cfg.get(k) is not None else d) for k, d in w.defaults.items()}
-    text = _sub(cfg, "text_config", w.text_type, w.text_init, w.text_fixed)
+    text = _sub(cfg, "text_config", w.text_type, w.text_init, w.text_fixed, w.text_flat)
     if w.tie_from_text and not own["tie_word_embeddings"] and text.get("tie_word_embeddings"):
         own["tie_word_embeddings"] = True
+    if w.tie_text_only:
+        own["tie_word_embeddings"] = text.get("tie_word_embeddings") or False
     for key in ("tie_word_embeddings", "multimodal_projector_bias"):
         if key in own and not isinstance(own[key], bool):
             raise LoraCalcError(f"config.{key}", f"{key} must be true or false (got {own[key]!r})")
@@ -515,10 +710,13 @@ def patches_per_image(arch, image_size: Any = None) -> int:
     v = vis["vision_config"]
     side = _pair(v["image_size"])[0]
     size = side if image_size is None else as_int(image_size, "image_size", 1, 1 << 16, "image size")
-    per = _patches(v) + (1 if v["model_type"] in ("clip_vision_model", "internvl_vision") else 0)
+    per = _patches(v) + (1 if v["model_type"] in ("clip_vision_model", "internvl_vision", "llama4_vision_model") else 0)
     if vis["wrapper"] == "mistral3":            # Pixtral encodes the image at its own size, up to image_size
         n = math.ceil(min(size, side) / _pair(v["patch_size"])[0])
         return n * n
+    if WRAPPERS[vis["wrapper"]].projector is _qwen_proj:     # Qwen: the image at its own size, resized
+        gh, gw = _qwen_grid(v, size)
+        return gh * gw
     if vis["wrapper"] in ("gemma3", "paligemma", "llava"):
         return per
     tiles = math.ceil(size / side) ** 2

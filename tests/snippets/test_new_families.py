@@ -175,8 +175,9 @@ def test_qwen3_coder_next_total_is_the_published_total():
     # a wrapper whose text_config it does not count: no advice that would lead to a second refusal
     ({"model_type": "glm4v", "text_config": {"model_type": "glm4v_text"}, "vision_config": {}},
      "is not a type loracalc counts either"),
-    # Qwen2.5-VL keeps its language model's keys at the top level, with no text_config
-    ({"model_type": "qwen2_5_vl", "vision_config": {"depth": 32}, "hidden_size": 3584},
+    # a wrapper with no text_config, its language model's keys at the top level as in Qwen2.5-VL's flat files
+    # (qwen2_5_vl is counted whole now: glm4v, which is not, stands in)
+    ({"model_type": "glm4v", "vision_config": {"depth": 24}, "hidden_size": 4096},
      "not in a text_config"),
 ])
 def test_refusals_say_what_would_make_the_config_countable(cfg, says):
