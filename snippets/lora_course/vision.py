@@ -11,8 +11,9 @@ from .prose import _md_table
 from .registry import figure, table
 
 DATA_FILE = os.path.join(os.path.dirname(__file__), "data", "vlm_configs.json")
-SHOWN = ("google/gemma-3-4b-it", "google/gemma-3-27b-it", "llava-hf/llava-1.5-7b-hf", "google/paligemma2-3b-pt-224",
-         "HuggingFaceTB/SmolVLM-256M-Instruct", "OpenGVLab/InternVL3-1B-hf", "CohereForAI/aya-vision-8b")
+SHOWN = ("google/gemma-3-4b-it", "google/gemma-3-27b-it", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen3-VL-8B-Instruct",
+         "llava-hf/llava-1.5-7b-hf", "google/paligemma2-3b-pt-224", "HuggingFaceTB/SmolVLM-256M-Instruct",
+         "OpenGVLab/InternVL3-1B-hf", "CohereForAI/aya-vision-8b", "meta-llama/Llama-4-Scout-17B-16E-Instruct")
 
 
 def _models():
@@ -49,3 +50,21 @@ def gemma3_image_tokens() -> str:
     from loracalc.vision import image_tokens
 
     return f"{image_tokens(_models()[0][1]):,}"
+
+
+def _qwen25_tokens_at(side: int) -> int:
+    from loracalc.vision import image_tokens
+
+    arch = dict(_models())["Qwen/Qwen2.5-VL-7B-Instruct"]
+    return image_tokens(arch, side)
+
+
+@figure("vlm_qwen25_tokens_1024")
+def qwen25_tokens_1024() -> str:
+    """Image tokens of a 1,024 x 1,024 picture for Qwen2.5-VL (its processor's smart_resize, vision start/end)."""
+    return f"{_qwen25_tokens_at(1024):,}"
+
+
+@figure("vlm_qwen25_tokens_1024_batch8")
+def qwen25_tokens_1024_batch8() -> str:
+    return f"{8 * _qwen25_tokens_at(1024):,}"

@@ -97,3 +97,14 @@ def test_paged_state_starts_at_100k_values(hidden, head_dim, rank, paged):
     assert rank * hidden in (99_999, 100_000)
     assert state["optimizer_paged"] == (8 * 2 * rank * hidden if paged else 0)
     assert state["optimizer"] == (0 if paged else 8 * 2 * rank * hidden)
+
+
+@pytest.mark.parametrize("adapter_dtype,dtype", [("fp32", "fp32"), ("bf16", "bf16")])
+def test_adamw_state_label_names_the_parameters_dtype(adapter_dtype, dtype):
+    """torch.optim.AdamW creates exp_avg and exp_avg_sq with torch.zeros_like(p) (torch/optim/adamw.py,
+    _init_group): the state takes the parameter's dtype, and the label must say which (its bytes are checked in
+    test_memory_stacks.py::test_optimizer_state_dtypes_follow_the_libraries)."""
+    import loracalc
+    est = loracalc.estimate_memory("llama-3.1-8b", method="lora", optimizer="adamw", adapter_dtype=adapter_dtype)
+    label = est.term("optimizer").label
+    assert f"{dtype} m and v" in label, label
