@@ -154,11 +154,14 @@ def main() -> int:
         with open(OUT, encoding="utf-8") as f:
             old = {r["model_type"]: r for r in json.load(f)["types"]}
     rows, t0 = [], time.time()
+    # every row says which versions and which day checked it, so a partial run's rows and the kept ones differ
+    stamp = {"transformers": transformers.__version__, "peft": peft.__version__,
+             "date": time.strftime("%Y-%m-%d", time.gmtime())}
     for mt, pipelines in types.items():
         if only and mt not in only and mt in old:
             rows.append(old[mt])
             continue
-        row = {"model_type": mt, "pipelines": pipelines}
+        row = {"model_type": mt, "pipelines": pipelines, "checked_with": stamp}
         # a type whose config class writes another model_type (GPT-SW3's config.json says "gpt2") is counted as that
         alias = default_config(mt).get("model_type") if mt not in FAMILIES else None
         if mt in WRAPPERS:
@@ -172,7 +175,7 @@ def main() -> int:
     # families loracalc counts that no auto mapping lists (the text towers of Qwen2.5-VL, Qwen3-VL and Mllama) still
     # belong on the page
     for mt in sorted(set(FAMILIES) - set(types)):
-        rows.append({"model_type": mt, "pipelines": [], **check_family(mt, args.configs)})
+        rows.append({"model_type": mt, "pipelines": [], "checked_with": stamp, **check_family(mt, args.configs)})
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("exact", "wrong", "refused", "untested")}
     record = {"generated_by": "scripts/model_type_coverage.py", "transformers": transformers.__version__,
               "peft": peft.__version__, "date": time.strftime("%Y-%m-%d", time.gmtime()),

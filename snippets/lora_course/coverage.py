@@ -141,18 +141,20 @@ def model_type_table() -> str:
     data = _types()
     rows = data["types"]
     c = data["counts"]
-    lines = [f"Checked {data['date']} against transformers {data['transformers']} and peft {data['peft']}: "
+    lines = [f"Last run {data['date']} against transformers {data['transformers']} and peft {data['peft']} (each row "
+             "says when it was checked): "
              f"{len(rows)} model types, **{c['exact']} counted exactly**, {c['refused']} refused in one line, "
              f"{c['untested']} untested, {c['wrong']} wrong (`scripts/model_type_coverage.py`).", ""]
-    lines += ["| model_type | pipelines | state | configs counted live |", "|---|---|---|--:|"]
+    lines += ["| model_type | pipelines | state | configs counted live | checked |", "|---|---|---|--:|---|"]
     order = {"wrong": 0, "exact": 1, "untested": 2, "refused": 3}
     for r in sorted(rows, key=lambda r: (order[r["status"]], r["model_type"])):
         if r["status"] == "refused":
             continue
         state = r["status"] + (f" (its config.json says {r['counted_as']})" if r.get("counted_as") else "") + (
             f" ({r['whole']})" if r.get("whole") else "")
+        stamp = r["checked_with"]   # each row's own versions and day (scripts/model_type_coverage.py)
         lines.append(f"| `{r['model_type']}` | {', '.join(r['pipelines']) or '—'} | {state} | "
-                     f"{r.get('configs', 0)} |")
+                     f"{r.get('configs', 0)} | {stamp['date']} (transformers {stamp['transformers']}) |")
     refused = [r["model_type"] for r in rows if r["status"] == "refused"]
     lines += ["", f"Refused in one line ({len(refused)}): " + ", ".join(f"`{t}`" for t in refused) + "."]
     return "\n".join(lines)

@@ -118,9 +118,10 @@ def test_every_family_quick():
 @pytest.mark.slow
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
 def test_family_many_configs(model_type):
-    """Twelve configs per family, both as a sparse config.json and as transformers writes it in full."""
-    n = sum(check_family_config(model_type, kw) for kw in variants(model_type, 12))
-    assert n >= 12 * 10
+    """Four configs per family, both as a sparse config.json and as transformers writes it in full (the suite's
+    time: scripts/family_coverage.py checks twelve per family and records them, README's coverage table)."""
+    n = sum(check_family_config(model_type, kw) for kw in variants(model_type, 4))
+    assert n >= 4 * 10
 
 
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
