@@ -33,7 +33,7 @@ def family_configs() -> dict[str, dict]:
 
 
 CONFIGS = family_configs()
-WRAPPER = {"model_type": "llava", "text_config": {"model_type": "llama"}, "vision_config": {}}
+WRAPPER = {"model_type": "mllama", "text_config": {"model_type": "mllama_text_model"}, "vision_config": {}}
 
 
 def cli(tmp_path, command: str, config: dict, *flags: str, as_json: bool = True):
@@ -201,10 +201,10 @@ def test_model_view_config_box_by_keyboard(wpage, site_url, tmp_path):
     w.locator("#ml-model").select_option("config")       # what arrow keys on the focused select do
     wait_error(wpage, name, "config")
     order = []
-    for _ in range(3):
+    for _ in range(4):
         wpage.keyboard.press("Tab")
         order.append(wpage.evaluate("document.activeElement.id"))
-    assert order == ["ml-rank", "ml-targets", "ml-config"]
+    assert order == ["ml-rank", "ml-targets", "ml-adapt", "ml-config"]
     assert w.get_by_label("Your model's config.json", exact=False).evaluate("e => e.id") == "ml-config"
     wpage.keyboard.press("Tab")
     assert wpage.evaluate("document.activeElement.id") == "ml-config-file"
