@@ -340,6 +340,22 @@ def cmd_models(args) -> Any:
     return _table(rows, {2, 3, 4, 5, 6, 8})
 
 
+def _memory_kwargs(args, arch) -> dict:
+    """estimate_memory's settings from the memory command's flags (shared by --objective)."""
+    kw = dict(method=args.method, rank=args.rank, targets=args.targets, batch_size=args.batch_size,
+              seq_len=args.seq_len, gradient_checkpointing=args.gc, optimizer=args.optimizer,
+              attention=args.attention, precision=args.precision, lora_dropout=args.lora_dropout,
+              recipe=args.recipe, loss=args.loss, loss_chunks=args.loss_chunks,
+              activation_offload=args.activation_offload, optimizer_in_backward=args.optimizer_in_backward,
+              paged_state_on_host=args.paged_state_on_host, dora=args.dora,
+              quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
+              old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
+              gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast)
+    if arch.vision or args.adapt is not None or args.images != "0" or args.image_size is not None:
+        kw.update(adapt=args.adapt, images_per_sample=args.images, image_size=args.image_size)
+    return kw
+
+
 def _add_objective_args(m) -> None:
     """Preference and RL tuning as TRL runs them (loracalc.preference)."""
     from .preference import DEFAULT_VLLM_SHARE
@@ -374,17 +390,7 @@ def cmd_memory(args) -> Any:
     if args.objective.strip().lower() != "sft":
         return _cmd_objective(args)
     arch = _arch(args)
-    kw = dict(method=args.method, rank=args.rank, targets=args.targets, batch_size=args.batch_size,
-              seq_len=args.seq_len, gradient_checkpointing=args.gc, optimizer=args.optimizer,
-              attention=args.attention, precision=args.precision, lora_dropout=args.lora_dropout,
-              recipe=args.recipe, loss=args.loss, loss_chunks=args.loss_chunks,
-              activation_offload=args.activation_offload, optimizer_in_backward=args.optimizer_in_backward,
-              paged_state_on_host=args.paged_state_on_host, dora=args.dora,
-              quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
-              old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
-              gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast)
-    if arch.vision or args.adapt is not None or args.images != "0" or args.image_size is not None:
-        kw.update(adapt=args.adapt, images_per_sample=args.images, image_size=args.image_size)
+    kw = _memory_kwargs(args, arch)
     est = estimate_memory(arch, **kw)
     if args.gpus is not None:
         return _memory_per_gpu(args, arch, kw, est)
@@ -432,16 +438,9 @@ def _cmd_objective(args) -> Any:
     if args.gpus is not None:
         raise LoraCalcError("gpus", "--objective is estimated for one GPU; leave out --gpus")
     arch = _arch(args)
-    kw = dict(method=args.method, rank=args.rank, targets=args.targets, batch_size=args.batch_size,
-              seq_len=args.seq_len, gradient_checkpointing=args.gc, optimizer=args.optimizer,
-              attention=args.attention, precision=args.precision, lora_dropout=args.lora_dropout,
-              recipe=args.recipe, loss_chunks=args.loss_chunks, activation_offload=args.activation_offload,
-              optimizer_in_backward=args.optimizer_in_backward, paged_state_on_host=args.paged_state_on_host,
-              dora=args.dora, quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
-              old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
-              gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast)
-    if args.loss != "full":   # the trainer's own loss otherwise (TRL's fused head, or full logits)
-        kw["loss"] = args.loss
+    kw = _memory_kwargs(args, arch)
+    if args.loss == "full":   # the trainer's own loss unless another is asked for (TRL's fused head, or full logits)
+        del kw["loss"]
     est = _objective_estimate(args, arch, kw)
     out = est.to_dict()
     if args.gpu:
