@@ -206,3 +206,75 @@ def recipes_llama_8b() -> str:
 @table("recipes_llama_70b")
 def recipes_llama_70b() -> str:
     return _recipes("llama-3.1-70b", "h100-80gb")
+
+
+# ------------------------------------------------------------------ what the card holds (nvidia-smi) beside allocated
+
+
+@dataclass(frozen=True)
+class CardPair:
+    pair: dict
+    allocated_error: float      # engine's allocated peak vs the run's max_memory_allocated, %
+    card_error: float           # engine's needed-on-the-card total vs the run's nvidia-smi peak, %
+
+
+def card_pairs() -> list[CardPair]:
+    """Published runs with both figures, predicted end to end by the engine (the fit uses only the difference)."""
+    from .allocator_evidence import load, usable
+    out = []
+    for p in load():
+        if not p["expressible"] or not usable(p):    # near the card's size the allocator's retry caps the figure
+            continue
+        est = loracalc.estimate_memory(loracalc.get_model(p["model"]), **p["settings"])
+        out.append(CardPair(p, 100 * (est.allocated_peak_bytes - p["allocated_peak_bytes"]) / p["allocated_peak_bytes"],
+                            100 * (est.total_bytes - p["nvidia_smi_bytes"]) / p["nvidia_smi_bytes"]))
+    return out
+
+
+@table("published_card_pairs")
+def published_card_pairs_table() -> str:
+    rows = ["| run (fms-acceleration, A100 80GB, 4,096-token sequences) | allocated: measured | loracalc | "
+            "nvidia-smi: measured | loracalc | error |", "|---|--:|--:|--:|--:|--:|"]
+    for c in card_pairs():
+        p = c.pair
+        est_alloc = p["allocated_peak_bytes"] * (1 + c.allocated_error / 100)
+        est_card = p["nvidia_smi_bytes"] * (1 + c.card_error / 100)
+        s = p["settings"]
+        run = (f"{p['model']} {s['method']}, {p['framework']}, batch {s['batch_size']}, "
+               f"{'Liger fused loss' if s['loss'] == 'fused_linear' else 'full-logits loss'}")
+        rows.append(f"| {run} | {p['allocated_peak_bytes'] / 1e9:,.2f} GB | {est_alloc / 1e9:,.2f} GB "
+                    f"({c.allocated_error:+.1f}%) | {p['nvidia_smi_bytes'] / 1e9:,.2f} GB | {est_card / 1e9:,.2f} GB | "
+                    f"{c.card_error:+.1f}% |")
+    return "\n".join(rows)
+
+
+@figure("card_pairs_count")
+def card_pairs_count() -> str:
+    return f"{len(card_pairs())}"
+
+
+@figure("card_pairs_median_error")
+def card_pairs_median_error() -> str:
+    return f"{statistics.median(abs(c.card_error) for c in card_pairs()):.1f}%"
+
+
+@figure("card_pairs_worst_error")
+def card_pairs_worst_error() -> str:
+    return f"{max((c.card_error for c in card_pairs()), key=abs):+.1f}%"
+
+
+@figure("reserved_median_error")
+def reserved_median_error() -> str:
+    return f"{statistics.median(abs(p.error_percent) for p in points(('reserved',))):.1f}%"
+
+
+@figure("allocator_fragmentation")
+def allocator_fragmentation() -> str:
+    from loracalc.allocator import FRAGMENTATION
+    return f"{FRAGMENTATION}"
+
+
+@figure("allocator_workspace")
+def allocator_workspace() -> str:
+    from loracalc.allocator import WORKSPACE_BYTES
+    return f"{WORKSPACE_BYTES / 1e9:.2f} GB"

@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="override the recipe's fp32 upcast of unquantized parameters for 8/4-bit runs: all "
                         "(peft's prepare_model_for_kbit_training), norms (qlora.py), none (torchtune, LitGPT, "
                         "fms-acceleration's bnb plugin)")
+    m.add_argument("--expandable-segments", dest="expandable_segments", action="store_true",
+                   help="PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: the allocator's fragmentation term drops")
     m.add_argument("--old-bitsandbytes", dest="old_bitsandbytes", action="store_true",
                    help="bitsandbytes before 0.43.2 (July 2024), whose 4-bit matmul kept each layer's input for "
                         "backward (LitGPT pinned 0.42.0 through 2024)")
@@ -350,7 +352,8 @@ def _memory_kwargs(args, arch) -> dict:
               paged_state_on_host=args.paged_state_on_host, dora=args.dora,
               quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
               old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
-              gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast)
+              gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast,
+              expandable_segments=args.expandable_segments)
     if arch.vision or args.adapt is not None or args.images != "0" or args.image_size is not None:
         kw.update(adapt=args.adapt, images_per_sample=args.images, image_size=args.image_size)
     return kw

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 LOSSES = {
     "full": "full logits, fp32 cross-entropy (transformers)",
+    "full_16bit": "full logits, cross-entropy in the logits' 16-bit dtype (no fp32 upcast; torchtune before 0.3)",
     "chunked": "chunked cross-entropy (torchtune CEWithChunkedOutputLoss, eager)",
     "chunked_compiled": "chunked cross-entropy, torch.compile'd (torchtune with compile: True)",
     "fused_linear": "fused linear cross-entropy (Liger)",
@@ -21,6 +22,8 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
 
     * full (transformers): the logits, their fp32 log-softmax (saved), and in backward the fp32 gradient
       arriving at the log-softmax and the one it returns, all alive at once;
+    * full, 16-bit (F.cross_entropy on bf16 logits, no upcast): the logits, their 16-bit log-softmax (saved),
+      and in backward the two 16-bit gradients;
     * chunked (torchtune, eager): the output chunks (alive while the loss runs), every chunk's fp32
       log-softmax (saved), one chunk's fp32 upcast in flight;
     * chunked, compiled: the compiled loss saves the 16-bit chunks and an fp32 max and log-sum-exp per token; its
@@ -35,6 +38,11 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
         cap = logits_bytes if softcap else 0
         return ((logits_bytes + 12 + cap) * V * T,
                 f"({logits_bytes} + 4 + 4 + 4{f' + {cap} soft-cap' if cap else ''}) B x {T:,} tokens x {V:,} vocab")
+    if loss == "full_16bit":
+        cap = logits_bytes if softcap else 0
+        return ((4 * logits_bytes + cap) * V * T,
+                f"4 x {logits_bytes} B{f' + {cap} B soft-cap' if cap else ''} x {T:,} tokens x {V:,} vocab "
+                "(logits, log-softmax, two gradients)")
     tc = -(-T // chunks)
     if loss == "chunked":
         return ((logits_bytes + 4) * V * T + 4 * V * tc,

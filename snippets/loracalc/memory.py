@@ -14,8 +14,10 @@ from typing import Any
 from . import nf4
 # the names other modules and older code import from here
 from .activations import activation_bytes
+from .allocator import CUDA_CONTEXT_BYTES, reserve_bytes
 from .bnb_kernels import INT8_SCALE_BYTES, bnb_kept_inputs, bnb_terms
 from .choices import ATTENTIONS, METHODS, PRECISIONS, QUANTIZED
+from .errors import as_bool
 from .dora import dora_terms, dora_transient, magnitude_term
 from .families import ACTIVATIONS_CHECKED
 from .losses import LOSSES, loss_bytes
@@ -28,7 +30,7 @@ from .run_settings import MAX_BATCH, MAX_SEQ, RunSettings, read_settings
 from .terms import MemoryEstimate, Term, gb, term
 from .vision import vision_activation_bytes
 
-__all__ = ["ACTIVATIONS_CHECKED", "ADAPTER_BYTES", "ALLOCATOR_SLACK", "ATTENTIONS", "AUTOCAST", "CUDA_CONTEXT_BYTES",
+__all__ = ["ACTIVATIONS_CHECKED", "ADAPTER_BYTES", "ATTENTIONS", "AUTOCAST", "CUDA_CONTEXT_BYTES",
            "DEQUANT_COPIES", "HOLDS_LAST_STEP", "INT8_SCALE_BYTES", "KBIT_UPCAST", "KV_EXPANDED", "LOSSES",
            "MAX_BATCH", "MAX_SEQ", "METHODS", "MemoryEstimate", "OFFLOAD_LAYERS_ON_CARD", "OPTIMIZERS",
            "PAGED_MIN_NUMEL", "PRECISIONS", "QUANTIZED", "QUANTIZE_LM_HEAD", "QUANTIZES_EVERY_LINEAR", "RECIPES",
@@ -36,8 +38,6 @@ __all__ = ["ACTIVATIONS_CHECKED", "ADAPTER_BYTES", "ALLOCATOR_SLACK", "ATTENTION
            "estimate_memory", "loss_bytes"]
 
 OFFLOAD_LAYERS_ON_CARD = 2  # offloading keeps the layer in use and the one being copied on the card
-CUDA_CONTEXT_BYTES = 512 * 2**20      # CUDA context + cuBLAS workspace, outside PyTorch's allocator
-ALLOCATOR_SLACK = 0.05                # caching-allocator fragmentation: reserved exceeds allocated
 
 
 def _weight_terms(run: RunSettings, notes: list[str]) -> list[Term]:
@@ -107,6 +107,25 @@ def _trainable_sizes(run: RunSettings) -> tuple[list[int], list[int]]:
     if not run.dora:
         return sizes, sizes
     return sizes + [m.d_out for m in per_module for _ in range(m.copies)], sizes
+
+
+def persistent_sizes(run: RunSettings) -> list[int]:
+    """Bytes of each tensor that lives through the whole run (weights as stored, trainable values, their fp32
+    masters and optimizer state), for the allocator's rounding (``allocator.rounding_bytes``)."""
+    per_value = {"qlora": 0.5, "lora_8bit": 1.0}.get(run.method)
+    out = []
+    for r in run.arch.records:
+        quantized = per_value is not None and r.kind == "linear" and r.bnb
+        out += [int(r.weight * (per_value if quantized else 2))] * r.copies if r.weight else []
+        out += [2 * r.bias] * r.copies if r.bias else []
+    sizes, state_sizes = _trainable_sizes(run)
+    if run.method != "full":
+        out += [run.a * n for n in sizes]
+    elif run.precision == "mixed":
+        out += [4 * n for n in sizes]
+    per_state = _state_bytes(run.optimizer, run.a)
+    out += [int(per_state * n) for n in state_sizes]
+    return [n for n in out if n]
 
 
 def _stored_terms(run: RunSettings, notes: list[str], sizes: list[int],
@@ -241,7 +260,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                     quantize_lm_head: Any = None, adapter_dtype: Any = None, kbit_upcast: Any = None,
                     old_bitsandbytes: Any = False, autocast: Any = None,
                     gradient_accumulation: Any = 1, adapt: Any = None, images_per_sample: Any = 0,
-                    image_size: Any = None) -> MemoryEstimate:
+                    image_size: Any = None, expandable_segments: Any = False) -> MemoryEstimate:
     """Memory for one training step, as labelled terms (bytes) with their formulas.
 
     Defaults are today's common Hugging Face QLoRA recipe: peft with prepare_model_for_kbit_training, rank
@@ -252,6 +271,9 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     Vision-language models (``loracalc.vision``): ``adapt`` "all" (peft's matching by name, vision tower
     included) or "language"; ``images_per_sample`` images of ``image_size`` pixels (default the tower's) add
     their tokens to ``seq_len``'s text tokens, and a rough term for the vision tower's activations.
+
+    The card holds more than the allocated peak: the CUDA context and what PyTorch's caching allocator keeps
+    (``loracalc.allocator``; ``expandable_segments`` for ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True``).
     """
     run = read_settings(model, method, rank, targets, batch_size, seq_len, gradient_checkpointing, optimizer,
                         attention, precision, lora_dropout, double_quant, block_size, cuda_overhead, recipe, loss,
@@ -277,12 +299,24 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
         notes.append("transformers runs Gemma-2 with eager attention unless FlashAttention-2 is installed; "
                      "choose eager to see that case")
     if run.cuda_overhead:
-        allocated = sum(t.bytes for t in terms if t.pool == "allocated")
-        terms.append(term("cuda_context", "CUDA context + allocator reserve (not in the allocated peak)",
-                          CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * allocated,
-                          f"{CUDA_CONTEXT_BYTES / 2**20:.0f} MiB context + {ALLOCATOR_SLACK:.0%} of the allocated peak",
-                          "reserve"))
+        terms.append(reserve_term(run, as_bool(expandable_segments, "expandable_segments")))
     if arch.approximate:
         notes.append("model shape approximated from a parameter count")
     return MemoryEstimate(model=arch.name, settings=run.as_dict(), terms=tuple(terms), approximate=arch.approximate,
                           notes=tuple(notes), host=tuple(host), off_peak=tuple(off_peak))
+
+
+def reserve_term(run: RunSettings, expandable: bool = False) -> Term:
+    """The CUDA context and what the caching allocator holds beyond the allocated peak (``loracalc.allocator``)."""
+    return term("cuda_context", "CUDA context + caching allocator's reserve (not in the allocated peak)",
+                *reserve_bytes(run, persistent_sizes(run), expandable), "reserve")
+
+
+def settings_of(model: Any, **settings: Any) -> RunSettings:
+    """The checked settings ``estimate_memory(model, **settings)`` works from (for modules sizing other things
+    from the same run: the allocator's terms, the time model)."""
+    import inspect
+    bound = inspect.signature(estimate_memory).bind(model, **settings)
+    bound.apply_defaults()
+    args = {k: v for k, v in bound.arguments.items() if k in inspect.signature(read_settings).parameters}
+    return read_settings(**args)

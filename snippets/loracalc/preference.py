@@ -31,7 +31,7 @@ from typing import Any
 
 from .choices import GENERATIONS, OBJECTIVES, REFERENCES
 from .errors import LoraCalcError, as_choice, as_float, as_int
-from .memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, estimate_memory
+from .memory import estimate_memory
 from .models import Architecture, get_model
 from .peaks import ORDER, moments
 from .recipes import HOLDS_LAST_STEP
@@ -172,15 +172,8 @@ def _assemble(base: MemoryEstimate, extra_static: list[Term], extra_moments: dic
     on = [dyn[k] for k in shown if k in dyn and k in alive[peak_at]]
     off = [dyn[k] for k in shown if k in dyn and k not in alive[peak_at]]
     terms = static + on
-    host_and_reserve = [t for t in base.terms if t.key not in dyn_keys and t.pool != "allocated"
-                        and t.key != "cuda_context"]
-    terms += host_and_reserve
-    if any(t.key == "cuda_context" for t in base.terms):
-        allocated = sum(t.bytes for t in terms if t.pool == "allocated")
-        terms.append(term("cuda_context", "CUDA context + allocator reserve (not in the allocated peak)",
-                          CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * allocated,
-                          f"{CUDA_CONTEXT_BYTES / 2**20:.0f} MiB context + {ALLOCATOR_SLACK:.0%} of the allocated peak",
-                          "reserve"))
+    # the host terms and the allocator's reserve, sized by the base run (whose batch is the rows per forward)
+    terms += [t for t in base.terms if t.key not in dyn_keys and t.pool != "allocated"]
     kept = [n for n in base.notes if not n.startswith("peak at the ")]
     notes.append(f"peak at the {peak_at}; not alive then: "
                  + (", ".join(f"{t.label.lower()} {gb(t.bytes)}" for t in off) or "nothing"))

@@ -30,7 +30,7 @@ from .quantized import FORMATS, stored_bytes
 
 KV_BLOCK_TOKENS = 16                 # vLLM's default block_size on CUDA (cache_config.block_size)
 DEFAULT_UTILIZATION = 0.9            # vLLM's default --gpu-memory-utilization
-CUDA_CONTEXT_BYTES = 512 * 2**20     # the same allowance the training estimate makes (memory.py)
+from .allocator import CUDA_CONTEXT_BYTES  # the same context the training estimate counts
 WEIGHT_FORMATS = {"bf16": "bf16", **{name: f.label for name, f in FORMATS.items()}}
 # vllm/config/lora.py: LoRAConfig.max_loras default 1, max_lora_rank default 16, allowed ranks MaxLoRARanks
 VLLM_LORA_SOURCE = "vllm/config/lora.py: LoRAConfig (max_loras, max_lora_rank, MaxLoRARanks)"

@@ -40,7 +40,7 @@ from typing import Any
 from .choices import STRATEGIES
 from .errors import LoraCalcError, as_bool, as_choice, as_int
 from .gpus import get_gpu
-from .memory import ALLOCATOR_SLACK, CUDA_CONTEXT_BYTES, MemoryEstimate, estimate_memory
+from .memory import MemoryEstimate, estimate_memory
 from .models import get_model, quantizable_params, total_params
 from .params import count_params
 
@@ -225,9 +225,8 @@ def shard_estimate(estimate: MemoryEstimate, arch: Any, gpus: Any = 1, strategy:
             add("unsharded_grads", "One layer's unsharded gradients before reduce-scatter", layer_grads, 0,
                 f"{grads:,} B / {sizes['layers']} layers")
     if context is not None:
-        subtotal = sum(t.gpu_bytes for t in terms)
-        add("cuda_context", context.label, CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK * subtotal, 0,
-            f"{CUDA_CONTEXT_BYTES / 2**20:.0f} MiB context per GPU + {ALLOCATOR_SLACK:.0%} fragmentation")
+        # each GPU runs the same per-GPU batch, so the one-GPU run's allocator reserve applies per GPU
+        add("cuda_context", context.label, context.bytes, 0, context.formula + " (per GPU)")
     if n == 1 and sharded:
         notes.append("FSDP on one GPU shards nothing but still gathers: use it only for its CPU offload")
     return ShardedEstimate(model=estimate.model, gpus=n, strategy=strategy, offload_optimizer=off_opt,

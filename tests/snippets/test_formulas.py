@@ -18,6 +18,9 @@ from loracalc.choices import CHOICES
 PRODUCT = re.compile(r"^(?:(\d+) x )?(\([\d.+\- a-z]+\)|[\d.,]+) (B/token|B|bits) x (.+)$")
 COUNT = re.compile(r"^([\d,]+)(?: [A-Za-z][\w\-' ]*)?$")    # a count, then the words saying what it counts
 CONTEXT = re.compile(r"^(\d+) MiB context \+ (\d+)% of the allocated peak$")
+# the caching allocator's reserve (loracalc.allocator): fixed + rounding [+ k x the largest transient block]
+RESERVE = re.compile(r"^([\d,]+) B fixed \([^)]*\) \+ ([\d,]+) B rounding \([^)]*\)"
+                     r"(?:, no fragmentation term \(expandable segments\)| \+ ([\d.]+) x ([\d,]+) B fragmentation .*)$")
 COMMENT = re.compile(r" \((?=[^)]*[a-z]{2})[^()]*\)(?! (?:B|bits)\b)")  # "(one of 8 chunks)", not "(4 - 2) B"
 # terms whose text is not a product: activations are a sum of parts checked against autograd in
 # test_recorded.py ("+ the final norm and head"); what was offloaded is named by layers, not bytes
@@ -58,6 +61,11 @@ def product_bytes(text: str) -> tuple[float, float]:
 
 def formula_bytes(term, allocated_others: int) -> tuple[float, float]:
     """(bytes the formula gives, absolute tolerance)."""
+    m = RESERVE.match(term.formula)
+    if m:
+        fixed, rounding = (int(g.replace(",", "")) for g in m.group(1, 2))
+        frag = int(float(m.group(3)) * int(m.group(4).replace(",", ""))) if m.group(3) else 0
+        return fixed + rounding + frag, 1
     m = CONTEXT.match(term.formula)
     if m:
         return int(m.group(1)) * 2**20 + int(m.group(2)) / 100 * allocated_others, 1

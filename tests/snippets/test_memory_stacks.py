@@ -44,6 +44,23 @@ def test_full_loss_peak_is_transformers_loss():
     assert measured == pytest.approx(predicted, rel=0.03)
 
 
+def test_full_16bit_loss_peak_is_cross_entropy_on_bf16_logits():
+    from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
+                                             _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
+    """F.cross_entropy straight on bf16 logits (a training loop without an fp32 upcast, torchtune's recipes
+    before 0.3): its log-softmax and both gradients stay bf16, so the peak is four 16-bit logits-sized tensors."""
+    x, w, y = _inputs()
+
+    def step():
+        logits = x @ w.t()
+        F.cross_entropy(logits, y).backward()
+        return logits
+    predicted, _ = loss_bytes("full_16bit", V, T, H, 2, 2)
+    assert peak_bytes(step) == pytest.approx(predicted, rel=0.03)
+    assert saved_bytes(lambda: F.cross_entropy(x @ w.t(), y), exclude=[w, x]) == pytest.approx(2 * V * T + 8 * T,
+                                                                                               rel=0.01)
+
+
 def test_chunked_loss_torchtune_algorithm():
     from tests.snippets.stack_losses import (torch, F, V, T, H, peak_bytes, saved_bytes, _inputs,  # noqa: F401
                                              _torchtune_chunked, _FusedLinearCE, _CutCrossEntropy)
