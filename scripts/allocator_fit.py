@@ -69,13 +69,17 @@ def extract(clone: str) -> None:
         for row in csv.DictReader(io.StringIO(text)):
             nv, pk = row.get("mem_nvidia_mem_reserved"), row.get("mem_peak_torch_mem_alloc_in_bytes")
             model = row["model_name_or_path"].split("/")[-1]
-            if not nv or not pk or row["num_gpus"] != "1" or model not in MODELS:
+            if not nv or not pk or row["num_gpus"] not in ("1", "2") or model not in MODELS:
                 continue
             fw, bs = row["framework_config"], int(row["per_device_train_batch_size"])
             settings = _settings(fw, row["peft_method"], bs)
             if settings is None:
                 continue
-            pairs.append({"id": f"fms:{name[:-4]}:{fw}:{model}:bs{bs}", "source": "fms-acceleration",
+            gpus = int(row["num_gpus"])
+            pairs.append({"id": f"fms:{name[:-4]}:{fw}:{model}:bs{bs}" + (f":{gpus}gpu" if gpus > 1 else ""),
+                          "source": "fms-acceleration", "gpus": gpus,
+                          # accelerate.yaml: FSDP FULL_SHARD whenever the scenario runs on more than one GPU
+                          "strategy": "full-shard" if gpus > 1 else None,
                           "citation": f"foundation-model-stack/fms-acceleration scripts/benchmarks/refs/{name} ({when}); "
                                       "benchmark.py: nvidia-smi memory.used peak less the first reading (MiB), "
                                       "HF Trainer memory metrics for the allocated peak",

@@ -23,7 +23,8 @@ CAPACITY_MARGIN = 8e9
 
 
 def usable(p: dict) -> bool:
-    return p["nvidia_smi_bytes"] < 80e9 * 0.9313 - CAPACITY_MARGIN   # 80 GiB card: keep runs 8 GB below it
+    """One GPU, and below the card's capacity."""
+    return p.get("gpus", 1) == 1 and p["nvidia_smi_bytes"] < 80e9 * 0.9313 - CAPACITY_MARGIN   # 80 GiB card: keep runs 8 GB below it
 
 
 def features(p: dict) -> tuple[int, int]:
