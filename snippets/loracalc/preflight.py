@@ -350,7 +350,8 @@ def _torchtune(r: _Reader) -> None:
     loss = str((r.data.get("loss") or {}).get("_component_", ""))
     r.used.add("loss")
     kc, compiled = r.get("compile")
-    r.put("loss", ("chunked_compiled" if compiled else "chunked") if "Chunked" in loss else "full", None)
+    # a plain torch.nn.CrossEntropyLoss gets the bf16 logits as they are (no fp32 upcast in the recipe)
+    r.put("loss", ("chunked_compiled" if compiled else "chunked") if "Chunked" in loss else "full_16bit", None)
     r.origin["loss"] = f"loss._component_: {loss!r}" + (", compile: true" if compiled else "")
     r.put("recipe", "torchtune", None, "")
     r.origin["recipe"] = "torchtune (its own QLoRA: bf16, no fp32 upcast, its NF4 tensors)"

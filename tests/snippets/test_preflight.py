@@ -167,6 +167,14 @@ def test_torchtune_settings_come_from_the_recipe():
     assert s["loss"] == "chunked" and s["optimizer"] == "adamw"
 
 
+def test_torchtune_plain_cross_entropy_is_the_16bit_loss():
+    """torchtune's recipes hand the model's bf16 logits to a plain torch.nn.CrossEntropyLoss as they are
+    (recipes/lora_finetune_single_device.py, _loss_step): no fp32 upcast, unlike transformers' loss."""
+    text = TORCHTUNE.replace("torchtune.modules.loss.CEWithChunkedOutputLoss", "torch.nn.CrossEntropyLoss")
+    assert text != TORCHTUNE
+    assert read_trainer_config(text)["settings"]["loss"] == "full_16bit"
+
+
 def test_trl_settings_and_its_fused_head():
     read = read_trainer_config(TRL)
     s = read["settings"]
