@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("memory", help="training memory breakdown and the GPUs it fits")
     _add_model_args(m)
     m.add_argument("--method", default="qlora", metavar="METHOD", help=choice_help("method", "qlora"))
+    m.add_argument("--base-format", default="bf16", metavar="FORMAT",
+                   help="with --method lora, the format another library stored the frozen base in (GPTQ, AWQ, HQQ, "
+                        "torchao): " + choice_help("base_format", "bf16"))
     m.add_argument("--batch-size", default="1", help="sequences per step (default 1)")
     m.add_argument("--seq-len", default="2048", help="tokens per sequence (default 2048); a vision-language model's "
                    "image tokens come on top (see --images)")
@@ -350,7 +353,8 @@ def _memory_kwargs(args, arch) -> dict:
               paged_state_on_host=args.paged_state_on_host, dora=args.dora,
               quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
               old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
-              gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast)
+              gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast,
+              base_format=args.base_format)
     if arch.vision or args.adapt is not None or args.images != "0" or args.image_size is not None:
         kw.update(adapt=args.adapt, images_per_sample=args.images, image_size=args.image_size)
     return kw
@@ -535,6 +539,9 @@ def cmd_time(args) -> Any:
     if args.images != "0" or args.image_size is not None or args.adapt is not None:
         raise LoraCalcError("images", "time does not model a vision tower yet: leave out --images, --image-size and "
                                       "--adapt, and add the image tokens to --seq-len (memory --images shows them)")
+    if args.base_format.strip().lower() != "bf16":
+        raise LoraCalcError("base_format", "time does not model a GPTQ, AWQ, HQQ or torchao base's dequantization "
+                                           "yet: leave out --base-format (memory --base-format shows its memory)")
     strategy = None if args.gpus is None else args.strategy
     est = estimate_time(_arch(args), args.gpu, method=args.method, rank=args.rank, targets=args.targets,
                         batch_size=args.batch_size, seq_len=args.seq_len, gradient_checkpointing=args.gc,
