@@ -106,3 +106,11 @@ def test_checkpointing_keeps_one_layer_of_dequantized_weights():
     per_layer = sum(2 * r.weight * r.copies for r in arch.layer_linears()) // L
     qkv = sum(2 * r.weight * r.copies for r in arch.layer_linears() if r.name in ("q_proj", "k_proj", "v_proj")) // L
     assert on == per_layer and off == L * per_layer - qkv
+
+
+def test_a_separate_reference_is_a_second_quantized_base():
+    """DPO with a second reference model loads the same GPTQ checkpoint again: its stored bytes once more."""
+    from loracalc.preference import preference_memory
+    from loracalc.quantized import stored_bytes
+    est = preference_memory("llama-3.1-8b", "dpo", reference="separate", method="lora", base_format="gptq-4bit")
+    assert est.term("reference_weights").bytes == stored_bytes("llama-3.1-8b", "gptq-4bit")
