@@ -550,7 +550,10 @@ def cmd_time(args) -> Any:
                         gpus=args.gpus or 1, strategy=strategy, offload_optimizer=args.offload_optimizer,
                         offload_params=args.offload_params, stack=args.stack, tokens=args.tokens,
                         samples=args.samples, avg_tokens=args.avg_tokens, epochs=args.epochs,
-                        recipe=args.recipe, price_per_gpu_hour=args.price_per_gpu_hour)
+                        recipe=args.recipe, price_per_gpu_hour=args.price_per_gpu_hour, objective=args.objective,
+                        reference=None if args.reference == "default" else args.reference,
+                        num_generations=args.num_generations, completion_len=args.completion_len,
+                        generation=args.generation)
     out = est.to_dict()
     if args.json:
         return out
