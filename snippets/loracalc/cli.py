@@ -539,9 +539,6 @@ def cmd_time(args) -> Any:
     if args.images != "0" or args.image_size is not None or args.adapt is not None:
         raise LoraCalcError("images", "time does not model a vision tower yet: leave out --images, --image-size and "
                                       "--adapt, and add the image tokens to --seq-len (memory --images shows them)")
-    if args.base_format.strip().lower() != "bf16":
-        raise LoraCalcError("base_format", "time does not model a GPTQ, AWQ, HQQ or torchao base's dequantization "
-                                           "yet: leave out --base-format (memory --base-format shows its memory)")
     strategy = None if args.gpus is None else args.strategy
     est = estimate_time(_arch(args), args.gpu, method=args.method, rank=args.rank, targets=args.targets,
                         batch_size=args.batch_size, seq_len=args.seq_len, gradient_checkpointing=args.gc,
@@ -553,7 +550,7 @@ def cmd_time(args) -> Any:
                         recipe=args.recipe, price_per_gpu_hour=args.price_per_gpu_hour, objective=args.objective,
                         reference=None if args.reference == "default" else args.reference,
                         num_generations=args.num_generations, completion_len=args.completion_len,
-                        generation=args.generation)
+                        generation=args.generation, base_format=args.base_format)
     out = est.to_dict()
     if args.json:
         return out

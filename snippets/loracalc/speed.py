@@ -214,7 +214,7 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
                   recipe: Any = "peft", tokens: Any = None, samples: Any = None, avg_tokens: Any = None, epochs: Any = 1,
                   price_per_gpu_hour: Any = "default", objective: Any = "sft", reference: Any = None,
                   num_generations: Any = 8, completion_len: Any = 512, generation: Any = "generate",
-                  **_ignored: Any) -> TimeEstimate:
+                  base_format: Any = "bf16", **_ignored: Any) -> TimeEstimate:
     """Seconds per step, tokens per second, time, GPU-hours and cost of a run (``tokens``, or ``samples`` x
     ``avg_tokens`` x ``epochs``; one step's tokens when neither is given).
 
@@ -255,9 +255,18 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
     every = QUANTIZES_EVERY_LINEAR[recipe]
     quant_w = sum(rec.weight * rec.copies for rec in arch.records if method in QUANT_STORED_BYTES
                   and is_4bit(rec, arch.family, every))
-    per = QUANT_STORED_BYTES[method] + 2 * COMPUTE_BYTES * DEQUANT_COPIES[recipe] if quant_w else 0.0
+    stored_w = QUANT_STORED_BYTES.get(method, 0.0)      # bytes per quantized weight at rest
+    per = stored_w + 2 * COMPUTE_BYTES * DEQUANT_COPIES[recipe] if quant_w else 0.0
+    passes = 3 if gradient_checkpointing else 2
+    base = _base_dequant(arch, method, base_format)
+    if base:
+        # LoRA on a GPTQ, AWQ, HQQ or torchao base: its own dequantization (loracalc.quantized.LORA_BACKWARD)
+        quant_w, stored_w, copies, saves = base
+        per = stored_w + 2 * COMPUTE_BYTES * copies
+        passes = (2 if gradient_checkpointing else 1) + (0 if saves else 1)   # a saved 16-bit weight serves backward
+        notes.append(f"the {base_format} base's dequantization is counted from the bytes it reads and writes "
+                     "(loracalc.quantized), not from a measured kernel time")
     if quant_w:
-        passes = 3 if gradient_checkpointing else 2
         # read the stored bytes, write the 16-bit copy, read it in the matmul; a second copy (LitGPT casts from the
         # fp16 quant state to bf16) is written and read once more
         sec["dequantize"] = g * passes * quant_w * per / bw
@@ -290,7 +299,7 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
             comm = 2 * ring * grad_bytes
         else:
             stored = arch_total * COMPUTE_BYTES if not quant_w else \
-                (arch_total - quant_w) * COMPUTE_BYTES + quant_w * QUANT_STORED_BYTES[method]
+                (arch_total - quant_w) * COMPUTE_BYTES + quant_w * stored_w
             gathers = 1 if strategy == "shard-grad-op" else (3 if gradient_checkpointing else 2)
             comm = g * gathers * ring * stored + ring * grad_bytes
         sec["communication"] = comm / link
@@ -313,6 +322,23 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
     else:
         total = per_step if tokens is None and samples is None else run_tokens(tokens, samples, avg_tokens, epochs)
     return TimeEstimate(arch.name, card.name, n, strategy, stack, fl, sec, per_step, total, price, tuple(notes))
+
+
+def _base_dequant(arch, method: str, base_format: Any) -> tuple[int, float, int, bool] | None:
+    """(quantized weights, stored bytes per weight, 16-bit weight-sized tensors written per dequantization, whether
+    autograd saves the copy for backward) for LoRA on a base another library quantized; None for a bf16 base."""
+    from .quantized import BASE_FORMATS, LORA_BACKWARD, split_stored_bytes
+    fmt = as_choice("bf16" if base_format is None else base_format, "base_format", BASE_FORMATS, "base format")
+    if fmt == "bf16":
+        return None
+    if method != "lora":
+        raise LoraCalcError("base_format", f"a {fmt} base is for method lora (LoRA on an already-quantized base)")
+    b = LORA_BACKWARD[fmt]
+    if b.refused:
+        raise LoraCalcError("base_format", b.refused)
+    q_bytes, rest = split_stored_bytes(arch, fmt)
+    n = sum(r.weight * r.copies for r in arch.records if is_4bit(r, arch.family, True))
+    return n, q_bytes / n, b.transient_copies + (1 if b.saves_weight else 0), b.saves_weight
 
 
 @dataclass(frozen=True)

@@ -114,3 +114,24 @@ def test_a_separate_reference_is_a_second_quantized_base():
     from loracalc.quantized import stored_bytes
     est = preference_memory("llama-3.1-8b", "dpo", reference="separate", method="lora", base_format="gptq-4bit")
     assert est.term("reference_weights").bytes == stored_bytes("llama-3.1-8b", "gptq-4bit")
+
+
+def test_time_reads_the_stored_base_in_every_forward():
+    """time --base-format: each forward (and a checkpointed recompute) reads the stored codes and writes a 16-bit
+    copy, so a step takes at least the stored bytes plus the 16-bit weights over the bandwidth, twice with
+    checkpointing; a bf16 base has no such term."""
+    from loracalc.gpus import get_gpu
+    from loracalc.quantized import split_stored_bytes
+    from loracalc.speed import BANDWIDTH_EFFICIENCY, estimate_time
+    card = get_gpu("h100-80gb")
+    bw = card.memory_bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY
+    q_bytes, _ = split_stored_bytes("llama-3.1-8b", "gptq-4bit")
+    arch = loracalc.get_model("llama-3.1-8b")
+    n = loracalc.models.quantizable_params(arch, True)
+    for gc, passes in ((True, 2), (False, 1)):
+        t = estimate_time("llama-3.1-8b", "h100-80gb", method="lora", base_format="gptq-4bit",
+                          gradient_checkpointing=gc)
+        assert t.seconds["dequantize"] >= passes * (q_bytes + 2 * n) / bw
+    assert "dequantize" not in estimate_time("llama-3.1-8b", "h100-80gb", method="lora").seconds
+    with pytest.raises(LoraCalcError):
+        estimate_time("llama-3.1-8b", "h100-80gb", method="qlora", base_format="gptq-4bit")
