@@ -135,3 +135,16 @@ def test_time_reads_the_stored_base_in_every_forward():
     assert "dequantize" not in estimate_time("llama-3.1-8b", "h100-80gb", method="lora").seconds
     with pytest.raises(LoraCalcError):
         estimate_time("llama-3.1-8b", "h100-80gb", method="qlora", base_format="gptq-4bit")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", SAVED, ids=_sid)
+def test_saved_rows_remeasured(row):
+    """Measure each recorded row again with the libraries installed (torchao and hqq are not in the lock: see
+    quant_base_record.py for where to install them); skipped where they are missing."""
+    import importlib.util
+    from tests.snippets import quant_base_record as rec
+    if not importlib.util.find_spec(rec.LIBRARY[row["format"]]):
+        pytest.skip(f"{rec.LIBRARY[row['format']]} is not installed")
+    got = rec.measure_saved(row["format"], row["adapter"], row["lora_dropout"], row["gradient_checkpointing"])
+    assert got == row["measured_bytes"]
