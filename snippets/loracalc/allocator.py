@@ -95,7 +95,7 @@ def largest_transient(run) -> tuple[int, str]:
                 or [getattr(arch, "intermediate_size", 0) or 4 * h])
     act_b = 2 if run.autocast or run.s == 2 else run.s
     out.append((act_b * inter * T, f"one layer's MLP intermediate, {act_b} B x {T:,} tokens x {inter:,}"))
-    if run.quantized:
+    if run.quantized or run.base_format != "bf16":
         w = max((r.d_out * r.d_in for r in arch.records if r.kind == "linear" and r.bnb), default=0)
         out.append((2 * w, f"a quantized weight dequantized to 16 bits, 2 B x {w:,}"))
     if run.attention == "eager":

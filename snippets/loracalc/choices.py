@@ -7,6 +7,7 @@ from .gpus import GPUS, vendors
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS
 from .params import ADAPT
+from .quantized import BASE_FORMATS
 from .recipes import RECIPES
 
 METHODS = {"full": "Full fine-tuning", "lora": "LoRA (16-bit frozen base)",
@@ -48,6 +49,7 @@ GENERATIONS = {
 # setting name (as estimate_memory and the widgets spell it) -> {value: label}
 CHOICES: dict[str, dict[str, str]] = {
     "method": METHODS,
+    "base_format": BASE_FORMATS,
     "optimizer": OPTIMIZERS,
     "attention": ATTENTIONS,
     "precision": PRECISIONS,

@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("memory", help="training memory breakdown and the GPUs it fits")
     _add_model_args(m)
     m.add_argument("--method", default="qlora", metavar="METHOD", help=choice_help("method", "qlora"))
+    m.add_argument("--base-format", default="bf16", metavar="FORMAT",
+                   help="with --method lora, the format another library stored the frozen base in (GPTQ, AWQ, HQQ, "
+                        "torchao): " + choice_help("base_format", "bf16"))
     m.add_argument("--batch-size", default="1", help="sequences per step (default 1)")
     m.add_argument("--seq-len", default="2048", help="tokens per sequence (default 2048); a vision-language model's "
                    "image tokens come on top (see --images)")
@@ -353,7 +356,8 @@ def _memory_kwargs(args, arch) -> dict:
               quantize_lm_head=args.quantize_lm_head, double_quant=args.double_quant,
               old_bitsandbytes=args.old_bitsandbytes, autocast=args.autocast,
               gradient_accumulation=args.gradient_accumulation, kbit_upcast=args.kbit_upcast,
-              expandable_segments=args.expandable_segments)
+              expandable_segments=args.expandable_segments,
+              base_format=args.base_format)
     if arch.vision or args.adapt is not None or args.images != "0" or args.image_size is not None:
         kw.update(adapt=args.adapt, images_per_sample=args.images, image_size=args.image_size)
     return kw
@@ -546,7 +550,10 @@ def cmd_time(args) -> Any:
                         gpus=args.gpus or 1, strategy=strategy, offload_optimizer=args.offload_optimizer,
                         offload_params=args.offload_params, stack=args.stack, tokens=args.tokens,
                         samples=args.samples, avg_tokens=args.avg_tokens, epochs=args.epochs,
-                        recipe=args.recipe, price_per_gpu_hour=args.price_per_gpu_hour)
+                        recipe=args.recipe, price_per_gpu_hour=args.price_per_gpu_hour, objective=args.objective,
+                        reference=None if args.reference == "default" else args.reference,
+                        num_generations=args.num_generations, completion_len=args.completion_len,
+                        generation=args.generation, base_format=args.base_format)
     out = est.to_dict()
     if args.json:
         return out

@@ -24,6 +24,7 @@ from .losses import LOSSES, loss_bytes
 from .models import quantizable_params, total_params
 from .optimizers import OPTIMIZERS, PAGED_MIN_NUMEL, STATE_BYTES, _state_bytes, state_terms
 from .peaks import at_peak, moments
+from .quantized import FORMATS, split_stored_bytes
 from .recipes import (ADAPTER_BYTES, AUTOCAST, DEQUANT_COPIES, HOLDS_LAST_STEP, KBIT_UPCAST, KV_EXPANDED,
                       QUANTIZE_LM_HEAD, QUANTIZES_EVERY_LINEAR, RECIPES)
 from .run_settings import MAX_BATCH, MAX_SEQ, RunSettings, read_settings
@@ -56,7 +57,24 @@ def _weight_terms(run: RunSettings, notes: list[str]) -> list[Term]:
     rest = P - Pq - (lm_params if head_q else 0)
     norms = P - Pq - V * h - lm_params          # norms and biases: what stays fp32 in every recipe
     out = []
-    if method == "lora":
+    if method == "lora" and run.base:
+        fmt = FORMATS[run.base_format]
+        q_bytes, rest16 = split_stored_bytes(arch, run.base_format)
+        Pq16 = P - rest16 // 2
+        out.append(term("weights_quantized", f"Frozen linear weights ({fmt.label})", q_bytes,
+                        f"{q_bytes * 8 / Pq16:.4g} bits x {Pq16:,} params ({fmt.bits_per_weight:g}-bit codes, "
+                        "scales and zeros: loracalc.quantized)"))
+        out.append(term("weights_16bit", "Embeddings, lm_head, norms" + (", fused experts, routers" if arch.is_moe
+                                                                         else "") + " (bf16)", rest16,
+                        f"2 B x {rest16 // 2:,} params"))
+        b = run.base
+        notes.append(f"{fmt.label} base through peft's {b.peft_layer}: "
+                     + ("autograd saves each module's dequantized 16-bit weight for backward"
+                        if b.saves_weight else "its autograd function keeps the input and dequantizes again in backward")
+                     + ("; measured on a CPU (tests/snippets/quant_base_record.py)" if b.measured_on_cpu else
+                        "; read from the library's source, not measured: it is built for CUDA")
+                     + "; no prepare_model_for_kbit_training upcast assumed")
+    elif method == "lora":
         out.append(term("weights", "Frozen base weights (bf16)", 2 * P, f"2 B x {P:,} params"))
     elif method == "qlora":
         bs, dq = run.block_size, run.double_quant
@@ -260,7 +278,8 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                     quantize_lm_head: Any = None, adapter_dtype: Any = None, kbit_upcast: Any = None,
                     old_bitsandbytes: Any = False, autocast: Any = None,
                     gradient_accumulation: Any = 1, adapt: Any = None, images_per_sample: Any = 0,
-                    image_size: Any = None, expandable_segments: Any = False) -> MemoryEstimate:
+                    image_size: Any = None, expandable_segments: Any = False,
+                    base_format: Any = "bf16") -> MemoryEstimate:
     """Memory for one training step, as labelled terms (bytes) with their formulas.
 
     Defaults are today's common Hugging Face QLoRA recipe: peft with prepare_model_for_kbit_training, rank
@@ -279,7 +298,7 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
                         attention, precision, lora_dropout, double_quant, block_size, cuda_overhead, recipe, loss,
                         loss_chunks, activation_offload, optimizer_in_backward, paged_state_on_host, dora,
                         quantize_lm_head, adapter_dtype, kbit_upcast, old_bitsandbytes, autocast,
-                        gradient_accumulation, adapt, images_per_sample, image_size)
+                        gradient_accumulation, adapt, images_per_sample, image_size, base_format)
     arch = run.arch
     notes: list[str] = list(run.counts.notes)
     sizes, state_sizes = _trainable_sizes(run)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .terms import Term
 
 # the order the terms are shown in (the gradients first)
-ORDER = ("activations", "vision_activations", "recomputed", "bnb_inputs", "dora_activations", "dora_weights", "dora_transient",
+ORDER = ("activations", "vision_activations", "recomputed", "bnb_inputs", "dequant_saved", "dora_activations", "dora_weights", "dora_transient",
          "last_step", "logits_so_far", "logits", "head_lora_grads", "dequant_head", "dequant_layer", "optimizer_temp")
 
 
@@ -19,7 +19,7 @@ def moments(grad_key: str, gc: bool, dora: bool, holds_last_step: bool, accum: i
     """Each moment of the step and the keys of the terms alive at it."""
     out = {"loss": ["activations", "logits", "head_lora_grads"]
            + ([] if gc else (["dora_activations", "dora_weights"] if dora else []))
-           + ([] if gc else ["bnb_inputs"]) + ["dequant_head"],
+           + ([] if gc else ["bnb_inputs", "dequant_saved"]) + ["dequant_head"],
            "end of backward": [grad_key, "optimizer_temp"]}
     if dora and not gc:
         # a DoRA module's forward in the last layer (everything kept so far, counted whole: an upper bound); with
@@ -29,7 +29,7 @@ def moments(grad_key: str, gc: bool, dora: bool, holds_last_step: bool, accum: i
     if holds_last_step:
         # the output layer's forward: the last step's logits and kept inputs are alive, this step's logits so
         # far (all chunks but one), and a quantized head is dequantized in forward as in backward
-        out["forward through the output layer"] = (["activations"] + ([] if gc else ["bnb_inputs"])
+        out["forward through the output layer"] = (["activations"] + ([] if gc else ["bnb_inputs", "dequant_saved"])
                                                    + ["last_step", "logits_so_far", "dequant_head"])
     if accum > 1:
         # the earlier micro-batches' gradients stay alive through every later forward and backward
@@ -38,7 +38,7 @@ def moments(grad_key: str, gc: bool, dora: bool, holds_last_step: bool, accum: i
                 out[k].append(grad_key)
     if gc:
         out["backward through a recomputed layer"] = ["activations", "recomputed", grad_key] + (
-            ["dora_activations", "dora_weights"] if dora else []) + ["bnb_inputs", "dequant_layer"]
+            ["dora_activations", "dora_weights"] if dora else []) + ["bnb_inputs", "dequant_saved", "dequant_layer"]
         if dora:
             # recomputing a layer rebuilds its weight norms before its backward dequantizes anything: the
             # transients never meet; the layer's recomputed activations are counted whole (an upper bound)

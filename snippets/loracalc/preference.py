@@ -58,7 +58,7 @@ def _no_grad_forward(arch: Architecture, tokens: int, stream_bytes: int) -> tupl
 def _reference_weights(base: MemoryEstimate) -> Term:
     """A second base model for the reference: the policy's stored base weights again (4-bit stays 4-bit; a full
     fine-tune's reference is its bf16 copy, without fp32 masters)."""
-    keys = ("weights_4bit", "weights_8bit", "weights_16bit", "weights")
+    keys = ("weights_4bit", "weights_8bit", "weights_quantized", "weights_16bit", "weights")
     parts = [t for t in base.terms if t.key in keys]
     total = sum(t.bytes for t in parts)
     return term("reference_weights", "Reference model: a second copy of the base weights", total,

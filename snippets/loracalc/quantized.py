@@ -86,3 +86,59 @@ def stored_bytes(model: Any, fmt: Any = "nf4") -> int:
             quantized += per_linear(r.d_out, r.d_in) * r.copies
             kept += r.weight * r.copies
     return quantized + 2 * (total_params(arch) - kept)
+
+
+# --8<-- [start:lora_backward]
+@dataclass(frozen=True)
+class LoraBackward:
+    """How peft's LoRA layer for a backend runs the frozen quantized matmul in a training step (peft 0.21.2)."""
+    peft_layer: str
+    saves_weight: bool          # autograd saves the 16-bit weight the forward dequantized (a new tensor per module)
+    saved_bytes_per_row: int    # saved beside it per output row (torchao int8: its scale, cast to bf16)
+    keeps_input: bool           # the library's own autograd.Function saves the module's input, not the weight
+    transient_copies: int       # 16-bit weight-sized temporaries beyond a saved copy while one weight dequantizes
+    measured_on_cpu: bool       # tests/snippets/quant_base_record.py measured it (else read from the source)
+    source: str
+    refused: str = ""           # peft refuses LoRA on this base: why, and what to choose instead
+
+
+LORA_BACKWARD: dict[str, LoraBackward] = {
+    "hqq-4bit": LoraBackward(
+        "HqqLoraLinear", False, 0, True, 3, True,
+        "hqq HQQLinear.forward_pytorch_backprop (the default): HQQMatmulNoCacheMul saves the input only and its "
+        "backward dequantizes the weight again (unpack, minus zero, times scale: three weight-sized tensors)"),
+    "torchao-int8": LoraBackward(
+        "TorchaoLoraLinear", True, 2, False, 0, True,
+        "torchao Int8Tensor's linear: the int8 weight cast to the input's dtype, a matmul, times the scale; "
+        "autograd saves the cast weight and the scale"),
+    "fp8": LoraBackward(
+        "TorchaoLoraLinear", True, 0, False, 4, True,
+        "torchao Float8Tensor's weight-only linear: dequantized through fp32 to the input's dtype, then F.linear, "
+        "which saves the 16-bit weight"),
+    "torchao-int4": LoraBackward(
+        "TorchaoLoraLinear", False, 0, False, 0, False, "peft/tuners/lora/torchao.py _check_dtype_supported",
+        refused="peft's TorchaoLoraLinear refuses int4 weights (it supports int8 only): choose torchao-int8, "
+                "hqq-4bit, or method qlora"),
+    "gptq-4bit": LoraBackward(
+        "GPTQLoraLinear", True, 0, False, 1, False,
+        "GPTQModel TorchQuantLinear (the kernel it trains with; CUDA-only kernels switch to it in train mode): "
+        "dequantize_weight, then torch.matmul, which saves the 16-bit weight"),
+    "awq-4bit": LoraBackward(
+        "AwqLoraLinear", True, 0, False, 1, False,
+        "GPTQModel AwqTorchLinear: dequantize_gemm, then torch.matmul, which saves the 16-bit weight (its CUDA "
+        "AwqGEMMQuantLinear instead keeps an fp16 copy of the input and dequantizes again in backward)"),
+}
+# --8<-- [end:lora_backward]
+
+# LoRA's base_format choices: a 16-bit base, or a format peft trains adapters on that is not bitsandbytes' own
+# (those are the methods qlora and lora_8bit)
+BASE_FORMATS: dict[str, str] = {"bf16": "16-bit (as the method stores it)",
+                                **{k: FORMATS[k].label for k in LORA_BACKWARD}}
+
+
+def split_stored_bytes(model: Any, fmt: str) -> tuple[int, int]:
+    """(bytes of the quantized linear weights, bytes of everything kept in bf16) of ``stored_bytes``."""
+    arch = get_model(model)
+    kept = sum(r.weight * r.copies for r in arch.records if is_4bit(r, arch.family, True))
+    rest = 2 * (total_params(arch) - kept)
+    return stored_bytes(arch, fmt) - rest, rest

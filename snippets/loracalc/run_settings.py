@@ -11,6 +11,7 @@ from .losses import LOSSES
 from .models import get_model
 from .optimizers import OPTIMIZER_FACTS, OPTIMIZERS, Optimizer
 from .params import ParamCount, count_params
+from .quantized import BASE_FORMATS, LORA_BACKWARD, LoraBackward
 from .recipes import RECIPE_FACTS, RECIPES, Recipe
 from .vision import image_tokens
 
@@ -56,10 +57,16 @@ class RunSettings:
     image_size: int | None = None
     image_tokens: int = 0
     text_seq_len: int = 0
+    base_format: str = "bf16"   # LoRA on a base another library quantized (loracalc.quantized.LORA_BACKWARD)
 
     @property
     def quantized(self) -> bool:
         return self.method in QUANTIZED
+
+    @property
+    def base(self) -> LoraBackward | None:
+        """How the quantized base's matmuls run in training, for LoRA on a GPTQ, AWQ, HQQ or torchao base."""
+        return LORA_BACKWARD.get(self.base_format)
 
     @property
     def head_quantized(self) -> bool:
@@ -88,6 +95,7 @@ class RunSettings:
                 "paged_state_on_host": self.on_host, "dora": self.dora, "quantize_lm_head": self.quantize_lm_head,
                 "adapter_dtype": "fp32" if self.a == 4 else "bf16", "kbit_upcast": self.upcast,
                 "old_bitsandbytes": self.old_bnb, "autocast": self.autocast, "gradient_accumulation": self.accum,
+                "base_format": self.base_format,
                 **({"seq_len": self.text_seq_len, "lm_seq_len": self.seq_len, "images_per_sample": self.images,
                     "image_size": self.image_size, "image_tokens_per_image": self.image_tokens,
                     "adapt": self.counts.adapt} if self.arch.vision else {})}
@@ -99,7 +107,7 @@ def read_settings(model: Any, method: Any, rank: Any, targets: Any, batch_size: 
                   activation_offload: Any, optimizer_in_backward: Any, paged_state_on_host: Any, dora: Any,
                   quantize_lm_head: Any, adapter_dtype: Any, kbit_upcast: Any, old_bitsandbytes: Any,
                   autocast: Any, gradient_accumulation: Any, adapt: Any = None, images_per_sample: Any = 0,
-                  image_size: Any = None) -> RunSettings:
+                  image_size: Any = None, base_format: Any = "bf16") -> RunSettings:
     """``estimate_memory``'s arguments, checked in the order a reader gives them; see its docstring."""
     arch = get_model(model)
     method = as_choice(method, "method", METHODS)
@@ -152,6 +160,7 @@ def read_settings(model: Any, method: Any, rank: Any, targets: Any, batch_size: 
         {"fp32": 4, "bf16": 2}[as_choice(adapter_dtype, "adapter_dtype", ("fp32", "bf16"), "adapter dtype")]
     if use_dora and method == "full":
         raise LoraCalcError("dora", "DoRA is a LoRA variant: choose method lora, lora_8bit or qlora with dora")
+    base_fmt = _base_format(base_format, method, use_dora)
     counts = count_params(arch, rank=rank, targets=targets, adapt=adapt)
     fused = any(m.kind in ("experts", "router") for m in counts.per_module)
     if use_dora and fused:
@@ -184,4 +193,21 @@ def read_settings(model: Any, method: Any, rank: Any, targets: Any, batch_size: 
         logits_b=4 if upcast == "all" and not ac else 2,
         # under autocast an fp32 output layer is cast to bf16 for its matmul, and the copy is saved for backward
         head_copy=2 * V * h if (ac and upcast == "all") else 0,
-        images=images, image_size=side, image_tokens=per_image, text_seq_len=text_S)
+        images=images, image_size=side, image_tokens=per_image, text_seq_len=text_S, base_format=base_fmt)
+
+
+def _base_format(base_format: Any, method: str, dora: bool) -> str:
+    """The base's stored format for LoRA: bf16, or one peft trains adapters on (GPTQ, AWQ, HQQ, torchao)."""
+    fmt = as_choice("bf16" if base_format is None else base_format, "base_format", BASE_FORMATS, "base format")
+    if fmt == "bf16":
+        return fmt
+    if method != "lora":
+        raise LoraCalcError("base_format", f"a {fmt} base is for method lora (LoRA on an already-quantized base); "
+                                          "qlora and lora_8bit quantize the base with bitsandbytes themselves")
+    if LORA_BACKWARD[fmt].refused:
+        raise LoraCalcError("base_format", LORA_BACKWARD[fmt].refused)
+    if dora:
+        # peft's GPTQ and AWQ layers raise for use_dora; the DoRA terms are measured on 16-bit and bitsandbytes bases
+        raise LoraCalcError("dora", f"DoRA on a {fmt} base is not estimated (peft's GPTQ and AWQ layers refuse it): "
+                                    "turn DoRA off or choose base format bf16")
+    return fmt

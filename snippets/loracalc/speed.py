@@ -23,6 +23,15 @@ counted from the same ``Record`` s as parameters and memory, routed experts at t
 - offloading moves the offloaded bytes over PCIe each step; DDP all-reduces the gradients and FSDP
   all-gathers the parameters (once per pass) and reduce-scatters the gradients over the GPUs' link.
 
+Preference and RL objectives (``objective``; what each trainer runs is in ``loracalc.preference``, from TRL's
+source): DPO, ORPO and SimPO train on chosen and rejected stacked, 2 x batch sequences; DPO and KTO add a forward
+of the reference without gradients over the same sequences (none when the reference is precomputed), KTO also a
+no-gradient forward of its KL batch. GRPO first generates batch x accumulation completions at once: the prompts'
+forward (compute-bound) and one decode step per completion token, each the larger of its matmul time and the time
+to read the weights and every sequence's KV cache (memory-bound at small batches); a reference forward only with
+a reference (beta > 0). A forward without gradients costs the frozen model's forward FLOPs (and a quantized base's
+dequantization, once).
+
 The matmul FLOPs divide by ``peak x efficiency`` (one efficiency per training stack, calibrated on
 published measurements: ``EFFICIENCY``); the byte terms divide by the bandwidths at ``BANDWIDTH_EFFICIENCY``.
 The terms are added (no overlap assumed), so multi-GPU and offloaded runs are pessimistic where the stacks
@@ -38,6 +47,8 @@ from .gpus import get_gpu
 from .models import get_model
 from .params import count_params
 from .families import is_4bit
+from .preference import DEFAULT_REFERENCE, PAIRED
+from .serving import kv_cache_bytes
 
 # --8<-- [start:efficiency]
 # Share of the GPU's peak dense bf16 throughput a stack's matmuls reach (model FLOPs utilisation), fitted so that
@@ -201,9 +212,15 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
                   precision: str = "mixed", dora: bool = False, gpus: Any = 1, strategy: Any = None,
                   offload_optimizer: bool = False, offload_params: bool = False, stack: Any = "eager",
                   recipe: Any = "peft", tokens: Any = None, samples: Any = None, avg_tokens: Any = None, epochs: Any = 1,
-                  price_per_gpu_hour: Any = "default", **_ignored: Any) -> TimeEstimate:
+                  price_per_gpu_hour: Any = "default", objective: Any = "sft", reference: Any = None,
+                  num_generations: Any = 8, completion_len: Any = 512, generation: Any = "generate",
+                  base_format: Any = "bf16", **_ignored: Any) -> TimeEstimate:
     """Seconds per step, tokens per second, time, GPU-hours and cost of a run (``tokens``, or ``samples`` x
-    ``avg_tokens`` x ``epochs``; one step's tokens when neither is given)."""
+    ``avg_tokens`` x ``epochs``; one step's tokens when neither is given).
+
+    ``objective`` other than sft (see the module's docstring): batch_size counts pairs (dpo, orpo, simpo), answers
+    (kto) or completions (grpo) per device, as TRL's per_device_train_batch_size, and the run is ``samples`` (pairs,
+    answers or prompts) x ``epochs``, each sequence ``seq_len`` tokens (GRPO: prompt + ``completion_len``)."""
     from .choices import ATTENTIONS, METHODS
     from .optimizers import OPTIMIZERS
     from .recipes import DEQUANT_COPIES, QUANTIZES_EVERY_LINEAR, RECIPES
@@ -222,12 +239,14 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
     if not card.peak_bf16_tflops:
         raise LoraCalcError("gpu", f"{card.name} has no cited peak throughput in the catalog")
     r = as_int(rank, "rank", 1, 65536)
-    fl = step_flops(arch, method, r, targets, batch_size, seq_len, gradient_checkpointing, attention,
+    obj = _Objective.read(objective, reference, method, batch_size, seq_len, gradient_accumulation,
+                          num_generations, completion_len, generation, tokens, avg_tokens)
+    fl = step_flops(arch, method, r, targets, obj.rows, seq_len, gradient_checkpointing, attention,
                     gradient_accumulation)
-    g = fl.tokens // (int(batch_size) * int(seq_len))
+    g = fl.tokens // (obj.rows * int(seq_len))
     bw = card.memory_bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY
     sec: dict[str, float] = {"matmuls": fl.total / (card.peak_bf16_tflops * 1e12 * EFFICIENCY[stack])}
-    notes: list[str] = []
+    notes: list[str] = list(obj.notes)
     if arch.vision:
         notes.append("the vision tower's and projector's FLOPs are not counted: text tokens through the language "
                      "model only")
@@ -236,12 +255,22 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
     every = QUANTIZES_EVERY_LINEAR[recipe]
     quant_w = sum(rec.weight * rec.copies for rec in arch.records if method in QUANT_STORED_BYTES
                   and is_4bit(rec, arch.family, every))
+    stored_w = QUANT_STORED_BYTES.get(method, 0.0)      # bytes per quantized weight at rest
+    per = stored_w + 2 * COMPUTE_BYTES * DEQUANT_COPIES[recipe] if quant_w else 0.0
+    passes = 3 if gradient_checkpointing else 2
+    base = _base_dequant(arch, method, base_format)
+    if base:
+        # LoRA on a GPTQ, AWQ, HQQ or torchao base: its own dequantization (loracalc.quantized.LORA_BACKWARD)
+        quant_w, stored_w, copies, saves = base
+        per = stored_w + 2 * COMPUTE_BYTES * copies
+        passes = (2 if gradient_checkpointing else 1) + (0 if saves else 1)   # a saved 16-bit weight serves backward
+        notes.append(f"the {base_format} base's dequantization is counted from the bytes it reads and writes "
+                     "(loracalc.quantized), not from a measured kernel time")
     if quant_w:
-        passes = 3 if gradient_checkpointing else 2
         # read the stored bytes, write the 16-bit copy, read it in the matmul; a second copy (LitGPT casts from the
         # fp16 quant state to bf16) is written and read once more
-        per = QUANT_STORED_BYTES[method] + 2 * COMPUTE_BYTES * DEQUANT_COPIES[recipe]
         sec["dequantize"] = g * passes * quant_w * per / bw
+    sec.update(obj.seconds(arch, card, stack, g, (quant_w, per), r, targets, attention, method))
     if dora and pc is not None:
         passes = 3 if gradient_checkpointing else 2
         dw = sum(m.frozen_params * m.copies for m in pc.per_module)
@@ -270,7 +299,7 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
             comm = 2 * ring * grad_bytes
         else:
             stored = arch_total * COMPUTE_BYTES if not quant_w else \
-                (arch_total - quant_w) * COMPUTE_BYTES + quant_w * QUANT_STORED_BYTES[method]
+                (arch_total - quant_w) * COMPUTE_BYTES + quant_w * stored_w
             gathers = 1 if strategy == "shard-grad-op" else (3 if gradient_checkpointing else 2)
             comm = g * gathers * ring * stored + ring * grad_bytes
         sec["communication"] = comm / link
@@ -287,5 +316,118 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
         if not (0 <= price <= 10_000):
             raise LoraCalcError("price_per_gpu_hour", f"price must be between 0 and 10,000 (got {price})")
     per_step = fl.tokens * n
-    total = per_step if tokens is None and samples is None else run_tokens(tokens, samples, avg_tokens, epochs)
+    if obj.objective != "sft" and samples is not None:
+        # the run in pairs, answers or prompts: each brings the tokens one of them adds to a step
+        total = max(1, int(run_tokens(None, samples, 1, epochs) * per_step / (obj.samples_per_micro_step * g * n)))
+    else:
+        total = per_step if tokens is None and samples is None else run_tokens(tokens, samples, avg_tokens, epochs)
     return TimeEstimate(arch.name, card.name, n, strategy, stack, fl, sec, per_step, total, price, tuple(notes))
+
+
+def _base_dequant(arch, method: str, base_format: Any) -> tuple[int, float, int, bool] | None:
+    """(quantized weights, stored bytes per weight, 16-bit weight-sized tensors written per dequantization, whether
+    autograd saves the copy for backward) for LoRA on a base another library quantized; None for a bf16 base."""
+    from .quantized import BASE_FORMATS, LORA_BACKWARD, split_stored_bytes
+    fmt = as_choice("bf16" if base_format is None else base_format, "base_format", BASE_FORMATS, "base format")
+    if fmt == "bf16":
+        return None
+    if method != "lora":
+        raise LoraCalcError("base_format", f"a {fmt} base is for method lora (LoRA on an already-quantized base)")
+    b = LORA_BACKWARD[fmt]
+    if b.refused:
+        raise LoraCalcError("base_format", b.refused)
+    q_bytes, rest = split_stored_bytes(arch, fmt)
+    n = sum(r.weight * r.copies for r in arch.records if is_4bit(r, arch.family, True))
+    return n, q_bytes / n, b.transient_copies + (1 if b.saves_weight else 0), b.saves_weight
+
+
+@dataclass(frozen=True)
+class _Objective:
+    """What a preference or RL objective adds to a step's time, read from estimate_time's arguments."""
+    objective: str
+    reference: str
+    rows: int                   # sequences the policy trains on per micro-step
+    samples_per_micro_step: float   # pairs, answers or prompts
+    seq_len: int
+    completion: int
+    at_once: int                # GRPO: completions generated together
+    notes: tuple[str, ...]
+
+    @staticmethod
+    def read(objective, reference, method, batch_size, seq_len, accum, num_generations, completion_len, generation,
+             tokens, avg_tokens) -> "_Objective":
+        from .choices import GENERATIONS, OBJECTIVES, REFERENCES
+        objective = as_choice(objective, "objective", OBJECTIVES, "training objective")
+        b = as_int(batch_size, "batch_size", 1, 1 << 20)
+        S = as_int(seq_len, "seq_len", 1, 1 << 24)
+        g = as_int(accum, "gradient_accumulation", 1, 1 << 20)
+        if objective == "sft":
+            return _Objective("sft", "none", b, b, S, 0, 0, ())
+        if tokens is not None or avg_tokens is not None:
+            raise LoraCalcError("samples", f"for {objective.upper()} give the run as samples (pairs, answers or "
+                                           "prompts) and epochs; seq_len is each sequence's length")
+        ref = as_choice("default" if reference is None else reference, "reference", REFERENCES, "reference model")
+        if ref == "default":
+            ref = "separate" if DEFAULT_REFERENCE[objective] == "adapter-off" and method == "full" \
+                else DEFAULT_REFERENCE[objective]
+        if objective in ("orpo", "simpo") and ref != "none":
+            raise LoraCalcError("reference", f"{objective.upper()} has no reference model; use reference 'none'")
+        rows = 2 * b if objective in PAIRED else b
+        notes = [f"{objective.upper()} as TRL runs it: " + OBJECTIVES[objective]]
+        if objective != "grpo":
+            return _Objective(objective, ref, rows, b, S, 0, 0, tuple(notes))
+        as_choice(generation, "generation", GENERATIONS, "where completions are generated")
+        groups = as_int(num_generations, "num_generations", 2, 4096, "completions per prompt (num_generations)")
+        completion = as_int(completion_len, "completion_len", 1, S, "completion length (at most seq_len)")
+        if (b * g) % groups:
+            raise LoraCalcError("num_generations", f"TRL needs the generation batch (batch x accumulation = {b * g}) "
+                                                   f"to be a multiple of num_generations ({groups})")
+        notes.append(f"{b * g} completions generated together, decoded at the card's memory bandwidth "
+                     + ("(vLLM on other GPUs of this type: the trainer waits for it)" if generation == "vllm-server"
+                        else "(transformers' generate adds per-token overhead not counted here)"
+                        if generation == "generate" else "(vLLM sharing the card)"))
+        return _Objective(objective, ref, rows, b / groups, S, completion, b * g, tuple(notes))
+
+    def seconds(self, arch, card, stack: str, accum: int, quant: tuple[int, float], rank: int, targets,
+                attention: str, method: str) -> dict[str, float]:
+        """Seconds per optimizer step the objective adds: reference and KL forwards, GRPO's generation.
+        ``quant``: (quantized weights, bytes each costs per pass to dequantize and read)."""
+        dequant_bytes = quant[0] * quant[1]
+        if self.objective == "sft":
+            return {}
+        flops_s = card.peak_bf16_tflops * 1e12 * EFFICIENCY[stack]
+        bw = card.memory_bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY
+
+        def no_grad_forward(rows: int) -> float:
+            fwd = step_flops(arch, "full", rank, targets, rows, self.seq_len, False, attention).forward
+            return accum * (fwd / flops_s + dequant_bytes / bw)
+        out: dict[str, float] = {}
+        ref_rows = {"kto": 2 * self.rows}.get(self.objective, self.rows)    # KTO scores the KL batch too
+        if self.reference in ("adapter-off", "separate"):
+            out["reference_forward"] = no_grad_forward(ref_rows)
+        if self.objective == "kto":
+            out["kl_forward"] = no_grad_forward(self.rows)
+        if self.objective == "grpo":
+            out.update(self._generation(arch, flops_s, bw, quant, method, rank, targets, attention))
+        return out
+
+    def _generation(self, arch, flops_s, bw, quant, method, rank, targets, attention) -> dict:
+        """The prompts' forward, then one decode step per completion token for all sequences at once: each step
+        the larger of its matmuls and reading the weights (a quantized base dequantized) and every KV cache."""
+        G, C = self.at_once, self.completion
+        prompt = self.seq_len - C
+        h, V, L = arch.hidden_size, arch.vocab_size, arch.num_hidden_layers
+        prefill = step_flops(arch, method, rank, targets, G, max(prompt, 1), False, attention).forward
+        prefill -= 2 * G * (max(prompt, 1) - 1) * h * V       # generate keeps only the last position's logits
+        per_token_w = step_flops(arch, method, rank, targets, 1, 1, False, attention).forward // 2
+        # every weight a token meets, read once per step: 16-bit, or dequantized from the stored bytes
+        weight_bytes = COMPUTE_BYTES * (per_token_w - quant[0]) + quant[0] * quant[1]
+        attn_per_ctx = 4 * arch.num_attention_heads * arch.head_dim * L
+        decode = 0.0
+        step = max(1, C // 512)                                # sampled steps, each standing for `step` tokens
+        for t in range(1, C + 1, step):
+            ctx = prompt + t
+            flops = G * (2 * per_token_w + attn_per_ctx * ctx)
+            nbytes = weight_bytes + G * kv_cache_bytes(arch, ctx)["sequence"]
+            decode += min(step, C + 1 - t) * max(flops / flops_s, nbytes / bw)
+        return {"generation_prefill": prefill / flops_s, "generation_decode": decode}

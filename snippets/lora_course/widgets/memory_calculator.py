@@ -29,7 +29,7 @@ from .registry import widget
 
 # Every input is validated by the engine (estimate_memory, count_params, get_gpu); their errors name the
 # same fields as this form's inputs.
-FIELDS = ("method", "rank", "targets", "batch_size", "seq_len", "gradient_checkpointing", "optimizer", "attention",
+FIELDS = ("method", "base_format", "rank", "targets", "batch_size", "seq_len", "gradient_checkpointing", "optimizer", "attention",
           "recipe", "loss", "activation_offload", "optimizer_in_backward", "paged_state_on_host", "dora",
           "gradient_accumulation", "adapt", "images_per_sample", "image_size")
 
@@ -73,6 +73,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       gradient_checkpointing: str = "on", optimizer: str = "adamw", attention: str = "sdpa",
                       recipe: str = "peft", loss: str = "full", activation_offload: str = "off",
                       optimizer_in_backward: str = "off", paged_state_on_host: str = "auto", dora: str = "off",
+                      base_format: str = "bf16",
                       gradient_accumulation: str = "1", autocast: str = "recipe", gpu: str = "h100-80gb", gpus: str = "1", strategy: str = "ddp", offload: str = "none",
                       samples: str = "2000", avg_tokens: str = "", epochs: str = "1",
                       images_per_sample: str = "0", image_size: str = "", adapt: str = "all",
@@ -86,7 +87,8 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
            "loss": c.text(loss) or "full", "activation_offload": c.text(activation_offload) or "off",
            "optimizer_in_backward": c.text(optimizer_in_backward) or "off",
            "dora": c.text(dora) or "off", "gradient_accumulation": c.text(gradient_accumulation),
-           "adapt": c.text(adapt) or "all", "images_per_sample": c.text(images_per_sample) or "0"}
+           "adapt": c.text(adapt) or "all", "images_per_sample": c.text(images_per_sample) or "0",
+           "base_format": c.text(base_format) or "bf16"}
     if c.text(image_size):
         raw["image_size"] = c.text(image_size)
     paged = c.text(paged_state_on_host) or "auto"
@@ -162,7 +164,9 @@ def _other_method(arch, method: str, s: dict, pref: dict | None):
     """The same settings with another method, for the per-method comparison (a full fine-tune has no adapter
     to switch off: its reference is a second model)."""
     settings = {**{k: v for k, v in s.items() if not (method == "full" and k == "autocast")},
-                "method": method, "dora": s["dora"] and method != "full"}
+                "method": method, "dora": s["dora"] and method != "full",
+                # a GPTQ, AWQ, HQQ or torchao base is LoRA's; the other methods store the base their own way
+                "base_format": s.get("base_format", "bf16") if method == "lora" else "bf16"}
     if pref is None:
         return loracalc.estimate_memory(arch, **settings)
     ref = pref["reference"]
@@ -340,7 +344,8 @@ def verdict_outputs(total: int, limit: int, gpu_name: str, blocked=(), limit_lin
 
 
 # Terms that hold the frozen base model, however a method stores it.
-_WEIGHT_TERMS = {"weights", "weights_4bit", "weights_16bit", "kbit_upcast", "master_weights"}
+_WEIGHT_TERMS = {"weights", "weights_4bit", "weights_quantized", "weights_16bit", "kbit_upcast",
+                 "master_weights"}
 
 
 def explain(per_method: dict, s: dict) -> str:
