@@ -26,7 +26,8 @@ def _models():
 
 def _vision_params(arch) -> int:
     """The vision tower's and the projector's parameters (as `loracalc params` splits them)."""
-    return sum(r.params for r in arch.records if r.role in ("vision", "projector"))
+    from loracalc.families import TOWER_ROLES
+    return sum(r.params for r in arch.records if r.role in TOWER_ROLES)
 
 
 @table("vlm_counts")

@@ -19,6 +19,10 @@ from .errors import LoraCalcError
 # norm kinds: parameters per normalised width
 RMS = "rms"               # weight only (RMSNorm, Cohere's LayerNorm)
 LN = "ln"                 # weight and bias (nn.LayerNorm)
+# record roles outside the language model: a multimodal wrapper's vision tower, its projector, its audio tower
+# (loracalc.vision); adapt="language" leaves them out, per-module counts label them "<role>.<name>"
+TOWER_ROLES = ("vision", "projector", "audio")
+TOWER_LABELS = tuple(r + "." for r in TOWER_ROLES)
 NO_PARAMS = "none"        # OLMo's LayerNorm has no learnable parameters
 
 # ----------------------------------------------------------------------------------- records

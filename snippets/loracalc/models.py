@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import LoraCalcError, as_int
-from .families import FAMILIES, KEY_KINDS, KEY_SYNONYMS, Record, is_4bit, softcap_on, walk
+from .families import FAMILIES, KEY_KINDS, KEY_SYNONYMS, TOWER_ROLES, Record, is_4bit, softcap_on, walk
 from .vision import TOWERS, WRAPPERS, resolve_wrapper, vision_records
 
 MAX_PARAMS = 100 * 10**12   # "absurd" starts above 100T parameters
@@ -98,7 +98,7 @@ class Architecture:
 
     def text_records(self) -> tuple[Record, ...]:
         """The language model's records (all of them for a text-only model)."""
-        return tuple(r for r in self.records if r.role not in ("vision", "projector"))
+        return tuple(r for r in self.records if r.role not in TOWER_ROLES)
 
     def linear_names(self) -> tuple[str, ...]:
         """Module names of the layers' linear modules, in build order, each once."""
