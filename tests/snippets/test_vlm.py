@@ -210,6 +210,19 @@ def test_published_configs(entry):
     assert loracalc.total_params(text) == sum(r.params for r in arch.text_records())
 
 
+# target sets beyond all-linear and q,v for the published Llama 3.2 Vision and Gemma 4 configs: names in the tower,
+# the projector and the language model at once (Gemma 4's q_proj is a clippable wrapper in its towers: refused)
+_PUBLISHED_TARGETS = {"mllama": ("all-linear", ("q_proj", "v_proj"), ("fc1", "gate_proj", "multi_modal_projector")),
+                      "gemma4": ("all-linear", ("q_proj", "v_proj"),
+                                 ("embedding_projection", "input_proj", "embed_tokens"))}
+
+
+@pytest.mark.parametrize("repo", [e["repo"] for e in DATA if e["config"]["model_type"] in _PUBLISHED_TARGETS])
+def test_published_lora_counts_equal_peft(repo):
+    cfg = next(e["config"] for e in DATA if e["repo"] == repo)
+    assert check_vlm_config(cfg, ranks=(16,), targets=_PUBLISHED_TARGETS[cfg["model_type"]]) == 2 + 6
+
+
 def test_published_defaults_of_every_wrapper_equal_transformers():
     from transformers import AutoConfig
     for mt in sorted(WRAPPERS):
@@ -252,6 +265,33 @@ def test_qwen_image_tokens_follow_smart_resize():
         for side in (20, 100, 448, 1000, 2000):
             grid = proc(images=np.zeros((side, side, 3), dtype=np.uint8), return_tensors="np")["image_grid_thw"]
             assert image_tokens(arch, side) == int(grid.prod()) // 4 + 2, (mt, side)
+
+
+def test_gemma4_image_tokens_follow_its_image_processor():
+    # Gemma4ImageProcessorPil (class defaults: 280 soft tokens, pooling 3, patch 16) resizes a square image of any
+    # size to 768 pixels: 48 x 48 patches pooled 3 x 3, 256 soft tokens; Gemma4Processor adds boi and eoi
+    import numpy as np
+    from transformers.models.gemma4.image_processing_pil_gemma4 import Gemma4ImageProcessorPil
+    proc = Gemma4ImageProcessorPil()
+    arch = _published("google/gemma-4-E2B-it")
+    for side in (64, 300, 768, 1000, 2000):
+        out = proc(images=np.zeros((side, side, 3), dtype=np.uint8), return_tensors="np")
+        assert image_tokens(arch, side) == int(out["num_soft_tokens_per_image"][0]) + 2, side
+    # a checkpoint with another pooling kernel and patch: 280 x 2^2 patches of 14 pixels fit 32 x 32 patches
+    small = loracalc.model_from_config({**tiny_vlm("gemma4"), "vision_config": {
+        **tiny_vlm("gemma4")["vision_config"], "patch_size": 14, "pooling_kernel_size": 2}})
+    out = Gemma4ImageProcessorPil(patch_size=14, pooling_kernel_size=2)(
+        images=np.zeros((500, 500, 3), dtype=np.uint8), return_tensors="np")
+    assert image_tokens(small, 500) == int(out["num_soft_tokens_per_image"][0]) + 2
+
+
+def test_mllama_images_take_one_token_and_gemma4_needs_its_vision_config():
+    # MllamaProcessor.replace_image_token keeps the one <|image|> token (the tiles reach the language model through
+    # cross-attention); a Gemma 4 config.json without vision_config builds no vision tower
+    assert image_tokens(_published("meta-llama/Llama-3.2-11B-Vision-Instruct"), 1120) == 1
+    cfg = {k: v for k, v in tiny_vlm("gemma4").items() if k != "vision_config"}
+    with pytest.raises(loracalc.LoraCalcError, match="no vision tower"):
+        loracalc.estimate_memory(loracalc.model_from_config(cfg), targets="all-linear", images_per_sample=1)
 
 
 def AutoConfigDict(mt: str) -> dict:
