@@ -65,6 +65,7 @@ def parse_targets(targets: Any, model: Any = None) -> tuple[str, ...]:
     if len(parts) == 1 and parts[0] in ALL_LINEAR:
         return ("all-linear",)
     known = _known_names(arch)
+    by_lower = {n.lower(): n for n in known}   # targets are read lower-cased; DBRX's Wqkv is matched without case
     chosen: list[str] = []
     for p in parts:
         if p in ALL_LINEAR:
@@ -72,7 +73,7 @@ def parse_targets(targets: Any, model: Any = None) -> tuple[str, ...]:
         if p in _GROUPS:
             chosen += [r.name for r in arch.layer_linears() if r.role in _GROUPS[p]]
             continue
-        name = p if p in known else _SHORT.get(p, p)
+        name = p if p in known else by_lower.get(p, _SHORT.get(p, p))
         if name not in known:
             raise LoraCalcError("targets", f"{arch.model_type} has no module {p!r}; its names: "
                                            + ", ".join(known) + ", or all-linear, attention, mlp")

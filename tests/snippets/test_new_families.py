@@ -130,7 +130,15 @@ PUBLISHED = {
 # (total or None, active or None, decimals given). Qwen2.5-7B "7.61B"; Qwen3-8B "8.2B"; Qwen3-30B-A3B "30.5B, 3.3B activated";
 # Llama 4 Scout "17B active" (109B total with its vision tower); Jamba Mini "12B active, 52B total"; dots.llm1
 # "142B total, 14B activated"
-PUBLISHED_TOTALS = {"qwen2.5-vl-7b": (7.61, None, 2), "qwen3-vl-8b": (8.2, None, 1),
+PUBLISHED["dbrx-instruct"] = (
+    # databricks/dbrx-instruct config.json; copy: a 4-bit MLX upload's config.json transcribed in a public test
+    # (40 layers of 6144, 48 heads, attn_config: 8 kv heads, clip_qkv 8, rope_theta 500000; ffn_config: 16 experts
+    # of 10752, 4 per token) and a write-up quoting the vocabulary, 100352
+    "dbrx", dict(d_model=6144, n_heads=48, n_layers=40, max_seq_len=32768, vocab_size=100352, tie_word_embeddings=False,
+                 attn_config={"kv_n_heads": 8, "clip_qkv": 8, "rope_theta": 500000},
+                 ffn_config={"ffn_hidden_size": 10752, "moe_num_experts": 16, "moe_top_k": 4}))
+
+PUBLISHED_TOTALS = {"dbrx-instruct": (132, 36, 0), "qwen2.5-vl-7b": (7.61, None, 2), "qwen3-vl-8b": (8.2, None, 1),
                     "qwen3-vl-30b-a3b": (30.5, 3.3, 1), "llama-4-scout": (None, 17, 0), "jamba-mini-1.7": (52, 12, 0),
                     "dots.llm1": (142, 14, 0)}
 
