@@ -241,3 +241,22 @@ def test_mamba_targets_peft_refuses_are_refused_with_the_targets_that_work():
     with torch.device("meta"):
         fresh = AutoModelForCausalLM.from_config(AutoConfig.for_model("nemotron_h", **cfg))
     assert loracalc.count_params(arch, 4, suggested).lora_params == _peft_trainable(fresh, 4, suggested)
+
+
+def test_dbrx_reads_its_nested_configs_and_refuses_a_tied_head():
+    # DBRX keeps its k/v heads and experts in attn_config and ffn_config; DbrxConfig.validate_architecture refuses
+    # tie_word_embeddings true, and a sub-config that is not an object is a one-line error
+    from transformers import AutoConfig
+    kw = dict(d_model=64, n_heads=4, n_layers=2, vocab_size=100, attn_config={"kv_n_heads": 2, "rope_theta": 1e4},
+              ffn_config={"ffn_hidden_size": 96, "moe_num_experts": 4, "moe_top_k": 2})
+    check_family_config("dbrx", kw, ranks=(4,), full_targets=True)
+    with pytest.raises(Exception, match="tie_word_embeddings"):     # huggingface_hub's strict validation error
+        AutoConfig.for_model("dbrx", **kw, tie_word_embeddings=True)
+    with pytest.raises(loracalc.LoraCalcError, match="tie"):
+        loracalc.model_from_config({"model_type": "dbrx", **kw, "tie_word_embeddings": True})
+    with pytest.raises(loracalc.LoraCalcError) as e:
+        loracalc.model_from_config({"model_type": "dbrx", **kw, "attn_config": 8})
+    assert e.value.field == "config.attn_config" and "\n" not in str(e.value)
+    # peft matches module names as they are spelled: Wqkv, which loracalc takes in any case
+    arch = loracalc.model_from_config({"model_type": "dbrx", **kw})
+    assert loracalc.count_params(arch, 4, "wqkv").targets == ("Wqkv",)
