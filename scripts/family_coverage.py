@@ -23,11 +23,10 @@ README = os.path.join(ROOT, "README.md")
 START, END = "<!-- family-coverage:start -->", "<!-- family-coverage:end -->"
 
 # wrappers people bring whose vision tower loracalc does not describe (loracalc.vision counts Gemma 3, LLaVA,
-# Mistral 3, PaliGemma, the Qwen VLMs... whole: scripts/model_type_coverage.py checks those): their config.json nests a
+# Mistral 3, PaliGemma, the Qwen VLMs, Gemma 4, Llama 3.2 Vision... whole: scripts/model_type_coverage.py checks those): their config.json nests a
 # text_config next to a vision tower's config, and they must be refused in one line
 WRAPPERS = {
-    "gemma4": {"model_type": "gemma4", "text_config": {"model_type": "gemma4_text"}, "vision_config": {}},
-    "mllama": {"model_type": "mllama", "text_config": {"model_type": "mllama_text_model"}, "vision_config": {}},
+    "idefics2": {"model_type": "idefics2", "text_config": {"model_type": "mistral"}, "vision_config": {}},
     "glm4v": {"model_type": "glm4v", "text_config": {"model_type": "glm4v_text"}, "vision_config": {}},
     "gemma3n": {"model_type": "gemma3n", "text_config": {"model_type": "gemma3n_text"}, "vision_config": {},
                 "audio_config": {}},

@@ -13,7 +13,8 @@ from .registry import figure, table
 DATA_FILE = os.path.join(os.path.dirname(__file__), "data", "vlm_configs.json")
 SHOWN = ("google/gemma-3-4b-it", "google/gemma-3-27b-it", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen3-VL-8B-Instruct",
          "llava-hf/llava-1.5-7b-hf", "google/paligemma2-3b-pt-224", "HuggingFaceTB/SmolVLM-256M-Instruct",
-         "OpenGVLab/InternVL3-1B-hf", "CohereForAI/aya-vision-8b", "meta-llama/Llama-4-Scout-17B-16E-Instruct")
+         "OpenGVLab/InternVL3-1B-hf", "CohereForAI/aya-vision-8b", "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+         "meta-llama/Llama-3.2-11B-Vision-Instruct", "google/gemma-4-E2B-it")
 
 
 def _models():
@@ -25,8 +26,9 @@ def _models():
 
 
 def _vision_params(arch) -> int:
-    """The vision tower's and the projector's parameters (as `loracalc params` splits them)."""
-    return sum(r.params for r in arch.records if r.role in ("vision", "projector"))
+    """The vision tower's, the projector's and an audio tower's parameters (as `loracalc params` splits them)."""
+    from loracalc.families import TOWER_ROLES
+    return sum(r.params for r in arch.records if r.role in TOWER_ROLES)
 
 
 @table("vlm_counts")
@@ -36,11 +38,14 @@ def vlm_counts_table() -> str:
 
     rows = []
     for repo, arch in _models():
-        whole = loracalc.count_params(arch, rank=16, targets="q,v", adapt="all")
         lang = loracalc.count_params(arch, rank=16, targets="q,v", adapt="language")
-        rows.append([f"`{repo}`", f"{whole.total_params / 1e9:.2f}B", f"{_vision_params(arch) / 1e6:,.0f}M",
-                     f"{image_tokens(arch):,}", f"{whole.lora_params:,}", f"{lang.lora_params:,}"])
-    return _md_table(["model", "parameters (whole)", "vision tower + projector", "image tokens per image",
+        try:
+            whole = f"{loracalc.count_params(arch, rank=16, targets='q,v', adapt='all').lora_params:,}"
+        except loracalc.LoraCalcError:      # Gemma 4: q_proj names a wrapper module in its towers, which peft refuses
+            whole = "peft refuses"
+        rows.append([f"`{repo}`", f"{lang.total_params / 1e9:.2f}B", f"{_vision_params(arch) / 1e6:,.0f}M",
+                     f"{image_tokens(arch):,}", whole, f"{lang.lora_params:,}"])
+    return _md_table(["model", "parameters (whole)", "towers (vision, audio) + projector", "image tokens per image",
                       "LoRA r=16 on q,v: whole model", "language model only"], rows,
                      ["", "--:", "--:", "--:", "--:", "--:"])
 

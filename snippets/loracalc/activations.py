@@ -280,7 +280,7 @@ def _chosen_adapters(arch, method: str, targets) -> list:
     names = targets if isinstance(targets, tuple) and targets and targets[0] != "all-linear" \
         else parse_targets(targets if targets else "all-linear", arch)
     # the language model's adapters only: a vision tower's are counted apart (loracalc.vision)
-    return [x for x in lora_targets(arch, tuple(names))[0] if x[0].role not in ("vision", "projector")]
+    return lora_targets(arch, tuple(names), "language")[0]
 
 
 def activation_bytes(arch, method: str, rank: int, targets, batch_size: int, seq_len: int,

@@ -291,14 +291,17 @@ def params_text(arch, rank: Any = 16, targets: Any = "all-linear", adapt: Any = 
     c = count_params(arch, rank=rank, targets=targets, adapt=adapt)
     asked = ",".join(c.requested)
     vis = arch.vision
-    kind = f"{vis['wrapper']}: {vis['vision_config']['model_type']} + {arch.model_type}" if vis else arch.model_type
+    tower_type = (vis["vision_config"] or {"model_type": "no vision tower"})["model_type"] if vis else ""
+    kind = f"{vis['wrapper']}: {tower_type} + {arch.model_type}" if vis else arch.model_type
     lines = [f"{arch.display_name}  ({kind})" + ("  (approximate)" if arch.approximate else ""),
              f"total parameters     {c.total_params:>18,}"]
     if vis:
         tower = sum(r.params for r in arch.records if r.role == "vision")
         proj = sum(r.params for r in arch.records if r.role == "projector")
-        lines.append(f"  vision tower       {tower:>18,}   projector {proj:,}; language model "
-                     f"{c.total_params - tower - proj:,}")
+        audio = sum(r.params for r in arch.records if r.role == "audio")
+        lines.append(f"  vision tower       {tower:>18,}   projector {proj:,}; "
+                     + (f"audio tower {audio:,}; " if audio else "")
+                     + f"language model {c.total_params - tower - proj - audio:,}")
     if c.active_params != c.total_params:
         moe = arch.family.moe
         lines.append(f"active per token     {c.active_params:>18,}   {arch.config[moe.top_k]} of "

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import LoraCalcError, as_int
-from .families import FAMILIES, KEY_KINDS, KEY_SYNONYMS, Record, is_4bit, softcap_on, walk
+from .families import FAMILIES, KEY_KINDS, KEY_SYNONYMS, TOWER_ROLES, Record, is_4bit, softcap_on, walk
 from .vision import TOWERS, WRAPPERS, resolve_wrapper, vision_records
 
 MAX_PARAMS = 100 * 10**12   # "absurd" starts above 100T parameters
@@ -98,7 +98,7 @@ class Architecture:
 
     def text_records(self) -> tuple[Record, ...]:
         """The language model's records (all of them for a text-only model)."""
-        return tuple(r for r in self.records if r.role not in ("vision", "projector"))
+        return tuple(r for r in self.records if r.role not in TOWER_ROLES)
 
     def linear_names(self) -> tuple[str, ...]:
         """Module names of the layers' linear modules, in build order, each once."""
@@ -329,6 +329,19 @@ def _read(path_or_dict: Any) -> tuple[dict, str]:
     raise LoraCalcError("config", "give a path to config.json or its parsed dict")
 
 
+def _nested(cfg: dict, spelled: str) -> Any:
+    """``cfg[spelled]``, where a dotted name reads a sub-config (DBRX's ``attn_config.kv_n_heads``)."""
+    outer, _, inner = spelled.partition(".")
+    if not inner:
+        return cfg.get(spelled)
+    sub = cfg.get(outer)
+    if sub is None:
+        return None
+    if not isinstance(sub, dict):
+        raise LoraCalcError(f"config.{outer}", f"{outer} must be a JSON object (got {json.dumps(sub)[:40]})")
+    return _nested(sub, inner)
+
+
 def resolve_config(cfg: dict) -> dict:
     """The family's keys from ``cfg``, with its config class's defaults and the model's derived values."""
     mt = cfg.get("model_type")
@@ -352,7 +365,7 @@ def resolve_config(cfg: dict) -> dict:
     c: dict[str, Any] = {"model_type": mt}
     for key, default in fam.defaults.items():
         spelled = fam.aliases.get(key, key)
-        value = cfg.get(spelled)
+        value = _nested(cfg, spelled)
         if value is None:
             value = cfg.get(key)
         if key in _NULLABLE and (spelled in cfg or key in cfg):
@@ -397,7 +410,7 @@ def resolve_config(cfg: dict) -> dict:
     # takes the config class's default, and so does loracalc
     for key in ("hidden_size", "num_hidden_layers"):
         spelled = fam.aliases.get(key, key)
-        given = [cfg.get(k) for k in (spelled, key, *KEY_SYNONYMS.get(mt, {}).get(key, ()))]
+        given = [_nested(cfg, k) for k in (spelled, key, *KEY_SYNONYMS.get(mt, {}).get(key, ()))]
         if key in fam.defaults and fam.defaults[key] is not None and all(v is None for v in given):
             raise LoraCalcError(f"config.{spelled}", f"config.json lacks {spelled} (needed for {mt} models)")
     h, heads = c["hidden_size"], c["num_attention_heads"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LoraCalcError, as_choice, as_int
-from .families import Record
+from .families import TOWER_LABELS, TOWER_ROLES, Record
 from .models import (LINEAR_MODULES, Architecture, active_params, get_model,  # noqa: F401
                      quantizable_params, total_params)
 
@@ -65,6 +65,7 @@ def parse_targets(targets: Any, model: Any = None) -> tuple[str, ...]:
     if len(parts) == 1 and parts[0] in ALL_LINEAR:
         return ("all-linear",)
     known = _known_names(arch)
+    by_lower = {n.lower(): n for n in known}   # targets are read lower-cased; DBRX's Wqkv is matched without case
     chosen: list[str] = []
     for p in parts:
         if p in ALL_LINEAR:
@@ -72,7 +73,7 @@ def parse_targets(targets: Any, model: Any = None) -> tuple[str, ...]:
         if p in _GROUPS:
             chosen += [r.name for r in arch.layer_linears() if r.role in _GROUPS[p]]
             continue
-        name = p if p in known else _SHORT.get(p, p)
+        name = p if p in known else by_lower.get(p, _SHORT.get(p, p))
         if name not in known:
             raise LoraCalcError("targets", f"{arch.model_type} has no module {p!r}; its names: "
                                            + ", ".join(known) + ", or all-linear, attention, mlp")
@@ -81,7 +82,8 @@ def parse_targets(targets: Any, model: Any = None) -> tuple[str, ...]:
     return tuple(sorted(dict.fromkeys(chosen), key=lambda n: order[n]))
 
 
-def _lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tuple[Record, int]], list[str]]:
+def _lora_targets(arch: Architecture, targets: tuple[str, ...],
+                  adapt: str = "all") -> tuple[list[tuple[Record, int]], list[str]]:
     """(record, rank multiplier) for every tensor peft 0.21 adapts, and notes where its choice surprises.
 
     Reproduces ``tuners_utils._maybe_include_all_linear_layers`` (every nn.Linear and Conv1D except the output
@@ -91,7 +93,7 @@ def _lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tu
     """
     moe = arch.family.moe
     mapping = dict(moe.peft_names) if (moe and moe.peft_names) else {}
-    lin = arch.layer_linears()
+    lin = tuple(r for r in arch.layer_linears() if adapt != "language" or r.role not in TOWER_ROLES)
     notes: list[str] = []
     if targets == ("all-linear",):
         if not mapping:
@@ -118,12 +120,22 @@ def _lora_targets(arch: Architecture, targets: tuple[str, ...]) -> tuple[list[tu
                                            f"{', '.join(n for n in halves if n not in got)}: they are fused into "
                                            "gate_up_proj in transformers 5")
     for r in arch.records:
+        if adapt == "language" and r.role in TOWER_ROLES:
+            continue
         if r.kind == "router" and "router" in params:
             out.append((r, 1))
         elif r.kind == "experts" and r.name == "gate_up_proj" and "gate_up" in params:
             out.append((r, 2))
         elif r.kind == "experts" and r.name == "down_proj" and "down" in params:
             out.append((r, 1))
+        elif r.name in names and r.kind == "wrapper":
+            # a module that holds its nn.Linear as a child (Gemma 4's clippable linears): peft's name match finds
+            # the wrapper, a type it has no LoRA layer for, and get_peft_model raises
+            inner = next((x.name for x in arch.records if x.kind == "linear" and x.path.endswith("." + r.name)), "")
+            raise LoraCalcError("targets", (
+                f"peft refuses target {r.name!r} on {arch.vision['wrapper'] if arch.vision else arch.model_type}: "
+                f"in the {r.role} tower {r.name} is a module wrapping an nn.Linear ({inner!r}), which peft cannot "
+                f"adapt; use adapt=\"language\" (the language model only), all-linear, or target {inner!r}"))
         elif r.name in names and r.name not in mapping and r.kind not in ("experts", "param"):
             # fused expert weights and bare parameters are not modules: peft's name matching skips them
             # a vision tower's Conv2d / Conv3d named by the user: peft's LoRA conv layers, A a conv of the
@@ -162,11 +174,9 @@ def lora_targets(arch: Architecture, targets: tuple[str, ...],
     r"""(record, rank multiplier) for every tensor peft adapts; ``adapt="language"`` keeps a vision-language
     model's language model (and a named lm_head) only, as a regex such as ``r".*language_model.*\.(q_proj)"``
     does; "all" is peft's own name matching, which reaches the vision tower and projector too."""
-    out, notes = _lora_targets(arch, targets)
-    if adapt == "language":
-        out = [x for x in out if x[0].role not in ("vision", "projector")]
-    elif arch.vision and any(x[0].role in ("vision", "projector") for x in out):
-        n = sum(1 for x in out if x[0].role in ("vision", "projector"))
+    out, notes = _lora_targets(arch, targets, adapt)
+    if arch.vision and adapt != "language" and any(x[0].role in TOWER_ROLES for x in out):
+        n = sum(1 for x in out if x[0].role in TOWER_ROLES)
         notes.append(f"peft matches these names in the vision tower and projector too ({n} module kinds there); "
                      "adapt=\"language\" keeps the language model only, as a regex over "
                      f"{arch.vision['language_path']} does")
@@ -260,7 +270,7 @@ class ParamCount:
 def _label(rec: Record) -> str:
     if rec.kind == "experts":
         return f"experts.{rec.name}"
-    if rec.role in ("vision", "projector"):      # a vision tower's q_proj is not the language model's
+    if rec.role in TOWER_ROLES:      # a vision tower's q_proj is not the language model's
         return f"{rec.role}.{rec.name}"
     return rec.name
 
@@ -286,7 +296,7 @@ def count_params(model: Any, rank: Any = 8, targets: Any = "q,v", adapt: Any = N
                                 rec.kind, r * mult))
     total_lora = sum(m.lora_params * m.copies for m in mods)
     per_layer = sum(m.lora_params for m in mods if m.kind != "embedding" and m.name != "lm_head"
-                    and not m.name.startswith(("vision.", "projector.")))
+                    and not m.name.startswith(TOWER_LABELS))
     adapted = tuple(dict.fromkeys(m.name for m in mods))
     return ParamCount(model=arch.name, rank=r, targets=adapted, requested=names, total_params=total_params(arch),
                       lora_params=total_lora, lora_params_per_layer=per_layer,

@@ -46,7 +46,7 @@ from .errors import LoraCalcError, as_choice, as_int
 from .gpus import get_gpu
 from .models import get_model
 from .params import count_params
-from .families import is_4bit
+from .families import TOWER_LABELS, is_4bit
 from .preference import DEFAULT_REFERENCE, PAIRED
 from .serving import kv_cache_bytes
 
@@ -114,7 +114,7 @@ def step_flops(model: Any, method: str = "qlora", rank: int = 16, targets: Any =
     if not full:
         pc = count_params(arch, rank, targets)
         for m in pc.per_module:
-            if m.name.startswith(("vision.", "projector.")):
+            if m.name.startswith(TOWER_LABELS):
                 continue
             share = 1.0
             if m.kind == "experts":

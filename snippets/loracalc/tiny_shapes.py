@@ -130,6 +130,9 @@ TINY: dict[str, Tiny] = {
                       layer_types=["sliding_attention", "full_attention"] * 2, vocab_size_per_layer_input=512,
                       hidden_size_per_layer_input=16, pad_token_id=0),
     # ---- more text families (issue 26, 2026-12-07)
+    "dbrx": _t("nested_moe", base=dict(d_model=128, n_heads=4, n_layers=2, vocab_size=512,
+                                       attn_config={"kv_n_heads": 2, "rope_theta": 10000, "clip_qkv": 8},
+                                       ffn_config={"ffn_hidden_size": 256, "moe_num_experts": 4, "moe_top_k": 2})),
     "jamba": _t("mamba1_moe", num_hidden_layers=4, num_experts=4, attn_layer_period=2, attn_layer_offset=1,
                 mamba_d_state=8, use_mamba_kernels=False, pad_token_id=0, **_E4),
     "falcon_h1": _t("mamba_parallel", mamba_d_ssm=128, mamba_n_heads=4, mamba_d_head=32, mamba_n_groups=1,

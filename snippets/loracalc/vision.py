@@ -63,6 +63,11 @@ class Tower:
     image_side: int = 0
     # derived keys, set from the resolved config (Qwen2-VL's MLP width: embed_dim * mlp_ratio)
     derive: Callable[[dict], None] | None = None
+    # further stacks of the same layer: (path under the tower, config key of their count); Mllama's global encoder
+    more_layers: tuple[tuple[str, str], ...] = ()
+    # the layers' linears are modules holding an nn.Linear under this child name (Gemma 4's clippable linears)
+    wrapped: str = ""
+    qk_norms: tuple[str, ...] = ()        # per-head q/k norms in each attention (weight of head_dim)
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -182,6 +187,118 @@ def _internvl_extra(v: dict, p: str) -> list:
     return out
 
 
+def _mllama_embed(v: dict, p: str) -> list:
+    # MllamaVisionModel: a bias-free Conv2d, a class embedding, gated_positional_embedding (a gate, one position
+    # per patch and the class token, and tile_embedding: an nn.Embedding of (aspect ratios + 1) rows of
+    # max_num_tiles x positions x hidden), pre- and post-tile embeddings (gated, (aspect ratios + 1) rows of
+    # max_num_tiles x hidden), layernorm_pre; the ratios are supported_aspect_ratios (eight by default)
+    n, h, tiles = _patches(v) + 1, v["hidden_size"], v["max_num_tiles"]
+    ratios = v["_aspect_ratios"] + 1
+    g = p + ".gated_positional_embedding"
+    out = [_conv("patch_embedding", v, p, False),
+           Record("class_embedding", "vision", "param", weight=h, path=p),
+           Record("gate", "vision", "param", weight=1, path=g),
+           Record("embedding", "vision", "param", weight=n * h, path=g),
+           Record("tile_embedding", "vision", "embedding", ratios, tiles * n * h, ratios * tiles * n * h, path=g)]
+    for tile in ("pre_tile_positional_embedding", "post_tile_positional_embedding"):
+        out += [Record("embedding", "vision", "embedding", ratios, tiles * h, ratios * tiles * h, path=f"{p}.{tile}"),
+                Record("gate", "vision", "param", weight=1, path=f"{p}.{tile}")]
+    return out
+
+
+def _mllama_extra(v: dict, p: str) -> list:
+    # the global encoder's layers (MllamaVisionEncoder(is_gated=True)) hold two tanh gates each
+    lp = p + ".global_transformer.layers"
+    return [Record(n, "vision", "param", weight=1, copies=v["num_global_layers"], path=lp)
+            for n in ("gate_attn", "gate_ffn")]
+
+
+def _mllama_ratios(v: dict) -> None:
+    # MllamaVisionConfig: supported_aspect_ratios defaults to the eight (w, h) tile grids of 4 tiles, and
+    # validate_architecture refuses those with another max_num_tiles
+    r = v["supported_aspect_ratios"]
+    if r is None:
+        if v["max_num_tiles"] != 4:
+            raise LoraCalcError("config.vision_config.max_num_tiles", (
+                "max_num_tiles must be 4 with the default supported_aspect_ratios (transformers refuses others): "
+                "give supported_aspect_ratios too"))
+        r = [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]]
+    if not isinstance(r, (list, tuple)) or not r:
+        raise LoraCalcError("config.vision_config.supported_aspect_ratios",
+                            "supported_aspect_ratios must be a list of [width, height] tile grids")
+    v["_aspect_ratios"] = len(r)
+
+
+def _gemma4_embed(v: dict, p: str) -> list:
+    # Gemma4VisionPatchEmbedder: input_proj, a bias-free Linear(3 x patch^2, hidden) over flattened patches, and
+    # position_embedding_table, a bare (2, position_embedding_size, hidden) parameter (one table per axis)
+    k, h = 3 * v["patch_size"] ** 2, v["hidden_size"]
+    q = p + ".patch_embedder"
+    return [Record("input_proj", "vision", "linear", k, h, k * h, path=q),
+            Record("position_embedding_table", "vision", "param", weight=2 * v["position_embedding_size"] * h, path=q)]
+
+
+# Gemma4AudioConfig's defaults
+_GEMMA4_AUDIO = dict(hidden_size=1024, num_hidden_layers=12, num_attention_heads=8, subsampling_conv_channels=[128, 32],
+                     conv_kernel_size=5, output_proj_dims=1536)
+
+
+def _gemma4_audio(raw: Any, t: dict, p: str) -> list:
+    """Gemma4AudioModel (a Conformer) at ``p`` and Gemma4Model.embed_audio, as records of role "audio".
+
+    Two subsampling Conv2d (3x3, bias-free, each with a bias-free LayerNorm) and input_proj_linear; per layer two
+    feed-forward blocks (ffw_layer_1 h -> 4h, ffw_layer_2 back, two RMSNorms), attention (q, k, v, post; a plain
+    relative_k_proj Linear; per_dim_scale of head_dim), a light convolution (linear_start h -> 2h, a depthwise
+    Conv1d of conv_kernel_size, linear_end, two RMSNorms) and three RMSNorms; output_proj with bias. The
+    feed-forward, attention and convolution linears are Gemma4ClippableLinear, an nn.Linear child named linear.
+    embed_audio: a bias-free Linear(output_proj_dims, text hidden) after a norm without weight."""
+    if not isinstance(raw, dict):
+        raise LoraCalcError("config.audio_config", "audio_config must be a JSON object")
+    a = {k: (raw.get(k) if raw.get(k) is not None else d) for k, d in _GEMMA4_AUDIO.items()}
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "conv_kernel_size", "output_proj_dims"):
+        a[key] = as_int(a[key], f"config.audio_config.{key}", 1, 1 << 20, key)
+    ch = a["subsampling_conv_channels"]
+    if not (isinstance(ch, (list, tuple)) and len(ch) == 2):
+        raise LoraCalcError("config.audio_config.subsampling_conv_channels",
+                            "subsampling_conv_channels must be two channel counts")
+    c0, c1 = (as_int(x, "config.audio_config.subsampling_conv_channels", 1, 1 << 16, "channels") for x in ch)
+    h, L, heads, o = a["hidden_size"], a["num_hidden_layers"], a["num_attention_heads"], a["output_proj_dims"]
+    hd = h // heads
+    s, lp = p + ".subsample_conv_projection", p + ".layers"
+    out = [Record("conv", "audio", "conv2d", 9, c0, 9 * c0, path=s + ".layer0"),
+           Record("norm", "audio", "norm", weight=c0, path=s + ".layer0"),
+           Record("conv", "audio", "conv2d", 9 * c0, c1, 9 * c0 * c1, path=s + ".layer1"),
+           Record("norm", "audio", "norm", weight=c1, path=s + ".layer1"),
+           Record("input_proj_linear", "audio", "linear", (c0 // 4) * c1, h, (c0 // 4) * c1 * h, path=s)]
+
+    def clip(name, d_in, d_out, sub):
+        out.extend((Record(name, "audio", "wrapper", copies=L, path=f"{lp}.{sub}"),
+                    Record("linear", "audio", "linear", d_in, d_out, d_in * d_out, copies=L, path=f"{lp}.{sub}.{name}")))
+
+    def norms(sub, *names):
+        out.extend(Record(n, "audio", "norm", weight=h, copies=L, path=f"{lp}{sub}") for n in names)
+
+    for ff in ("feed_forward1", "feed_forward2"):
+        clip("ffw_layer_1", h, 4 * h, ff)
+        clip("ffw_layer_2", 4 * h, h, ff)
+        norms("." + ff, "pre_layer_norm", "post_layer_norm")
+    for n in ("q_proj", "k_proj", "v_proj"):
+        clip(n, h, heads * hd, "self_attn")
+    clip("post", h, h, "self_attn")
+    out += [Record("relative_k_proj", "audio", "linear", h, heads * hd, h * heads * hd, copies=L, path=lp + ".self_attn"),
+            Record("per_dim_scale", "audio", "param", weight=hd, copies=L, path=lp + ".self_attn")]
+    clip("linear_start", h, 2 * h, "lconv1d")
+    clip("linear_end", h, h, "lconv1d")
+    out.append(Record("depthwise_conv1d", "audio", "depthwise_conv", weight=h * a["conv_kernel_size"], copies=L,
+                      path=lp + ".lconv1d"))
+    norms(".lconv1d", "pre_layer_norm", "conv_norm")
+    norms("", "norm_pre_attn", "norm_post_attn", "norm_out")
+    out += [Record("output_proj", "audio", "linear", h, o, h * o, o, path=p),
+            Record("embedding_projection", "audio", "linear", o, t["hidden_size"], o * t["hidden_size"],
+                   path=p.rsplit(".", 1)[0] + ".embed_audio")]
+    return out
+
+
 _SIGLIP = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, num_channels=3,
                image_size=224, patch_size=16)
 _IDEFICS3 = dict(hidden_size=1152, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=16,
@@ -249,6 +366,28 @@ TOWERS: dict[str, Tower] = {t.model_type: t for t in (
           attn_names=("q_proj", "k_proj", "v_proj", "o_proj"), qkv_bias=False, o_bias=False,
           mlp_path="feed_forward", mlp_names=("gate_proj", "up_proj", "down_proj"), mlp_bias=False, norm=RMS,
           layer_norms=("attention_norm", "ffn_norm"), final_norms=()),
+    # Llama 3.2 Vision (MllamaVisionModel): CLIP-like layers (bias-free attention, fc1/fc2 with bias, LayerNorms) in a
+    # local encoder (transformer) and a gated global one (global_transformer), layernorm_pre and layernorm_post
+    Tower("mllama_vision_model", dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                                      num_global_layers=8, num_attention_heads=16, num_channels=3, image_size=448,
+                                      patch_size=14, vision_output_dim=7680, max_num_tiles=4,
+                                      supported_aspect_ratios=None),
+          _mllama_embed, layers_path="transformer.layers", attn_names=("q_proj", "k_proj", "v_proj", "o_proj"),
+          qkv_bias=False, o_bias=False, layer_norms=("input_layernorm", "post_attention_layernorm"),
+          final_norms=("layernorm_pre", "layernorm_post"), extra=_mllama_extra, derive=_mllama_ratios,
+          more_layers=(("global_transformer.layers", "num_global_layers"),),
+          aliases={"num_attention_heads": "attention_heads"}),
+    # Gemma 4 (Gemma4VisionModel): Gemma 3's text layer in a vision encoder (four RMSNorms, q/k norms, GQA-able
+    # attention of head_dim, a gated MLP), no biases; every layer linear is a Gemma4ClippableLinear holding an
+    # nn.Linear named linear; the pooler and the rotary positions hold no parameters
+    Tower("gemma4_vision", dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=16, num_attention_heads=12,
+                                num_key_value_heads=12, head_dim=64, patch_size=16, position_embedding_size=10240,
+                                pooling_kernel_size=3),
+          _gemma4_embed, attn_names=("q_proj", "k_proj", "v_proj", "o_proj"), qkv_bias=False, o_bias=False,
+          mlp_names=("gate_proj", "up_proj", "down_proj"), mlp_bias=False, norm=RMS,
+          layer_norms=("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                       "post_feedforward_layernorm"),
+          final_norms=(), wrapped="linear", qk_norms=("q_norm", "k_norm"), image_side=768),
     Tower("internvl_vision", dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                                   num_attention_heads=16, num_channels=3, image_size=[448, 448], patch_size=[14, 14],
                                   attention_bias=False, use_qk_norm=False, norm_type="layer_norm",
@@ -260,28 +399,45 @@ TOWERS: dict[str, Tower] = {t.model_type: t for t in (
 )}
 
 
-def walk_tower(t: Tower, v: dict, path: str) -> list[Record]:
-    """Records of a vision tower built from the resolved vision config ``v``, under the module path ``path``."""
-    h, i, L = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"]
-    norm = t.norm(v) if callable(t.norm) else t.norm
-    lp = f"{path}.{t.layers_path}"
-    out = list(t.embed(v, path))
+def _layers(t: Tower, v: dict, lp: str, L: int, norm: str) -> list[Record]:
+    """One stack of ``L`` identical layers under the module path ``lp``."""
+    h, i = v["hidden_size"], v["intermediate_size"]
+    heads = v["num_attention_heads"]
+    hd = v.get("head_dim") or h // heads             # towers whose config names head_dim / kv heads (Gemma 4)
+    kv = v.get("num_key_value_heads") or heads
+    out: list[Record] = []
 
     def lin(name, d_in, d_out, bias, sub):
-        out.append(Record(name, "vision", "linear", d_in, d_out, d_in * d_out, d_out if bias else 0, L,
-                          path=f"{lp}.{sub}"))
+        path = f"{lp}.{sub}"
+        if t.wrapped:     # a module holding its nn.Linear as a child: peft can match it by name, not adapt it
+            out.append(Record(name, "vision", "wrapper", copies=L, path=path))
+            name, path = t.wrapped, f"{path}.{name}"
+        out.append(Record(name, "vision", "linear", d_in, d_out, d_in * d_out, d_out if bias else 0, L, path=path))
 
     qb = bool(v[t.qkv_bias]) if isinstance(t.qkv_bias, str) else t.qkv_bias
     for n in t.layer_norms:
         out.append(Record(n, "vision", "norm", weight=h, bias=h if norm == LN else 0, copies=L, path=lp))
     if len(t.attn_names) == 2:                # one fused Linear(h, 3h) for q, k and v (Qwen's qkv)
         lin(t.attn_names[0], h, 3 * h, qb, t.attn_path)
-    for n in t.attn_names[:3] if len(t.attn_names) == 4 else ():
-        lin(n, h, h, qb, t.attn_path)
-    lin(t.attn_names[-1], h, h, t.o_bias, t.attn_path)
+    if len(t.attn_names) == 4:
+        for n, width in zip(t.attn_names[:3], (heads * hd, kv * hd, kv * hd)):
+            lin(n, h, width, qb, t.attn_path)
+    lin(t.attn_names[-1], heads * hd if len(t.attn_names) == 4 else h, h, t.o_bias, t.attn_path)
+    for n in t.qk_norms:                      # per-head norms of head_dim (weight only)
+        out.append(Record(n, "vision", "norm", weight=hd, copies=L, path=f"{lp}.{t.attn_path}"))
     for n in t.mlp_names[:-1]:
         lin(n, h, i, t.mlp_bias, t.mlp_path)
     lin(t.mlp_names[-1], i, h, t.mlp_bias, t.mlp_path)
+    return out
+
+
+def walk_tower(t: Tower, v: dict, path: str) -> list[Record]:
+    """Records of a vision tower built from the resolved vision config ``v``, under the module path ``path``."""
+    h = v["hidden_size"]
+    norm = t.norm(v) if callable(t.norm) else t.norm
+    out = list(t.embed(v, path))
+    for sub, key in ((t.layers_path, "num_hidden_layers"), *t.more_layers):
+        out += _layers(t, v, f"{path}.{sub}", v[key], norm)
     for n in t.final_norms:
         out.append(Record(n, "vision", "norm", weight=h, bias=h if norm == LN else 0, path=path))
     if t.extra:
@@ -385,6 +541,12 @@ def _qwen_proj(w, v, t, p):
     return out
 
 
+def _mllama_proj(w, v, t, p):
+    # MllamaModel.multi_modal_projector: Linear(vision_output_dim, text hidden) with bias; the language model reads
+    # its output through the cross-attention layers, not as tokens
+    return [_lin("multi_modal_projector", v["vision_output_dim"], t["hidden_size"], True, p)]
+
+
 # --------------------------------------------------------------------- image tokens (the processors' rules)
 
 
@@ -411,6 +573,37 @@ def _llama4_tokens(w, v, size):
     per = int((v["image_size"] // _pair(v["patch_size"])[0]) ** 2 * 0.25)
     tiles = min(16, math.ceil(size / v["image_size"]) ** 2)
     return (tiles + 1 if tiles > 1 else 1) * per + 2
+
+
+def _gemma4_side(v: dict, size: int) -> int:
+    """The side a square image is resized to by Gemma4ImageProcessor (get_aspect_ratio_preserving_size): the
+    largest multiple of pooling_kernel_size x patch_size whose patches fit max_soft_tokens (280, the class
+    default) x pooling_kernel_size^2; small images are scaled up to it, so the side does not depend on ``size``."""
+    p, k = v["patch_size"], v["pooling_kernel_size"]
+    target = 280 * k * k * p * p
+    side = math.floor(math.sqrt(target / (size * size)) * size / (k * p)) * (k * p)
+    if side == 0:
+        raise LoraCalcError("config.vision_config.patch_size", (
+            f"a patch budget of 280 x {k}^2 patches of {p} pixels cannot hold one {k * p}-pixel pooling cell"))
+    return side
+
+
+def _gemma4_proj(w, v, t, p):
+    # Gemma4MultimodalEmbedder (embed_vision): a norm without weight, then a bias-free Linear(vision hidden, text)
+    return [_lin("embedding_projection", v["hidden_size"], t["hidden_size"], False, p)]
+
+
+def _gemma4_tokens(w, v, size):
+    # Gemma4Processor.replace_image_token: boi + one image token per pooled patch + eoi; a square image becomes
+    # (side / patch)^2 / pooling_kernel_size^2 soft tokens (_get_num_multimodal_tokens)
+    n = _gemma4_side(v, size) // v["patch_size"]
+    return n * n // v["pooling_kernel_size"] ** 2 + 2
+
+
+def _mllama_tokens(w, v, size):
+    # MllamaProcessor leaves one <|image|> token per image in the text (replace_image_token); the image's tiles
+    # reach the language model through cross-attention, not as sequence positions
+    return 1
 
 
 def _qwen_tokens(w, v, size):
@@ -515,6 +708,13 @@ class Wrapper:
     # Llama 4: the language model is a ForCausalLM of its own, tied by the text_config's tie_word_embeddings alone
     # (Llama4TextConfig's default false); the top-level key is ignored (measured in tests/snippets/test_vlm.py)
     tie_text_only: bool = False
+    # lm_head is never tied, whatever the file says (MllamaForConditionalGeneration has no _tied_weights_keys)
+    untied: bool = False
+    # no vision_config: no vision tower nor projector (Gemma4Config's SubConfigSpec(optional=True))
+    vision_optional: bool = False
+    # an audio tower built from the wrapper key audio_config when given: (audio_config, text config, path) -> records
+    audio: Callable[[Any, dict, str], list] | None = None
+    audio_path: str = "model.audio_tower"
 
 
 _CLIP_336 = dict(intermediate_size=4096, hidden_size=1024, patch_size=14, image_size=336, num_hidden_layers=24,
@@ -577,6 +777,16 @@ WRAPPERS: dict[str, Wrapper] = {w.model_type: w for w in (
             _llama4_tokens, language_path="language_model.model", vision_path="vision_model",
             projector_path="multi_modal_projector", tokens_rough=True, text_fixed=True, vision_fixed=True,
             tie_text_only=True),
+    # Llama 3.2 Vision: MllamaForConditionalGeneration holds model.vision_model, model.multi_modal_projector (one
+    # Linear) and model.language_model (MllamaTextModel); lm_head is its own
+    Wrapper("mllama", "mllama_text_model", "mllama_vision_model", dict(tie_word_embeddings=False), _mllama_proj,
+            _mllama_tokens, vision_path="model.vision_model", projector_path="model", text_fixed=True,
+            vision_fixed=True, untied=True),
+    # Gemma 4: Gemma4ForConditionalGeneration holds model.language_model (Gemma4TextModel), and, when the config
+    # names them, model.vision_tower with model.embed_vision and model.audio_tower with model.embed_audio
+    Wrapper("gemma4", "gemma4_text", "gemma4_vision", dict(tie_word_embeddings=True, audio_config=None), _gemma4_proj,
+            _gemma4_tokens, projector_path="model.embed_vision", text_fixed=True, vision_fixed=True,
+            vision_optional=True, audio=_gemma4_audio),
     Wrapper("aya_vision", "cohere2", "siglip_vision_model",
             dict(vision_feature_layer=-1, downsample_factor=2, alignment_intermediate_size=None,
                  tie_word_embeddings=True),
@@ -625,7 +835,8 @@ def resolve_vision(v_raw: dict, wrapper: str) -> dict:
             raise LoraCalcError(f"config.vision_config.{key}", f"{key} must be true or false (got {v[key]!r})")
     for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels",
                 "temporal_patch_size", "spatial_merge_size", "out_hidden_size", "num_position_embeddings",
-                "vision_output_dim", "projector_input_dim", "projector_output_dim"):
+                "vision_output_dim", "projector_input_dim", "projector_output_dim", "num_global_layers",
+                "max_num_tiles", "num_key_value_heads", "head_dim", "position_embedding_size", "pooling_kernel_size"):
         if key in v:
             name = t.aliases.get(key, key)
             v[key] = as_int(v[key], f"config.vision_config.{name}", 1, 1 << 20, name)
@@ -648,7 +859,7 @@ def resolve_vision(v_raw: dict, wrapper: str) -> dict:
     for (i, p) in zip(_pair(v["image_size"]), _pair(v["patch_size"])):
         if p > i:
             raise LoraCalcError("config.vision_config.patch_size", f"patch_size ({p}) exceeds image_size ({i})")
-    if v["hidden_size"] % v["num_attention_heads"]:
+    if "head_dim" not in v and v["hidden_size"] % v["num_attention_heads"]:
         raise LoraCalcError("config.vision_config.num_attention_heads", (
             f"the vision tower's hidden_size ({v['hidden_size']}) must be a multiple of its num_attention_heads "
             f"({v['num_attention_heads']})"))
@@ -664,10 +875,14 @@ def resolve_wrapper(cfg: dict) -> tuple[Wrapper, dict, dict, dict]:
         own["tie_word_embeddings"] = True
     if w.tie_text_only:
         own["tie_word_embeddings"] = text.get("tie_word_embeddings") or False
+    if w.untied:
+        own["tie_word_embeddings"] = False
     for key in ("tie_word_embeddings", "multimodal_projector_bias"):
         if key in own and not isinstance(own[key], bool):
             raise LoraCalcError(f"config.{key}", f"{key} must be true or false (got {own[key]!r})")
-    v = resolve_vision(_sub(cfg, "vision_config", w.vision_type, w.vision_init, w.vision_fixed), w.model_type)
+    absent = cfg.get("vision_config") is None and w.vision_optional
+    v = None if absent else resolve_vision(_sub(cfg, "vision_config", w.vision_type, w.vision_init, w.vision_fixed),
+                                           w.model_type)
     for key in ("projection_dim", "spatial_merge_size", "scale_factor", "mm_tokens_per_image", "image_seq_length",
                 "downsample_factor", "alignment_intermediate_size"):
         if key in own and own[key] is not None:
@@ -683,10 +898,13 @@ def resolve_wrapper(cfg: dict) -> tuple[Wrapper, dict, dict, dict]:
     return w, own, text, v
 
 
-def vision_records(w: Wrapper, own: dict, v: dict, text_c: dict) -> tuple[Record, ...]:
-    """The vision tower's and the projector's records, then nothing of the language model."""
-    out = walk_tower(TOWERS[v["model_type"]], v, w.vision_path)
-    out += w.projector(own, v, text_c, w.projector_path)
+def vision_records(w: Wrapper, own: dict, v: dict | None, text_c: dict) -> tuple[Record, ...]:
+    """The vision tower's and the projector's records (none without a vision config, where the wrapper allows it),
+    then an audio tower's, and nothing of the language model."""
+    out = [] if v is None else walk_tower(TOWERS[v["model_type"]], v, w.vision_path)
+    out += [] if v is None else w.projector(own, v, text_c, w.projector_path)
+    if w.audio and own.get("audio_config") is not None:
+        out += w.audio(own["audio_config"], text_c, w.audio_path)
     return tuple(out)
 
 
@@ -698,6 +916,9 @@ def image_tokens(arch, image_size: Any = None) -> int:
     if vis is None:
         raise LoraCalcError("images", f"{arch.name} has no vision tower: images need a vision-language model")
     w, own, v = WRAPPERS[vis["wrapper"]], vis["wrapper_config"], vis["vision_config"]
+    if v is None:
+        raise LoraCalcError("images", f"{arch.name} has no vision tower (its config.json has no vision_config): "
+                                      "images need one")
     size = _pair(v["image_size"])[0] if image_size is None else as_int(image_size, "image_size", 1, 1 << 16,
                                                                        "image size")
     return w.image_tokens(own, v, size)
@@ -717,6 +938,10 @@ def patches_per_image(arch, image_size: Any = None) -> int:
     if WRAPPERS[vis["wrapper"]].projector is _qwen_proj:     # Qwen: the image at its own size, resized
         gh, gw = _qwen_grid(v, size)
         return gh * gw
+    if WRAPPERS[vis["wrapper"]].projector is _gemma4_proj:   # padded to max_soft_tokens x pooling^2 patches
+        return 280 * v["pooling_kernel_size"] ** 2
+    if WRAPPERS[vis["wrapper"]].projector is _mllama_proj:   # every tile slot, patches + CLS padded to 8
+        return v["max_num_tiles"] * ((per + 8) // 8 * 8)
     if vis["wrapper"] in ("gemma3", "paligemma", "llava"):
         return per
     tiles = math.ceil(size / side) ** 2
@@ -742,7 +967,8 @@ def vision_activation_bytes(arch, counts, method: str, batch_size: int, images: 
     three intermediate-wide tensors; SigLIP's pooling head is not described); not checked on CUDA."""
     vis = arch.vision
     v = vis["vision_config"]
-    vh, vi, Lv = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"]
+    vh, vi = v["hidden_size"], v["intermediate_size"]
+    Lv = v["num_hidden_layers"] + v.get("num_global_layers", 0)     # Mllama's global encoder runs after the local
     mods = counts.per_module if method != "full" else ()
     tower = method == "full" or any(m.name.startswith("vision.") for m in mods)
     proj = tower or any(m.name.startswith("projector.") for m in mods)

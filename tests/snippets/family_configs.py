@@ -105,7 +105,7 @@ def variants(model_type: str, n: int = 12, seed: int = 0) -> list[dict]:
             if key not in c and rng.random() < 0.5:   # a key the shape sets already keeps its value
                 c[key] = rng.random() < 0.5
         if rng.random() < 0.5:
-            c["tie_word_embeddings"] = rng.random() < 0.5
+            c.setdefault("tie_word_embeddings", rng.random() < 0.5)   # a builder's own value stands (DBRX: False)
         out.append(c)
     return out
 
@@ -320,6 +320,18 @@ def _indexed_latent_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
     return c
 
 
+def _nested_moe(model_type, k, rng, h, heads, kv, inter, layers, vocab):
+    # DBRX: k/v heads in attn_config, experts in ffn_config; transformers refuses a tied lm_head, and its attention
+    # reads attn_config's rope_theta, which the published files hold and DbrxAttentionConfig does not default
+    c = dict(d_model=h, n_heads=heads, n_layers=layers, vocab_size=vocab, tie_word_embeddings=False,
+             attn_config={"kv_n_heads": kv if k % 2 else heads, "rope_theta": 10000},
+             ffn_config={"ffn_hidden_size": inter, "moe_num_experts": rng.choice([2, 4, 6]),
+                         "moe_top_k": rng.choice([1, 2])})
+    if k % 3 == 2:
+        del c["attn_config"]["kv_n_heads"]        # the class default: one k/v head
+    return c
+
+
 BUILDERS = {
     "dense": _dense, "dense_head_dim": _dense, "gpt_rotary": _gpt, "gpt_multi_query": _gpt,
     "moe_num_experts": _moe, "moe_local_experts": _moe, "moe_shared_dense_first": _moe, "moe_interval": _moe,
@@ -328,5 +340,5 @@ BUILDERS = {
     "mamba_moe": _mamba_hybrid, "mamba_pattern": _mamba_pattern, "lightning_moe": _lightning_moe,
     "delta_hybrid": _delta_hybrid, "cross_attention": _cross_attention,
     "per_layer_attention": _per_layer_attention, "mamba1_moe": _mamba1_moe, "mamba_parallel": _mamba_parallel,
-    "indexed_latent_moe": _indexed_latent_moe,
+    "indexed_latent_moe": _indexed_latent_moe, "nested_moe": _nested_moe,
 }

@@ -46,7 +46,7 @@ def test_every_preset_names_its_source():
     ({}, "config.model_type"),
     ({"model_type": "t5"}, "config.model_type"),
     # a wrapper loracalc.vision does not describe (LLaVA and the other covered ones are counted whole: test_vlm.py)
-    ({"model_type": "mllama", "text_config": {"model_type": "llama"}, "vision_config": {}}, "config.model_type"),
+    ({"model_type": "idefics2", "text_config": {"model_type": "mistral"}, "vision_config": {}}, "config.model_type"),
     ({"model_type": "gpt2"}, "config.n_embd"),
     ({"model_type": "llama", "hidden_size": 64}, "config.num_hidden_layers"),
     ({"model_type": "llama", **TINY, "num_key_value_heads": 3}, "config.num_key_value_heads"),

@@ -130,7 +130,15 @@ PUBLISHED = {
 # (total or None, active or None, decimals given). Qwen2.5-7B "7.61B"; Qwen3-8B "8.2B"; Qwen3-30B-A3B "30.5B, 3.3B activated";
 # Llama 4 Scout "17B active" (109B total with its vision tower); Jamba Mini "12B active, 52B total"; dots.llm1
 # "142B total, 14B activated"
-PUBLISHED_TOTALS = {"qwen2.5-vl-7b": (7.61, None, 2), "qwen3-vl-8b": (8.2, None, 1),
+PUBLISHED["dbrx-instruct"] = (
+    # databricks/dbrx-instruct config.json; copy: a 4-bit MLX upload's config.json transcribed in a public test
+    # (40 layers of 6144, 48 heads, attn_config: 8 kv heads, clip_qkv 8, rope_theta 500000; ffn_config: 16 experts
+    # of 10752, 4 per token) and a write-up quoting the vocabulary, 100352
+    "dbrx", dict(d_model=6144, n_heads=48, n_layers=40, max_seq_len=32768, vocab_size=100352, tie_word_embeddings=False,
+                 attn_config={"kv_n_heads": 8, "clip_qkv": 8, "rope_theta": 500000},
+                 ffn_config={"ffn_hidden_size": 10752, "moe_num_experts": 16, "moe_top_k": 4}))
+
+PUBLISHED_TOTALS = {"dbrx-instruct": (132, 36, 0), "qwen2.5-vl-7b": (7.61, None, 2), "qwen3-vl-8b": (8.2, None, 1),
                     "qwen3-vl-30b-a3b": (30.5, 3.3, 1), "llama-4-scout": (None, 17, 0), "jamba-mini-1.7": (52, 12, 0),
                     "dots.llm1": (142, 14, 0)}
 
@@ -233,3 +241,22 @@ def test_mamba_targets_peft_refuses_are_refused_with_the_targets_that_work():
     with torch.device("meta"):
         fresh = AutoModelForCausalLM.from_config(AutoConfig.for_model("nemotron_h", **cfg))
     assert loracalc.count_params(arch, 4, suggested).lora_params == _peft_trainable(fresh, 4, suggested)
+
+
+def test_dbrx_reads_its_nested_configs_and_refuses_a_tied_head():
+    # DBRX keeps its k/v heads and experts in attn_config and ffn_config; DbrxConfig.validate_architecture refuses
+    # tie_word_embeddings true, and a sub-config that is not an object is a one-line error
+    from transformers import AutoConfig
+    kw = dict(d_model=64, n_heads=4, n_layers=2, vocab_size=100, attn_config={"kv_n_heads": 2, "rope_theta": 1e4},
+              ffn_config={"ffn_hidden_size": 96, "moe_num_experts": 4, "moe_top_k": 2})
+    check_family_config("dbrx", kw, ranks=(4,), full_targets=True)
+    with pytest.raises(Exception, match="tie_word_embeddings"):     # huggingface_hub's strict validation error
+        AutoConfig.for_model("dbrx", **kw, tie_word_embeddings=True)
+    with pytest.raises(loracalc.LoraCalcError, match="tie"):
+        loracalc.model_from_config({"model_type": "dbrx", **kw, "tie_word_embeddings": True})
+    with pytest.raises(loracalc.LoraCalcError) as e:
+        loracalc.model_from_config({"model_type": "dbrx", **kw, "attn_config": 8})
+    assert e.value.field == "config.attn_config" and "\n" not in str(e.value)
+    # peft matches module names as they are spelled: Wqkv, which loracalc takes in any case
+    arch = loracalc.model_from_config({"model_type": "dbrx", **kw})
+    assert loracalc.count_params(arch, 4, "wqkv").targets == ("Wqkv",)

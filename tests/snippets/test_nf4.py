@@ -122,6 +122,10 @@ BNB_SHAPES = {
                         topk_group=1),
     "gemma3_text": dict(hidden_size=128, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
                         num_key_value_heads=1, head_dim=64, vocab_size=128),
+    # DBRX: its router is a plain nn.Linear (ffn.router.layer) and its experts bare 2-D parameters
+    "dbrx": dict(d_model=128, n_heads=2, n_layers=1, vocab_size=128,
+                 attn_config={"kv_n_heads": 1, "rope_theta": 10000, "clip_qkv": 8},
+                 ffn_config={"ffn_hidden_size": 128, "moe_num_experts": 2, "moe_top_k": 1}),
 }
 
 

@@ -194,7 +194,7 @@ def test_a_bomb_is_not_unpacked_whole():
 @pytest.mark.parametrize("text,words", [
     ("", "Paste a model's config.json"), ("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('"a string"', "JSON object"),
     ('{"model_type": "made_up"}', "made_up"),
-    ('{"model_type": "mllama", "text_config": {"model_type": "mllama_text_model"}, "vision_config": {}}', "multimodal"),
+    ('{"model_type": "idefics2", "text_config": {"model_type": "mistral"}, "vision_config": {}}', "multimodal"),
     ("[" * 100_000, "not valid JSON"), ('{"notes": "' + "x" * c.MAX_CONFIG_CHARS + '"}', "characters"),
 ])
 def test_a_bad_file_gets_the_engines_one_line(text, words):
@@ -207,7 +207,7 @@ def test_a_bad_file_gets_the_engines_one_line(text, words):
 
 
 def test_the_engine_refuses_a_wrapper_with_the_same_line_the_widget_shows():
-    wrapper = {"model_type": "mllama", "text_config": {"model_type": "mllama_text_model"}, "vision_config": {}}
+    wrapper = {"model_type": "idefics2", "text_config": {"model_type": "mistral"}, "vision_config": {}}
     with pytest.raises(loracalc.LoraCalcError) as exc:
         loracalc.model_from_config(wrapper)
     assert call("model_lora", {"model": "config", "config": json.dumps(wrapper)})["message"] == exc.value.message

@@ -33,7 +33,7 @@ def family_configs() -> dict[str, dict]:
 
 
 CONFIGS = family_configs()
-WRAPPER = {"model_type": "mllama", "text_config": {"model_type": "mllama_text_model"}, "vision_config": {}}
+WRAPPER = {"model_type": "idefics2", "text_config": {"model_type": "mistral"}, "vision_config": {}}
 
 
 def cli(tmp_path, command: str, config: dict, *flags: str, as_json: bool = True):
