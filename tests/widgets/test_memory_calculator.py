@@ -246,6 +246,21 @@ def test_time_and_cost_are_the_engines_and_the_cards_are_cheapest_first():
     assert "does not fit" in big["gpu_costs"] and "It does not fit this card" in big["time_cost"]
 
 
+def test_preference_time_is_the_engines():
+    """A DPO run's time in the calculator is loracalc.speed's with the objective: its reference forwards counted."""
+    from loracalc.speed import estimate_time
+    from lora_course.widgets import call
+
+    form = {"model": "llama-3.1-8b", "method": "qlora", "gpu": "a10", "samples": "2000", "avg_tokens": "512",
+            "seq_len": "512", "objective": "dpo", "batch_size": "2"}
+    out = call("memory_calculator", form)["outputs"]
+    dpo = estimate_time("llama-3.1-8b", "a10", method="qlora", batch_size=2, seq_len=512, samples=2000,
+                        objective="dpo")
+    sft = estimate_time("llama-3.1-8b", "a10", method="qlora", batch_size=2, seq_len=512, samples=2000, avg_tokens=512)
+    assert dpo.total_seconds > sft.total_seconds
+    assert f"about {dpo.tokens_per_second:,.0f} tokens/s" in out["time_cost"]
+
+
 def test_time_inputs_give_the_engines_one_line_messages():
     from lora_course.widgets import call
 

@@ -150,10 +150,11 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "measured": measured_html(arch, s, total),
     }
     out.update(multi_gpu(est, arch, g, s, gpus, strategy, offload))
-    out.update(time_and_cost(arch, g, s, total, samples, avg_tokens, epochs))
-    if tuned:   # the time model counts one forward and backward per sequence: supervised fine-tuning only
-        out["time_cost"] = ("Time and cost are modelled for supervised fine-tuning only; a preference or RL step "
-                            "runs extra forwards (the reference, the generation) the time model does not count yet.")
+    # a preference or RL step's time counts its reference forwards and generation (loracalc.speed); the engine
+    # reads batch_size as pairs, answers or completions, as the memory estimate does
+    timed_pref = ({k: pref[k] for k in ("objective", "generation", "num_generations", "completion_len")}
+                  | {"reference": None if pref["reference"] == "default" else pref["reference"]}) if tuned else {}
+    out.update(time_and_cost(arch, g, {**s, **timed_pref}, total, samples, avg_tokens, epochs))
     out.update(source)
     out["announce"] = (f"Needed on the card {out['total']}, allocated peak {out['allocated_peak']}. "
                        f"{out['gpu_verdict']}. {out['per_gpu_verdict']}.")
@@ -205,6 +206,8 @@ def time_and_cost(arch, g, s: dict, total: int, samples: str, avg_tokens: str, e
     from loracalc.speed import estimate_time
 
     work = {"samples": c.text(samples), "avg_tokens": c.text(avg_tokens) or s["seq_len"], "epochs": c.text(epochs)}
+    if s.get("objective", "sft") != "sft":
+        del work["avg_tokens"]     # pairs, answers or prompts of seq_len tokens each (the engine's reading)
 
     def timed(card):
         if not card.peak_bf16_tflops:     # no cited throughput (Radeon cards, Macs): no time, said so
