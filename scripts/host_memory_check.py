@@ -1,0 +1,174 @@
+"""Measure host (CPU) memory of loading, merging and saving a model with the real libraries, on a CPU.
+
+    PYTHONPATH=snippets .venv/bin/python scripts/host_memory_check.py            # every case (about 2 minutes)
+    PYTHONPATH=snippets .venv/bin/python scripts/host_memory_check.py load_safetensors merge_save
+
+Builds a random Llama of a few hundred MB (``MODEL_CONFIG``), saves it as sharded safetensors and as one
+``pytorch_model.bin``, then runs each case in a fresh Python process and reads the kernel's peak resident set
+(``VmHWM`` in ``/proc/self/status``) there. Each case resets the peak (``/proc/self/clear_refs``) after its
+imports and setup, so a row is the peak *above* what the process held just before the step: the libraries'
+own ~0.5 GB of code and the setup (a loaded model, for the save case) are left out. Resident pages of a
+memory-mapped checkpoint count in that peak as the kernel counts them; the load cases read every weight once
+after loading (as any use does), except ``load_untouched``, which measures what loading holds besides the
+weights (the libraries' bookkeeping: the tests' tolerance).
+
+Writes ``snippets/lora_course/data/host_memory_check.json`` (rows replaced by case, each with its library
+versions and date); ``tests/snippets/test_host_memory.py`` compares ``loracalc.host_memory`` with it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata as md
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "snippets", "lora_course", "data", "host_memory_check.json")
+# a Llama of 0.22B parameters: 0.44 GB in bf16, large enough that the libraries' own allocations are noise
+MODEL_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 1024,
+                "intermediate_size": 2816, "num_hidden_layers": 12, "num_attention_heads": 16,
+                "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 2048,
+                "tie_word_embeddings": False, "rms_norm_eps": 1e-5, "dtype": "bfloat16"}
+SHARD_SIZE = "100MB"          # several shards, as a large checkpoint has
+LORA = {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
+# the case -> what the engine is asked (loracalc.host_memory.host_memory's arguments)
+CASES = {
+    "load_safetensors": {"stage": "load", "checkpoint": "safetensors", "load_to": "cpu", "method": "lora"},
+    "load_safetensors_fp32": {"stage": "load", "checkpoint": "safetensors", "load_to": "cpu", "load_dtype": "fp32",
+                              "method": "lora"},
+    "load_bin": {"stage": "load", "checkpoint": "bin", "load_to": "cpu", "method": "lora"},
+    "load_untouched": {"stage": "load", "checkpoint": "safetensors", "load_to": "cpu", "method": "lora"},
+    "load_full_copy": {"stage": "load", "checkpoint": "full-copy", "load_to": "cpu", "method": "lora"},
+    "merge_save": {"stage": "merge", "method": "lora", "checkpoint": "safetensors", "rank": LORA["r"],
+                   "max_shard_size": SHARD_SIZE},
+    "save_full_checkpoint": {"stage": "save", "method": "full", "training_on": "cpu"},
+}
+
+
+def _status() -> dict[str, int]:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def _reset_peak() -> int:
+    """Reset VmHWM to the current RSS (Linux >= 4.0) and return that RSS."""
+    import gc
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status()["VmRSS"]
+
+
+def _child(case: str, work: str) -> dict:
+    """Run one case in this (fresh) process; return the peak above the reset point."""
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM
+    torch.set_num_threads(1)
+    st_dir, bin_dir = os.path.join(work, "st"), os.path.join(work, "bin")
+    if case in ("load_safetensors", "load_bin", "load_untouched", "load_safetensors_fp32"):
+        base = _reset_peak()
+        model = AutoModelForCausalLM.from_pretrained(bin_dir if case == "load_bin" else st_dir,
+                                                     dtype=torch.float32 if case.endswith("fp32") else torch.bfloat16)
+        if case != "load_untouched":   # any use reads every page of the weights (here: a sum of each)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.sum()
+    elif case == "load_full_copy":
+        # transformers 4.x with low_cpu_mem_usage=False: a model built (and initialized) in memory, then the
+        # whole checkpoint read into a second copy with torch.load, then copied into the model
+        base = _reset_peak()
+        config = AutoConfig.from_pretrained(bin_dir)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        sd = torch.load(os.path.join(bin_dir, "pytorch_model.bin"), map_location="cpu", weights_only=True, mmap=False)
+        model.load_state_dict(sd, strict=False)
+        del sd
+    elif case == "merge_save":
+        from peft import LoraConfig, get_peft_model
+        base = _reset_peak()
+        model = AutoModelForCausalLM.from_pretrained(st_dir, dtype=torch.bfloat16)
+        model = get_peft_model(model, LoraConfig(init_lora_weights=False, **LORA))
+        merged = model.merge_and_unload()
+        merged.save_pretrained(os.path.join(work, "merged"), max_shard_size=SHARD_SIZE)
+    elif case == "save_full_checkpoint":
+        # Trainer's _save_checkpoint for a full fine-tune: the model's safetensors, then torch.save of the
+        # optimizer's state dict, with AdamW's two moments already made by one step (fp32 training on a CPU)
+        model = AutoModelForCausalLM.from_pretrained(st_dir, dtype=torch.float32)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        model.zero_grad(set_to_none=True)
+        base = _reset_peak()
+        ck = os.path.join(work, "checkpoint-1")
+        model.save_pretrained(ck)
+        torch.save(opt.state_dict(), os.path.join(ck, "optimizer.pt"))
+    else:
+        raise SystemExit(f"unknown case {case!r}; choose from {', '.join(CASES)}")
+    s = _status()
+    versions = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__,
+                "safetensors": md.version("safetensors")}
+    if case == "merge_save":
+        versions["peft"] = md.version("peft")
+    return {"case": case, "peak_above_start_bytes": s["VmHWM"] - base, "rss_at_start_bytes": base,
+            "rss_after_bytes": s["VmRSS"], "versions": versions, "date": dt.date.today().isoformat()}
+
+
+def _prepare(work: str) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+    torch.manual_seed(0)
+    cfg = LlamaConfig(**{k: v for k, v in MODEL_CONFIG.items() if k not in ("model_type", "architectures")})
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    model.save_pretrained(os.path.join(work, "st"), max_shard_size=SHARD_SIZE)
+    os.makedirs(os.path.join(work, "bin"), exist_ok=True)
+    model.config.save_pretrained(os.path.join(work, "bin"))
+    torch.save(model.state_dict(), os.path.join(work, "bin", "pytorch_model.bin"))
+
+
+def measure(cases: list[str], work: str) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "snippets"), "TRANSFORMERS_VERBOSITY": "error",
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    rows = []
+    for case in cases:
+        r = subprocess.run([sys.executable, __file__, "--child", case, work], capture_output=True, text=True,
+                           env=env, check=False)
+        if r.returncode:
+            raise SystemExit(f"{case} failed:\n{r.stderr[-2000:]}")
+        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child"]:
+        print(json.dumps(_child(argv[1], argv[2])))
+        return 0
+    cases = argv or list(CASES)
+    with tempfile.TemporaryDirectory(prefix="host-mem-") as work:
+        _prepare(work)
+        rows = measure(cases, work)
+    old = json.load(open(OUT)) if os.path.exists(OUT) else {"rows": []}
+    keep = [r for r in old["rows"] if r["case"] not in cases]
+    for r in rows:
+        r["engine"] = CASES[r["case"]]
+    out = {"what": "peak resident memory above the step's start, in a fresh process on a CPU "
+                   "(scripts/host_memory_check.py)", "model_config": MODEL_CONFIG, "shard_size": SHARD_SIZE,
+           "rows": sorted(keep + rows, key=lambda r: r["case"])}
+    with open(OUT, "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    for r in rows:
+        print(f"{r['case']:<24} peak above start {r['peak_above_start_bytes'] / 1e6:8.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
