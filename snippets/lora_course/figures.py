@@ -15,6 +15,7 @@ from . import serving  # noqa: F401,E402  (serving memory against vLLM's own fig
 from . import hardware  # noqa: F401,E402  (Macs and Radeon cards, from the GPU catalog)
 from . import preference  # noqa: F401,E402  (DPO, ORPO, KTO, GRPO memory as TRL runs them)
 from . import vision  # noqa: F401,E402  (vision-language models counted whole)
+from . import host_ram  # noqa: F401,E402  (host RAM of loading, saving, merging)
 from .registry import FIGURES, TABLES, figure, table  # noqa: F401  (re-exported for the tests and hooks)
 
 

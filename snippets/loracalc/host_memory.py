@@ -135,7 +135,9 @@ def _sizes(arch, method: str, rank: Any, targets: Any) -> dict[str, int]:
     lora = count_params(arch, rank=rank, targets=targets)
     linears = arch.layer_linears()
     quant = {"qlora": "nf4", "lora_8bit": "int8"}.get(method)
+    adapter_tensors = [m.lora_params * max(m.d_in, m.d_out) // (m.d_in + m.d_out) for m in lora.per_module]
     return {"params": P, "lora": lora.lora_params, "rank": lora.rank,
+            "largest_adapter_tensor": max(adapter_tensors, default=0),
             "largest_linear": max((r.d_out * r.d_in for r in linears), default=0),
             "largest_tensor": max((r.weight for r in arch.records), default=0),
             "stored_quantized": stored_bytes(arch, quant) if quant else 0, "quant": quant or "",
@@ -182,7 +184,7 @@ def _save_terms(arch, sz, method, est, gpus, strategy, state_dict, training_on, 
         2 * P if full else ADAPTER_BYTES * Pl)
     trainable = P if full else Pl
     opt_b = sum(t.bytes for t in est.terms + est.host if t.key == "optimizer")
-    largest = sz["largest_tensor"] if full else trainable   # an adapter's tensors are small: bound by all of them
+    largest = sz["largest_tensor"] if full else sz["largest_adapter_tensor"]
     what = "model" if full else "adapter"
     terms, notes = [], []
     if gpus > 1 and strategy != "ddp" and state_dict == "full":
