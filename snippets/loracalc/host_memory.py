@@ -4,7 +4,7 @@ saving a checkpoint, merging the adapter and exporting the merged model.
 ``host_memory(model, stage=...)`` returns labelled terms (bytes and formula) and the stage's host peak, per
 process and for the whole machine. Every size comes from the engine's own counting: parameters from
 ``models.total_params``, adapters from ``params.count_params``, stored 4- and 8-bit bases from
-``quantized.stored_bytes``, the optimizer state from ``estimate_memory``'s terms, offloaded shares from
+``quantized.quantized_linears``, the optimizer state from ``estimate_memory``'s terms, offloaded shares from
 ``sharding.shard_estimate``. What each library does with host memory is read from its source (versions in
 ``requirements/lock.txt``) and measured on a CPU by ``scripts/host_memory_check.py``:
 
@@ -34,7 +34,7 @@ from .errors import LoraCalcError, as_bool, as_choice, as_int
 from .memory import estimate_memory
 from .models import get_model, total_params
 from .params import count_params
-from .quantized import stored_bytes
+from .quantized import quantized_linears
 
 STAGES = {"load": "load the model (from_pretrained)", "train": "train (what is offloaded to host memory)",
           "save": "save a training checkpoint", "merge": "merge the adapter into the base and export it"}
@@ -54,6 +54,11 @@ KINDS = {"private": "the process's own memory", "mapped": "checkpoint pages mapp
 DEFAULT_SHARD_BYTES = 50 * 10**9         # transformers' save_pretrained max_shard_size="50GB"
 ADAPTER_BYTES = 4                        # peft's autocast_adapter_dtype keeps adapters in fp32
 MERGE_TEMP_BYTES = 8                     # B @ A in fp32, then its scaled copy, for one weight at a time
+# bitsandbytes' CPU quantize_4bit (backends/default/ops.py): the weight as fp32, its scaled and clamped copy (fp32)
+# and the int32 bucket indices are alive together, for one weight at a time
+QUANTIZE_TEMP_BYTES = 12
+# transformers' dequantize_and_replace dequantizes each weight twice in fp32, then casts it to bf16
+DEQUANTIZE_TEMP_BYTES = 10
 CHECKPOINT_BYTES = 2                     # the Hub's checkpoints are bf16 or fp16
 MAX_GPUS = 4096
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -135,13 +140,15 @@ def _sizes(arch, method: str, rank: Any, targets: Any) -> dict[str, int]:
     lora = count_params(arch, rank=rank, targets=targets)
     linears = arch.layer_linears()
     quant = {"qlora": "nf4", "lora_8bit": "int8"}.get(method)
+    q_bytes, q_weights = quantized_linears(arch, quant) if quant else (0, 0)
+    nf4_bytes, nf4_weights = quantized_linears(arch, "nf4")
     adapter_tensors = [m.lora_params * max(m.d_in, m.d_out) // (m.d_in + m.d_out) for m in lora.per_module]
     return {"params": P, "lora": lora.lora_params, "rank": lora.rank,
             "largest_adapter_tensor": max(adapter_tensors, default=0),
             "largest_linear": max((r.d_out * r.d_in for r in linears), default=0),
             "largest_tensor": max((r.weight for r in arch.records), default=0),
-            "stored_quantized": stored_bytes(arch, quant) if quant else 0, "quant": quant or "",
-            "stored_nf4": stored_bytes(arch, "nf4")}
+            "quantized_bytes": q_bytes, "quantized_weights": q_weights, "quant": quant or "",
+            "nf4_bytes": nf4_bytes, "nf4_weights": nf4_weights}
 
 
 def _load_terms(sz: dict, method: str, checkpoint: str, load_to: str, dtype_b: int) -> tuple[list, list[str]]:
@@ -160,8 +167,12 @@ def _load_terms(sz: dict, method: str, checkpoint: str, load_to: str, dtype_b: i
     terms.append(HostTerm("mapped_checkpoint", f"Checkpoint pages mapped from the {how}", ck,
                           f"{CHECKPOINT_BYTES} B x {P:,} params, resident as they are read", "mapped"))
     if load_to == "cpu" and sz["quant"]:
-        terms.append(HostTerm("quantized_weights", f"Weights quantized in CPU memory ({sz['quant']})",
-                              sz["stored_quantized"], "quantized.stored_bytes"))
+        terms.append(HostTerm("quantized_weights", f"Linear weights quantized in CPU memory ({sz['quant']}; the "
+                              "rest stay mapped)", sz["quantized_bytes"],
+                              f"quantized.quantized_linears: {sz['quantized_weights']:,} weights"))
+        big = sz["largest_linear"]
+        terms.append(HostTerm("quantize_temp", "Quantizing the largest weight on the CPU (fp32 copies, int32 codes)",
+                              QUANTIZE_TEMP_BYTES * big, f"{QUANTIZE_TEMP_BYTES} B x {big:,}"))
     elif load_to == "cpu" and dtype_b != CHECKPOINT_BYTES:
         terms.append(HostTerm("cast_weights", "Weights cast to fp32 (a private copy)", dtype_b * P,
                               f"{dtype_b} B x {P:,} params"))
@@ -211,25 +222,28 @@ def _save_terms(arch, sz, method, est, gpus, strategy, state_dict, training_on, 
     return terms, notes
 
 
-def _merge_terms(sz: dict, checkpoint: str, merge_base: str, on_gpu_save: bool, shard_b: int) -> list[HostTerm]:
+def _merge_terms(sz: dict, checkpoint: str, merge_base: str) -> list[HostTerm]:
     P, Pl = sz["params"], sz["lora"]
     terms = []
-    if merge_base == "4bit":
-        terms.append(HostTerm("dequantized_base", "Base dequantized to bf16", 2 * P, f"2 B x {P:,} params"))
-        terms.append(HostTerm("quantized_base", "4-bit weights not yet replaced (at most all of them)",
-                              sz["stored_nf4"], "quantized.stored_bytes (nf4)"))
-    elif checkpoint == "full-copy":
+    if checkpoint == "full-copy":
         terms.append(HostTerm("base", "Base model in bf16", 2 * P, f"2 B x {P:,} params"))
     else:
-        terms.append(HostTerm("base", "Base model in bf16 (mapped pages; merged weights become private copies)",
+        terms.append(HostTerm("base", "Base checkpoint's pages, mapped (merged weights become private copies)",
                               2 * P, f"2 B x {P:,} params", "mapped"))
+    if merge_base == "4bit":
+        Pq = sz["nf4_weights"]
+        terms.append(HostTerm("dequantized_linears", "Linear weights dequantized to bf16", 2 * Pq,
+                              f"2 B x {Pq:,} weights"))
+        terms.append(HostTerm("quantized_linears", "4-bit linear weights, held until the model is dequantized",
+                              sz["nf4_bytes"], "quantized.quantized_linears (nf4)"))
     terms.append(HostTerm("adapter", "LoRA adapter (fp32)", ADAPTER_BYTES * Pl, f"{ADAPTER_BYTES} B x {Pl:,} params"))
     big = sz["largest_linear"]
-    terms.append(HostTerm("merge_delta", "B @ A x scaling for the largest adapted weight (fp32, two copies)",
-                          MERGE_TEMP_BYTES * big, f"{MERGE_TEMP_BYTES} B x {big:,}"))
-    if on_gpu_save:
-        terms.append(HostTerm("save_shard", "One shard copied to the host by save_pretrained", min(2 * P, shard_b),
-                              f"min(2 B x {P:,}, max_shard_size {shard_b:,} B)"))
+    if merge_base == "4bit":   # dequantizing comes first and its temporary is the larger one
+        terms.append(HostTerm("dequantize_temp", "Dequantizing the largest weight (two fp32 copies, then bf16)",
+                              DEQUANTIZE_TEMP_BYTES * big, f"{DEQUANTIZE_TEMP_BYTES} B x {big:,}"))
+    else:
+        terms.append(HostTerm("merge_delta", "B @ A x scaling for the largest adapted weight (fp32, two copies)",
+                              MERGE_TEMP_BYTES * big, f"{MERGE_TEMP_BYTES} B x {big:,}"))
     return terms
 
 
@@ -288,7 +302,7 @@ def host_memory(model: Any, stage: Any = "load", method: Any = "qlora", rank: An
             notes.append(f"each of the {n} processes loads the whole model")
         s.update(load_dtype=load_dtype, rank0_loads=rank0)
     elif stage == "merge":
-        terms = _merge_terms(sz, checkpoint, merge_base, False, shard_b)
+        terms = _merge_terms(sz, checkpoint, merge_base)
         processes = 1
         notes.append("merged on a CPU: safetensors writes each shard from the merged tensors, no copy")
         s.update(merge_base=merge_base, max_shard_size=shard_b)

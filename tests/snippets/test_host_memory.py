@@ -6,7 +6,10 @@ resident memory (VmHWM) of each step in a fresh process on a CPU, with transform
 Tolerance: the engine counts the tensors; the libraries also hold bookkeeping (the meta model's state dict, the
 loading thread pool, safetensors' headers, allocator arenas) that does not scale with the weights. The
 ``load_untouched`` row measures it: loading the same model without reading a weight, which keeps no weight pages.
-A row may differ from the engine by that much plus 5% of the prediction, and no more."""
+A row may differ from the engine by that much plus 5% of the prediction, and no more. The rows compared are those
+measured with glibc's mmap threshold fixed (``peak_fixed_threshold_bytes``): with its default, glibc raises the
+threshold as large blocks are freed and then keeps later freed temporaries in its heap, which adds up to a few
+hundred MB on this model where the 4-bit cases make and free many (the record keeps both)."""
 from __future__ import annotations
 
 import json
@@ -26,7 +29,7 @@ RECORD = os.path.join(ROOT, "snippets", "lora_course", "data", "host_memory_chec
 DATA = json.load(open(RECORD, encoding="utf-8"))
 ROWS = {r["case"]: r for r in DATA["rows"]}
 ARCH = model_from_config(DATA["model_config"])
-OVERHEAD = ROWS["load_untouched"]["peak_above_start_bytes"]
+OVERHEAD = ROWS["load_untouched"]["peak_fixed_threshold_bytes"]
 COMPARED = [c for c in ROWS if c != "load_untouched"]
 
 
@@ -38,26 +41,30 @@ def _close(measured: int, predicted: int) -> bool:
 def test_engine_matches_the_measured_peak(case):
     row = ROWS[case]
     est = host_memory(ARCH, **row["engine"])
-    assert _close(row["peak_above_start_bytes"], est.peak_bytes), (case, row["peak_above_start_bytes"], est.peak_bytes)
+    measured = row["peak_fixed_threshold_bytes"]
+    assert _close(measured, est.peak_bytes), (case, measured, est.peak_bytes)
+    # glibc's default settings only add to the peak
+    assert row["peak_above_start_bytes"] >= measured - 0.05 * measured
     assert row["versions"]["transformers"] and row["date"]
 
 
 def test_the_overhead_is_small_beside_the_weights():
-    # what the tolerance allows is under a third of this model's bf16 weights, so a term the size of the
-    # weights (a second copy, a missed cast) cannot hide in it
-    assert OVERHEAD < 0.3 * 2 * loracalc.total_params(ARCH)
+    # the tolerance is under half of this model's bf16 weights, so a missed copy of the weights (a second copy,
+    # a cast) cannot hide in it; terms smaller than the tolerance (the adapter, the 4-bit codes, the temporaries)
+    # are checked only in their sums
+    assert OVERHEAD < 0.5 * 2 * loracalc.total_params(ARCH)
 
 
 def test_the_old_full_copy_path_holds_two_copies_and_mmap_one():
-    full = ROWS["load_full_copy"]["peak_above_start_bytes"]
-    mapped = ROWS["load_safetensors"]["peak_above_start_bytes"]
+    full = ROWS["load_full_copy"]["peak_fixed_threshold_bytes"]
+    mapped = ROWS["load_safetensors"]["peak_fixed_threshold_bytes"]
     weights = 2 * loracalc.total_params(ARCH)
     assert full - mapped == pytest.approx(weights, rel=0.1)      # measured: one more copy of the weights
-    assert ROWS["load_bin"]["peak_above_start_bytes"] == pytest.approx(mapped, rel=0.05)
+    assert ROWS["load_bin"]["peak_fixed_threshold_bytes"] == pytest.approx(mapped, rel=0.05)
 
 
 def test_saving_from_cpu_tensors_copies_nothing():
-    assert ROWS["save_full_checkpoint"]["peak_above_start_bytes"] < OVERHEAD
+    assert ROWS["save_full_checkpoint"]["peak_fixed_threshold_bytes"] < OVERHEAD
 
 
 def test_rank0_loading_and_shared_pages_on_a_70b():
@@ -117,7 +124,7 @@ def test_remeasure_load_and_merge(tmp_path):
     import host_memory_check as check
     check._prepare(str(tmp_path))
     rows = {r["case"]: r for r in check.measure(["load_untouched", "load_full_copy", "merge_save"], str(tmp_path))}
-    overhead = rows["load_untouched"]["peak_above_start_bytes"]
+    overhead = rows["load_untouched"]["peak_fixed_threshold_bytes"]
     for case in ("load_full_copy", "merge_save"):
         predicted = host_memory(ARCH, **check.CASES[case]).peak_bytes
-        assert abs(rows[case]["peak_above_start_bytes"] - predicted) <= overhead + 0.05 * predicted, case
+        assert abs(rows[case]["peak_fixed_threshold_bytes"] - predicted) <= overhead + 0.05 * predicted, case
