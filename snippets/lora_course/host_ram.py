@@ -89,3 +89,11 @@ def host_ram_70b_zero3_moments() -> str:
     est = _host(stage="train", method="full", gpus=8, strategy="full-shard", offload_optimizer=True)
     kept = sum(t.bytes for t in est.terms if t.key != "offloaded_optimizer_temp") * est.processes
     return f"{_gb(kept, 0)} ({kept / 2**30:,.0f} GiB)"
+
+
+@figure("host_ram_shared")
+def host_ram_shared() -> str:
+    """Pages a second process loading the same checkpoint shared with the first (measured)."""
+    data = json.loads(RECORD.read_text(encoding="utf-8"))
+    row = next(r for r in data["rows"] if r["case"] == "load_shared")
+    return f"{row['shared_clean_bytes'] / 1e6:,.0f} MB"

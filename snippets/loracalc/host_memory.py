@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .choices import METHODS, QUANTIZED, STRATEGIES
 from .errors import LoraCalcError, as_bool, as_choice, as_int
 from .memory import estimate_memory
 from .models import get_model, total_params
@@ -130,10 +131,6 @@ def shard_bytes(value: Any) -> int:
     return n
 
 
-def _quantized_method(method: str) -> bool:
-    return method in ("qlora", "lora_8bit")
-
-
 def _sizes(arch, method: str, rank: Any, targets: Any) -> dict[str, int]:
     """The byte counts every stage reads, from the engine's counting."""
     P = total_params(arch)
@@ -182,10 +179,6 @@ def _load_terms(sz: dict, method: str, checkpoint: str, load_to: str, dtype_b: i
         notes.append("each tensor is read from the mapped file and copied (or quantized) on the card; the files "
                      "stay mapped until loading ends")
     return terms, notes
-
-
-def _train_estimate(arch, method: str, rank: Any, targets: Any, settings: dict):
-    return estimate_memory(arch, method=method, rank=rank, targets=targets, **settings)
 
 
 def _save_terms(arch, sz, method, est, gpus, strategy, state_dict, training_on, shard_b) -> tuple[list, list[str]]:
@@ -276,7 +269,7 @@ def host_memory(model: Any, stage: Any = "load", method: Any = "qlora", rank: An
     all of them together."""
     arch = get_model(model)
     stage = as_choice(stage, "stage", STAGES, "stage")
-    method = as_choice(method, "method", {"full": 0, "lora": 0, "lora_8bit": 0, "qlora": 0}, "method")
+    method = as_choice(method, "method", METHODS, "method")
     checkpoint = as_choice(checkpoint, "checkpoint", CHECKPOINTS, "checkpoint")
     load_to = as_choice(load_to, "load_to", LOAD_TO, "load_to")
     dtype_b = LOAD_DTYPES[as_choice(load_dtype, "load_dtype", LOAD_DTYPES, "load_dtype")]
@@ -286,7 +279,7 @@ def host_memory(model: Any, stage: Any = "load", method: Any = "qlora", rank: An
     training_on = as_choice(training_on, "training_on", LOAD_TO, "training_on")
     merge_base = as_choice(merge_base, "merge_base", MERGE_BASES, "merge_base")
     shard_b = shard_bytes(max_shard_size)
-    if _quantized_method(method) and dtype_b != CHECKPOINT_BYTES:
+    if method in QUANTIZED and dtype_b != CHECKPOINT_BYTES:
         raise LoraCalcError("load_dtype", "a quantized base is loaded in bf16: leave load_dtype at bf16")
     sz = _sizes(arch, method, rank, targets)
     notes: list[str] = []
@@ -300,7 +293,7 @@ def host_memory(model: Any, stage: Any = "load", method: Any = "qlora", rank: An
                          "ranks keep their weights on the meta device until rank 0 broadcasts them")
         elif n > 1:
             notes.append(f"each of the {n} processes loads the whole model")
-        s.update(load_dtype=load_dtype, rank0_loads=rank0)
+        s.update(load_dtype="fp32" if dtype_b == 4 else "bf16", rank0_loads=rank0)
     elif stage == "merge":
         terms = _merge_terms(sz, checkpoint, merge_base)
         processes = 1
@@ -308,8 +301,8 @@ def host_memory(model: Any, stage: Any = "load", method: Any = "qlora", rank: An
         s.update(merge_base=merge_base, max_shard_size=shard_b)
         del s["gpus"]
     else:
-        strat = as_choice(strategy, "strategy", {"ddp": 0, "shard-grad-op": 0, "full-shard": 0}, "strategy")
-        est = _train_estimate(arch, method, rank, targets, settings)
+        strat = as_choice(strategy, "strategy", STRATEGIES, "strategy")
+        est = estimate_memory(arch, method=method, rank=rank, targets=targets, **settings)
         if stage == "train":
             terms, notes = _offload_terms(arch, est, n, strat, offload_optimizer, offload_params)
         else:

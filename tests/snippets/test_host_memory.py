@@ -78,6 +78,15 @@ def test_rank0_loading_and_shared_pages_on_a_70b():
     assert mapped.machine_bytes == mapped.peak_bytes == mapped.reclaimable_bytes   # one page cache for all ranks
 
 
+def test_a_second_process_shares_the_mapped_checkpoint():
+    # measured: a second process loading the same files while the first holds them shares their pages (its
+    # Shared_Clean in /proc/self/smaps_rollup), so the machine holds the weights once, as the engine counts them
+    row = ROWS["load_shared"]
+    est = host_memory(ARCH, **row["engine"])
+    assert est.processes == 2 and est.machine_bytes == est.peak_bytes == est.reclaimable_bytes
+    assert row["shared_clean_bytes"] >= 0.95 * est.reclaimable_bytes
+
+
 def test_offload_reuses_the_sharding_terms():
     from loracalc.sharding import estimate_sharded
     sh = estimate_sharded("llama-3.1-8b", gpus=4, strategy="full-shard", offload_params=True, method="full")
