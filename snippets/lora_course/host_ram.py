@@ -97,3 +97,34 @@ def host_ram_shared() -> str:
     data = json.loads(RECORD.read_text(encoding="utf-8"))
     row = next(r for r in data["rows"] if r["case"] == "load_shared")
     return f"{row['shared_clean_bytes'] / 1e6:,.0f} MB"
+
+
+# what practitioners report (issue 31 of this course's tracker quotes them; the setups behind them are not given)
+CLAIMS = {"load_70b": "about 350 GB", "zero3_offload_70b": "750-800 GB"}
+
+
+@figure("host_ram_claim_load_70b")
+def host_ram_claim_load_70b() -> str:
+    return CLAIMS["load_70b"]
+
+
+@figure("host_ram_claim_zero3_70b")
+def host_ram_claim_zero3_70b() -> str:
+    return CLAIMS["zero3_offload_70b"]
+
+
+@figure("host_ram_70b_full_copy_bf16")
+def host_ram_70b_full_copy_bf16() -> str:
+    return _gb(_host(stage="load", method="lora", checkpoint="full-copy", load_to="cpu").peak_bytes, 0)
+
+
+@figure("host_ram_70b_full_copy_fp32")
+def host_ram_70b_full_copy_fp32() -> str:
+    return _gb(_host(stage="load", method="full", checkpoint="full-copy", load_to="cpu",
+                     load_dtype="fp32").peak_bytes, 0)
+
+
+@figure("host_ram_default_shard")
+def host_ram_default_shard() -> str:
+    from loracalc.host_memory import DEFAULT_SHARD_BYTES
+    return _gb(DEFAULT_SHARD_BYTES, 0)
