@@ -47,6 +47,9 @@ CASES = {
     "load_full_copy": {"stage": "load", "checkpoint": "full-copy", "load_to": "cpu", "method": "lora"},
     "load_4bit": {"stage": "load", "checkpoint": "safetensors", "load_to": "cpu", "method": "qlora"},
     "merge_4bit_dequantized": {"stage": "merge", "method": "qlora", "merge_base": "4bit", "rank": LORA["r"]},
+    # FSDP2 over two gloo processes, FULL_STATE_DICT gathered to rank 0's host memory (rank 0's peak is the row)
+    "save_fsdp_full_state_dict": {"stage": "save", "method": "full", "gpus": 2, "strategy": "full-shard",
+                                  "state_dict": "full"},
     # the engine's machine-wide count for two processes: the mapped checkpoint once
     "load_shared": {"stage": "load", "checkpoint": "safetensors", "load_to": "cpu", "method": "lora", "gpus": 2},
     "merge_save": {"stage": "merge", "method": "lora", "checkpoint": "safetensors", "rank": LORA["r"],
@@ -205,6 +208,63 @@ def _run(case: str, work: str, extra_env: dict) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _fsdp_rank(rank: int, work: str, port: int, out: str) -> None:
+    """One of two gloo processes: a full fine-tune's model and AdamW state sharded with FSDP2, then the whole
+    state dict and optimizer state gathered into rank 0's host memory (cpu_offload, as FULL_STATE_DICT with
+    rank0_only does)."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+    from torch.distributed.fsdp import fully_shard
+    from transformers import AutoModelForCausalLM
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(work, "st"), dtype=torch.float32)
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    model.zero_grad(set_to_none=True)
+    dist.barrier()
+    base = _reset_peak()
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    msd = get_model_state_dict(model, options=options)
+    osd = get_optimizer_state_dict(model, opt, options=options)
+    dist.barrier()
+    s = _status()
+    if rank == 0:
+        with open(out, "w") as f:
+            json.dump({"peak_above_start_bytes": s["VmHWM"] - base, "rss_at_start_bytes": base,
+                       "rss_after_bytes": s["VmRSS"], "gathered_tensors": len(msd) + len(osd.get("state", {}))}, f)
+    dist.destroy_process_group()
+
+
+def _fsdp(work: str, extra_env: dict) -> dict:
+    """save_fsdp_full_state_dict: two processes, rank 0's peak while the full state dicts are gathered."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = os.path.join(work, "fsdp.json")
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "snippets"), "TRANSFORMERS_VERBOSITY": "error",
+           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **extra_env}
+    procs = [subprocess.Popen([sys.executable, __file__, "--fsdp-rank", str(r), work, str(port), out], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    if any(p.returncode for p in procs):
+        raise SystemExit("save_fsdp_full_state_dict failed:\n" + "\n".join(e[-1500:] for e in errs))
+    import importlib.metadata as meta
+    import torch
+    row = json.load(open(out))
+    row.update(case="save_fsdp_full_state_dict", versions={"torch": torch.__version__.split("+")[0],
+               "transformers": meta.version("transformers")}, date=dt.date.today().isoformat())
+    return row
+
+
 def _shared(work: str, extra_env: dict) -> dict:
     """load_shared: a first process loads and holds the model, a second loads it too and reads its own pages."""
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "snippets"), "TRANSFORMERS_VERBOSITY": "error",
@@ -225,7 +285,8 @@ def measure(cases: list[str], work: str) -> list[dict]:
     fixed (``peak_fixed_threshold_bytes``, what the tests compare)."""
     rows = []
     for case in cases:
-        run = _shared if case == "load_shared" else (lambda w, e, c=case: _run(c, w, e))
+        run = {"load_shared": _shared, "save_fsdp_full_state_dict": _fsdp}.get(case) or (
+            lambda w, e, c=case: _run(c, w, e))
         row = run(work, {})
         row["peak_fixed_threshold_bytes"] = run(work, FIXED_THRESHOLD)["peak_above_start_bytes"]
         rows.append(row)
@@ -233,6 +294,9 @@ def measure(cases: list[str], work: str) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--fsdp-rank"]:
+        _fsdp_rank(int(argv[1]), argv[2], int(argv[3]), argv[4])
+        return 0
     if argv[:1] == ["--child"]:
         print(json.dumps(_child(argv[1], argv[2])))
         return 0

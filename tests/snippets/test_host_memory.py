@@ -43,8 +43,6 @@ def test_engine_matches_the_measured_peak(case):
     est = host_memory(ARCH, **row["engine"])
     measured = row["peak_fixed_threshold_bytes"]
     assert _close(measured, est.peak_bytes), (case, measured, est.peak_bytes)
-    # glibc's default settings only add to the peak
-    assert row["peak_above_start_bytes"] >= measured - 0.05 * measured
     assert row["versions"]["transformers"] and row["date"]
 
 
@@ -61,6 +59,14 @@ def test_the_old_full_copy_path_holds_two_copies_and_mmap_one():
     weights = 2 * loracalc.total_params(ARCH)
     assert full - mapped == pytest.approx(weights, rel=0.1)      # measured: one more copy of the weights
     assert ROWS["load_bin"]["peak_fixed_threshold_bytes"] == pytest.approx(mapped, rel=0.05)
+
+
+def test_full_state_dict_gathers_model_and_optimizer_on_rank_0():
+    # FSDP2 on two gloo processes: rank 0 gathered the whole fp32 model and AdamW's two moments
+    row = ROWS["save_fsdp_full_state_dict"]
+    est = host_memory(ARCH, **row["engine"])
+    assert [t.ranks for t in est.terms] == ["rank0", "rank0"]
+    assert est.peak_bytes == pytest.approx(12 * loracalc.total_params(ARCH), rel=0.001)   # 4 B + 2 x 4 B
 
 
 def test_saving_from_cpu_tensors_copies_nothing():
