@@ -17,6 +17,7 @@ from . import preference  # noqa: F401,E402  (DPO, ORPO, KTO, GRPO memory as TRL
 from . import vision  # noqa: F401,E402  (vision-language models counted whole)
 from . import allocator_evidence  # noqa: F401,E402  (the caching allocator fitted on published pairs)
 from . import quantized_bases  # noqa: F401,E402  (LoRA on GPTQ, AWQ, HQQ and torchao bases)
+from . import host_ram  # noqa: F401,E402  (host RAM of loading, saving, merging)
 from .registry import FIGURES, TABLES, figure, table  # noqa: F401  (re-exported for the tests and hooks)
 
 

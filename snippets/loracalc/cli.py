@@ -4,6 +4,7 @@
     python -m loracalc memory --model llama-3.1-70b --method qlora --batch-size 1 --seq-len 2048 [--json]
     python -m loracalc memory --model llama-3.1-70b --method lora --gpus 8 --strategy full-shard [--offload-params]
     python -m loracalc time --model llama-3.1-8b --method qlora --gpu a10 --tokens 1e7 [--price-per-gpu-hour 1.2]
+    python -m loracalc host --model llama-3.1-70b --stage load|train|save|merge [--gpus 8 --rank0-loads] [--json]
     python -m loracalc models | gpus | nf4 [--json]
     python -m loracalc memory --config gemma-3-4b-it/config.json --adapt language --images 1   (vision-language)
     python -m loracalc memory --config Qwen/Qwen3-8B      # a Hub id: its config.json fetched from huggingface.co
@@ -147,6 +148,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--price-per-gpu-hour", default="default",
                    help="USD per GPU-hour (default: the catalog's cited on-demand price for --gpu)")
 
+    h = sub.add_parser("host", help="host (CPU) memory of loading, training, saving a checkpoint or merging")
+    for action in m._actions[1:]:   # the memory command's flags, shared, not copied
+        h._add_action(action)
+    _add_host_args(h)
+
     s = sub.add_parser("serve", help="memory to serve a model with vLLM: weights, KV cache, LoRA slots")
     src = s.add_mutually_exclusive_group()
     src.add_argument("--model", default=None, help=MODEL_HELP)
@@ -182,6 +188,57 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--block-size", default="64", help="weights per absmax block (default 64)")
     n.add_argument("--json", action="store_true", help="print JSON")
     return ap
+
+
+def _add_host_args(h) -> None:
+    """The host command's own flags (loracalc.host_memory), their choices read from that module."""
+    from . import host_memory as hm
+
+    def listed(table: dict, default: str) -> str:
+        return "; ".join(f"{k}: {v}" for k, v in table.items()) + f" (default {default})"
+    h.add_argument("--stage", default="load", help=listed(hm.STAGES, "load"))
+    h.add_argument("--checkpoint", default="safetensors", help=listed(hm.CHECKPOINTS, "safetensors"))
+    h.add_argument("--load-to", default="gpu", help=listed(hm.LOAD_TO, "gpu"))
+    h.add_argument("--load-dtype", default="bf16", help="dtype the weights are loaded in on a CPU: bf16 or fp32 "
+                   "(a cast: a private copy beside the mapped checkpoint)")
+    h.add_argument("--rank0-loads", action="store_true", help="with --gpus: only rank 0 reads the checkpoint "
+                   "(FSDP cpu_ram_efficient_loading, DeepSpeed ZeRO-3)")
+    h.add_argument("--state-dict", default="sharded", help="save with a sharded --strategy: "
+                   + listed(hm.STATE_DICTS, "sharded"))
+    h.add_argument("--training-on", default="gpu", help="save: where the trained tensors live, gpu or cpu "
+                   "(default gpu)")
+    h.add_argument("--max-shard-size", default="50GB", help="save_pretrained's max_shard_size (default 50GB)")
+    h.add_argument("--merge-base", default="16bit", help="merge: " + listed(hm.MERGE_BASES, "16bit"))
+
+
+def cmd_host(args) -> Any:
+    """loracalc host --stage load|train|save|merge: host memory terms, the busiest process's peak, the machine."""
+    from .host_memory import host_memory
+    if args.objective.strip().lower() != "sft":
+        raise LoraCalcError("objective", "host counts supervised fine-tuning: leave out --objective")
+    arch = _arch(args)
+    kw = _memory_kwargs(args, arch)
+    est = host_memory(arch, stage=args.stage, method=kw.pop("method"), rank=kw.pop("rank"),
+                      targets=kw.pop("targets"), checkpoint=args.checkpoint, load_to=args.load_to,
+                      load_dtype=args.load_dtype, gpus=args.gpus or 1, rank0_loads=args.rank0_loads,
+                      strategy=args.strategy, offload_optimizer=args.offload_optimizer,
+                      offload_params=args.offload_params, state_dict=args.state_dict, training_on=args.training_on,
+                      max_shard_size=args.max_shard_size, merge_base=args.merge_base, **kw)
+    if args.json:
+        return est.to_dict()
+    rows = [["term", "host memory", "kind", "formula"]]
+    rows += [[t.label + (" (rank 0)" if t.ranks == "rank0" else ""), _gb(t.bytes), t.kind, t.formula]
+             for t in est.terms]
+    rows.append(["peak, busiest process", _gb(est.peak_bytes), "", "compare with VmHWM in /proc/PID/status"])
+    lines = [f"{arch.display_name}: host memory to {est.stage.replace('merge', 'merge and export')} "
+             f"({est.settings['method']}, {est.processes} process{'es' if est.processes > 1 else ''})", "",
+             _table(rows, {1})]
+    if est.processes > 1:
+        lines.append(f"all {est.processes} processes: {_gb(est.machine_bytes)} (mapped checkpoint pages once)")
+    if est.reclaimable_bytes:
+        lines.append(f"of the peak, {_gb(est.reclaimable_bytes)} are checkpoint pages the kernel can drop and re-read")
+    lines += [f"note: {n}" for n in est.notes]
+    return "\n".join(lines)
 
 
 def _serving():
@@ -573,7 +630,7 @@ def cmd_time(args) -> Any:
     return "\n".join(lines)
 
 
-COMMANDS = {"preflight": cmd_preflight, "serve": cmd_serve, "time": cmd_time, "params": cmd_params, "memory": cmd_memory, "models": cmd_models, "gpus": cmd_gpus, "nf4": cmd_nf4}
+COMMANDS = {"host": cmd_host, "preflight": cmd_preflight, "serve": cmd_serve, "time": cmd_time, "params": cmd_params, "memory": cmd_memory, "models": cmd_models, "gpus": cmd_gpus, "nf4": cmd_nf4}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -72,20 +72,27 @@ def check_format(fmt: Any) -> str:
     return as_choice(fmt, "weights", ["bf16", *FORMATS], "weight format")
 
 
-def stored_bytes(model: Any, fmt: Any = "nf4") -> int:
-    """Bytes of every weight of MODEL with its decoder layers' linear weights in FMT and the rest in bf16."""
+def quantized_linears(model: Any, fmt: Any = "nf4") -> tuple[int, int]:
+    """(bytes FMT keeps for the linear weights it quantizes, how many weights those are)."""
     arch = get_model(model)
     fmt = check_format(fmt)
     if fmt == "bf16":
-        return 2 * total_params(arch)
-    quantized = kept = 0
+        return 0, 0
+    quantized = weights = 0
     per_linear = FORMATS[fmt].per_linear
     every_linear = FORMATS[fmt].library != "bitsandbytes"   # bitsandbytes leaves Falcon's FalconLinear in 16 bit
     for r in arch.records:
         if is_4bit(r, arch.family, every_linear):
             quantized += per_linear(r.d_out, r.d_in) * r.copies
-            kept += r.weight * r.copies
-    return quantized + 2 * (total_params(arch) - kept)
+            weights += r.weight * r.copies
+    return quantized, weights
+
+
+def stored_bytes(model: Any, fmt: Any = "nf4") -> int:
+    """Bytes of every weight of MODEL with its decoder layers' linear weights in FMT and the rest in bf16."""
+    arch = get_model(model)
+    quantized, weights = quantized_linears(arch, fmt)
+    return quantized + 2 * (total_params(arch) - weights)
 
 
 # --8<-- [start:lora_backward]
@@ -139,6 +146,5 @@ BASE_FORMATS: dict[str, str] = {"bf16": "16-bit (as the method stores it)",
 def split_stored_bytes(model: Any, fmt: str) -> tuple[int, int]:
     """(bytes of the quantized linear weights, bytes of everything kept in bf16) of ``stored_bytes``."""
     arch = get_model(model)
-    kept = sum(r.weight * r.copies for r in arch.records if is_4bit(r, arch.family, True))
-    rest = 2 * (total_params(arch) - kept)
-    return stored_bytes(arch, fmt) - rest, rest
+    quantized, weights = quantized_linears(arch, fmt)
+    return quantized, 2 * (total_params(arch) - weights)

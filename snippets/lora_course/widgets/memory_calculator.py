@@ -127,6 +127,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "total": c.fmt_gb(total),
         "allocated_peak": c.fmt_gb(alloc),
         "host": (", ".join(f"{t.label}: {c.fmt_gb(t.bytes)}" for t in est.host) or "nothing"),
+        "host_ram": host_ram(arch, s),
         "off_peak": (", ".join(f"{t.label}: {c.fmt_gb(t.bytes)}" for t in est.off_peak) or "nothing"),
         "model_params": (f"{c.fmt_int(counts.total_params)} parameters, {c.fmt_int(trainable)} trained "
                          f"({c.fmt_pct(100 * trainable / counts.total_params)})"),
@@ -174,6 +175,20 @@ def _other_method(arch, method: str, s: dict, pref: dict | None):
     if method == "full" and ref == "adapter-off":   # no adapter to switch off: the trainer loads a second model
         ref = "separate"
     return preference_memory(arch, **{**pref, "reference": ref}, **{k: v for k, v in settings.items() if k != "loss"})
+
+
+def host_ram(arch, s: dict) -> str:
+    """Host (CPU) RAM of the job's other stages, one process (loracalc.host_memory; `loracalc host`)."""
+    from loracalc.host_memory import host_memory
+    common = dict(method=s["method"], rank=s["rank"], targets=s["targets"])
+    load = host_memory(arch, "load", **common)
+    save = host_memory(arch, "save", **common)
+    merge = host_memory(arch, "merge", **common)
+    return (f"loading {c.fmt_gb(load.peak_bytes)} (checkpoint pages mapped from disk, which the kernel can drop), "
+            f"saving a checkpoint {c.fmt_gb(save.peak_bytes)}, merging the adapter and exporting on a CPU "
+            f"{c.fmt_gb(merge.peak_bytes)}" if s["method"] != "full" else
+            f"loading {c.fmt_gb(load.peak_bytes)} (checkpoint pages mapped from disk, which the kernel can drop), "
+            f"saving a checkpoint {c.fmt_gb(save.peak_bytes)}")
 
 
 def vision_note(arch, est) -> str:
