@@ -198,6 +198,14 @@ def wide_rows(tmp: str, stamp: dict) -> list[dict]:
 def measure_all() -> dict:
     import torch
     torch.set_num_threads(1)
+    # oneDNN's matmul scratch buffers depend on the CPU's instruction set (avx512_bf16 or not): without it the
+    # allocations are the tensors alone, the same on every CPU
+    with torch.backends.mkldnn.flags(enabled=False):
+        return _measure_all()
+
+
+def _measure_all() -> dict:
+    import torch
     from tests.snippets.test_memory_stacks import DORA_TINY
     stamp = {**versions(), "date": dt.date.today().isoformat(), "device": "cpu"}
     rows = []
