@@ -71,3 +71,8 @@ def allocator_holdout_liger() -> str:
 @figure("allocator_holdout_full")
 def allocator_holdout_full() -> str:
     return f"{statistics.median(holdout('a100_80gb')[2]):.1f}%"
+
+
+@figure("allocator_capacity_margin")
+def allocator_capacity_margin() -> str:
+    return f"{CAPACITY_MARGIN / 1e9:.0f} GB"
