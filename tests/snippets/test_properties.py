@@ -8,6 +8,7 @@ import math
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 import loracalc
+from loracalc import allocator
 from loracalc import LoraCalcError, count_params, estimate_memory
 
 MODELS = st.sampled_from(loracalc.list_models())
@@ -72,8 +73,13 @@ def test_memory_grows_with_batch_seq_and_rank(model, rank, batch, seq, gc, att, 
         assert e.total_bytes >= base.total_bytes and step_bytes(e) > step_bytes(base)
     # a larger rank never needs less in all: card plus host (a paged optimizer's state counts on the host, and
     # bitsandbytes pages only state tensors past its size line, so one more rank can move a tensor off the card)
+    # On the card the caching allocator's rounding is not monotone: a tensor that grows past 10 MiB leaves the
+    # shared 20 MiB segments for one of its own (CUDACachingAllocator's kMinLargeAlloc), so the total may fall by
+    # less than one such segment; the allocated peak never falls
     bigger = estimate_memory(model, rank=rank + 1, batch_size=batch, seq_len=seq, **kw)
-    assert bigger.total_bytes + bigger.host_bytes >= base.total_bytes + base.host_bytes
+    assert bigger.allocated_peak_bytes + bigger.host_bytes >= base.allocated_peak_bytes + base.host_bytes
+    assert (bigger.total_bytes + bigger.host_bytes
+            >= base.total_bytes + base.host_bytes - allocator.MID_SEGMENT)
 
 
 # dense models only: bitsandbytes leaves fused expert weights 16-bit and prepare_model_for_kbit_training
