@@ -61,3 +61,38 @@ def test_a_pasted_torchtune_recipe_fills_the_calculator(wpage, site_url, tmp_pat
     assert "Traceback" not in message and "\n" not in message.strip()
     assert w.locator('[data-error-for="trainer_config"]').get_attribute("role") == "alert"
     assert wpage.errors == []
+
+
+def drop_on(page, target, text: str, filename: str) -> None:
+    """Drop a file on TARGET as a reader dragging it from their file manager would."""
+    transfer = page.evaluate_handle(
+        """([text, filename]) => { const t = new DataTransfer();
+             t.items.add(new File([text], filename, {type: 'text/plain'})); return t; }""", [text, filename])
+    target.dispatch_event("drop", {"dataTransfer": transfer})
+
+
+def test_a_file_dropped_on_the_box_or_chosen_goes_into_it_and_elsewhere_into_the_config_box(wpage, site_url, tmp_path):
+    open_page(wpage, site_url, "gpu-memory/")
+    w = widget(wpage, NAME)
+    w.locator("details.lc-trainer > summary").click()
+    before = stamp(wpage, NAME)
+    drop_on(wpage, w.locator(".lc-trainer-field"), TORCHTUNE, "8B_qlora_single_device.yaml")
+    wait_updated(wpage, NAME, before)
+    assert w.locator("#mc-trainer").input_value() == TORCHTUNE and read_inputs(wpage, NAME)["recipe"] == "torchtune"
+    assert w.locator("#mc-config").input_value() == ""
+
+    # the file picker beside the box
+    trl = tmp_path / "sft.yaml"
+    trl.write_text("model_name_or_path: Qwen/Qwen2.5-7B\nuse_peft: true\nper_device_train_batch_size: 3\n")
+    before = stamp(wpage, NAME)
+    w.locator("#mc-trainer-file").set_input_files(str(trl))
+    wait_updated(wpage, NAME, before)
+    form = read_inputs(wpage, NAME)
+    assert form["model"] == "qwen2.5-7b" and form["batch_size"] == "3" and form["method"] == "lora"
+
+    # a file dropped anywhere else on the calculator is still a model's config.json, as before
+    drop_on(wpage, w.locator(".lc-total").first, '{"model_type": "llama"}', "config.json")
+    wpage.wait_for_function("() => document.querySelector('#mc-config').value === '{\"model_type\": \"llama\"}'",
+                            timeout=15_000)
+    assert w.locator("#mc-trainer").input_value() == trl.read_text()
+    assert wpage.errors == []
