@@ -286,6 +286,8 @@ def _axolotl(r: _Reader) -> None:
     kf, flash = r.get("flash_attention")
     ks, _ = r.get("sdp_attention")
     r.put("attention", "flash_attention_2" if flash else "sdpa", kf if flash else ks, " (sdpa)")
+    kr, rl = r.get("rl")
+    objective = str(rl).lower() if rl and str(rl).lower() in PREFERENCE else None
     kl, liger = r.get("liger_fused_linear_cross_entropy")
     kc, cce = r.get("cut_cross_entropy")
     plugins = r.data.get("plugins") or []
@@ -294,13 +296,16 @@ def _axolotl(r: _Reader) -> None:
         r.put("loss", "cce", kc or "plugins")
     elif liger:
         r.put("loss", "fused_linear", kl)
+    elif objective:
+        # axolotl's rl: runs TRL's own trainers (AxolotlDPOTrainer subclasses trl's DPOTrainer), with their loss
+        from .preference import LOSS
+        r.put("loss", LOSS[objective], None, f" (rl: {objective} runs TRL's trainer, which scores as TRL does)")
     else:
         r.put("loss", "full", None, " (transformers' loss over the full logits)")
     k, v = r.get("bf16", "fp16")
     r.put("autocast", bool(v) if k else False, k, " (off)")
-    k, v = r.get("rl")
-    if v and str(v).lower() in PREFERENCE:
-        r.put("objective", str(v).lower(), k)
+    if objective:
+        r.put("objective", objective, kr)
 
 
 _TT_MODEL = re.compile(r"(?:(q?lora)_)?(llama|qwen|gemma|mistral|phi)(\d+)(?:_(\d+))?_(\d+(?:_\d+)?b)$")

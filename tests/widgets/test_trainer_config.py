@@ -46,6 +46,24 @@ def test_the_page_shows_what_loracalc_preflight_prints(tool, tmp_path):
     assert "Not read" in out["trainer_read"] and all(k in out["trainer_read"] for k in cli["ignored"])
 
 
+GRPO = json.dumps({"model_name_or_path": "meta-llama/Llama-3.1-8B", "use_peft": True, "load_in_4bit": True,
+                   "per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "num_generations": 8,
+                   "max_length": 1024})
+DPO = AXOLOTL.replace("adapter: qlora", "adapter: qlora\nrl: dpo").replace("NousResearch/Meta-Llama-3-8B",
+                                                                           "meta-llama/Llama-3.1-8B")
+
+
+@pytest.mark.parametrize("text", [GRPO, DPO], ids=["trl-grpo", "axolotl-dpo"])
+def test_preference_and_rl_configs_are_what_the_terminal_prints(text, tmp_path):
+    f = tmp_path / "config.yml"
+    f.write_text(text)
+    cli = json.loads(subprocess.run([sys.executable, "-m", "loracalc", "preflight", str(f), "--json"],
+                                    capture_output=True, text=True, check=True).stdout)
+    out = given(text)
+    assert out["_set"]["objective"] == cli["objective"] != "sft"
+    assert json.loads(out["json"]) == cli["estimate"]
+
+
 def test_the_form_takes_the_files_values_in_its_own_spelling():
     data = yaml.safe_load(TORCHTUNE)
     s = given(TORCHTUNE)["_set"]
