@@ -286,6 +286,8 @@ def _axolotl(r: _Reader) -> None:
     kf, flash = r.get("flash_attention")
     ks, _ = r.get("sdp_attention")
     r.put("attention", "flash_attention_2" if flash else "sdpa", kf if flash else ks, " (sdpa)")
+    kr, rl = r.get("rl")
+    objective = str(rl).lower() if rl and str(rl).lower() in PREFERENCE else None
     kl, liger = r.get("liger_fused_linear_cross_entropy")
     kc, cce = r.get("cut_cross_entropy")
     plugins = r.data.get("plugins") or []
@@ -294,13 +296,16 @@ def _axolotl(r: _Reader) -> None:
         r.put("loss", "cce", kc or "plugins")
     elif liger:
         r.put("loss", "fused_linear", kl)
+    elif objective:
+        # axolotl's rl: runs TRL's own trainers (AxolotlDPOTrainer subclasses trl's DPOTrainer), with their loss
+        from .preference import LOSS
+        r.put("loss", LOSS[objective], None, f" (rl: {objective} runs TRL's trainer, which scores as TRL does)")
     else:
         r.put("loss", "full", None, " (transformers' loss over the full logits)")
     k, v = r.get("bf16", "fp16")
     r.put("autocast", bool(v) if k else False, k, " (off)")
-    k, v = r.get("rl")
-    if v and str(v).lower() in PREFERENCE:
-        r.put("objective", str(v).lower(), k)
+    if objective:
+        r.put("objective", objective, kr)
 
 
 _TT_MODEL = re.compile(r"(?:(q?lora)_)?(llama|qwen|gemma|mistral|phi)(\d+)(?:_(\d+))?_(\d+(?:_\d+)?b)$")
@@ -369,22 +374,30 @@ def read_trainer_config(text: str) -> dict:
             "ignored": sorted(k for k in data if k not in r.used)}
 
 
+def preset_for(model_id: Any) -> Any:
+    """The preset a config's model names (a preset's own name, or the Hub id its config.json was read from),
+    or None."""
+    from .models import PRESETS
+
+    wanted = str(model_id or "").strip().lower()
+    match = [a for a in PRESETS.values() if wanted and (a.name == wanted or f"/{wanted}/" in a.source.lower()
+                                                         or a.source.lower().endswith(f"/{wanted}/blob/main/config.json"))]
+    return match[0] if match else None
+
+
 def preflight(text: str, model: Any = None) -> tuple[Any, dict]:
     """(the estimate, what was read). MODEL overrides the file's model (a preset name, config dict or
     Architecture); without it the file's model must be a preset (matched by its Hub id)."""
     from .memory import estimate_memory
-    from .models import PRESETS, Architecture, get_model
+    from .models import Architecture, get_model
     from .preference import preference_memory
 
     read = read_trainer_config(text)
     if model is None:
-        wanted = str(read["model_id"] or "").lower()
-        match = [a for a in PRESETS.values() if wanted and (a.name == wanted or f"/{wanted}/" in a.source.lower()
-                                                             or a.source.lower().endswith(f"/{wanted}/blob/main/config.json"))]
-        if not match:
+        model = preset_for(read["model_id"])
+        if model is None:
             raise LoraCalcError("model", f"the config's model {read['model_id']!r} is not a preset: pass its "
                                          "config.json (--config) or a preset (--model)")
-        model = match[0]
     arch = model if isinstance(model, Architecture) else get_model(model)
     s = dict(read["settings"])
     objective = s.pop("objective", "sft")

@@ -206,6 +206,9 @@ def test_grpo_and_dpo_configs_go_through_preference_memory():
                                                                                "meta-llama/Llama-3.1-8B")
     est, read = preflight(dpo)
     assert read["objective"] == "dpo" and est.settings["rows_per_forward"] == 2 * read["settings"]["batch_size"]
+    # axolotl's rl: dpo is trl's DPOTrainer (axolotl src/axolotl/core/trainers/dpo/trainer.py: AxolotlDPOTrainer
+    # subclasses it), so the loss is TRL's fused head, as for a TRL config, not transformers' full logits
+    assert read["settings"]["loss"] == "cce" and "TRL" in read["origin"]["loss"]
 
 
 @pytest.mark.parametrize("text,field", [

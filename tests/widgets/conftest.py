@@ -19,7 +19,8 @@ def call_widget(name: str, inputs: dict) -> dict:
 
 # Outputs that may be empty: a quiz question's feedback before it is answered; an announcement with nothing new;
 # the calculator's why-line when nothing is counter-intuitive; the line on a config.json in the link, for a preset.
-MAY_BE_BLANK = re.compile(r"^(q\d+_feedback|announce|explain|config_link)$")
+# what a trainer's config box read, when it is empty.
+MAY_BE_BLANK = re.compile(r"^(q\d+_feedback|announce|explain|config_link|trainer_read)$")
 
 
 def assert_clean(outputs: dict) -> None:

@@ -222,7 +222,7 @@ def test_simple_mode_shows_five_inputs_and_the_rest_behind_disclosures():
     assert f.outside == ["model", "method", "gpu", "seq_len", "batch_size", "config"]
     assert set(f.inside) == set(mc.memory_calculator.__code__.co_varnames[:mc.memory_calculator.__code__.co_argcount]) \
         - set(f.outside) - {"config_z", "_changed"}
-    assert f.summaries == 5   # more settings; vision-language; preference and RL tuning; several GPUs; your data
+    assert f.summaries == 6   # trainer's config; more settings; vision-language; preference and RL; several GPUs; your data
 
 
 # --------------------------------------------------------------------- time and cost beside the memory (issue 27)

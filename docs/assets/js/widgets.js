@@ -294,7 +294,18 @@
       var type = (el.type || "").toLowerCase();
       if (type === "radio") { if (el.checked !== (el.value === v)) el.checked = el.value === v; }
       else if (type === "checkbox") { if (el.checked !== (v !== "")) el.checked = v !== ""; }
-      else if (el.value !== v) el.value = v; // an unchanged field is left alone (caret, selection)
+      else {
+        // A select marked data-other-option takes a value outside its list (a trainer's config's target modules,
+        // a preset the list leaves out) as one more option, labelled with the value itself.
+        if (el.tagName === "SELECT" && el.hasAttribute("data-other-option") && v !== "" &&
+            !Array.prototype.some.call(el.options, function (o) { return o.value === v; })) {
+          var other = document.createElement("option");
+          other.value = v;
+          other.textContent = v;
+          el.appendChild(other);
+        }
+        if (el.value !== v) el.value = v; // an unchanged field is left alone (caret, selection)
+      }
     });
   }
 
@@ -617,13 +628,16 @@
       }
     });
 
-    // A file the reader chooses (input type=file with data-file-into=FIELD) or drops anywhere on the widget
-    // is read here, in the browser, and its text put into FIELD, as if pasted; Python reads it from there.
-    // Nothing is uploaded. At most data-max-bytes (+1, so that Python can say the file is too large) are read.
-    var picker = widget.querySelector("input[type=file][data-file-into]");
-    if (picker && picker.closest("[data-widget]") === widget) {
-      var into = picker.dataset.fileInto;
-      var readFile = function (file) {
+    // A file the reader chooses (input type=file with data-file-into=FIELD) or drops on the widget is read here,
+    // in the browser, and its text put into FIELD, as if pasted; Python reads it from there. A picker inside a
+    // [data-drop-zone] takes the files dropped on that zone; the widget's other picker takes those dropped anywhere
+    // else. Nothing is uploaded. At most data-max-bytes (+1, so that Python can say the file is too large) are read.
+    var pickers = Array.prototype.filter.call(widget.querySelectorAll("input[type=file][data-file-into]"), function (el) {
+      return el.closest("[data-widget]") === widget;
+    });
+    if (pickers.length) {
+      var readFile = function (picker, file) {
+        var into = picker.dataset.fileInto;
         var box = fields(widget).filter(function (el) { return el.name === into && el.type !== "file"; })[0];
         if (!file || !box) return;
         var limit = Number(picker.dataset.maxBytes) || file.size;
@@ -634,10 +648,17 @@
           showError(widget, into, "Could not read " + file.name + ": " + error.message);
         });
       };
+      var pickerFor = function (target) {
+        var zone = target && target.closest ? target.closest("[data-drop-zone]") : null;
+        var inZone = zone && widget.contains(zone) ? zone.querySelector("input[type=file][data-file-into]") : null;
+        return inZone || pickers.filter(function (el) { return !el.closest("[data-drop-zone]"); })[0] || null;
+      };
       var hasFiles = function (event) {
         return event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types || [], "Files") >= 0;
       };
-      picker.addEventListener("change", function () { readFile(picker.files && picker.files[0]); });
+      pickers.forEach(function (picker) {
+        picker.addEventListener("change", function () { readFile(picker, picker.files && picker.files[0]); });
+      });
       widget.addEventListener("dragover", function (event) {
         if (!hasFiles(event)) return;       // dragged text still goes into a text field the usual way
         event.preventDefault();             // without this the browser would open the file instead
@@ -651,7 +672,8 @@
         widget.classList.remove("lc-drop-target");
         if (!hasFiles(event)) return;
         event.preventDefault();
-        readFile(event.dataTransfer.files[0]);
+        var picker = pickerFor(event.target);
+        if (picker) readFile(picker, event.dataTransfer.files[0]);
       });
     }
 

@@ -14,6 +14,7 @@ the chosen type per strategy (``loracalc.sharding``).
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from typing import Any
 
@@ -25,6 +26,7 @@ from loracalc.preference import preference_memory
 
 from .. import measured
 from . import _common as c
+from . import trainer_config as trainer
 from .registry import widget
 
 # Every input is validated by the engine (estimate_memory, count_params, get_gpu); their errors name the
@@ -79,7 +81,16 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                       images_per_sample: str = "0", image_size: str = "", adapt: str = "all",
                       objective: str = "sft", reference: str = "default", generation: str = "generate",
                       num_generations: str = "8", completion_len: str = "512",
-                      config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
+                      trainer_config: str = "", config_z: str = "", _changed: str = "", **_: Any) -> dict[str, Any]:
+    form = {k: v for k, v in locals().items() if k != "_"}
+    if c.text(_changed) == trainer.FIELD:
+        # a trainer's config just given: the form takes its settings (the page writes them into the fields)
+        got = trainer.read(trainer_config)
+        if got is not None:
+            filled = trainer.form_values(got, FORM_DEFAULTS)
+            out = memory_calculator(**{**form, **filled, "_changed": ""})
+            out["_set"] = {**out.get("_set", {}), **filled}
+            return out
     arch, source = _model(model, config, config_z, _changed)
     raw = {"method": method, "rank": c.text(rank), "targets": targets, "batch_size": c.text(batch_size),
            "seq_len": c.text(seq_len), "gradient_checkpointing": c.text(gradient_checkpointing) or "off",
@@ -157,9 +168,27 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
                   | {"reference": None if pref["reference"] == "default" else pref["reference"]}) if tuned else {}
     out.update(time_and_cost(arch, g, {**s, **timed_pref}, total, samples, avg_tokens, epochs))
     out.update(source)
+    out["_url"]["trainer_config"] = ""     # the file's text stays in the box, never in the address
+    out["trainer_read"] = trainer_read(trainer_config, form, arch.display_name)
     out["announce"] = (f"Needed on the card {out['total']}, allocated peak {out['allocated_peak']}. "
                        f"{out['gpu_verdict']}. {out['per_gpu_verdict']}.")
     return out
+
+
+FORM_DEFAULTS = {k: p.default for k, p in inspect.signature(memory_calculator).parameters.items()
+                 if isinstance(p.default, str)}
+
+
+def trainer_read(text: str, form: dict, model_shown: str) -> str:
+    """What the trainer's config box says it read; while the reader edits other fields, a file that no longer
+    reads gets the engine's line here (its error under the box came when it was given)."""
+    try:
+        got = trainer.read(text)
+    except loracalc.LoraCalcError as exc:
+        return f'<p class="lc-note">Your trainer\'s config is not read: {c.esc(exc.message)}</p>'
+    if got is None:
+        return ""
+    return trainer.read_html(got, {k: c.text(v) for k, v in form.items()}, model_shown)
 
 
 def _other_method(arch, method: str, s: dict, pref: dict | None):
