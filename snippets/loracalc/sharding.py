@@ -155,8 +155,10 @@ def gathered_bytes(sizes: dict[str, int], method: str, layers_in_flight: int) ->
 # --8<-- [end:working_set]
 
 
-def _split_terms(terms, arch, n: int, strategy: str, off_opt: bool, off_par: bool, has_master: bool, add, notes):
-    """Each one-GPU term as what one GPU holds (and the host, when offloaded). Returns the CUDA context term."""
+def _split_terms(terms, arch, n: int, strategy: str, off_opt: bool, off_par: bool, has_master: bool, add, notes,
+                 widen: int = 1):
+    """Each one-GPU term as what one GPU holds (and the host, when offloaded); ``widen`` 2 for 16-bit trainable
+    parameters, gradients and optimizer state held in fp32 instead. Returns the CUDA context term."""
     sharded = strategy != "ddp"
     context = None
     for t in terms:
@@ -184,10 +186,11 @@ def _split_terms(terms, arch, n: int, strategy: str, off_opt: bool, off_par: boo
             # mixed-precision full fine-tuning under FSDP: the fp32 sharded parameter is the master copy
             # and the bf16 weights exist only as the gathered working set counted below
             continue
-        share = _share(t.bytes, n)
+        share = _share(t.bytes * widen, n)
         offloaded = (kind == "optim" and off_opt) or (kind in ("param", "grad") and off_par)
-        add(t.key, t.label, 0 if offloaded else share, share if offloaded else 0,
-            f"{t.bytes:,} B / {n}" + (" in host memory" if offloaded else ""))
+        add(t.key, t.label + (" (upcast to fp32)" if widen > 1 else ""), 0 if offloaded else share,
+            share if offloaded else 0, f"{t.bytes:,} B" + (f" x {widen}" if widen > 1 else "") + f" / {n}"
+            + (" in host memory" if offloaded else ""))
     return context
 
 
@@ -216,28 +219,38 @@ def fsdp1_retained_bytes(estimate: MemoryEstimate, arch: Any, strategy: str, fsd
 # --8<-- [end:fsdp1_retained]
 
 
-def _layer_moment_terms(estimate: MemoryEstimate, arch: Any) -> list | None:
-    """The one-GPU terms alive during backward through a recomputed layer (stored terms included), or None
-    when the estimate has no such moment."""
+def _moment_terms(estimate: MemoryEstimate, arch: Any) -> dict[str, list]:
+    """Each moment of the step (``loracalc.peaks``) and the one-GPU terms alive at it, stored terms included:
+    sharding divides some terms and not others, so the moment that peaks on one GPU need not peak on each of N."""
     run = settings_of(arch, **estimate.settings)
     every = list(estimate.terms) + list(estimate.off_peak)
     grad_key = "adapter_grads" if any(t.key == "adapter_grads" for t in every) else "gradients"
     alive = moments(grad_key, run.gc, run.dora, run.stack.holds_last_step, run.accum)
-    layer = alive.get("backward through a recomputed layer")
-    if layer is None:
-        return None
     changing = {k for keys in alive.values() for k in keys}
-    return [t for t in every if t.key not in changing or t.key in layer]
+    return {m: [t for t in every if t.key not in changing or t.key in keys] for m, keys in alive.items()}
+
+
+def upcast_by_accelerate(estimate: MemoryEstimate, strategy: str, fsdp_version: int, mixed_precision: bool) -> bool:
+    """accelerate's ``prepare_model`` under FSDP1 with mixed precision on (what HF Trainer's ``bf16=True`` sets)
+    casts every FSDP unit's flat parameter that requires grad to fp32 when it was loaded in 16 bits
+    (``accelerator.py``, "Upcasted low precision parameters ... because mixed precision turned on in FSDP"): a
+    full fine-tune loaded in bf16 then keeps fp32 shards, fp32 gradients and fp32 optimizer state, and computes
+    in bf16 through ``MixedPrecision(param_dtype=bf16)``."""
+    s = estimate.settings
+    return (strategy != "ddp" and fsdp_version == 1 and mixed_precision and s.get("method") == "full"
+            and s.get("precision") == "bf16")
 
 
 def shard_estimate(estimate: MemoryEstimate, arch: Any, gpus: Any = 1, strategy: Any = "ddp",
                    offload_optimizer: Any = False, offload_params: Any = False, fsdp_version: Any = 2,
-                   reentrant: Any = False) -> ShardedEstimate:
-    """Per-GPU memory, term by term, for ``estimate`` (one GPU's ``estimate_memory``) run on ``gpus`` GPUs.
+                   reentrant: Any = False, mixed_precision: Any = True) -> ShardedEstimate:
+    """Per-GPU memory, term by term, for ``estimate`` (one GPU's ``estimate_memory``) run on ``gpus`` GPUs: each
+    moment of the step is split over the GPUs and the largest is kept.
 
     ``fsdp_version`` 2 is ``fully_shard``; 1 is ``FullyShardedDataParallel`` (accelerate's default), which
     with ``reentrant`` checkpointing (transformers 4's default) keeps layer input gradients longer
-    (``fsdp1_retained_bytes``)."""
+    (``fsdp1_retained_bytes``), and under which accelerate upcasts a 16-bit full fine-tune when ``mixed_precision``
+    is on (``upcast_by_accelerate``; HF Trainer's ``bf16=True`` or ``fp16=True`` turn it on)."""
     arch = get_model(arch)
     n = as_int(gpus, "gpus", 1, MAX_GPUS, "number of GPUs")
     strategy = as_choice(strategy, "strategy", STRATEGIES)
@@ -245,21 +258,30 @@ def shard_estimate(estimate: MemoryEstimate, arch: Any, gpus: Any = 1, strategy:
     off_par = as_bool(offload_params, "offload_params")
     version = as_int(fsdp_version, "fsdp_version", 1, 2, "FSDP version (1: FullyShardedDataParallel, 2: fully_shard)")
     reentrant = as_bool(reentrant, "reentrant")
+    mixed = as_bool(mixed_precision, "mixed_precision")
     if strategy == "ddp" and (off_opt or off_par):
         raise LoraCalcError("strategy", "CPU offload needs a sharded strategy: choose shard-grad-op or full-shard "
                                         "(data parallel keeps everything on every GPU)")
     off_opt = off_opt or off_par     # CPUOffloadPolicy moves the optimizer state along with the parameters
     retained = fsdp1_retained_bytes(estimate, arch, strategy, version, reentrant)
-    first = _per_gpu_terms(estimate, estimate.terms, arch, n, strategy, off_opt, off_par, 0)
-    terms, notes = first
-    if retained:
-        layer_terms = _layer_moment_terms(estimate, arch)
-        if layer_terms is not None:
-            second = _per_gpu_terms(estimate, layer_terms, arch, n, strategy, off_opt, off_par, retained)
-            if sum(t.gpu_bytes for t in second[0]) > sum(t.gpu_bytes for t in first[0]):
-                terms, notes = second
-                notes.append("peak at the backward of the first decoder layer: FSDP1 has kept every later "
-                             "layer's input gradient since its recompute")
+    upcast = upcast_by_accelerate(estimate, strategy, version, mixed)
+    best = None
+    for moment, one_gpu in _moment_terms(estimate, arch).items():
+        kept = retained if moment == "backward through a recomputed layer" else 0
+        terms, notes = _per_gpu_terms(estimate, one_gpu, arch, n, strategy, off_opt, off_par, kept, upcast,
+                                      after_backward=moment == "end of backward")
+        total = sum(t.gpu_bytes for t in terms)
+        if best is None or total > best[0]:
+            best = (total, moment, terms, notes)
+    _, moment, terms, notes = best
+    if moment == "backward through a recomputed layer" and retained:
+        notes.append("peak at the backward of the first decoder layer: FSDP1 has kept every later layer's input "
+                     "gradient since its recompute")
+    else:
+        notes.append(f"peak on each GPU at the {moment}")
+    if upcast:
+        notes.append("accelerate upcasts the trainable 16-bit flat parameters to fp32 under FSDP1 with mixed "
+                     "precision: fp32 shards, gradients and optimizer state")
     if n == 1 and strategy != "ddp":
         notes.append("FSDP on one GPU shards nothing but still gathers: use it only for its CPU offload")
     return ShardedEstimate(model=estimate.model, gpus=n, strategy=strategy, offload_optimizer=off_opt,
@@ -268,10 +290,12 @@ def shard_estimate(estimate: MemoryEstimate, arch: Any, gpus: Any = 1, strategy:
 
 
 def _per_gpu_terms(estimate: MemoryEstimate, one_gpu_terms, arch, n: int, strategy: str, off_opt: bool,
-                   off_par: bool, retained: int) -> tuple[list[ShardTerm], list[str]]:
+                   off_par: bool, retained: int, upcast: bool = False,
+                   after_backward: bool = False) -> tuple[list[ShardTerm], list[str]]:
     """What each GPU holds at one moment of the step: ``one_gpu_terms`` split by ``RULES``, the gathered
     parameters, the buffers a strategy adds, and (``retained`` > 0) FSDP1's kept input gradients at the backward
-    of the first layer, where nothing is left to prefetch."""
+    of the first layer, where nothing is left to prefetch. ``after_backward``: the optimizer step, when every
+    unit is resharded and its gradients reduced, so nothing is gathered; ``upcast``: fp32 shards (accelerate)."""
     method = estimate.settings.get("method", "lora")
     sharded = strategy != "ddp"
     terms: list[ShardTerm] = []
@@ -281,12 +305,18 @@ def _per_gpu_terms(estimate: MemoryEstimate, one_gpu_terms, arch, n: int, strate
         terms.append(ShardTerm(key, label, int(round(gpu)), int(round(host)), formula))
 
     has_master = any(t.key == "master_weights" for t in one_gpu_terms)
-    context = _split_terms(one_gpu_terms, arch, n, strategy, off_opt, off_par, has_master, add, notes)
+    context = _split_terms(one_gpu_terms, arch, n, strategy, off_opt, off_par, has_master, add, notes,
+                           2 if upcast else 1)
     grads = sum(t.bytes for t in one_gpu_terms if RULES.get(t.key) == "grad")
     if strategy == "ddp" and n > 1:
-        add("ddp_buckets", "DDP gradient buckets (flat copy of the gradients)", grads, 0,
+        # the buckets are allocated once and kept across steps, whether or not the gradients are alive
+        buckets = sum(t.bytes for t in list(estimate.terms) + list(estimate.off_peak) if RULES.get(t.key) == "grad")
+        add("ddp_buckets", "DDP gradient buckets (flat copy of the gradients)", buckets, 0,
             "gradient_as_bucket_view=False keeps a second copy of every gradient for all-reduce")
-    if sharded:
+    if sharded and after_backward:
+        add("gathered", "Gathered parameters (none: every unit resharded after backward)", 0, 0,
+            "the optimizer steps on the shards")
+    elif sharded:
         sizes = layer_sizes(arch, estimate.settings)
         if strategy == "shard-grad-op":
             g = gathered_bytes(sizes, method, sizes["layers"])
@@ -317,11 +347,11 @@ def _per_gpu_terms(estimate: MemoryEstimate, one_gpu_terms, arch, n: int, strate
 
 def estimate_sharded(model: Any, gpus: Any = 1, strategy: Any = "ddp", offload_optimizer: Any = False,
                      offload_params: Any = False, fsdp_version: Any = 2, reentrant: Any = False,
-                     **settings) -> ShardedEstimate:
+                     mixed_precision: Any = True, **settings) -> ShardedEstimate:
     """``estimate_memory(model, **settings)`` split over ``gpus`` GPUs with ``strategy``."""
     arch = get_model(model)
     return shard_estimate(estimate_memory(arch, **settings), arch, gpus, strategy, offload_optimizer,
-                          offload_params, fsdp_version, reentrant)
+                          offload_params, fsdp_version, reentrant, mixed_precision)
 
 
 def smallest_gpu_count(model: Any, gpu: Any, strategy: Any = "full-shard", offload_optimizer: Any = False,
