@@ -29,6 +29,17 @@ the optimizer state live in host memory and the optimizer steps on the CPU; only
 set is on the GPU. ``offload_optimizer`` alone is DeepSpeed's ZeRO-Offload (optimizer state and fp32
 master weights on the host); FSDP has no optimizer-only switch.
 
+Each moment of the step (``loracalc.peaks``: the loss, backward through a recomputed layer, the optimizer step)
+is split over the GPUs on its own and the largest is kept: sharding divides gradients and optimizer state but
+not activations, so the moment that peaks on one GPU need not peak on each of N. At the optimizer step every
+unit has been resharded, so nothing is gathered.
+
+FSDP1 (``FullyShardedDataParallel``, ``fsdp_version=1``; accelerate's default and what its 1.0 releases used)
+differs in two ways the estimate follows. With reentrant checkpointing (transformers 4's default) and a layer
+whose own flat parameter is frozen, it keeps every later layer's input gradient until backward ends, so the
+peak moves to the first layer's backward (``fsdp1_retained_bytes``). And accelerate casts a 16-bit full
+fine-tune's flat parameters to fp32 when mixed precision is on (``upcast_by_accelerate``).
+
 Terms are handled by their key (``RULES``). A key this module does not know is kept whole on every GPU
 (the safe side of an estimate) and named in the notes.
 """
