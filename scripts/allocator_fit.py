@@ -33,7 +33,7 @@ MODELS = {"Mistral-7B-v0.1": "mistral-7b", "Mixtral-8x7B-Instruct-v0.1": "mixtra
           "Meta-Llama-3-8B-GPTQ": "llama-3.1-8b"}
 
 
-def _settings(fw: str, peft: str, bs: int) -> dict | None:
+def _settings(fw: str, peft: str, bs: int, gpus: int = 1) -> dict | None:
     """loracalc settings for a scenario of fms-acceleration (scenarios.yaml), or None when its loss or kernels are
     not expressed (FOAK's own cross-entropy keeps bf16 logits and writes the gradient in place)."""
     liger = "liger" in fw
@@ -47,7 +47,10 @@ def _settings(fw: str, peft: str, bs: int) -> dict | None:
     if fw in ("none", "foak-fast-kernels-liger") or fw == "":
         return {**base, "method": "lora"}
     s = {**base, "method": "qlora", "autocast": True}
-    if fw.startswith("accelerated"):
+    # on several GPUs accelerate.yaml loads the model on one process (fsdp_cpu_ram_efficient_loading), so the
+    # 4-bit weights of the others sit on the meta device and TRL's SFTTrainer treats the run as sharded QLoRA,
+    # skipping prepare_model_for_kbit_training (its is_sharded_qlora test): no fp32 upcast there either
+    if fw.startswith("accelerated") or gpus > 1:
         s["kbit_upcast"] = "none"
     return s
 
@@ -72,10 +75,15 @@ def extract(clone: str) -> None:
             if not nv or not pk or row["num_gpus"] not in ("1", "2") or model not in MODELS:
                 continue
             fw, bs = row["framework_config"], int(row["per_device_train_batch_size"])
-            settings = _settings(fw, row["peft_method"], bs)
+            gpus = int(row["num_gpus"])
+            settings = _settings(fw, row["peft_method"], bs, gpus)
             if settings is None:
                 continue
-            gpus = int(row["num_gpus"])
+            # accelerate 1.0.1 (refs/requirements*.txt) wraps with FSDP1 (FullyShardedDataParallel); transformers
+            # 4.45 and 4.48 checkpoint with use_reentrant=True unless told otherwise; the scenario's bf16/fp16
+            # argument turns on accelerate's mixed precision
+            fsdp = ({"fsdp_version": 1, "reentrant": True,
+                     "mixed_precision": row.get("bf16") == "True" or row.get("fp16") == "True"} if gpus > 1 else {})
             pairs.append({"id": f"fms:{name[:-4]}:{fw}:{model}:bs{bs}" + (f":{gpus}gpu" if gpus > 1 else ""),
                           "source": "fms-acceleration", "gpus": gpus,
                           # accelerate.yaml: FSDP FULL_SHARD whenever the scenario runs on more than one GPU
@@ -85,7 +93,7 @@ def extract(clone: str) -> None:
                                       "HF Trainer memory metrics for the allocated peak",
                           "gpu": "NVIDIA A100-SXM4-80GB", "framework": fw, "model": MODELS[model],
                           "nvidia_smi_bytes": int(float(nv) * 2**20), "allocated_peak_bytes": int(float(pk)),
-                          "settings": settings, **_expressible(model)})
+                          "settings": settings, **fsdp, **_expressible(model)})
     with open(DATA, "w", encoding="utf-8") as f:
         json.dump({"what": __doc__.split("\n\n")[2].strip(), "pairs": pairs}, f, indent=1)
         f.write("\n")

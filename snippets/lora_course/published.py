@@ -248,6 +248,118 @@ def published_card_pairs_table() -> str:
     return "\n".join(rows)
 
 
+# ------------------------------------------------------------------ the same files' runs on two GPUs (FSDP)
+
+
+def sharded_pairs() -> list[CardPair]:
+    """The two-GPU runs, predicted per GPU by ``loracalc.sharding`` with the FSDP the runs used (each pair says:
+    FSDP1, reentrant checkpointing, whether the trainer turned mixed precision on)."""
+    out = []
+    for p in _sharded_records():
+        sh = loracalc.estimate_sharded(p["model"], p["gpus"], p["strategy"], fsdp_version=p["fsdp_version"],
+                                       reentrant=p["reentrant"], mixed_precision=p["mixed_precision"], **p["settings"])
+        alloc = sh.per_gpu_bytes - sh.breakdown.get("cuda_context", 0)
+        out.append(CardPair(p, 100 * (alloc - p["allocated_peak_bytes"]) / p["allocated_peak_bytes"],
+                            100 * (sh.per_gpu_bytes - p["nvidia_smi_bytes"]) / p["nvidia_smi_bytes"]))
+    return out
+
+
+def _sharded_records() -> list[dict]:
+    from .allocator_evidence import load
+    return [p for p in load() if p["gpus"] > 1 and p["expressible"]]
+
+
+def _below_capacity(p: dict) -> bool:
+    from .allocator_evidence import usable
+    return usable({**p, "gpus": 1})     # the same margin as the one-GPU pairs: near the card the figure is capped
+
+
+@table("published_sharded_pairs")
+def published_sharded_pairs_table() -> str:
+    rows = ["| run (fms-acceleration, 2 x A100 80GB, FSDP FULL_SHARD, 4,096-token sequences) | allocated per GPU: "
+            "measured | loracalc | nvidia-smi per GPU: measured | loracalc |", "|---|--:|--:|--:|--:|"]
+    for c in sharded_pairs():
+        p, s = c.pair, c.pair["settings"]
+        est_alloc = p["allocated_peak_bytes"] * (1 + c.allocated_error / 100)
+        est_card = p["nvidia_smi_bytes"] * (1 + c.card_error / 100)
+        run = (f"{p['model']} {s['method']}, {p['framework']}, batch {s['batch_size']} per GPU, "
+               f"{'Liger fused loss' if s['loss'] == 'fused_linear' else 'full-logits loss'}")
+        capped = "" if _below_capacity(p) else " (near the card's size: left out of the figures)"
+        rows.append(f"| {run}{capped} | {p['allocated_peak_bytes'] / 1e9:,.2f} GB | {est_alloc / 1e9:,.2f} GB "
+                    f"({c.allocated_error:+.1f}%) | {p['nvidia_smi_bytes'] / 1e9:,.2f} GB | {est_card / 1e9:,.2f} GB "
+                    f"({c.card_error:+.1f}%) |")
+    return "\n".join(rows)
+
+
+def _sharded_errors(which: str) -> list[float]:
+    return [getattr(c, which) for c in sharded_pairs() if _below_capacity(c.pair)]
+
+
+@figure("sharded_pairs_count")
+def sharded_pairs_count() -> str:
+    return f"{len(_sharded_errors('allocated_error'))}"
+
+
+@figure("sharded_allocated_median_error")
+def sharded_allocated_median_error() -> str:
+    return f"{statistics.median(abs(e) for e in _sharded_errors('allocated_error')):.1f}%"
+
+
+@figure("sharded_allocated_worst_error")
+def sharded_allocated_worst_error() -> str:
+    return f"{max(_sharded_errors('allocated_error'), key=abs):+.1f}%"
+
+
+@figure("sharded_card_median_error")
+def sharded_card_median_error() -> str:
+    return f"{statistics.median(abs(e) for e in _sharded_errors('card_error')):.1f}%"
+
+
+@figure("sharded_card_worst_error")
+def sharded_card_worst_error() -> str:
+    return f"{max(_sharded_errors('card_error'), key=abs):+.1f}%"
+
+
+def _one_gpu_twins() -> list[tuple[dict, dict]]:
+    """(one-GPU pair, two-GPU pair) of the same scenario, settings and per-GPU batch, both below the card's size
+    (TRL skips the kbit preparation of a sharded QLoRA run, so a two-GPU baseline run is no twin of its one-GPU run)."""
+    from .allocator_evidence import load
+    def key(p: dict, gpus: int) -> tuple[str, str]:
+        # an id names the scenario, not the method: full and LoRA runs of one framework share it
+        return (p["id"].rsplit(":", 1)[0] if gpus > 1 else p["id"]), p["settings"]["method"]
+
+    ones = {key(p, 1): p for p in load() if p["gpus"] == 1}
+    return [(ones[key(p, 2)], p) for p in _sharded_records()
+            if key(p, 2) in ones and ones[key(p, 2)]["settings"] == p["settings"] and _below_capacity(p)
+            and _below_capacity(ones[key(p, 2)])]
+
+
+@figure("fsdp1_extra_layer_inputs")
+def fsdp1_extra_layer_inputs() -> str:
+    """How many bf16 layer inputs (tokens x hidden x 2 bytes) each extra sample adds on two GPUs beyond one:
+    the difference of the two slopes of allocated peak over batch, from the published Liger LoRA runs."""
+    by_bs = {}
+    for one, two in _one_gpu_twins():
+        if one["framework"] == "foak-fast-kernels-liger" and one["settings"]["method"] == "lora":
+            by_bs.setdefault(one["model"], {})[one["settings"]["batch_size"]] = (one, two)
+    out = set()
+    for model, rows in by_bs.items():
+        lo, hi = min(rows), max(rows)
+        arch = loracalc.get_model(model)
+        unit = 2 * arch.hidden_size * rows[lo][0]["settings"]["seq_len"]
+        slope = [(rows[hi][k]["allocated_peak_bytes"] - rows[lo][k]["allocated_peak_bytes"]) / (hi - lo) for k in (0, 1)]
+        out.add(f"{(slope[1] - slope[0]) / unit:.1f}")
+    return " and ".join(sorted(out))
+
+
+@figure("sharded_extra_reserve")
+def sharded_extra_reserve() -> str:
+    """What two GPUs kept beyond their allocated peak, less what one GPU kept at the same per-GPU batch."""
+    d = [(two["nvidia_smi_bytes"] - two["allocated_peak_bytes"]) - (one["nvidia_smi_bytes"] - one["allocated_peak_bytes"])
+         for one, two in _one_gpu_twins()]
+    return f"{min(d) / 1e9:.1f} GB to {max(d) / 1e9:.1f} GB"
+
+
 @figure("card_pairs_count")
 def card_pairs_count() -> str:
     return f"{len(card_pairs())}"

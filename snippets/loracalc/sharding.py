@@ -29,6 +29,17 @@ the optimizer state live in host memory and the optimizer steps on the CPU; only
 set is on the GPU. ``offload_optimizer`` alone is DeepSpeed's ZeRO-Offload (optimizer state and fp32
 master weights on the host); FSDP has no optimizer-only switch.
 
+Each moment of the step (``loracalc.peaks``: the loss, backward through a recomputed layer, the optimizer step)
+is split over the GPUs on its own and the largest is kept: sharding divides gradients and optimizer state but
+not activations, so the moment that peaks on one GPU need not peak on each of N. At the optimizer step every
+unit has been resharded, so nothing is gathered.
+
+FSDP1 (``FullyShardedDataParallel``, ``fsdp_version=1``; accelerate's default and what its 1.0 releases used)
+differs in two ways the estimate follows. With reentrant checkpointing (transformers 4's default) and a layer
+whose own flat parameter is frozen, it keeps every later layer's input gradient until backward ends, so the
+peak moves to the first layer's backward (``fsdp1_retained_bytes``). And accelerate casts a 16-bit full
+fine-tune's flat parameters to fp32 when mixed precision is on (``upcast_by_accelerate``).
+
 Terms are handled by their key (``RULES``). A key this module does not know is kept whole on every GPU
 (the safe side of an estimate) and named in the notes.
 """
@@ -40,9 +51,10 @@ from typing import Any
 from .choices import STRATEGIES
 from .errors import LoraCalcError, as_bool, as_choice, as_int
 from .gpus import get_gpu
-from .memory import MemoryEstimate, estimate_memory
+from .memory import MemoryEstimate, estimate_memory, settings_of
 from .models import get_model, quantizable_params, total_params
 from .params import count_params
+from .peaks import moments
 
 MAX_GPUS = 4096
 COMPUTE_BYTES = 2   # FSDP gathers in MixedPrecisionPolicy.param_dtype: bf16 in every recipe the course uses
@@ -154,29 +166,13 @@ def gathered_bytes(sizes: dict[str, int], method: str, layers_in_flight: int) ->
 # --8<-- [end:working_set]
 
 
-def shard_estimate(estimate: MemoryEstimate, arch: Any, gpus: Any = 1, strategy: Any = "ddp",
-                   offload_optimizer: Any = False, offload_params: Any = False) -> ShardedEstimate:
-    """Per-GPU memory, term by term, for ``estimate`` (one GPU's ``estimate_memory``) run on ``gpus`` GPUs."""
-    arch = get_model(arch)
-    n = as_int(gpus, "gpus", 1, MAX_GPUS, "number of GPUs")
-    strategy = as_choice(strategy, "strategy", STRATEGIES)
-    off_opt = as_bool(offload_optimizer, "offload_optimizer")
-    off_par = as_bool(offload_params, "offload_params")
-    if strategy == "ddp" and (off_opt or off_par):
-        raise LoraCalcError("strategy", "CPU offload needs a sharded strategy: choose shard-grad-op or full-shard "
-                                        "(data parallel keeps everything on every GPU)")
-    off_opt = off_opt or off_par     # CPUOffloadPolicy moves the optimizer state along with the parameters
-    method = estimate.settings.get("method", "lora")
+def _split_terms(terms, arch, n: int, strategy: str, off_opt: bool, off_par: bool, has_master: bool, add, notes,
+                 widen: int = 1):
+    """Each one-GPU term as what one GPU holds (and the host, when offloaded); ``widen`` 2 for 16-bit trainable
+    parameters, gradients and optimizer state held in fp32 instead. Returns the CUDA context term."""
     sharded = strategy != "ddp"
-    terms: list[ShardTerm] = []
-    notes: list[str] = []
     context = None
-
-    def add(key, label, gpu, host, formula):
-        terms.append(ShardTerm(key, label, int(round(gpu)), int(round(host)), formula))
-
-    has_master = "master_weights" in estimate.breakdown
-    for t in estimate.terms:
+    for t in terms:
         kind = RULES.get(t.key)
         if kind is None:
             notes.append(f"{t.key}: not known to the sharding rules, kept whole on every GPU")
@@ -201,45 +197,172 @@ def shard_estimate(estimate: MemoryEstimate, arch: Any, gpus: Any = 1, strategy:
             # mixed-precision full fine-tuning under FSDP: the fp32 sharded parameter is the master copy
             # and the bf16 weights exist only as the gathered working set counted below
             continue
-        share = _share(t.bytes, n)
+        share = _share(t.bytes * widen, n)
         offloaded = (kind == "optim" and off_opt) or (kind in ("param", "grad") and off_par)
-        add(t.key, t.label, 0 if offloaded else share, share if offloaded else 0,
-            f"{t.bytes:,} B / {n}" + (" in host memory" if offloaded else ""))
-    if strategy == "ddp" and n > 1:
-        grads = sum(t.bytes for t in estimate.terms if RULES.get(t.key) == "grad")
-        add("ddp_buckets", "DDP gradient buckets (flat copy of the gradients)", grads, 0,
-            "gradient_as_bucket_view=False keeps a second copy of every gradient for all-reduce")
-    if sharded:
-        sizes = layer_sizes(arch, estimate.settings)
-        if strategy == "shard-grad-op":
-            g = gathered_bytes(sizes, method, sizes["layers"])
-            add("gathered", "Gathered parameters (whole model, held from forward to backward)",
-                g["root"] + g["layers"], 0, f"root {g['root']:,} B + {sizes['layers']} layers x {g['layer']:,} B bf16")
-        else:
-            g = gathered_bytes(sizes, method, 2)
-            add("gathered", "Gathered parameters (root group + 2 layers in flight)", g["root"] + g["layers"], 0,
-                f"root {g['root']:,} B + 2 layers x {g['layer']:,} B bf16 (computing + prefetched)")
-        if n > 1 and any(RULES.get(t.key) == "grad" and t.bytes for t in estimate.terms):
-            grads = sum(t.bytes for t in estimate.terms if RULES.get(t.key) == "grad")
-            layer_grads = grads // sizes["layers"]
-            add("unsharded_grads", "One layer's unsharded gradients before reduce-scatter", layer_grads, 0,
-                f"{grads:,} B / {sizes['layers']} layers")
-    if context is not None:
-        # each GPU runs the same per-GPU batch, so the one-GPU run's allocator reserve applies per GPU
-        add("cuda_context", context.label, context.bytes, 0, context.formula + " (per GPU)")
-    if n == 1 and sharded:
+        add(t.key, t.label + (" (upcast to fp32)" if widen > 1 else ""), 0 if offloaded else share,
+            share if offloaded else 0, f"{t.bytes:,} B" + (f" x {widen}" if widen > 1 else "") + f" / {n}"
+            + (" in host memory" if offloaded else ""))
+    return context
+
+
+# --8<-- [start:fsdp1_retained]
+def fsdp1_retained_bytes(estimate: MemoryEstimate, arch: Any, strategy: str, fsdp_version: int,
+                         reentrant: bool) -> int:
+    """Input gradients FSDP1 keeps alive until backward ends, at the backward of the first decoder layer.
+
+    Under FSDP1 (``FullyShardedDataParallel``) a unit whose flat parameter is frozen gets its reshard hook from
+    ``register_multi_grad_hook`` on the unit's inputs (torch ``fsdp/_runtime_utils.py``,
+    ``_register_post_backward_reshard_only_hook``), and the hook keeps each input's gradient accumulator, hence
+    the input and its ``.grad``, until ``_finalize_params`` removes it when the whole backward ends. With
+    reentrant checkpointing every layer's recompute registers that hook on a detached leaf whose ``.grad`` the
+    reentrant backward fills: so each layer's input gradient outlives its use. At layer 0 the gradients of
+    layers 2 to L-1 are extra (layer 1's is the incoming gradient any backward holds). Zero when it cannot
+    happen: FSDP2 (``fully_shard``), non-reentrant checkpointing, no checkpointing, or a layer whose flat
+    parameter also holds trainable weights (full fine-tuning; peft's ``fsdp_auto_wrap_policy`` makes each
+    adapter a unit of its own, so a LoRA layer's own flat parameter is frozen)."""
+    s = estimate.settings
+    if strategy == "ddp" or fsdp_version != 1 or not reentrant or not s.get("gradient_checkpointing"):
+        return 0
+    if s.get("method") == "full":
+        return 0
+    run = settings_of(arch, **s)
+    return max(arch.num_hidden_layers - 2, 0) * run.s * arch.hidden_size * run.tokens
+# --8<-- [end:fsdp1_retained]
+
+
+def _moment_terms(estimate: MemoryEstimate, arch: Any) -> dict[str, list]:
+    """Each moment of the step (``loracalc.peaks``) and the one-GPU terms alive at it, stored terms included:
+    sharding divides some terms and not others, so the moment that peaks on one GPU need not peak on each of N."""
+    run = settings_of(arch, **estimate.settings)
+    every = list(estimate.terms) + list(estimate.off_peak)
+    grad_key = "adapter_grads" if any(t.key == "adapter_grads" for t in every) else "gradients"
+    alive = moments(grad_key, run.gc, run.dora, run.stack.holds_last_step, run.accum)
+    changing = {k for keys in alive.values() for k in keys}
+    return {m: [t for t in every if t.key not in changing or t.key in keys] for m, keys in alive.items()}
+
+
+def upcast_by_accelerate(estimate: MemoryEstimate, strategy: str, fsdp_version: int, mixed_precision: bool) -> bool:
+    """accelerate's ``prepare_model`` under FSDP1 with mixed precision on (what HF Trainer's ``bf16=True`` sets)
+    casts every FSDP unit's flat parameter that requires grad to fp32 when it was loaded in 16 bits
+    (``accelerator.py``, "Upcasted low precision parameters ... because mixed precision turned on in FSDP"): a
+    full fine-tune loaded in bf16 then keeps fp32 shards, fp32 gradients and fp32 optimizer state, and computes
+    in bf16 through ``MixedPrecision(param_dtype=bf16)``."""
+    s = estimate.settings
+    return (strategy != "ddp" and fsdp_version == 1 and mixed_precision and s.get("method") == "full"
+            and s.get("precision") == "bf16")
+
+
+def shard_estimate(estimate: MemoryEstimate, arch: Any, gpus: Any = 1, strategy: Any = "ddp",
+                   offload_optimizer: Any = False, offload_params: Any = False, fsdp_version: Any = 2,
+                   reentrant: Any = False, mixed_precision: Any = True) -> ShardedEstimate:
+    """Per-GPU memory, term by term, for ``estimate`` (one GPU's ``estimate_memory``) run on ``gpus`` GPUs: each
+    moment of the step is split over the GPUs and the largest is kept.
+
+    ``fsdp_version`` 2 is ``fully_shard``; 1 is ``FullyShardedDataParallel`` (accelerate's default), which
+    with ``reentrant`` checkpointing (transformers 4's default) keeps layer input gradients longer
+    (``fsdp1_retained_bytes``), and under which accelerate upcasts a 16-bit full fine-tune when ``mixed_precision``
+    is on (``upcast_by_accelerate``; HF Trainer's ``bf16=True`` or ``fp16=True`` turn it on)."""
+    arch = get_model(arch)
+    n = as_int(gpus, "gpus", 1, MAX_GPUS, "number of GPUs")
+    strategy = as_choice(strategy, "strategy", STRATEGIES)
+    off_opt = as_bool(offload_optimizer, "offload_optimizer")
+    off_par = as_bool(offload_params, "offload_params")
+    version = as_int(fsdp_version, "fsdp_version", 1, 2, "FSDP version (1: FullyShardedDataParallel, 2: fully_shard)")
+    reentrant = as_bool(reentrant, "reentrant")
+    mixed = as_bool(mixed_precision, "mixed_precision")
+    if strategy == "ddp" and (off_opt or off_par):
+        raise LoraCalcError("strategy", "CPU offload needs a sharded strategy: choose shard-grad-op or full-shard "
+                                        "(data parallel keeps everything on every GPU)")
+    off_opt = off_opt or off_par     # CPUOffloadPolicy moves the optimizer state along with the parameters
+    retained = fsdp1_retained_bytes(estimate, arch, strategy, version, reentrant)
+    upcast = upcast_by_accelerate(estimate, strategy, version, mixed)
+    best = None
+    for moment, one_gpu in _moment_terms(estimate, arch).items():
+        kept = retained if moment == "backward through a recomputed layer" else 0
+        terms, notes = _per_gpu_terms(estimate, one_gpu, arch, n, strategy, off_opt, off_par, kept, upcast,
+                                      after_backward=moment == "end of backward")
+        total = sum(t.gpu_bytes for t in terms)
+        if best is None or total > best[0]:
+            best = (total, moment, terms, notes)
+    _, moment, terms, notes = best
+    if moment == "backward through a recomputed layer" and retained:
+        notes.append("peak at the backward of the first decoder layer: FSDP1 has kept every later layer's input "
+                     "gradient since its recompute")
+    else:
+        notes.append(f"peak on each GPU at the {moment}")
+    if upcast:
+        notes.append("accelerate upcasts the trainable 16-bit flat parameters to fp32 under FSDP1 with mixed "
+                     "precision: fp32 shards, gradients and optimizer state")
+    if n == 1 and strategy != "ddp":
         notes.append("FSDP on one GPU shards nothing but still gathers: use it only for its CPU offload")
     return ShardedEstimate(model=estimate.model, gpus=n, strategy=strategy, offload_optimizer=off_opt,
                            offload_params=off_par, terms=tuple(terms), single_gpu_bytes=estimate.total_bytes,
                            notes=tuple(notes))
 
 
+def _per_gpu_terms(estimate: MemoryEstimate, one_gpu_terms, arch, n: int, strategy: str, off_opt: bool,
+                   off_par: bool, retained: int, upcast: bool = False,
+                   after_backward: bool = False) -> tuple[list[ShardTerm], list[str]]:
+    """What each GPU holds at one moment of the step: ``one_gpu_terms`` split by ``RULES``, the gathered
+    parameters, the buffers a strategy adds, and (``retained`` > 0) FSDP1's kept input gradients at the backward
+    of the first layer, where nothing is left to prefetch. ``after_backward``: the optimizer step, when every
+    unit is resharded and its gradients reduced, so nothing is gathered; ``upcast``: fp32 shards (accelerate)."""
+    method = estimate.settings.get("method", "lora")
+    sharded = strategy != "ddp"
+    terms: list[ShardTerm] = []
+    notes: list[str] = []
+
+    def add(key, label, gpu, host, formula):
+        terms.append(ShardTerm(key, label, int(round(gpu)), int(round(host)), formula))
+
+    has_master = any(t.key == "master_weights" for t in one_gpu_terms)
+    context = _split_terms(one_gpu_terms, arch, n, strategy, off_opt, off_par, has_master, add, notes,
+                           2 if upcast else 1)
+    grads = sum(t.bytes for t in one_gpu_terms if RULES.get(t.key) == "grad")
+    if strategy == "ddp" and n > 1:
+        # the buckets are allocated once and kept across steps, whether or not the gradients are alive
+        buckets = sum(t.bytes for t in list(estimate.terms) + list(estimate.off_peak) if RULES.get(t.key) == "grad")
+        add("ddp_buckets", "DDP gradient buckets (flat copy of the gradients)", buckets, 0,
+            "gradient_as_bucket_view=False keeps a second copy of every gradient for all-reduce")
+    if sharded and after_backward:
+        add("gathered", "Gathered parameters (none: every unit resharded after backward)", 0, 0,
+            "the optimizer steps on the shards")
+    elif sharded:
+        sizes = layer_sizes(arch, estimate.settings)
+        if strategy == "shard-grad-op":
+            g = gathered_bytes(sizes, method, sizes["layers"])
+            add("gathered", "Gathered parameters (whole model, held from forward to backward)",
+                g["root"] + g["layers"], 0, f"root {g['root']:,} B + {sizes['layers']} layers x {g['layer']:,} B bf16")
+        elif retained:
+            g = gathered_bytes(sizes, method, 1)
+            add("gathered", "Gathered parameters (root group + the first layer; nothing left to prefetch)",
+                g["root"] + g["layers"], 0, f"root {g['root']:,} B + 1 layer x {g['layer']:,} B bf16")
+        else:
+            g = gathered_bytes(sizes, method, 2)
+            add("gathered", "Gathered parameters (root group + 2 layers in flight)", g["root"] + g["layers"], 0,
+                f"root {g['root']:,} B + 2 layers x {g['layer']:,} B bf16 (computing + prefetched)")
+        if n > 1 and grads:
+            layer_grads = grads // sizes["layers"]
+            add("unsharded_grads", "One layer's unsharded gradients before reduce-scatter", layer_grads, 0,
+                f"{grads:,} B / {sizes['layers']} layers")
+    if retained:
+        L = arch.num_hidden_layers
+        add("fsdp1_retained", "Layer input gradients FSDP1 keeps until backward ends", retained, 0,
+            f"{L - 2} layers x {retained // max(L - 2, 1):,} B (layers 2 to {L - 1}; reentrant checkpointing, "
+            "frozen layer parameters)")
+    if context is not None:
+        # each GPU runs the same per-GPU batch, so the one-GPU run's allocator reserve applies per GPU
+        add("cuda_context", context.label, context.bytes, 0, context.formula + " (per GPU)")
+    return terms, notes
+
+
 def estimate_sharded(model: Any, gpus: Any = 1, strategy: Any = "ddp", offload_optimizer: Any = False,
-                     offload_params: Any = False, **settings) -> ShardedEstimate:
+                     offload_params: Any = False, fsdp_version: Any = 2, reentrant: Any = False,
+                     mixed_precision: Any = True, **settings) -> ShardedEstimate:
     """``estimate_memory(model, **settings)`` split over ``gpus`` GPUs with ``strategy``."""
     arch = get_model(model)
     return shard_estimate(estimate_memory(arch, **settings), arch, gpus, strategy, offload_optimizer,
-                          offload_params)
+                          offload_params, fsdp_version, reentrant, mixed_precision)
 
 
 def smallest_gpu_count(model: Any, gpu: Any, strategy: Any = "full-shard", offload_optimizer: Any = False,
