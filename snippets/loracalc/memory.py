@@ -335,7 +335,10 @@ def settings_of(model: Any, **settings: Any) -> RunSettings:
     """The checked settings ``estimate_memory(model, **settings)`` works from (for modules sizing other things
     from the same run: the allocator's terms, the time model)."""
     import inspect
-    bound = inspect.signature(estimate_memory).bind(model, **settings)
+    sig = inspect.signature(estimate_memory)
+    # an estimate's settings dict also carries what was derived from them (image tokens, a preference objective's
+    # rows per forward): only estimate_memory's own arguments are read back
+    bound = sig.bind(model, **{k: v for k, v in settings.items() if k in sig.parameters})
     bound.apply_defaults()
     args = {k: v for k, v in bound.arguments.items() if k in inspect.signature(read_settings).parameters}
     return read_settings(**args)
