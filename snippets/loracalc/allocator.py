@@ -28,18 +28,20 @@ from __future__ import annotations
 
 import math
 
+from .families import is_4bit
+from .losses import largest_loss_block
+
 MIN_BLOCK = 512                  # kMinBlockSize: every request rounds up to a multiple of 512 bytes
 SMALL_REQUEST = 1 << 20          # kSmallSize: up to 1 MiB from the small pool
 SMALL_SEGMENT = 2 << 20          # kSmallBuffer: the small pool's segments
 MID_SEGMENT = 20 << 20           # kLargeBuffer: requests of 1 to 10 MiB share 20 MiB segments
 LARGE_REQUEST = 10 << 20         # kMinLargeAlloc: from 10 MiB a request gets a segment of its own
 LARGE_ROUND = 2 << 20            # kRoundLarge: ... rounded up to 2 MiB
-PAGE = 2 << 20                   # expandable segments map memory in 2 MiB pages
 
 CUDA_CONTEXT_BYTES = 512 * 2**20  # the CUDA context and its kernels (lazy loading), not counted by torch
 # --8<-- [start:fit]
-FRAGMENTATION = 1.37             # x the step's largest transient block (fitted; scripts/allocator_fit.py)
-WORKSPACE_BYTES = 1_375_731_712  # fixed, context included (fitted; scripts/allocator_fit.py)
+FRAGMENTATION = 1.25             # x the step's largest transient block (fitted; scripts/allocator_fit.py)
+WORKSPACE_BYTES = 1_690_304_512  # fixed, context included (fitted; scripts/allocator_fit.py)
 # --8<-- [end:fit]
 
 
@@ -78,25 +80,18 @@ def largest_transient(run) -> tuple[int, str]:
     arch, T = run.arch, run.tokens
     V, h = arch.vocab_size, arch.hidden_size
     out: list[tuple[int, str]] = []
-    if run.loss == "full":
-        out.append((max(4, run.logits_b) * V * T, f"the loss's fp32 log-softmax, 4 B x {T:,} tokens x {V:,} vocab"))
-    elif run.loss == "full_16bit":
-        out.append((run.logits_b * V * T, f"the loss's log-softmax, {run.logits_b} B x {T:,} tokens x {V:,} vocab"))
-    elif run.loss == "chunked":
-        tc = -(-T // run.loss_chunks)
-        out.append((4 * V * tc, f"one loss chunk's fp32 log-softmax, 4 B x {tc:,} tokens x {V:,} vocab"))
-    elif run.loss == "chunked_compiled":
-        tc = -(-T // run.loss_chunks)
-        out.append((run.logits_b * V * tc, f"one loss chunk, {run.logits_b} B x {tc:,} tokens x {V:,} vocab"))
-    elif run.loss == "fused_linear":
-        rows = min(T, 1 << max(0, (-(-T // -(-V // h)) - 1).bit_length()))
-        out.append((4 * V * rows, f"the fused loss's chunk of logits, 4 B x {rows:,} rows x {V:,} vocab"))
+    loss_block = largest_loss_block(run.loss, V, T, h, run.logits_b, run.loss_chunks)
+    if loss_block:
+        out.append(loss_block)
     inter = max([r.d_out for r in arch.records if r.kind == "linear" and r.reads in ("mlp_in",) and r.role == "mlp"]
                 or [getattr(arch, "intermediate_size", 0) or 4 * h])
     act_b = 2 if run.autocast or run.s == 2 else run.s
     out.append((act_b * inter * T, f"one layer's MLP intermediate, {act_b} B x {T:,} tokens x {inter:,}"))
     if run.quantized or run.base_format != "bf16":
-        w = max((r.d_out * r.d_in for r in arch.records if r.kind == "linear" and r.bnb), default=0)
+        # the weights load_in_4bit (or the base's format) quantizes: the output layer only when the recipe does
+        every = run.stack.quantizes_every_linear or run.base_format != "bf16"
+        w = max([r.d_out * r.d_in for r in arch.records if is_4bit(r, arch.family, every)]
+                + ([V * h] if run.head_quantized else []), default=0)
         out.append((2 * w, f"a quantized weight dequantized to 16 bits, 2 B x {w:,}"))
     if run.attention == "eager":
         heads = arch.num_attention_heads

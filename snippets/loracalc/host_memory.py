@@ -131,10 +131,11 @@ def shard_bytes(value: Any) -> int:
     return n
 
 
-def _sizes(arch, method: str, rank: Any, targets: Any) -> dict[str, int]:
-    """The byte counts every stage reads, from the engine's counting."""
+def _sizes(arch, method: str, rank: Any, targets: Any, adapt: Any = None) -> dict[str, int]:
+    """The byte counts every stage reads, from the engine's counting (a vision-language model's adapters where
+    ``adapt`` puts them)."""
     P = total_params(arch)
-    lora = count_params(arch, rank=rank, targets=targets)
+    lora = count_params(arch, rank=rank, targets=targets, adapt=adapt)
     linears = arch.layer_linears()
     quant = {"qlora": "nf4", "lora_8bit": "int8"}.get(method)
     q_bytes, q_weights = quantized_linears(arch, quant) if quant else (0, 0)
@@ -281,7 +282,7 @@ def host_memory(model: Any, stage: Any = "load", method: Any = "qlora", rank: An
     shard_b = shard_bytes(max_shard_size)
     if method in QUANTIZED and dtype_b != CHECKPOINT_BYTES:
         raise LoraCalcError("load_dtype", "a quantized base is loaded in bf16: leave load_dtype at bf16")
-    sz = _sizes(arch, method, rank, targets)
+    sz = _sizes(arch, method, rank, targets, settings.get("adapt"))
     notes: list[str] = []
     processes = n
     s = {"method": method, "rank": sz["rank"], "checkpoint": checkpoint, "load_to": load_to, "gpus": n}

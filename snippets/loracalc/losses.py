@@ -11,6 +11,31 @@ LOSSES = {
 }
 
 
+def fused_rows(tokens: int, vocab: int, hidden: int) -> int:
+    """Rows of logits Liger's fused linear cross-entropy computes at once: next_pow2(tokens / ceil(vocab / hidden))."""
+    return min(tokens, _next_pow2(-(-tokens // -(-vocab // hidden))))
+
+
+def largest_loss_block(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: int,
+                       chunks: int = 8) -> tuple[int, str] | None:
+    """The largest single tensor the loss allocates and frees in a step (for the caching allocator), and what it is;
+    None when the loss makes nothing vocabulary-sized (Cut Cross-Entropy)."""
+    V, T = vocab, tokens
+    tc = -(-T // chunks)
+    if loss == "full":
+        return 4 * V * T, f"the loss's fp32 log-softmax, 4 B x {T:,} tokens x {V:,} vocab"
+    if loss == "full_16bit":
+        return logits_bytes * V * T, f"the loss's log-softmax, {logits_bytes} B x {T:,} tokens x {V:,} vocab"
+    if loss == "chunked":
+        return 4 * V * tc, f"one loss chunk's fp32 log-softmax, 4 B x {tc:,} tokens x {V:,} vocab"
+    if loss == "chunked_compiled":
+        return logits_bytes * V * tc, f"one loss chunk, {logits_bytes} B x {tc:,} tokens x {V:,} vocab"
+    if loss == "fused_linear":
+        rows = fused_rows(T, V, hidden)
+        return logits_bytes * rows * V, f"the fused loss's chunk of logits, {logits_bytes} B x {rows:,} rows x {V:,} vocab"
+    return None
+
+
 def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
@@ -52,7 +77,7 @@ def loss_bytes(loss: str, vocab: int, tokens: int, hidden: int, logits_bytes: in
                 f"{logits_bytes} B x {T:,} tokens x {V:,} vocab + {logits_bytes} B x {tc:,} tokens x {V:,} "
                 f"(one chunk's gradient) + 8 B x {T:,} (fp32 max and log-sum-exp)")
     if loss == "fused_linear":
-        rows = min(T, _next_pow2(-(-T // -(-V // h))))
+        rows = fused_rows(T, V, h)
         w = 4 * V * h if head_trainable else 0
         return (stream_bytes * h * T + logits_bytes * rows * V + w,
                 f"{stream_bytes} B x {T:,} tokens x {h:,} (input gradient) + {logits_bytes} B x {rows:,} rows x {V:,} vocab"

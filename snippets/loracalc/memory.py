@@ -19,7 +19,7 @@ from .bnb_kernels import INT8_SCALE_BYTES, bnb_kept_inputs, bnb_terms
 from .choices import ATTENTIONS, METHODS, PRECISIONS, QUANTIZED
 from .errors import as_bool
 from .dora import dora_terms, dora_transient, magnitude_term
-from .families import ACTIVATIONS_CHECKED
+from .families import ACTIVATIONS_CHECKED, is_4bit
 from .losses import LOSSES, loss_bytes
 from .models import quantizable_params, total_params
 from .optimizers import OPTIMIZERS, PAGED_MIN_NUMEL, STATE_BYTES, _state_bytes, state_terms
@@ -130,11 +130,14 @@ def _trainable_sizes(run: RunSettings) -> tuple[list[int], list[int]]:
 def persistent_sizes(run: RunSettings) -> list[int]:
     """Bytes of each tensor that lives through the whole run (weights as stored, trainable values, their fp32
     masters and optimizer state), for the allocator's rounding (``allocator.rounding_bytes``)."""
-    per_value = {"qlora": 0.5, "lora_8bit": 1.0}.get(run.method)
+    from .quantized import FORMATS
+    fmt = FORMATS.get(run.base_format) or FORMATS.get({"qlora": "nf4", "lora_8bit": "int8"}.get(run.method, ""))
+    every = run.stack.quantizes_every_linear or run.base_format != "bf16"
     out = []
     for r in run.arch.records:
-        quantized = per_value is not None and r.kind == "linear" and r.bnb
-        out += [int(r.weight * (per_value if quantized else 2))] * r.copies if r.weight else []
+        quantized = fmt is not None and (is_4bit(r, run.arch.family, every)
+                                         or (r.role == "head" and run.head_quantized))
+        out += [fmt.per_linear(r.d_out, r.d_in) if quantized else 2 * r.weight] * r.copies if r.weight else []
         out += [2 * r.bias] * r.copies if r.bias else []
     sizes, state_sizes = _trainable_sizes(run)
     if run.method != "full":
@@ -317,11 +320,13 @@ def estimate_memory(model: Any, method: Any = "qlora", rank: Any = 16, targets: 
     if arch.model_type == "gemma2" and run.attention == "sdpa":
         notes.append("transformers runs Gemma-2 with eager attention unless FlashAttention-2 is installed; "
                      "choose eager to see that case")
+    expandable = as_bool(expandable_segments, "expandable_segments")
     if run.cuda_overhead:
-        terms.append(reserve_term(run, as_bool(expandable_segments, "expandable_segments")))
+        terms.append(reserve_term(run, expandable))
     if arch.approximate:
         notes.append("model shape approximated from a parameter count")
-    return MemoryEstimate(model=arch.name, settings=run.as_dict(), terms=tuple(terms), approximate=arch.approximate,
+    settings = {**run.as_dict(), **({"expandable_segments": True} if expandable else {})}
+    return MemoryEstimate(model=arch.name, settings=settings, terms=tuple(terms), approximate=arch.approximate,
                           notes=tuple(notes), host=tuple(host), off_peak=tuple(off_peak))
 
 

@@ -82,6 +82,10 @@ RULES = {
     "bnb_inputs": "act", "dequant_head": "act", "dequant_layer": "act",
     # LitGPT's loop holds the last step's logits and kept inputs into the next forward: per micro-batch too
     "last_step": "act", "logits_so_far": "act", "head_lora_grads": "act", "dora_weights": "act",
+    # LoRA on a GPTQ/AWQ/HQQ/torchao base: GPTQ's and AWQ's packed weights are buffers (qweight, qzeros, scales),
+    # which FSDP does not shard, so every GPU keeps them whole (an upper bound for HQQ and torchao, whose weights
+    # are parameters); the 16-bit copies autograd saves are per micro-batch work, whole on every GPU
+    "weights_quantized": "act", "dequant_saved": "act",
     "cuda_context": "context",
 }
 # --8<-- [end:rules]
@@ -225,7 +229,8 @@ def fsdp1_retained_bytes(estimate: MemoryEstimate, arch: Any, strategy: str, fsd
         return 0
     if s.get("method") == "full":
         return 0
-    run = settings_of(arch, **s)
+    # a preference objective's batch counts pairs or completions: the forward sees rows_per_forward sequences
+    run = settings_of(arch, **{**s, "batch_size": s.get("rows_per_forward", s["batch_size"])})
     return max(arch.num_hidden_layers - 2, 0) * run.s * arch.hidden_size * run.tokens
 # --8<-- [end:fsdp1_retained]
 

@@ -112,7 +112,8 @@ def step_flops(model: Any, method: str = "qlora", rank: int = 16, targets: Any =
     attn = int(4 * b * s * s * arch.num_attention_heads * arch.head_dim * L * causal)
     lora = first_lora_in = 0
     if not full:
-        pc = count_params(arch, rank, targets)
+        # the tower's adapters are skipped below: count the language model's alone (the tower may refuse a name)
+        pc = count_params(arch, rank, targets, adapt="language" if arch.vision else None)
         for m in pc.per_module:
             if m.name.startswith(TOWER_LABELS):
                 continue
@@ -214,7 +215,7 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
                   recipe: Any = "peft", tokens: Any = None, samples: Any = None, avg_tokens: Any = None, epochs: Any = 1,
                   price_per_gpu_hour: Any = "default", objective: Any = "sft", reference: Any = None,
                   num_generations: Any = 8, completion_len: Any = 512, generation: Any = "generate",
-                  base_format: Any = "bf16", **_ignored: Any) -> TimeEstimate:
+                  base_format: Any = "bf16", adapt: Any = None, **_ignored: Any) -> TimeEstimate:
     """Seconds per step, tokens per second, time, GPU-hours and cost of a run (``tokens``, or ``samples`` x
     ``avg_tokens`` x ``epochs``; one step's tokens when neither is given).
 
@@ -251,7 +252,7 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
         notes.append("the vision tower's and projector's FLOPs are not counted: text tokens through the language "
                      "model only")
     full = method == "full"
-    pc = None if full else count_params(arch, r, targets)
+    pc = None if full else count_params(arch, r, targets, adapt=adapt)
     every = QUANTIZES_EVERY_LINEAR[recipe]
     quant_w = sum(rec.weight * rec.copies for rec in arch.records if method in QUANT_STORED_BYTES
                   and is_4bit(rec, arch.family, every))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from loracalc.choices import CHOICES
+
 from loracalc import LoraCalcError, estimate_memory, get_model
 from loracalc.sharding import (RULES, STRATEGIES, estimate_sharded, gpus_needed, layer_sizes, shard_estimate,
                                smallest_gpu_count)
@@ -25,8 +27,11 @@ def test_every_term_key_of_the_memory_model_has_a_rule():
     for method in ("lora", "qlora", "full", "lora_8bit"):
         for options in ({}, {"dora": True}, {"gradient_checkpointing": False}, {"activation_offload": True},
                         {"optimizer_in_backward": True}, {"lora_dropout": 0.1, "old_bitsandbytes": True},
-                        {"recipe": "litgpt", "gradient_checkpointing": False}):
+                        {"recipe": "litgpt", "gradient_checkpointing": False},
+                        *({"base_format": f} for f in CHOICES["base_format"] if f not in ("bf16", "torchao-int4"))):
             if method == "full" and options.get("dora"):
+                continue
+            if "base_format" in options and method != "lora":
                 continue
             est = estimate_memory("llama-3.1-8b", method=method, **options)
             for t in est.terms + est.off_peak + est.host:

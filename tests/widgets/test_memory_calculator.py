@@ -375,6 +375,23 @@ def test_a_vision_language_config_is_what_the_terminal_prints(tmp_path, fields, 
     assert_clean(out)
 
 
+def test_gemma4_language_adapters_with_named_targets():
+    """Gemma 4's vision tower wraps its linears (peft refuses q_proj there): with the adapters on the language
+    model the calculator counts them as peft does, never refusing a choice the reader already made."""
+    from pathlib import Path
+    data = json.loads((Path(__file__).parents[2] / "snippets" / "lora_course" / "data"
+                       / "vlm_configs.json").read_text())
+    config = next(m["config"] for m in data["models"] if m["repo"].lower().endswith("gemma-4-e2b-it"))
+    import lora_course.widgets as registry
+    import loracalc
+    result = registry.call("memory_calculator", {**DEFAULT, "model": "config", "config": json.dumps(config),
+                                                 "adapt": "language", "targets": "q,v", "method": "lora"})
+    assert result["ok"], result
+    arch = loracalc.model_from_config(config)
+    lora = loracalc.count_params(arch, rank=16, targets="q,v", adapt="language").lora_params
+    assert f"{lora:,} trained" in result["outputs"]["model_params"]
+
+
 def test_images_on_a_text_model_get_one_line():
     import lora_course.widgets as registry
     result = registry.call("memory_calculator", {**DEFAULT, "images_per_sample": "1"})

@@ -131,7 +131,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
     # the largest batch and sequence are searched for supervised fine-tuning only
     mb = None if tuned else _largest("batch", arch, g.name, _key(s, "batch_size"))
     ms = None if tuned else _largest("seq", arch, g.name, _key(s, "seq_len"))
-    counts = loracalc.count_params(arch, rank=s["rank"], targets=s["targets"])
+    counts = loracalc.count_params(arch, rank=s["rank"], targets=s["targets"], adapt=st.get("adapt"))
     trainable = counts.total_params if s["method"] == "full" else counts.lora_params
     alloc = int(est.allocated_peak_bytes)
     out = {
@@ -158,7 +158,7 @@ def memory_calculator(model: str = "llama-3.1-8b", config: str = "", method: str
         "vision_note": vision_note(arch, est),
         "json": json.dumps(est.to_dict(), indent=2),
         # what `loracalc params --config config.json --rank R --targets T` prints, for any family
-        "params_text": params_text(arch, s["rank"], s["targets"]),
+        "params_text": params_text(arch, s["rank"], s["targets"], st.get("adapt")),
         "measured": measured_html(arch, s, total),
     }
     out.update(multi_gpu(est, arch, g, s, gpus, strategy, offload))
@@ -209,7 +209,9 @@ def _other_method(arch, method: str, s: dict, pref: dict | None):
 def host_ram(arch, s: dict) -> str:
     """Host (CPU) RAM of the job's other stages, one process (loracalc.host_memory; `loracalc host`)."""
     from loracalc.host_memory import host_memory
-    common = dict(method=s["method"], rank=s["rank"], targets=s["targets"])
+    # the run's own settings (optimizer, precision, where a VLM's adapters go) size the saved state too
+    common = dict(method=s["method"], rank=s["rank"], targets=s["targets"],
+                  **{k: s[k] for k in ("optimizer", "precision", "adapt") if s.get(k) is not None})
     load = host_memory(arch, "load", **common)
     save = host_memory(arch, "save", **common)
     merge = host_memory(arch, "merge", **common)
