@@ -150,7 +150,7 @@ def _sizes(arch, method: str, rank: Any, targets: Any, adapt: Any = None) -> dic
 
 
 def _load_terms(sz: dict, method: str, checkpoint: str, load_to: str, dtype_b: int) -> tuple[list, list[str]]:
-    P, ck = sz["params"], CHECKPOINT_BYTES * sz["params"]
+    P, ck = sz["params"], sz.get("checkpoint_bytes", CHECKPOINT_BYTES * sz["params"])
     terms, notes = [], []
     if checkpoint == "full-copy":
         terms.append(HostTerm("state_dict", "Checkpoint read whole by torch.load", ck,
@@ -163,7 +163,8 @@ def _load_terms(sz: dict, method: str, checkpoint: str, load_to: str, dtype_b: i
         return terms, notes
     how = "safetensors shards" if checkpoint == "safetensors" else "zip .bin (torch.load mmap=True)"
     terms.append(HostTerm("mapped_checkpoint", f"Checkpoint pages mapped from the {how}", ck,
-                          f"{CHECKPOINT_BYTES} B x {P:,} params, resident as they are read", "mapped"))
+                          (f"{CHECKPOINT_BYTES} B x {P:,} params" if "checkpoint_bytes" not in sz else
+                           f"{ck:,} B (quantized.stored_bytes)") + ", resident as they are read", "mapped"))
     if load_to == "cpu" and sz["quant"]:
         terms.append(HostTerm("quantized_weights", f"Linear weights quantized in CPU memory ({sz['quant']}; the "
                               "rest stay mapped)", sz["quantized_bytes"],
@@ -283,6 +284,16 @@ def host_memory(model: Any, stage: Any = "load", method: Any = "qlora", rank: An
     if method in QUANTIZED and dtype_b != CHECKPOINT_BYTES:
         raise LoraCalcError("load_dtype", "a quantized base is loaded in bf16: leave load_dtype at bf16")
     sz = _sizes(arch, method, rank, targets, settings.get("adapt"))
+    base_format = settings.get("base_format") or "bf16"
+    if base_format != "bf16":
+        from .quantized import stored_bytes
+        from .run_settings import _base_format
+        _base_format(base_format, method, bool(settings.get("dora")))      # the memory estimate's checks
+        if stage == "merge":
+            raise LoraCalcError("base_format", f"merging into a {base_format} base is not estimated: peft merges "
+                                               "into 16-bit weights, so load the base unquantized to merge")
+        # the checkpoint holds the quantized base as its library stored it (qweight, scales, zeros...)
+        sz["checkpoint_bytes"] = stored_bytes(arch, base_format)
     notes: list[str] = []
     processes = n
     s = {"method": method, "rank": sz["rank"], "checkpoint": checkpoint, "load_to": load_to, "gpus": n}

@@ -259,7 +259,7 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
     stored_w = QUANT_STORED_BYTES.get(method, 0.0)      # bytes per quantized weight at rest
     per = stored_w + 2 * COMPUTE_BYTES * DEQUANT_COPIES[recipe] if quant_w else 0.0
     passes = 3 if gradient_checkpointing else 2
-    base = _base_dequant(arch, method, base_format)
+    base = _base_dequant(arch, method, base_format, dora)
     if base:
         # LoRA on a GPTQ, AWQ, HQQ or torchao base: its own dequantization (loracalc.quantized.LORA_BACKWARD)
         quant_w, stored_w, copies, saves = base
@@ -325,20 +325,18 @@ def estimate_time(model: Any, gpu: Any, method: Any = "qlora", rank: Any = 16, t
     return TimeEstimate(arch.name, card.name, n, strategy, stack, fl, sec, per_step, total, price, tuple(notes))
 
 
-def _base_dequant(arch, method: str, base_format: Any) -> tuple[int, float, int, bool] | None:
+def _base_dequant(arch, method: str, base_format: Any, dora: bool = False) -> tuple[int, float, int, bool] | None:
     """(quantized weights, stored bytes per weight, 16-bit weight-sized tensors written per dequantization, whether
     autograd saves the copy for backward) for LoRA on a base another library quantized; None for a bf16 base."""
-    from .quantized import BASE_FORMATS, LORA_BACKWARD, split_stored_bytes
-    fmt = as_choice("bf16" if base_format is None else base_format, "base_format", BASE_FORMATS, "base format")
+    from .quantized import LORA_BACKWARD, quantized_linears
+    from .run_settings import _base_format
+    fmt = _base_format(base_format, method, dora)      # the memory estimate's checks and messages
     if fmt == "bf16":
         return None
-    if method != "lora":
-        raise LoraCalcError("base_format", f"a {fmt} base is for method lora (LoRA on an already-quantized base)")
+    q_bytes, n = quantized_linears(arch, fmt)
+    if not n:
+        return None                                     # nothing this format quantizes in the model
     b = LORA_BACKWARD[fmt]
-    if b.refused:
-        raise LoraCalcError("base_format", b.refused)
-    q_bytes, rest = split_stored_bytes(arch, fmt)
-    n = sum(r.weight * r.copies for r in arch.records if is_4bit(r, arch.family, True))
     return n, q_bytes / n, b.transient_copies + (1 if b.saves_weight else 0), b.saves_weight
 
 

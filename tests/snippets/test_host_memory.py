@@ -20,6 +20,7 @@ import sys
 import pytest
 
 import loracalc
+from loracalc.errors import LoraCalcError
 from loracalc import LoraCalcError
 from loracalc.host_memory import DEFAULT_SHARD_BYTES, host_memory, shard_bytes
 from loracalc.models import model_from_config
@@ -156,3 +157,14 @@ def test_remeasure_load_and_merge(tmp_path):
     for case in ("load_full_copy", "merge_save"):
         predicted = host_memory(ARCH, **check.CASES[case]).peak_bytes
         assert abs(rows[case]["peak_fixed_threshold_bytes"] - predicted) <= overhead + 0.05 * predicted, case
+
+
+def test_a_quantized_base_maps_its_own_file_and_refuses_a_merge():
+    """LoRA on a GPTQ base loads the GPTQ checkpoint (its packed weights, scales and zeros), not a 16-bit one."""
+    from loracalc.host_memory import host_memory
+    from loracalc.quantized import stored_bytes
+    est = host_memory("llama-3.1-8b", "load", method="lora", base_format="gptq-4bit")
+    mapped = next(t for t in est.terms if t.key == "mapped_checkpoint")
+    assert mapped.bytes == stored_bytes("llama-3.1-8b", "gptq-4bit") < 2 * loracalc.total_params(loracalc.get_model("llama-3.1-8b"))
+    with pytest.raises(LoraCalcError, match="base_format"):
+        host_memory("llama-3.1-8b", "merge", method="lora", base_format="gptq-4bit")
