@@ -390,3 +390,11 @@ def allocator_fragmentation() -> str:
 def allocator_workspace() -> str:
     from loracalc.allocator import WORKSPACE_BYTES
     return f"{WORKSPACE_BYTES / 1e9:.2f} GB"
+
+
+@figure("card_pairs_fused_lora_range")
+def card_pairs_fused_lora_range() -> str:
+    """How far under the measured allocated peak the engine is on QLoRA runs with fms-acceleration's fused LoRA
+    kernels (expressed as peft's own layers)."""
+    e = [-c.allocated_error for c in card_pairs() if "foak" in c.pair["framework"] and c.pair["settings"]["method"] == "qlora"]
+    return f"{min(e):.0f}% to {max(e):.0f}%"

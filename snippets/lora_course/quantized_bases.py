@@ -104,3 +104,11 @@ def big_no_head_int4_gib() -> str:
 def big_half_byte_gb() -> str:
     from loracalc.models import get_model, total_params
     return f"{total_params(get_model(BIG)) / 2 / 1e9:,.1f} GB"
+
+
+@figure("hqq_rebuild_copies")
+def hqq_rebuild_copies() -> str:
+    from loracalc.quantized import LORA_BACKWARD
+    words = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
+    n = LORA_BACKWARD["hqq-4bit"].transient_copies
+    return words.get(n, str(n))
