@@ -106,7 +106,7 @@ def test_memory_calculator_file_picker_and_the_link(wpage, site_url, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(CONFIGS["qwen3_moe"], indent=2))
     before = stamp(wpage, name)
-    widget(wpage, name).locator('input[type="file"]').set_input_files(str(path))
+    widget(wpage, name).locator('input[type="file"][data-file-into="config"]').set_input_files(str(path))
     wait_updated(wpage, name, before)
     first = json.loads(shown(wpage, name, "json"))
     assert first == json.loads(cli(tmp_path, "memory", CONFIGS["qwen3_moe"], *MEMORY_FLAGS))
